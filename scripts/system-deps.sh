@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install the Debian packages a task needs, only those missing.
+#   venv  python3-venv (Debian splits ensurepip out of python3)
+#   test  the real peers the integration tests start on 127.0.0.1:
+#         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog
+set -eu
+
+case "${1:-test}" in
+  venv) pkgs="python3-venv" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev" ;;
+  *) echo "usage: $0 venv|test" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "system-deps: need root or sudo to install:$missing" >&2; exit 1
+fi
+echo "system-deps: installing$missing"
+$sudo apt-get update -qq
+# The packaged services must not start on install: tests start their own on 127.0.0.1.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

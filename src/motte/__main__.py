@@ -1,0 +1,5 @@
+import sys
+
+from motte.cli import main
+
+sys.exit(main())

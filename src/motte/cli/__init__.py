@@ -1,0 +1,165 @@
+"""The ``motte`` command line: one Typer app, a sub-app or command per area.
+
+Commands are registered lazily (as pip does): ``motte attest ...`` imports only the attest
+commands, so ``--help`` and every command stay quick. ``motte run`` does not import Typer at
+all: its parser lives in :mod:`motte.cli._run_fast` because Typer's import alone would more
+than double the start-up of a small workload (see docs/performance.md).
+
+Every command is thin: it parses, calls the library, renders, and returns an exit status.
+:func:`main` is the one place that maps exceptions to exit statuses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from motte.errors import ExitStatus, MotteError
+
+if TYPE_CHECKING:
+    import typer
+
+#: name -> (module, attribute, summary). The attribute is a ``typer.Typer`` (a group of
+#: subcommands) or a function (a single command, documented by its docstring).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("motte.cli.run", "run", "Run a WebAssembly workload in a Keep."),
+    "cache": ("motte.cli.run", "cache_app", "Manage the compiled-artifact cache."),
+    "platform": ("motte.cli.platform", "app", "What Keep backends this machine supports."),
+    "attest": ("motte.cli.attest", "app", "Parse and verify TEE attestation evidence."),
+    "steward": ("motte.cli.steward", "app", "The attestation service and CA."),
+    "connect": ("motte.cli.connect", "connect", "Connect to a Keep and verify what it is."),
+    "package": ("motte.cli.oci", "package", "Build an OCI artifact from a workload directory."),
+    "push": ("motte.cli.oci", "push", "Push an artifact to an OCI registry."),
+    "pull": ("motte.cli.oci", "pull", "Pull an artifact from an OCI registry."),
+    "key": ("motte.cli.sign", "key_app", "Create and inspect signing keys."),
+    "sign": ("motte.cli.sign", "sign", "Sign an artifact and log the signature."),
+    "attest-build": ("motte.cli.sign", "attest_build", "Record SLSA build provenance."),
+    "verify": ("motte.cli.sign", "verify", "Verify an artifact's signatures and log inclusion."),
+    "log": ("motte.cli.log", "app", "The transparency log: serve, append, prove."),
+    "trust": ("motte.cli.trust", "trust", "Do I trust this package? The five-area judgement."),
+    "rebuild": ("motte.cli.trust", "rebuild", "Rebuild a package from its recorded source."),
+    "power": ("motte.cli.power", "app", "Ride out power cuts and shut down in order."),
+}
+
+
+def _register(app: typer.Typer, name: str) -> bool:
+    import typer
+
+    module_name, attr, summary = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        return False  # an area not built into this installation
+    obj = getattr(module, attr)
+    if isinstance(obj, typer.Typer):
+        app.add_typer(obj, name=name, help=summary)
+    else:
+        app.command(name)(obj)
+    return True
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every command, or with ``only`` that one (the lazy path)."""
+    import typer
+
+    from motte import __version__
+
+    app = typer.Typer(
+        name="motte",
+        help="Run WebAssembly workloads in attested Keeps.",
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+    )
+
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"motte {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version."
+        ),
+    ) -> None:
+        """Run WebAssembly workloads in attested Keeps.
+
+        Integrity: know what you run (signed packages, a transparency log, attested Keeps).
+        Confidentiality: secrets reach only a Keep whose evidence verified.
+        Availability: ride out power cuts and shut down in order.
+        """
+
+    for name in [only] if only else COMMANDS:
+        _register(app, name)
+    return app
+
+
+def report_error(err: MotteError) -> None:
+    """The one format for a user-facing failure: one line, then a hint when there is one."""
+    print(f"motte: error: {err.message}", file=sys.stderr)
+    if err.hint:
+        print(f"  hint: {err.hint}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if args and args[0] == "run" and not {"-h", "--help"} & set(_own_args(args[1:])):
+            from motte.cli._run_fast import main as run_main
+
+            return run_main(args[1:])
+        return _main_typer(args)
+    except MotteError as e:
+        report_error(e)
+        return int(e.exit_status)
+    except KeyboardInterrupt:
+        print("motte: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (``motte ... | head``): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(ExitStatus.OK)
+    except Exception as e:  # a bug: say so in one line unless asked for the traceback
+        if os.environ.get("MOTTE_DEBUG"):
+            raise
+        print(
+            f"motte: internal error: {type(e).__name__}: {e}\n"
+            "  hint: this is a bug in motte; run again with MOTTE_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
+        return int(ExitStatus.INTERNAL)
+
+
+def _own_args(args: list[str]) -> list[str]:
+    """The arguments before ``--`` (after it they belong to the guest)."""
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _main_typer(args: list[str]) -> int:
+    import typer
+
+    only = args[0] if args and args[0] in COMMANDS else None
+    app = build_app(only)
+    try:
+        rv = app(args=args, prog_name="motte", standalone_mode=False)
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        print("motte: aborted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except typer.TyperException as e:  # Typer's (vendored click's) usage errors
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"motte: error: {e}", file=sys.stderr)
+        code = getattr(e, "exit_code", ExitStatus.USAGE)
+        return int(code)
+    return int(rv) if isinstance(rv, int) else int(ExitStatus.OK)
