@@ -1,0 +1,107 @@
+"""The transparency log: an append-only RFC 6962 Merkle tree with C2SP checkpoints and tiles.
+
+Writing::
+
+    log = open_log()                      # the embedded log under motte_home()/tlog (SQLite)
+    log = open_log("http://host:port")    # a `motte log serve`
+    e = log.append(record)                # durable when it returns: e.index, e.leaf_hash
+    bundle = log.inclusion_bundle(e.index)  # C2SP tlog-proof: index, proof, (co)signed checkpoint
+
+Verifying (the recipe)::
+
+    cp = verify_logged(record, bundle)    # trusted keys from motte_home()/tlog/trusted;
+                                          # raises unless included AND consistent with the
+                                          # last checkpoint seen from that log (ForkError)
+
+The pieces: :func:`verify_inclusion_bundle` (signatures, witness quorum, audit path) and
+:func:`check_and_remember` (fork detection). Everything that parses or verifies is a pure
+function on bytes (``_merkle``, ``_note``, ``_checkpoint``, ``_tiles``, ``_bundle``,
+``_witness``); storage and HTTP wrap them.
+"""
+
+from motte.tlog._bundle import InclusionBundle, verify_inclusion_bundle
+from motte.tlog._checkpoint import (
+    Checkpoint,
+    CheckpointBody,
+    Cosignature,
+    TrustedLogs,
+    parse_checkpoint_unverified,
+    verify_checkpoint,
+)
+from motte.tlog._errors import (
+    ForkError,
+    LogNotFoundError,
+    LogRemoteError,
+    ProofError,
+    SignatureError,
+    TamperError,
+    TlogError,
+    TlogFormatError,
+    TlogUsageError,
+    WitnessRefusedError,
+)
+from motte.tlog._log import LocalLog, Log, LoggedEntry, default_log_dir, open_log
+from motte.tlog._merkle import (
+    EMPTY_ROOT,
+    leaf_hash,
+    node_hash,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+from motte.tlog._note import Signer, Verifier, open_note, parse_note, sign_note
+from motte.tlog._remote import RemoteLog
+from motte.tlog._tiles import MAX_ENTRY_SIZE, Tile, parse_tile_path
+from motte.tlog._trust import (
+    add_trusted,
+    check_and_remember,
+    last_seen,
+    load_trusted,
+    verify_logged,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "MAX_ENTRY_SIZE",
+    "Checkpoint",
+    "CheckpointBody",
+    "Cosignature",
+    "ForkError",
+    "InclusionBundle",
+    "LocalLog",
+    "Log",
+    "LogNotFoundError",
+    "LogRemoteError",
+    "LoggedEntry",
+    "ProofError",
+    "RemoteLog",
+    "SignatureError",
+    "Signer",
+    "TamperError",
+    "Tile",
+    "TlogError",
+    "TlogFormatError",
+    "TlogUsageError",
+    "TrustedLogs",
+    "Verifier",
+    "WitnessRefusedError",
+    "add_trusted",
+    "check_and_remember",
+    "default_log_dir",
+    "last_seen",
+    "leaf_hash",
+    "load_trusted",
+    "node_hash",
+    "open_log",
+    "open_note",
+    "parse_checkpoint_unverified",
+    "parse_note",
+    "parse_tile_path",
+    "root_of",
+    "sign_note",
+    "verify_checkpoint",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_inclusion_bundle",
+    "verify_logged",
+]

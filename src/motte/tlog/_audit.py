@@ -1,0 +1,145 @@
+"""Audit a log store from its entries up: every hash, every checkpoint, every cosignature.
+
+The tree is rebuilt from the entry bytes alone. Each leaf and node hash recomputed must
+equal the one stored (a changed entry shows up as its own leaf hash), each checkpoint's root
+must equal the rebuilt root at its size and carry a valid log signature, and each stored
+cosignature must verify under its witness key. The first disagreement raises a
+:class:`TamperError` naming the entry, node or checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from motte.tlog._checkpoint import parse_checkpoint_unverified
+from motte.tlog._errors import SignatureError, TamperError, TlogFormatError
+from motte.tlog._log import LocalLog
+from motte.tlog._merkle import Frontier, leaf_hash
+from motte.tlog._note import Verifier, open_note
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    size: int
+    root_hash: bytes
+    nodes: int
+    checkpoints: int
+    cosignatures: int
+
+
+def _short(h: bytes) -> str:
+    return base64.b64encode(h).decode()
+
+
+def audit_log(
+    log: LocalLog, *, progress: Callable[[int, int], None] | None = None, batch: int = 8192
+) -> AuditReport:
+    store = log.store
+    size = store.size()
+    where = str(log.directory)
+    checkpoints = {}
+    for cp_size, note in store.checkpoints():
+        try:
+            body, parsed = parse_checkpoint_unverified(note)
+            open_note(parsed, [log.signer.verifier], what=f"checkpoint {cp_size}")
+        except (SignatureError, TlogFormatError) as e:
+            raise TamperError(f"{where}: checkpoint of size {cp_size}: {e.message}") from None
+        if body.size != cp_size or body.origin != log.origin:
+            raise TamperError(f"{where}: checkpoint row {cp_size} holds another tree head")
+        if cp_size > size:
+            raise TamperError(
+                f"{where}: checkpoint of size {cp_size} was signed but the log holds only "
+                f"{size} entries: entries were lost"
+            )
+        checkpoints[cp_size] = body.root_hash
+
+    frontier = Frontier()
+    nodes_checked = 0
+
+    def check_checkpoint() -> None:
+        want = checkpoints.get(frontier.size)
+        if want is not None and want != frontier.root():
+            raise TamperError(
+                f"{where}: checkpoint of size {frontier.size} has root {_short(want)} but the "
+                f"entries give {_short(frontier.root())}: an entry before {frontier.size} was "
+                "changed or the checkpoint was"
+            )
+
+    check_checkpoint()
+    pending: list[tuple[int, bytes]] = []
+    for index, data in store.iter_entries(batch):
+        pending.append((index, data))
+        if len(pending) >= batch:
+            nodes_checked += _check_batch(store, frontier, pending, where, check_checkpoint)
+            pending = []
+            if progress:
+                progress(index + 1, size)
+    nodes_checked += _check_batch(store, frontier, pending, where, check_checkpoint)
+    if progress:
+        progress(size, size)
+    if frontier.size != size:
+        raise TamperError(f"{where}: entry indexes are not contiguous (stopped at {frontier.size})")
+    stored_nodes = store._conn().execute("SELECT count(*) FROM nodes").fetchone()[0]
+    if stored_nodes != nodes_checked:
+        raise TamperError(
+            f"{where}: {stored_nodes} node hashes are stored but {size} entries make "
+            f"{nodes_checked}: rows were added behind the log's back"
+        )
+    cosigs = 0
+    for cp_size, witness, line in store._conn().execute(
+        "SELECT size, witness, line FROM cosignatures ORDER BY size"
+    ):
+        if cp_size not in checkpoints:
+            raise TamperError(f"{where}: cosignature for size {cp_size}, which was never signed")
+        note = (
+            store._conn()
+            .execute("SELECT note FROM checkpoints WHERE size = ?", (cp_size,))
+            .fetchone()[0]
+        )
+        text = parse_checkpoint_unverified(note)[1].text
+        try:
+            open_note(text + b"\n" + line.encode(), [Verifier.from_vkey(witness)])
+        except (SignatureError, TlogFormatError) as e:
+            raise TamperError(
+                f"{where}: cosignature on checkpoint {cp_size}: {e.message}"
+            ) from None
+        cosigs += 1
+    return AuditReport(size, frontier.root(), nodes_checked, len(checkpoints), cosigs)
+
+
+def _check_batch(
+    store: object,
+    frontier: Frontier,
+    entries: list[tuple[int, bytes]],
+    where: str,
+    at_size: Callable[[], None],
+) -> int:
+    from motte.tlog._store import LogStore
+
+    assert isinstance(store, LogStore)
+    computed = []
+    for index, data in entries:
+        if index != frontier.size:
+            raise TamperError(f"{where}: entry {frontier.size} is missing")
+        computed += frontier.append(leaf_hash(data))
+        at_size()
+    stored = store._read(store._conn(), [c for c, _ in computed])
+    for node, h in computed:
+        got = stored.get(node)
+        if got == h:
+            continue
+        level, idx = node
+        if got is None:
+            raise TamperError(f"{where}: the hash of node {node} is missing")
+        if level == 0:
+            raise TamperError(
+                f"{where}: entry {idx} hashes to {_short(h)} but the tree holds {_short(got)}: "
+                "the entry was changed after it was logged"
+            )
+        raise TamperError(
+            f"{where}: node (level {level}, index {idx}) is {_short(got)} but its children "
+            f"give {_short(h)}: a stored hash was changed"
+        )
+    return len(computed)

@@ -1,0 +1,352 @@
+"""The log itself: the embedded (SQLite) log and :func:`open_log`, the one way in.
+
+A log directory holds ``log.key`` (the Ed25519 signing key in Go's note format, mode 0600),
+``log.db`` (the append-only store) and optionally ``witnesses`` (one ``<vkey> <url>`` per
+line: witnesses asked to cosign each new checkpoint). The key name is the log's origin.
+
+Two rules protect the log's word: a checkpoint is signed only after the entries it covers
+are committed, and only if the tree still extends the last checkpoint signed (checked with
+a consistency proof computed from the store, so a damaged store stops the log instead of
+making it sign a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from motte.fsutil import fsync_dir
+from motte.home import motte_home
+from motte.tlog._bundle import InclusionBundle
+from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified
+from motte.tlog._errors import (
+    LogNotFoundError,
+    LogRemoteError,
+    ProofError,
+    SignatureError,
+    TamperError,
+    TlogFormatError,
+    TlogUsageError,
+    WitnessRefusedError,
+)
+from motte.tlog._merkle import (
+    assemble,
+    consistency_plan,
+    inclusion_plan,
+    leaf_hash,
+    plan_nodes,
+    verify_consistency,
+)
+from motte.tlog._note import Signer, Verifier, open_note, sign_note
+from motte.tlog._store import LogStore
+
+log = logging.getLogger("motte.tlog")
+
+KEY_FILE = "log.key"
+DB_FILE = "log.db"
+WITNESSES_FILE = "witnesses"
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """Where an appended entry landed: its index and RFC 6962 leaf hash."""
+
+    index: int
+    leaf_hash: bytes
+
+
+class Log(Protocol):
+    """What the embedded log and a remote log (``motte log serve``) both offer."""
+
+    @property
+    def origin(self) -> str: ...
+    @property
+    def verifier_key(self) -> str: ...
+    def append(self, entry: bytes) -> LoggedEntry: ...
+    def checkpoint(self) -> bytes: ...
+    def inclusion_bundle(self, index: int) -> InclusionBundle: ...
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]: ...
+    def close(self) -> None: ...
+
+
+def default_log_dir() -> Path:
+    return motte_home() / "tlog"
+
+
+def default_origin() -> str:
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
+    return f"{host}/motte-log/{secrets.token_hex(4)}"
+
+
+def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
+    """Write ``path`` atomically unless it exists (then leave it): True if we created it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        try:
+            os.link(tmp, path)  # fails if another process created the file first
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        os.unlink(tmp)
+
+
+def load_or_create_key(directory: Path, *, origin: str | None, create: bool) -> Signer:
+    path = directory / KEY_FILE
+    if not path.exists():
+        if not create:
+            raise LogNotFoundError(
+                f"no log at {directory} (no {KEY_FILE})", hint="create one with `motte log init`"
+            )
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        signer = Signer.generate(origin or default_origin())
+        _create_exclusive(path, (signer.skey + "\n").encode(), 0o600)
+    if path.stat().st_mode & 0o077:
+        raise TlogUsageError(
+            f"{path}: the log's private key is readable by others",
+            hint=f"chmod 600 {path}",
+        )
+    signer = Signer.from_skey(path.read_text())
+    if origin is not None and signer.name != origin:
+        raise TlogUsageError(
+            f"{directory} already holds the log {signer.name}, not {origin}",
+            hint="use another --dir for a new log",
+        )
+    return signer
+
+
+def read_witness_config(path: Path) -> list[tuple[Verifier, str]]:
+    """``<vkey> <url>`` per line; ``#`` comments."""
+    if not path.exists():
+        return []
+    out = []
+    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise TlogFormatError(f"{path}:{n}: expected '<witness vkey> <url>'")
+        try:
+            v = Verifier.from_vkey(fields[0])
+        except TlogFormatError as e:
+            raise TlogFormatError(f"{path}:{n}: {e.message}") from None
+        if not v.is_cosigner:
+            raise TlogFormatError(f"{path}:{n}: {v.name} is not a witness (0x04) key")
+        out.append((v, fields[1].rstrip("/")))
+    return out
+
+
+class LocalLog:
+    """The embedded log: a directory with a key and an SQLite store."""
+
+    def __init__(
+        self, directory: Path | str, *, origin: str | None = None, create: bool = True
+    ) -> None:
+        self.directory = Path(directory)
+        self.signer = load_or_create_key(self.directory, origin=origin, create=create)
+        self.store = LogStore(self.directory / DB_FILE)
+        stored = self.store.set_meta_once("origin", self.signer.name)
+        if stored != self.signer.name:
+            raise TamperError(
+                f"{self.directory}: {KEY_FILE} is for {self.signer.name} but {DB_FILE} holds "
+                f"the log {stored}"
+            )
+        self.witnesses = read_witness_config(self.directory / WITNESSES_FILE)
+        #: Witness submissions: replaced in tests and by the server (see _remote.post_witness).
+        self.post_witness: Callable[[str, bytes], tuple[int, str]] | None = None
+        #: The clock for cosignature requests (witnesses stamp their own time).
+        self.now: Callable[[], float] = time.time
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return self.signer.name
+
+    @property
+    def verifier_key(self) -> str:
+        return self.signer.verifier.vkey
+
+    @property
+    def size(self) -> int:
+        return self.store.size()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> LocalLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, entry: bytes) -> LoggedEntry:
+        """Append one entry; it is durable (fsynced) when this returns."""
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: Sequence[bytes]) -> list[LoggedEntry]:
+        """Append a batch in one transaction (one fsync for all of them)."""
+        if not entries:
+            return []
+        first, leaves = self.store.append([bytes(e) for e in entries])
+        return [LoggedEntry(first + i, h) for i, h in enumerate(leaves)]
+
+    def sign_checkpoint(self) -> tuple[int, bytes]:
+        """Sign a checkpoint of the whole tree if the newest one is smaller; return (size, note).
+
+        Refuses (TamperError) to sign a tree that does not extend the last checkpoint.
+        """
+        with self.store.write_transaction() as conn:
+            size = self.store._size_in(conn)
+            latest = self.store.latest_checkpoint()
+            if latest is not None and latest[0] == size:
+                return latest
+            if latest is not None and latest[0] > size:
+                raise TamperError(
+                    f"{self.directory}: the tree holds {size} entries but checkpoint "
+                    f"{latest[0]} was signed: entries were lost; refusing to sign"
+                )
+            _, root = self.store.root(size)
+            if latest is not None:
+                self._check_extends(latest, size, root)
+            note = sign_note(CheckpointBody(self.origin, size, root).to_text(), [self.signer])
+            self.store.add_checkpoint(conn, size, note)
+        return size, note
+
+    def _check_extends(self, latest: tuple[int, bytes], size: int, root: bytes) -> None:
+        old_size, old_note = latest
+        body, parsed = parse_checkpoint_unverified(old_note)
+        try:
+            open_note(parsed, [self.signer.verifier], what=f"stored checkpoint {old_size}")
+        except SignatureError as e:
+            raise TamperError(f"{self.directory}: {e.message}; refusing to sign") from None
+        try:
+            proof = self.consistency_proof(old_size, size)
+            verify_consistency(old_size, size, proof, body.root_hash, root)
+        except (ProofError, LogNotFoundError) as e:
+            raise TamperError(
+                f"{self.directory}: the tree of size {size} does not extend the signed "
+                f"checkpoint of size {old_size} ({e.message}); refusing to sign a fork",
+                hint="run `motte log audit` to find what changed",
+            ) from None
+
+    def checkpoint(self) -> bytes:
+        """The signed checkpoint covering every entry so far, with witness cosignatures."""
+        size, note = self.sign_checkpoint()
+        self.cosign(size, note)
+        return note + "".join(self.store.cosignature_lines(size)).encode()
+
+    # -- witnesses -----------------------------------------------------------------------------
+
+    def cosign(self, size: int, note: bytes) -> int:
+        """Ask each configured witness that has not cosigned ``size`` yet; return how many did."""
+        if not self.witnesses:
+            return 0
+        have = self.store.cosigning_witnesses(size)
+        done = 0
+        body = parse_checkpoint_unverified(note)[1].text
+        for witness, url in self.witnesses:
+            if witness.vkey in have:
+                done += 1
+                continue
+            try:
+                line = self._request_cosignature(witness, url, size, note, body)
+            except (LogRemoteError, WitnessRefusedError, SignatureError, TlogFormatError) as e:
+                log.warning("witness %s (%s) did not cosign %d: %s", witness.name, url, size, e)
+                continue
+            self.store.add_cosignature(size, witness.vkey, line)
+            done += 1
+        return done
+
+    def _request_cosignature(
+        self, witness: Verifier, url: str, size: int, note: bytes, body: bytes
+    ) -> str:
+        from motte.tlog._remote import post_witness
+        from motte.tlog._witness import format_add_checkpoint, parse_size_response
+
+        post = self.post_witness or post_witness
+        old = self.store.witness_size(witness.vkey)
+        for _attempt in range(2):
+            if old > size:
+                raise WitnessRefusedError(409, f"witness is at size {old}, past {size}")
+            proof = self.consistency_proof(old, size) if old else []
+            status, text = post(url, format_add_checkpoint(old, proof, note))
+            if status == 409:
+                old = parse_size_response(text)
+                continue
+            if status != 200:
+                raise WitnessRefusedError(status, f"witness {url}: {status} {text.strip()[:200]}")
+            lines = [ln for ln in text.splitlines(keepends=True) if ln.strip()]
+            mine = [ln for ln in lines if ln.startswith(f"— {witness.name} ")]
+            if not mine:
+                raise SignatureError(f"witness {url} returned no cosignature by {witness.name}")
+            open_note(body + b"\n" + "".join(mine).encode(), [witness], what=f"witness {url}")
+            self.store.set_witness_size(witness.vkey, size)
+            return mine[0]
+        raise WitnessRefusedError(409, f"witness {url} keeps reporting another size")
+
+    # -- proofs --------------------------------------------------------------------------------
+
+    def inclusion_bundle(self, index: int) -> InclusionBundle:
+        """A tlog-proof for entry ``index`` against the best checkpoint covering it."""
+        size = self.size
+        if not 0 <= index < size:
+            raise LogNotFoundError(f"log {self.origin} has no entry {index} (size {size})")
+        self.checkpoint()  # signs and cosigns what is new
+        covering = self.store.checkpoint_covering(index)
+        assert covering is not None
+        cp_size, note = covering
+        full = note + "".join(self.store.cosignature_lines(cp_size)).encode()
+        return InclusionBundle(index, tuple(self.inclusion_proof(index, cp_size)), full)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        plan = inclusion_plan(index, size)
+        return assemble(plan, self.store.read_nodes(plan_nodes(plan)))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        self._check_size(new_size)
+        plan = consistency_plan(old_size, new_size)
+        return assemble(plan, self.store.read_nodes(plan_nodes(plan)))
+
+    def _check_size(self, size: int) -> None:
+        if size > self.store.size():
+            raise LogNotFoundError(f"log {self.origin} is smaller than {size} entries")
+
+    def entry(self, index: int) -> bytes:
+        got = self.store.read_entries(index, index + 1)
+        if not got:
+            raise LogNotFoundError(f"log {self.origin} has no entry {index}")
+        return got[0]
+
+    def leaf(self, entry: bytes) -> bytes:
+        return leaf_hash(entry)
+
+
+def open_log(url: str | None = None, *, directory: Path | str | None = None) -> Log:
+    """The embedded log (``url`` None, created on first use) or a ``motte log serve`` at ``url``."""
+    if url is None:
+        return LocalLog(directory or default_log_dir())
+    if url.startswith(("http://", "https://")):
+        from motte.tlog._remote import RemoteLog
+
+        return RemoteLog(url)
+    raise TlogUsageError(f"log URL {url!r}: expected http:// or https://")

@@ -1,0 +1,350 @@
+"""The log's storage: an append-only SQLite database (WAL, synchronous=FULL).
+
+Tables: ``entries`` (index -> bytes), ``nodes`` (every completed perfect subtree, keyed by
+``level << 52 | index`` so a tile is one range scan and a proof O(log n) point reads),
+``checkpoints`` (size -> signed note) and ``cosignatures``. Triggers refuse any UPDATE or
+DELETE on the first three: entries are never rewritten, even by a bug. A batch of entries
+and their hashes is one transaction, committed (fsynced) before anyone is told its index.
+
+Several processes may append to one database (the embedded log used by two ``motte sign``
+at once): each batch takes the write lock (``BEGIN IMMEDIATE``) and re-reads the tree size
+inside it, so the in-memory right edge is only reused when nobody else appended.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from motte.tlog._errors import LogNotFoundError, TamperError, TlogUsageError
+from motte.tlog._merkle import Frontier, Node, leaf_hash
+from motte.tlog._tiles import MAX_ENTRY_SIZE, TILE_HEIGHT, TILE_WIDTH, Tile
+
+SCHEMA_VERSION = 1
+_LEVEL_SHIFT = 52  # room for 2**52 leaves and 2**11 levels in a signed 64-bit key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL,
+    PRIMARY KEY (size, witness));
+CREATE TABLE IF NOT EXISTS witness_sizes (witness TEXT PRIMARY KEY, size INTEGER NOT NULL);
+"""
+_APPEND_ONLY = ("entries", "nodes", "checkpoints", "cosignatures")
+
+
+def node_id(node: Node) -> int:
+    return node[0] << _LEVEL_SHIFT | node[1]
+
+
+class LogStore:
+    """One log database. Thread-safe: writes are serialised, reads use per-thread connections."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise LogNotFoundError(f"no log database at {self.path}", hint="run `motte log init`")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._frontier = Frontier()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # each CREATE ... IF NOT EXISTS is atomic on its own
+        self._install_triggers(conn)
+        self._load_frontier(conn)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for c in self._all:
+                c.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def _install_triggers(self, conn: sqlite3.Connection) -> None:
+        for table in _APPEND_ONLY:
+            for op in ("UPDATE", "DELETE"):
+                conn.execute(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'the log is append-only: {op} on {table}'); END"
+                )
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Record ``value`` under ``key`` unless one is there; return what is stored."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        stored = self.get_meta(key)
+        assert stored is not None
+        return stored
+
+    # -- the tree ------------------------------------------------------------------------------
+
+    def _size_in(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT idx FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        return 0 if row is None else row[0] + 1
+
+    def _load_frontier(self, conn: sqlite3.Connection) -> None:
+        size = self._size_in(conn)
+        coords = Frontier.nodes_for(size)
+        got = self._read(conn, coords)
+        missing = [c for c in coords if c not in got]
+        if missing:
+            raise TamperError(
+                f"{self.path}: the tree of size {size} is missing stored node(s) {missing[:3]}",
+                hint="the database was damaged; restore it from a backup or a mirror",
+            )
+        self._frontier = Frontier(size, [got[c] for c in coords])
+
+    def size(self) -> int:
+        return self._size_in(self._conn())
+
+    def append(self, entries: Sequence[bytes]) -> tuple[int, list[bytes]]:
+        """Append ``entries`` in one durable transaction; return the first index and leaf hashes."""
+        for e in entries:
+            if len(e) > MAX_ENTRY_SIZE:
+                raise TlogUsageError(
+                    f"entry of {len(e)} bytes is larger than {MAX_ENTRY_SIZE} (tlog-tiles bound)",
+                    hint="log a small canonical record (digests, names, signer) instead",
+                )
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._size_in(conn) != self._frontier.size:  # someone else appended
+                    self._load_frontier(conn)
+                frontier = self._frontier.copy()
+                first = frontier.size
+                leaves = [leaf_hash(e) for e in entries]
+                nodes = []
+                for leaf in leaves:
+                    nodes += frontier.append(leaf)
+                conn.executemany(
+                    "INSERT INTO entries (idx, data) VALUES (?, ?)",
+                    ((first + i, e) for i, e in enumerate(entries)),
+                )
+                conn.executemany(
+                    "INSERT INTO nodes (id, hash) VALUES (?, ?)",
+                    ((node_id(c), h) for c, h in nodes),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._frontier = frontier
+        return first, leaves
+
+    def root(self, size: int | None = None) -> tuple[int, bytes]:
+        """The tree size and root: of the whole tree, or of its first ``size`` leaves."""
+        from motte.tlog._merkle import EMPTY_ROOT, fold, root_plan
+
+        if size is None:
+            size = self.size()
+        if size == 0:
+            return 0, EMPTY_ROOT
+        plan = root_plan(size)
+        got = self.read_nodes(plan)
+        return size, fold([got[c] for c in plan])
+
+    def _read(self, conn: sqlite3.Connection, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        ids = {node_id(n): n for n in nodes}
+        out: dict[Node, bytes] = {}
+        keys = list(ids)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for nid, h in conn.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk):
+                out[ids[nid]] = h
+        return out
+
+    def read_nodes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        """The stored hashes of ``nodes``; raises if one is missing (the plan was wrong)."""
+        nodes = list(nodes)
+        got = self._read(self._conn(), nodes)
+        if len(got) != len(set(nodes)):
+            missing = sorted(set(nodes) - set(got))
+            raise LogNotFoundError(f"{self.path}: no stored hash for node(s) {missing[:3]}")
+        return got
+
+    def read_tile(self, tile: Tile) -> bytes | None:
+        """The bytes of a hash tile or entry bundle, or None when the tree is not that big."""
+        conn = self._conn()
+        start = tile.index * TILE_WIDTH
+        if tile.level is None:
+            rows = conn.execute(
+                "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, start + tile.width),
+            ).fetchall()
+            if len(rows) != tile.width:
+                return None
+            from motte.tlog._tiles import encode_entry_bundle
+
+            return encode_entry_bundle(r[0] for r in rows)
+        level = tile.level * TILE_HEIGHT
+        lo = node_id((level, start))
+        rows = conn.execute(
+            "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id",
+            (lo, lo + tile.width),
+        ).fetchall()
+        if len(rows) != tile.width:
+            return None
+        return b"".join(r[0] for r in rows)
+
+    def read_entries(self, lo: int, hi: int) -> list[bytes]:
+        rows = self._conn().execute(
+            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi)
+        )
+        return [r[0] for r in rows]
+
+    def iter_entries(self, batch: int = 4096) -> Iterable[tuple[int, bytes]]:
+        """Every entry in order (for audits), read in batches."""
+        lo = 0
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT idx, data FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (lo, batch)
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            yield from rows
+            lo = rows[-1][0] + 1
+
+    def iter_nodes(self, batch: int = 8192) -> Iterable[tuple[Node, bytes]]:
+        lo = -1
+        while True:
+            rows = (
+                self._conn()
+                .execute("SELECT id, hash FROM nodes WHERE id > ? ORDER BY id LIMIT ?", (lo, batch))
+                .fetchall()
+            )
+            if not rows:
+                return
+            for nid, h in rows:
+                yield (nid >> _LEVEL_SHIFT, nid & ((1 << _LEVEL_SHIFT) - 1)), h
+            lo = rows[-1][0]
+
+    # -- checkpoints and cosignatures ----------------------------------------------------------
+
+    def write_transaction(self):  # type: ignore[no-untyped-def]
+        """A context manager holding the database write lock (BEGIN IMMEDIATE ... COMMIT)."""
+        return _WriteTransaction(self)
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        row = (
+            self._conn()
+            .execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetchone()
+        )
+        return (row[0], row[1]) if row else None
+
+    def checkpoints(self) -> list[tuple[int, bytes]]:
+        return list(self._conn().execute("SELECT size, note FROM checkpoints ORDER BY size"))
+
+    def checkpoint_covering(self, index: int) -> tuple[int, bytes] | None:
+        """The newest checkpoint, if it covers entry ``index``; cosigned ones are preferred."""
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT c.size, c.note FROM checkpoints c JOIN "
+            "(SELECT size, count(*) n FROM cosignatures GROUP BY size) s ON s.size = c.size "
+            "WHERE c.size > ? ORDER BY s.n DESC, c.size DESC LIMIT 1",
+            (index,),
+        ).fetchone()
+        if row is None:
+            row = conn.execute(
+                "SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size DESC LIMIT 1",
+                (index,),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_checkpoint(self, conn: sqlite3.Connection, size: int, note: bytes) -> None:
+        conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
+
+    def cosignature_lines(self, size: int) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,)
+        )
+        return [r[0] for r in rows]
+
+    def cosigning_witnesses(self, size: int) -> set[str]:
+        rows = self._conn().execute("SELECT witness FROM cosignatures WHERE size = ?", (size,))
+        return {r[0] for r in rows}
+
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute(
+                "INSERT OR IGNORE INTO cosignatures (size, witness, line) VALUES (?, ?, ?)",
+                (size, witness, line),
+            )
+
+    def witness_size(self, witness: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT size FROM witness_sizes WHERE witness = ?", (witness,))
+            .fetchone()
+        )
+        return row[0] if row else 0
+
+    def set_witness_size(self, witness: str, size: int) -> None:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute(
+                "INSERT INTO witness_sizes (witness, size) VALUES (?, ?) "
+                "ON CONFLICT (witness) DO UPDATE SET size = excluded.size",
+                (witness, size),
+            )
+
+
+class _WriteTransaction:
+    def __init__(self, store: LogStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._write_lock.acquire()
+        conn = self.store._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.store._write_lock.release()
+            raise
+        return conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        conn = self.store._conn()
+        try:
+            conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._write_lock.release()
