@@ -1,0 +1,353 @@
+"""``motte log``: run, use and check a transparency log (and a witness).
+
+Thin commands: each parses, calls :mod:`motte.tlog`, renders, and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from motte.cli._output import emit_json
+
+if TYPE_CHECKING:
+    from motte.tlog import Log
+
+_EPILOG = """Every signature and provenance statement motte makes is logged; `motte verify` accepts it only with an inclusion proof to a checkpoint it trusts, consistent with the last checkpoint it saw from that log (a fork is refused).
+
+motte log init: create the embedded log (key and database)
+
+motte log append FILE: log a file, print its index
+
+motte log prove INDEX -o e.tlog-proof: write an offline inclusion proof
+
+motte log verify FILE e.tlog-proof: check signatures, witnesses, proof, no fork
+
+motte log serve: serve over HTTP (C2SP tlog-tiles, POST /add)
+
+motte log witness init | serve: run a witness that cosigns checkpoints
+
+See docs/transparency-log.md."""  # noqa: E501
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="The transparency log: an append-only Merkle tree with signed checkpoints.",
+    epilog=_EPILOG,
+)
+witness_app = typer.Typer(
+    no_args_is_help=True,
+    help="A witness: cosigns a log's checkpoint only if it extends the last one it cosigned.",
+)
+app.add_typer(witness_app, name="witness")
+
+Dir = Annotated[
+    Path | None, typer.Option("--dir", help="Log directory (default: MOTTE_HOME/tlog).")
+]
+Url = Annotated[
+    str | None, typer.Option("--log", help="A served log (http://host:port), not the embedded.")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _b64(h: bytes) -> str:
+    import base64
+
+    return base64.b64encode(h).decode()
+
+
+def _open(url: str | None, directory: Path | None, *, create: bool = True) -> Log:
+    from motte.errors import UsageError
+    from motte.tlog import LocalLog, default_log_dir, open_log
+
+    if url and directory:
+        raise UsageError("--log and --dir name two different logs: give one")
+    if url:
+        return open_log(url)
+    return LocalLog(directory or default_log_dir(), create=create)
+
+
+@app.command()
+def init(
+    directory: Dir = None,
+    origin: Annotated[
+        str | None,
+        typer.Option(help="The log's name (origin line and key name), e.g. example.com/log."),
+    ] = None,
+    json: Json = False,
+) -> int:
+    """Create a log: an Ed25519 key (mode 0600) and an empty database. Prints its key."""
+    from motte.tlog import LocalLog, default_log_dir
+
+    with LocalLog(directory or default_log_dir(), origin=origin) as log:
+        if json:
+            emit_json({"origin": log.origin, "vkey": log.verifier_key, "dir": str(log.directory)})
+        else:
+            typer.echo(log.verifier_key)
+            typer.echo(f"log {log.origin} in {log.directory}", err=True)
+    return 0
+
+
+@app.command()
+def append(
+    files: Annotated[list[Path], typer.Argument(help="Files to log, one each ('-': stdin).")],
+    url: Url = None,
+    directory: Dir = None,
+    json: Json = False,
+) -> int:
+    """Append entries (at most 65535 bytes each); each is durable when printed."""
+    from motte.tlog import MAX_ENTRY_SIZE, TlogUsageError
+
+    datas = []
+    for f in files:
+        data = sys.stdin.buffer.read() if str(f) == "-" else _read(f)
+        if len(data) > MAX_ENTRY_SIZE:
+            raise TlogUsageError(
+                f"{f}: {len(data)} bytes is larger than an entry may be ({MAX_ENTRY_SIZE})",
+                hint="log a small record about the file (its digest, name, signer) instead",
+            )
+        datas.append(data)
+    log = _open(url, directory)
+    try:
+        if hasattr(log, "append_many"):
+            logged = log.append_many(datas)
+        else:
+            logged = [log.append(d) for d in datas]
+    finally:
+        log.close()
+    rows = [
+        {"file": str(f), "index": e.index, "leaf_hash": _b64(e.leaf_hash)}
+        for f, e in zip(files, logged, strict=True)
+    ]
+    if json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['index']}\t{r['file']}")
+    return 0
+
+
+def _read(path: Path) -> bytes:
+    from motte.tlog import LogNotFoundError
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LogNotFoundError(f"{path}: {e.strerror}") from None
+
+
+@app.command()
+def checkpoint(url: Url = None, directory: Dir = None, json: Json = False) -> int:
+    """Print the latest signed checkpoint (signing one if entries are new)."""
+    from motte.tlog import parse_checkpoint_unverified
+
+    log = _open(url, directory, create=False)
+    try:
+        note = log.checkpoint()
+    finally:
+        log.close()
+    if json:
+        body, parsed = parse_checkpoint_unverified(note)
+        emit_json(
+            {
+                "origin": body.origin,
+                "size": body.size,
+                "root_hash": _b64(body.root_hash),
+                "signers": [s.name for s in parsed.signatures],
+                "note": note.decode(),
+            }
+        )
+    else:
+        sys.stdout.write(note.decode())
+    return 0
+
+
+@app.command()
+def prove(
+    index: Annotated[int, typer.Argument(help="The entry's index.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here (name.tlog-proof).")
+    ] = None,
+    url: Url = None,
+    directory: Dir = None,
+) -> int:
+    """Write an offline inclusion proof (C2SP tlog-proof) for an entry."""
+    from motte.fsutil import atomic_write_bytes
+
+    log = _open(url, directory, create=False)
+    try:
+        data = log.inclusion_bundle(index).to_bytes()
+    finally:
+        log.close()
+    if output:
+        atomic_write_bytes(output, data)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="The logged entry ('-': stdin).")],
+    proof: Annotated[Path, typer.Argument(help="Its inclusion proof (tlog-proof).")],
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="Also trust this vkey (log or witness). Repeatable."),
+    ] = None,
+    witness_quorum: Annotated[
+        int | None,
+        typer.Option(help="How many trusted witnesses must cosign (default: all trusted)."),
+    ] = None,
+    url: Url = None,
+    json: Json = False,
+) -> int:
+    """Check an entry against its proof: trusted log signature, witness quorum, audit path,
+    and consistency with the last checkpoint seen from that log (a fork is refused)."""
+    import time
+
+    from motte.tlog import load_trusted, open_log, verify_logged
+
+    entry = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
+    trusted = load_trusted(key or (), witness_quorum=witness_quorum)
+    log = open_log(url) if url else None
+    try:
+        cp = verify_logged(entry, _read(proof), trusted, log=log, now=time.time())
+    finally:
+        if log is not None:
+            log.close()
+    from motte.tlog import InclusionBundle
+
+    index = InclusionBundle.from_bytes(_read(proof)).index
+    if json:
+        emit_json(_checkpoint_json(cp) | {"index": index, "verified": True})
+    else:
+        w = f", cosigned by {len(cp.cosignatures)} witnesses" if cp.cosignatures else ""
+        typer.echo(f"OK: entry {index} is in {cp.origin} at size {cp.size}{w}")
+    return 0
+
+
+def _checkpoint_json(cp: Any) -> dict[str, Any]:
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root_hash": _b64(cp.root_hash),
+        "log_key": cp.log_key,
+        "cosignatures": [{"witness": c.witness, "timestamp": c.timestamp} for c in cp.cosignatures],
+    }
+
+
+@app.command()
+def audit(directory: Dir = None, json: Json = False) -> int:
+    """Rebuild the tree from the stored entries; check every hash, checkpoint and cosignature."""
+    from motte.tlog import LocalLog, default_log_dir
+    from motte.tlog._audit import audit_log
+
+    with LocalLog(directory or default_log_dir(), create=False) as log:
+        if sys.stderr.isatty() and not json:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("auditing", total=log.size or 1)
+                report = audit_log(
+                    log, progress=lambda done, total: bar.update(task, completed=done)
+                )
+        else:
+            report = audit_log(log)
+    if json:
+        emit_json(
+            {
+                "size": report.size,
+                "root_hash": _b64(report.root_hash),
+                "nodes": report.nodes,
+                "checkpoints": report.checkpoints,
+                "cosignatures": report.cosignatures,
+                "ok": True,
+            }
+        )
+    else:
+        typer.echo(
+            f"OK: {report.size} entries, {report.nodes} hashes, {report.checkpoints} checkpoints "
+            f"and {report.cosignatures} cosignatures agree; root {_b64(report.root_hash)}"
+        )
+    return 0
+
+
+@app.command()
+def trust(
+    vkey: Annotated[str, typer.Argument(help="A log key (name+id+key) or a witness key.")],
+    url: Annotated[
+        str | None, typer.Argument(help="Where the log serves (for consistency proofs).")
+    ] = None,
+) -> int:
+    """Trust a log's or a witness's key (adds it to MOTTE_HOME/tlog/trusted)."""
+    from motte.tlog import add_trusted
+
+    added = add_trusted(vkey, url)
+    typer.echo("trusted" if added else "already trusted", err=True)
+    return 0
+
+
+@app.command()
+def serve(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any).")] = (
+        "127.0.0.1:8470"
+    ),
+    directory: Dir = None,
+    origin: Annotated[str | None, typer.Option(help="The log's name, when creating it.")] = None,
+) -> int:
+    """Serve the log over HTTP: checkpoint, tiles and entry bundles (C2SP tlog-tiles), POST /add.
+
+    Witnesses listed in DIR/witnesses ('<vkey> <url>' per line) are asked to cosign each
+    new checkpoint before appends are acknowledged.
+    """
+    from motte.tlog import LocalLog, default_log_dir
+    from motte.tlog._server import create_log_app, serve
+
+    log = LocalLog(directory or default_log_dir(), origin=origin)
+    serve(create_log_app(log), listen, what=f"log {log.origin}")
+    log.close()
+    return 0
+
+
+WDir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Witness directory (default: MOTTE_HOME/tlog/witness)."),
+]
+
+
+@witness_app.command("init")
+def witness_init(
+    directory: WDir = None,
+    name: Annotated[
+        str | None, typer.Option(help="The witness's key name, e.g. example.com/w1.")
+    ] = None,
+) -> int:
+    """Create the witness key (mode 0600); prints its cosigner vkey for logs and verifiers."""
+    from motte.tlog._witness import default_witness_dir, init_witness
+
+    signer = init_witness(directory or default_witness_dir(), name=name)
+    typer.echo(signer.verifier.vkey)
+    return 0
+
+
+@witness_app.command("serve")
+def witness_serve(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any).")] = (
+        "127.0.0.1:8471"
+    ),
+    log_keys: Annotated[
+        list[str] | None,
+        typer.Option("--log", help="Witness this log (its vkey). Repeatable; also DIR/logs."),
+    ] = None,
+    directory: WDir = None,
+) -> int:
+    """Serve the witness (C2SP tlog-witness): POST /add-checkpoint returns a cosignature."""
+    from motte.tlog._server import create_witness_app, serve
+    from motte.tlog._witness import default_witness_dir, open_witness
+
+    witness = open_witness(directory or default_witness_dir(), extra_logs=log_keys or ())
+    serve(create_witness_app(witness), listen, what=f"witness {witness.signer.name}")
+    return 0
