@@ -27,6 +27,11 @@ class ExitStatus(IntEnum):
     TRAP = 134
     #: ``motte run``: motte could not start the workload (bad manifest, missing module, ...).
     RUN_ERROR = 125
+    #: ``motte run``: the guest reached a limit (docs/running.md). Guests exit with 0..125
+    #: only, so these never collide with a guest's own status.
+    MEMORY_LIMIT = 137  # 128 + SIGKILL, as the OOM killer
+    WALL_TIME = 142  # 128 + SIGALRM
+    CPU_TIME = 152  # 128 + SIGXCPU
     #: A bug in motte: an exception that is not a MotteError.
     INTERNAL = 70
     INTERRUPTED = 130
