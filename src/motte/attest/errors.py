@@ -8,6 +8,8 @@ All exit with status 1 from ``motte attest verify`` (rejected), as the CLI contr
 
 from __future__ import annotations
 
+from typing import Any
+
 from motte.errors import ConfigError, MotteError, NotFoundError, ParseError, VerificationError
 
 
@@ -50,6 +52,9 @@ class EvidenceVerificationError(AttestError, VerificationError):
         super().__init__(f"{check}: {message}", hint=hint)
         self.check = check
         self.reason = message
+        #: The checks that ran up to and including this failure (motte.attest's RuleResults),
+        #: so a verdict can list what passed before verification stopped.
+        self.results: tuple[Any, ...] = ()
 
 
 class CollateralError(AttestError, NotFoundError):

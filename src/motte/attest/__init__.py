@@ -1,0 +1,76 @@
+"""TEE attestation: evidence in, a Verdict out. Pure and offline unless asked.
+
+The recipe::
+
+    from motte.attest import verify_evidence, load_policy
+    verdict = verify_evidence(raw, certs=[vcek_der], policy=load_policy("policy.toml"),
+                              report_data=expected)
+    if verdict.accepted: ...
+
+Beneath it, three steps per TEE (go-sev-guest's split): parse bytes into frozen structures
+(:func:`parse_evidence`, :mod:`motte.attest.snp`, :mod:`motte.attest.intel`), verify
+signatures and chains to the vendor roots shipped with motte (AMD ARKs for Milan, Genoa and
+Turin, VCEK and VLEK; the Intel SGX Root CA), validate the verified claims against a
+:class:`Policy`. ``sim`` evidence (:mod:`motte.attest.sim`) is the insecure software keep's
+and is refused unless a policy sets ``allow_insecure_sim``.
+
+Keep and Steward share :func:`bind_report_data` (what goes in REPORT_DATA) and
+:class:`Evidence` (what a Keep backend hands over).
+"""
+
+from motte.attest._binding import bind_report_data, expected_report_data
+from motte.attest._checks import RuleResult
+from motte.attest._enarx import EnarxCsr, parse_enarx_csr
+from motte.attest._evidence import KINDS, Evidence, detect_kind
+from motte.attest._parse import ParsedEvidence, parse_evidence
+from motte.attest._policy import (
+    Policy,
+    SgxPolicy,
+    SimPolicy,
+    SnpPolicy,
+    TdxPolicy,
+    default_policy,
+    load_policy,
+    parse_policy,
+)
+from motte.attest._recipe import verify_evidence
+from motte.attest._tsm import TsmCapture, parse_tsm_capture, read_tsm_capture_dir
+from motte.attest._verdict import Verdict
+from motte.attest.errors import (
+    AttestError,
+    CollateralError,
+    EvidenceParseError,
+    EvidenceVerificationError,
+    PolicyError,
+)
+
+__all__ = [
+    "KINDS",
+    "AttestError",
+    "CollateralError",
+    "EnarxCsr",
+    "Evidence",
+    "EvidenceParseError",
+    "EvidenceVerificationError",
+    "ParsedEvidence",
+    "Policy",
+    "PolicyError",
+    "RuleResult",
+    "SgxPolicy",
+    "SimPolicy",
+    "SnpPolicy",
+    "TdxPolicy",
+    "TsmCapture",
+    "Verdict",
+    "bind_report_data",
+    "default_policy",
+    "detect_kind",
+    "expected_report_data",
+    "load_policy",
+    "parse_enarx_csr",
+    "parse_evidence",
+    "parse_policy",
+    "parse_tsm_capture",
+    "read_tsm_capture_dir",
+    "verify_evidence",
+]

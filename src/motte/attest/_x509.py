@@ -1,0 +1,185 @@
+"""Loading certificates and CRLs from whatever shape a user or a Keep hands over.
+
+A certificate file may be one DER certificate, a PEM bundle, a DER CRL, a PkiPath (a DER
+SEQUENCE OF Certificate, as Enarx ships its AMD chains), or an SNP certificate table (the GHCB
+extended-report table that configfs-tsm returns as ``auxblob``). :func:`load_bundle` sorts any
+of them into certificates and CRLs; the verifiers pick what they need by subject.
+
+Every AMD VCEK and VLEK has serial number 0, which RFC 5280 forbids; `cryptography` >= 45 warns
+("serial number which wasn't positive") and plans to refuse. The warning is silenced here and
+only here, and tests/attest/test_x509.py fails loudly if a release starts raising.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from motte.attest._der import SEQUENCE, DerReader
+from motte.attest.errors import EvidenceParseError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+#: Upper bound on one certificate file: AMD and Intel chains are a few KiB.
+MAX_BUNDLE_BYTES = 1 << 20
+
+
+@contextmanager
+def _serial_zero_allowed() -> Iterator[None]:
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r".*serial number which wasn't positive.*",
+            category=CryptographyDeprecationWarning,
+        )
+        yield
+
+
+def load_der_certificate(data: bytes, structure: str) -> x509.Certificate:
+    from cryptography import x509
+
+    with _serial_zero_allowed():
+        try:
+            return x509.load_der_x509_certificate(data)
+        except ValueError as e:
+            raise EvidenceParseError(
+                structure, "certificate", f"not a DER certificate: {e}"
+            ) from None
+
+
+def load_pem_certificates(data: bytes, structure: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    with _serial_zero_allowed():
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError as e:
+            raise EvidenceParseError(structure, "certificate", f"bad PEM: {e}") from None
+
+
+@dataclass
+class Bundle:
+    """Certificates and CRLs gathered from one or more inputs, in the order seen."""
+
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+    def extend(self, other: Bundle) -> None:
+        self.certificates.extend(other.certificates)
+        self.crls.extend(other.crls)
+
+
+def load_bundle(data: bytes, source: str = "certificates") -> Bundle:
+    """Sort ``data`` (PEM, DER certificate or CRL, PkiPath, SNP cert table) into a Bundle.
+
+    ``source`` names the input in errors (a file name, "auxblob").
+    """
+    from cryptography import x509
+
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise EvidenceParseError(source, "length", f"{len(data)} bytes is more than 1 MiB")
+    stripped = data.strip(b"\x00 \t\r\n")
+    if not stripped:
+        raise EvidenceParseError(source, "contents", "empty")
+    bundle = Bundle()
+    if stripped.startswith(b"-----BEGIN"):
+        return _load_pem(stripped, source)
+    from motte.attest.snp._certtable import looks_like_cert_table, parse_cert_table
+
+    if looks_like_cert_table(data):
+        for entry in parse_cert_table(data, structure=source):
+            bundle.extend(load_bundle(entry.data, f"{source} entry {entry.guid}"))
+        return bundle
+    if data[:1] != bytes([SEQUENCE]):
+        raise EvidenceParseError(
+            source, "contents", "neither PEM, DER, a PkiPath nor an SNP certificate table"
+        )
+    with _serial_zero_allowed():
+        try:
+            bundle.certificates.append(x509.load_der_x509_certificate(data))
+            return bundle
+        except ValueError:
+            pass
+    try:
+        bundle.crls.append(x509.load_der_x509_crl(data))
+        return bundle
+    except ValueError:
+        pass
+    bundle.certificates.extend(_load_pkipath(data, source))
+    return bundle
+
+
+def _load_pem(data: bytes, source: str) -> Bundle:
+    from cryptography import x509
+
+    bundle = Bundle()
+    for block in _pem_blocks(data, source):
+        if block.startswith(b"-----BEGIN CERTIFICATE-----"):
+            bundle.certificates.extend(load_pem_certificates(block, source))
+        elif block.startswith(b"-----BEGIN X509 CRL-----"):
+            try:
+                bundle.crls.append(x509.load_pem_x509_crl(block))
+            except ValueError as e:
+                raise EvidenceParseError(source, "CRL", f"bad PEM CRL: {e}") from None
+        else:
+            label = block.split(b"\n", 1)[0].decode("ascii", "replace")
+            raise EvidenceParseError(source, "PEM", f"unexpected block {label!r}")
+    return bundle
+
+
+def _pem_blocks(data: bytes, source: str) -> Iterator[bytes]:
+    pos = 0
+    while True:
+        start = data.find(b"-----BEGIN ", pos)
+        if start < 0:
+            return
+        end_marker = data.find(b"-----END ", start)
+        if end_marker < 0:
+            raise EvidenceParseError(source, "PEM", "BEGIN without END", offset=start)
+        end = data.find(b"-----", end_marker + 9)
+        if end < 0:
+            raise EvidenceParseError(source, "PEM", "unterminated END line", offset=end_marker)
+        yield data[start : end + 5]
+        pos = end + 5
+
+
+def _load_pkipath(data: bytes, source: str) -> list[x509.Certificate]:
+    """A PkiPath: DER ``SEQUENCE OF Certificate`` (RFC 4366), root first."""
+    r = DerReader(data, source)
+    outer = r.top("PkiPath", SEQUENCE)
+    certs = []
+    for item in r.children(outer, "PkiPath"):
+        r.expect(item, SEQUENCE, "PkiPath certificate")
+        certs.append(load_der_certificate(item.encoded(data), source))
+    if not certs:
+        raise EvidenceParseError(source, "PkiPath", "holds no certificate")
+    return certs
+
+
+def common_name(cert: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def issuer_common_name(cert: x509.Certificate | x509.CertificateRevocationList) -> str:
+    from cryptography.x509.oid import NameOID
+
+    names = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lower-case hex: how roots are pinned and shown."""
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA256()).hex()
