@@ -20,6 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
+from motte.attest.intel import _der
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -31,16 +32,25 @@ _ROOT_FILE = "intel_sgx_root_ca.der"
 
 
 @cache
-def intel_root_certificate() -> x509.Certificate:
-    """The pinned Intel SGX Root CA (checked against its fingerprint when loaded)."""
+def intel_root_der() -> bytes:
+    """The DER of the pinned Intel SGX Root CA, checked against its SHA-256 when loaded."""
     import hashlib
-
-    from cryptography import x509
 
     der = resources.files("motte.attest").joinpath("roots").joinpath(_ROOT_FILE).read_bytes()
     if hashlib.sha256(der).hexdigest() != INTEL_SGX_ROOT_CA_SHA256:
         raise RuntimeError(f"motte/attest/roots/{_ROOT_FILE} does not match its pinned digest")
-    return x509.load_der_x509_certificate(der)
+    return der
+
+
+def intel_root_certificate() -> x509.Certificate:
+    """The pinned Intel SGX Root CA."""
+    return pinned_root().x509
+
+
+@cache
+def pinned_root() -> Cert:
+    """The pinned root, parsed once: a trust anchor, not a cached verification result."""
+    return Cert(intel_root_der(), "Intel SGX Root CA")
 
 
 class ChainCache:
@@ -74,7 +84,9 @@ class ChainCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def __len__(self) -> int:
+    @property
+    def entries(self) -> int:
+        """How many certificates, CRLs and verified signatures are remembered."""
         return len(self._entries)
 
     def clear(self) -> None:
@@ -82,144 +94,263 @@ class ChainCache:
             self._entries.clear()
 
 
-class _Checker:
-    """One verification's view of the chain cache (or of no cache)."""
+#: AlgorithmIdentifier { ecdsa-with-SHA256 } (no parameters): the only algorithm in
+#: Intel's SGX/TDX PKI, so the only one accepted.
+ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+class _Signed:
+    """The three parts of a signed X.509 object, cut from its DER without re-encoding."""
+
+    __slots__ = ("der", "signature", "tbs", "tbs_items")
+
+    def __init__(self, der: bytes) -> None:
+        outer = _der.expect(_der.read_tlv(der, 0, len(der)), _der.SEQUENCE)
+        if outer.end != len(der):
+            raise _der.DerError("bytes after the object", outer.end)
+        tbs, alg, sig = _der.children(der, outer)  # exactly three, or ValueError
+        _der.expect(tbs, _der.SEQUENCE)
+        if der[alg.offset : alg.end] != ECDSA_SHA256:
+            raise _der.DerError("signature algorithm is not ecdsa-with-SHA256", alg.offset)
+        _der.expect(sig, 0x03)
+        if sig.end - sig.start < 2 or der[sig.start] != 0:
+            raise _der.DerError("malformed signature BIT STRING", sig.offset)
+        self.der = der
+        self.tbs = der[tbs.offset : tbs.end]
+        self.signature = der[sig.start + 1 : sig.end]
+        self.tbs_items = list(_der.children(self.tbs, _der.read_tlv(self.tbs, 0, len(self.tbs))))
+
+    def slice(self, tlv: _der.Tlv) -> bytes:
+        return self.tbs[tlv.offset : tlv.end]
+
+    def verify(self, issuer: Cert) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = issuer.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return False
+        try:
+            key.verify(self.signature, self.tbs, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+class Cert(_Signed):
+    """A parsed certificate with what the chain checks read from it, computed once."""
+
+    __slots__ = ("_cn", "_ext", "_key", "issuer_der", "not_after", "not_before", "subject_der",
+                 "x509")  # fmt: skip
+
+    def __init__(self, der: bytes, what: str) -> None:
+        from cryptography import x509
+
+        try:
+            super().__init__(der)
+            items = self.tbs_items
+            if items[0].tag == 0xA0:  # [0] EXPLICIT version
+                items = items[1:]
+            # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+            if self.slice(items[1]) != ECDSA_SHA256:
+                raise _der.DerError("TBS signature algorithm is not ecdsa-with-SHA256", 0)
+            self.issuer_der = self.slice(_der.expect(items[2], _der.SEQUENCE))
+            self.subject_der = self.slice(_der.expect(items[4], _der.SEQUENCE))
+            cert = x509.load_der_x509_certificate(der)
+            self.not_before = cert.not_valid_before_utc
+            self.not_after = cert.not_valid_after_utc
+        except (ValueError, IndexError, _der.DerError) as e:
+            raise EvidenceParseError(what, "certificate", f"not DER X.509: {e}") from None
+        self.x509 = cert
+        self._key: Any = None
+        self._ext: dict[bytes, bytes] | None = None
+        self._cn: str | None = None
+
+    @property
+    def cn(self) -> str:
+        """The subject's first common name."""
+        if self._cn is None:
+            try:
+                self._cn = _common_name(self.subject_der)
+            except _der.DerError:
+                self._cn = ""
+        return self._cn
+
+    def public_key(self) -> Any:
+        if self._key is None:
+            self._key = self.x509.public_key()
+        return self._key
+
+    def extension(self, oid: bytes) -> bytes | None:
+        """The value (inside the OCTET STRING) of the extension whose OID body is ``oid``."""
+        if self._ext is None:
+            self._ext = self._extensions()
+        return self._ext.get(oid)
+
+    def _extensions(self) -> dict[bytes, bytes]:
+        items = self.tbs_items
+        if items[0].tag == 0xA0:
+            items = items[1:]
+        found: dict[bytes, bytes] = {}
+        for wrapper in items[6:]:  # after subjectPublicKeyInfo: [1], [2] unique IDs, [3]
+            if wrapper.tag != 0xA3:
+                continue
+            tbs = self.tbs
+            (seq,) = _der.children(tbs, wrapper)
+            for ext in _der.children(tbs, _der.expect(seq, _der.SEQUENCE)):
+                parts = _der.children(tbs, _der.expect(ext, _der.SEQUENCE))
+                oid = tbs[parts[0].start : parts[0].end]
+                value = _der.expect(parts[-1], _der.OCTET_STRING)
+                if _der.expect(parts[0], _der.OID) and oid in found:
+                    raise _der.DerError("duplicate extension", ext.offset)
+                found[oid] = tbs[value.start : value.end]
+        return found
+
+    @property
+    def is_ca(self) -> bool:
+        """basicConstraints says cA = TRUE."""
+        value = self.extension(_BASIC_CONSTRAINTS)
+        if not value:
+            return False
+        seq = _der.expect(_der.read_tlv(value, 0, len(value)), _der.SEQUENCE)
+        items = _der.children(value, seq)
+        return bool(items) and items[0].tag == _der.BOOLEAN and _der.decode_boolean(value, items[0])
+
+
+_BASIC_CONSTRAINTS = _der.encode_oid_body("2.5.29.19")
+
+
+class Crl(_Signed):
+    __slots__ = ("issuer_der", "x509")
+
+    def __init__(self, der: bytes, what: str) -> None:
+        from cryptography import x509
+
+        try:
+            super().__init__(der)
+            items = self.tbs_items
+            if items[0].tag == _der.INTEGER:  # version
+                items = items[1:]
+            if self.slice(items[0]) != ECDSA_SHA256:
+                raise _der.DerError("TBS signature algorithm is not ecdsa-with-SHA256", 0)
+            self.issuer_der = self.slice(_der.expect(items[1], _der.SEQUENCE))
+            self.x509 = x509.load_der_x509_crl(der)
+        except (ValueError, IndexError, _der.DerError) as e:
+            raise EvidenceParseError(what, "crl", f"not a DER CRL: {e}") from None
+
+
+class Checker:
+    """One verification's use of a chain cache.
+
+    Without a shared cache each verification gets a private one, so a certificate that
+    appears twice in one verification (the TCB Signing certificate) is checked once.
+    """
 
     __slots__ = ("cache",)
 
     def __init__(self, cache: ChainCache | None) -> None:
-        self.cache = cache
+        self.cache = cache if cache is not None else ChainCache()
 
-    def certificate(self, der: bytes, what: str) -> x509.Certificate:
-        from cryptography import x509
-
-        c = self.cache
-        cert = c._get(("cert", der)) if c else None
+    def certificate(self, der: bytes, what: str) -> Cert:
+        cert = self.cache._get(("cert", der))
         if cert is None:
-            try:
-                cert = x509.load_der_x509_certificate(der)
-            except ValueError as e:
-                raise EvidenceParseError(what, "certificate", f"not DER X.509: {e}") from None
-            if c:
-                c._put(("cert", der), cert)
+            cert = Cert(der, what)
+            self.cache._put(("cert", der), cert)
         return cert
 
-    def crl(self, der: bytes, what: str) -> x509.CertificateRevocationList:
-        from cryptography import x509
-
-        c = self.cache
-        crl = c._get(("crl", der)) if c else None
+    def crl(self, der: bytes, what: str) -> Crl:
+        crl = self.cache._get(("crl", der))
         if crl is None:
-            try:
-                crl = x509.load_der_x509_crl(der)
-            except ValueError as e:
-                raise EvidenceParseError(what, "crl", f"not a DER CRL: {e}") from None
-            if c:
-                c._put(("crl", der), crl)
+            crl = Crl(der, what)
+            self.cache._put(("crl", der), crl)
         return crl
 
     def issued_by(
-        self,
-        cert: x509.Certificate,
-        issuer: x509.Certificate,
-        *,
-        check: str,
-        what: str,
-        now: datetime,
-        ca: bool,
+        self, cert: Cert, issuer: Cert, *, check: str, what: str, now: datetime, ca: bool
     ) -> None:
-        """``cert`` is signed by ``issuer``, names it, is valid at ``now`` (and is a CA)."""
-        from cryptography import x509
-        from cryptography.exceptions import InvalidSignature
-
-        if cert.issuer != issuer.subject:
-            raise EvidenceVerificationError(
-                check,
-                f"{what} is issued by {cert.issuer.rfc4514_string()}, not by "
-                f"{issuer.subject.rfc4514_string()}",
-            )
-        key = ("sig", issuer.tbs_certificate_bytes, cert.tbs_certificate_bytes, cert.signature)
-        if not (self.cache and self.cache._get(key)):
-            try:
-                cert.verify_directly_issued_by(issuer)
-            except (InvalidSignature, ValueError, TypeError) as e:
+        """``cert`` names ``issuer``, is signed by it, is valid at ``now`` (and is a CA)."""
+        key = ("sig", issuer.der, cert.der)
+        if not self.cache._get(key):
+            if cert.issuer_der != issuer.subject_der:
                 raise EvidenceVerificationError(
-                    check, f"{what} signature does not verify with its issuer's key ({e})"
-                ) from None
-            if self.cache:
-                self.cache._put(key, True)
+                    check,
+                    f"{what} is issued by {cert.x509.issuer.rfc4514_string()}, not by "
+                    f"{issuer.x509.subject.rfc4514_string()}",
+                )
+            if not cert.verify(issuer):
+                raise EvidenceVerificationError(
+                    check, f"{what} signature does not verify with its issuer's key"
+                )
+            self.cache._put(key, True)
         check_validity(cert, now, check=check, what=what)
-        if ca:
-            try:
-                bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-            except x509.ExtensionNotFound:
-                bc = None
-            if bc is None or not bc.ca:
-                raise EvidenceVerificationError(check, f"{what} is not a CA certificate")
+        try:
+            is_ca = cert.is_ca
+        except (ValueError, _der.DerError):
+            raise EvidenceVerificationError(check, f"{what} has malformed extensions") from None
+        if ca and not is_ca:
+            raise EvidenceVerificationError(check, f"{what} is not a CA certificate")
 
-    def crl_signed_by(
-        self,
-        crl: x509.CertificateRevocationList,
-        crl_der: bytes,
-        issuer: x509.Certificate,
-        *,
-        check: str,
-        what: str,
-    ) -> None:
-        if crl.issuer != issuer.subject:
+    def crl_signed_by(self, crl: Crl, issuer: Cert, *, check: str, what: str) -> None:
+        key = ("crl-sig", issuer.der, crl.der)
+        if self.cache._get(key):
+            return
+        if crl.issuer_der != issuer.subject_der:
             raise EvidenceVerificationError(
                 check,
-                f"{what} is issued by {crl.issuer.rfc4514_string()}, not by "
-                f"{issuer.subject.rfc4514_string()}",
+                f"{what} is issued by {crl.x509.issuer.rfc4514_string()}, not by "
+                f"{issuer.x509.subject.rfc4514_string()}",
             )
-        key = ("crl-sig", issuer.tbs_certificate_bytes, crl_der)
-        if self.cache and self.cache._get(key):
-            return
-        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        if not crl.verify(issuer):
             raise EvidenceVerificationError(check, f"{what} signature does not verify")
-        if self.cache:
-            self.cache._put(key, True)
+        self.cache._put(key, True)
 
-    def signed_json(
-        self,
-        signer: x509.Certificate,
-        body: bytes,
-        signature: bytes,
-        *,
-        check: str,
-        what: str,
-    ) -> None:
+    def signed(self, signer: Cert, body: bytes, signature: bytes, *, check: str, what: str) -> None:
+        """An Intel raw r||s signature by ``signer`` over ``body`` (collateral JSON, the QE
+        report): remembered per (signer, body, signature)."""
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        key = ("json-sig", signer.tbs_certificate_bytes, body, signature)
-        if self.cache and self.cache._get(key):
+        key = ("signed", signer.der, body, signature)
+        if self.cache._get(key):
             return
         public_key = signer.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise EvidenceVerificationError(check, f"{what} signer key is not ECDSA")
+            raise EvidenceVerificationError(check, f"{what}: signer key is not ECDSA")
         verify_raw_ecdsa(public_key, signature, body, check=check, what=what)
-        if self.cache:
-            self.cache._put(key, True)
+        self.cache._put(key, True)
 
 
-def check_validity(cert: x509.Certificate, now: datetime, *, check: str, what: str) -> None:
-    if now < cert.not_valid_before_utc:
+_CN_OID = b"\x55\x04\x03"
+
+
+def _common_name(name: bytes) -> str:
+    """The first CN of a DER Name ("" when there is none)."""
+    top = _der.read_tlv(name, 0, len(name))
+    for rdn in _der.children(name, top):
+        for atv in _der.children(name, rdn):
+            oid = _der.read_tlv(name, atv.start, atv.end)
+            if name[oid.start : oid.end] == _CN_OID:
+                value = _der.read_tlv(name, oid.end, atv.end)
+                return name[value.start : value.end].decode("utf-8", errors="replace")
+    return ""
+
+
+def check_validity(cert: Cert, now: datetime, *, check: str, what: str) -> None:
+    if now < cert.not_before:
         raise EvidenceVerificationError(
-            check, f"{what} is not valid before {cert.not_valid_before_utc.isoformat()}"
+            check, f"{what} is not valid before {cert.not_before.isoformat()}"
         )
-    if now > cert.not_valid_after_utc:
-        raise EvidenceVerificationError(
-            check, f"{what} expired at {cert.not_valid_after_utc.isoformat()}"
-        )
+    if now > cert.not_after:
+        raise EvidenceVerificationError(check, f"{what} expired at {cert.not_after.isoformat()}")
 
 
-def check_crl_fresh(crl: x509.CertificateRevocationList, now: datetime, *, what: str) -> None:
-    if now < crl.last_update_utc:
+def check_crl_fresh(crl: Crl, now: datetime, *, what: str) -> None:
+    if now < crl.x509.last_update_utc:
         raise EvidenceVerificationError(
             "collateral-not-yet-valid",
-            f"{what} is issued {crl.last_update_utc.isoformat()}, after {now.isoformat()}",
+            f"{what} is issued {crl.x509.last_update_utc.isoformat()}, after {now.isoformat()}",
         )
-    nxt = crl.next_update_utc
+    nxt = crl.x509.next_update_utc
     if nxt is None or now > nxt:
         raise EvidenceVerificationError(
             "collateral-expired",
@@ -228,15 +359,13 @@ def check_crl_fresh(crl: x509.CertificateRevocationList, now: datetime, *, what:
         )
 
 
-def check_not_revoked(
-    crl: x509.CertificateRevocationList, cert: x509.Certificate, *, check: str, what: str
-) -> None:
-    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+def check_not_revoked(crl: Crl, cert: Cert, *, check: str, what: str) -> None:
+    serial = cert.x509.serial_number
+    entry = crl.x509.get_revoked_certificate_by_serial_number(serial)
     if entry is not None:
         raise EvidenceVerificationError(
             check,
-            f"{what} (serial {cert.serial_number:x}) is revoked since "
-            f"{entry.revocation_date_utc.isoformat()}",
+            f"{what} (serial {serial:x}) is revoked since {entry.revocation_date_utc.isoformat()}",
         )
 
 

@@ -10,8 +10,7 @@ turns it into an EvidenceParseError naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SEQUENCE = 0x30
 INTEGER = 0x02
@@ -30,8 +29,9 @@ class DerError(ValueError):
         self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class Tlv:
+class Tlv(NamedTuple):
+    """A tag-length-value; a tuple because thousands are made per verification."""
+
     tag: int
     #: Offset of the tag byte, and the bounds of the contents, in the outermost buffer.
     offset: int
@@ -39,21 +39,20 @@ class Tlv:
     end: int
 
 
+_new_tlv = tuple.__new__
+
+
 def read_tlv(buf: bytes, offset: int, end: int) -> Tlv:
     """The TLV starting at ``offset``, which must end at or before ``end``."""
     if offset + 2 > end:
         raise DerError("truncated tag and length", offset)
     tag = buf[offset]
-    if tag & 0x1F == 0x1F:
-        raise DerError(f"multi-byte tag {tag:#04x} is not used here", offset)
-    first = buf[offset + 1]
+    length = buf[offset + 1]
     pos = offset + 2
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        raise DerError("indefinite length is not DER", offset + 1)
-    else:
-        n = first & 0x7F
+    if length >= 0x80:
+        n = length & 0x7F
+        if n == 0:
+            raise DerError("indefinite length is not DER", offset + 1)
         if n > 4 or pos + n > end:
             raise DerError(f"length of {n} bytes is not supported or truncated", offset + 1)
         length = int.from_bytes(buf[pos : pos + n], "big")
@@ -62,16 +61,21 @@ def read_tlv(buf: bytes, offset: int, end: int) -> Tlv:
         pos += n
     if pos + length > end:
         raise DerError(f"value of {length} bytes runs past its container", offset)
-    return Tlv(tag, offset, pos, pos + length)
+    if tag & 0x1F == 0x1F:
+        raise DerError(f"multi-byte tag {tag:#04x} is not used here", offset)
+    return _new_tlv(Tlv, (tag, offset, pos, pos + length))  # type: ignore[arg-type]
 
 
-def children(buf: bytes, parent: Tlv) -> Iterator[Tlv]:
+def children(buf: bytes, parent: Tlv) -> list[Tlv]:
     """The TLVs inside a constructed value, in order, which must fill it exactly."""
+    out = []
     pos = parent.start
-    while pos < parent.end:
-        tlv = read_tlv(buf, pos, parent.end)
-        yield tlv
-        pos = tlv.end
+    end = parent.end
+    while pos < end:
+        tlv = read_tlv(buf, pos, end)
+        out.append(tlv)
+        pos = tlv[3]
+    return out
 
 
 def expect(tlv: Tlv, tag: int) -> Tlv:
@@ -97,6 +101,20 @@ def decode_oid(buf: bytes, tlv: Tlv) -> str:
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     return ".".join(str(a) for a in head + arcs[1:])
+
+
+def encode_oid_body(dotted: str) -> bytes:
+    """The contents octets of an OBJECT IDENTIFIER (to compare OIDs without decoding them)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
 
 
 def decode_unsigned(buf: bytes, tlv: Tlv, tag: int = INTEGER) -> int:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
+SGX_EXTENSION_OID_BODY = _der.encode_oid_body(SGX_EXTENSION_OID)
 _ROOT = SGX_EXTENSION_OID
 _STRUCTURE = "PCK certificate"
 
@@ -101,102 +102,116 @@ def parse_sgx_extension_value(raw: bytes) -> PckExtensions:
         top = _der.expect(_der.read_tlv(raw, 0, len(raw)), _der.SEQUENCE)
         if top.end != len(raw):
             raise _der.DerError("bytes after the extension value", top.end)
-        found: dict[str, _der.Tlv] = {}
-        for oid, value in _pairs(raw, top):
-            field = f"sgx_extension.{_name(oid)}"
-            if oid in found:
-                raise _der.DerError(f"{oid} appears twice", value.offset)
-            found[oid] = value
+        found = _pairs(raw, top, "sgx_extension", _TOP)
 
-        def need(suffix: str) -> _der.Tlv:
+        def need(name: str) -> _der.Tlv:
             nonlocal field
-            field = f"sgx_extension.{_NAMES[suffix]}"
-            if f"{_ROOT}.{suffix}" not in found:
+            field = f"sgx_extension.{name}"
+            if name not in found:
                 raise _der.DerError("missing", top.offset)
-            return found[f"{_ROOT}.{suffix}"]
+            return found[name]
 
-        ppid = _der.decode_octets(raw, need("1"), 16)
-        tcb = _der.expect(need("2"), _der.SEQUENCE)
-        comps: dict[str, _der.Tlv] = {}
-        for oid, value in _pairs(raw, tcb):
-            field = f"sgx_extension.tcb.{oid.rsplit('.', 1)[-1]}"
-            comps[oid] = value
+        ppid = _der.decode_octets(raw, need("ppid"), 16)
+        tcb = _der.expect(need("tcb"), _der.SEQUENCE)
+        comps = _pairs(raw, tcb, "sgx_extension.tcb", _TCB)
         svns = []
-        for i in range(1, 17):
-            field = f"sgx_extension.tcb.comp{i:02d}"
-            tlv = comps.get(f"{_ROOT}.2.{i}")
-            if tlv is None:
+        for name in _COMPONENTS:
+            field = f"sgx_extension.tcb.{name}"
+            if name not in comps:
                 raise _der.DerError("missing", tcb.offset)
-            svns.append(_check_svn(_der.decode_unsigned(raw, tlv), 255, tlv))
-        field = "sgx_extension.tcb.pcesvn"
-        if f"{_ROOT}.2.17" not in comps:
-            raise _der.DerError("missing", tcb.offset)
-        pcesvn_tlv = comps[f"{_ROOT}.2.17"]
-        pcesvn = _check_svn(_der.decode_unsigned(raw, pcesvn_tlv), 0xFFFF, pcesvn_tlv)
+            limit = 0xFFFF if name == "pcesvn" else 255
+            value = _der.decode_unsigned(raw, comps[name])
+            if value > limit:
+                raise _der.DerError(f"SVN {value} is larger than {limit}", comps[name].start)
+            svns.append(value)
         field = "sgx_extension.tcb.cpusvn"
-        if f"{_ROOT}.2.18" not in comps:
+        if "cpusvn" not in comps:
             raise _der.DerError("missing", tcb.offset)
-        cpusvn = _der.decode_octets(raw, comps[f"{_ROOT}.2.18"], 16)
-        pce_id = _der.decode_octets(raw, need("3"), 2)
-        fmspc = _der.decode_octets(raw, need("4"), 6)
-        sgx_type = _der.decode_unsigned(raw, need("5"), _der.ENUMERATED)
+        cpusvn = _der.decode_octets(raw, comps["cpusvn"], 16)
+        pce_id = _der.decode_octets(raw, need("pce_id"), 2)
+        fmspc = _der.decode_octets(raw, need("fmspc"), 6)
+        sgx_type = _der.decode_unsigned(raw, need("sgx_type"), _der.ENUMERATED)
         instance = None
-        if f"{_ROOT}.6" in found:
+        if "platform_instance_id" in found:
             field = "sgx_extension.platform_instance_id"
-            instance = _der.decode_octets(raw, found[f"{_ROOT}.6"], 16)
+            instance = _der.decode_octets(raw, found["platform_instance_id"], 16)
         flags: dict[str, bool] = {}
-        if f"{_ROOT}.7" in found:
-            conf = _der.expect(found[f"{_ROOT}.7"], _der.SEQUENCE)
-            for oid, value in _pairs(raw, conf):
-                field = f"sgx_extension.configuration.{oid.rsplit('.', 1)[-1]}"
-                flags[oid] = _der.decode_boolean(raw, value)
+        if "configuration" in found:
+            conf = _der.expect(found["configuration"], _der.SEQUENCE)
+            for name, value in _pairs(raw, conf, "sgx_extension.configuration", _CONF).items():
+                field = f"sgx_extension.configuration.{name}"
+                flags[name] = _der.decode_boolean(raw, value)
+    except _Fault as e:
+        raise EvidenceParseError(_STRUCTURE, e.field, e.reason, offset=e.offset) from None
     except _der.DerError as e:
         raise EvidenceParseError(_STRUCTURE, field, e.reason, offset=e.offset) from None
     return PckExtensions(
         ppid=ppid,
-        tcb_components=tuple(svns),
-        pcesvn=pcesvn,
+        tcb_components=tuple(svns[:16]),
+        pcesvn=svns[16],
         cpusvn=cpusvn,
         pce_id=pce_id,
         fmspc=fmspc,
         sgx_type=sgx_type,
         platform_instance_id=instance,
-        dynamic_platform=flags.get(f"{_ROOT}.7.1"),
-        cached_keys=flags.get(f"{_ROOT}.7.2"),
-        smt_enabled=flags.get(f"{_ROOT}.7.3"),
+        dynamic_platform=flags.get("dynamic_platform"),
+        cached_keys=flags.get("cached_keys"),
+        smt_enabled=flags.get("smt_enabled"),
     )
 
 
-_NAMES = {
-    "1": "ppid",
-    "2": "tcb",
-    "3": "pce_id",
-    "4": "fmspc",
-    "5": "sgx_type",
-    "6": "platform_instance_id",
-    "7": "configuration",
-}
+def _oids(prefix: str, names: dict[str, str]) -> dict[bytes, str]:
+    return {_der.encode_oid_body(f"{prefix}.{arc}"): name for arc, name in names.items()}
 
 
-def _name(oid: str) -> str:
-    if oid.startswith(_ROOT + "."):
-        return _NAMES.get(oid[len(_ROOT) + 1 :], oid)
-    return oid
+_TOP = _oids(
+    _ROOT,
+    {
+        "1": "ppid",
+        "2": "tcb",
+        "3": "pce_id",
+        "4": "fmspc",
+        "5": "sgx_type",
+        "6": "platform_instance_id",
+        "7": "configuration",
+    },
+)
+_COMPONENTS = [f"comp{i:02d}" for i in range(1, 17)] + ["pcesvn"]
+_TCB = _oids(
+    f"{_ROOT}.2", {str(i): name for i, name in enumerate([*_COMPONENTS, "cpusvn"], start=1)}
+)
+_CONF = _oids(f"{_ROOT}.7", {"1": "dynamic_platform", "2": "cached_keys", "3": "smt_enabled"})
 
 
-def _pairs(raw: bytes, seq: _der.Tlv) -> list[tuple[str, _der.Tlv]]:
-    """SEQUENCE OF SEQUENCE { OID, value } -> [(oid, value tlv)]."""
-    out = []
-    for item in _der.children(raw, seq):
-        _der.expect(item, _der.SEQUENCE)
-        parts = list(_der.children(raw, item))
-        if len(parts) != 2:
-            raise _der.DerError(f"expected {{OID, value}}, found {len(parts)} items", item.offset)
-        out.append((_der.decode_oid(raw, parts[0]), parts[1]))
+class _Fault(_der.DerError):
+    def __init__(self, field: str, reason: str, offset: int) -> None:
+        super().__init__(reason, offset)
+        self.field = field
+
+
+def _pairs(raw: bytes, seq: _der.Tlv, path: str, known: dict[bytes, str]) -> dict[str, _der.Tlv]:
+    """SEQUENCE OF SEQUENCE { OID, value } -> {name: value}; unknown OIDs are skipped (the
+    profile may grow), repeated ones refused. Runs ~30 times per PCK certificate, so the
+    OID is compared as raw bytes rather than decoded."""
+    out: dict[str, _der.Tlv] = {}
+    read_tlv = _der.read_tlv
+    pos, end = seq.start, seq.end
+    while pos < end:
+        item = read_tlv(raw, pos, end)
+        if item.tag != _der.SEQUENCE:
+            raise _Fault(path, f"expected a SEQUENCE, found tag {item.tag:#04x}", pos)
+        oid = read_tlv(raw, item.start, item.end)
+        if oid.tag != _der.OID:
+            raise _Fault(path, f"expected an OID, found tag {oid.tag:#04x}", oid.offset)
+        value = read_tlv(raw, oid.end, item.end)
+        if value.end != item.end:
+            raise _Fault(path, "expected {OID, value}, found more items", item.offset)
+        name = known.get(raw[oid.start : oid.end])
+        if name is None:
+            _der.decode_oid(raw, oid)  # still must be a well-formed OID
+        elif name in out:
+            raise _Fault(f"{path}.{name}", "appears twice", item.offset)
+        else:
+            out[name] = value
+        pos = item.end
     return out
-
-
-def _check_svn(value: int, limit: int, tlv: _der.Tlv) -> int:
-    if value > limit:
-        raise _der.DerError(f"SVN {value} is larger than {limit}", tlv.start)
-    return value

@@ -25,7 +25,6 @@ inverses (trailing zero padding is kept as a count), which the tests use to buil
 from __future__ import annotations
 
 import binascii
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -72,7 +71,6 @@ _BODY_SIZES = {
     BODY_TD_REPORT15: TD_REPORT15_SIZE,
 }
 _MAX_PCK_CHAIN_CERTS = 8
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
 
 def _hex(b: bytes | None) -> str | None:
@@ -523,22 +521,32 @@ def parse_quote(raw: bytes) -> Quote:
     )
 
 
+_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_END = b"-----END CERTIFICATE-----"
+
+
 def _split_pem_chain(data: bytes, r: _Reader, field: str, offset: int) -> tuple[bytes, ...]:
     """Type 5 data: PEM certificates, leaf first, maybe followed by NULs (C strings)."""
     text = data.rstrip(b"\x00")
     out: list[bytes] = []
     pos = 0
-    for m in _PEM_CERT.finditer(text):
-        if text[pos : m.start()].strip():
+    while True:
+        begin = text.find(_BEGIN, pos)
+        if begin < 0:
+            break
+        if text[pos:begin].strip():
             raise r.fail(field, "bytes that are not PEM between certificates", offset + pos)
-        b64 = b"".join(m.group(1).split())
+        end = text.find(_END, begin)
+        if end < 0:
+            raise r.fail(field, f"certificate {len(out)} has no END line", offset + begin)
+        b64 = b"".join(text[begin + len(_BEGIN) : end].split())
         try:
             out.append(binascii.a2b_base64(b64, strict_mode=True))
         except binascii.Error as e:
             raise r.fail(
-                field, f"certificate {len(out)} is not base64: {e}", offset + m.start()
+                field, f"certificate {len(out)} is not base64: {e}", offset + begin
             ) from None
-        pos = m.end()
+        pos = end + len(_END)
         if len(out) > _MAX_PCK_CHAIN_CERTS:
             raise r.fail(field, f"more than {_MAX_PCK_CHAIN_CERTS} certificates", offset)
     if text[pos:].strip():

@@ -35,17 +35,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from motte.attest.errors import EvidenceVerificationError
+from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
+from motte.attest.intel import _der
 from motte.attest.intel._chain import (
+    Cert,
     ChainCache,
-    _Checker,
+    Checker,
+    Crl,
     check_crl_fresh,
     check_not_revoked,
-    intel_root_certificate,
+    pinned_root,
     verify_raw_ecdsa,
 )
 from motte.attest.intel._collateral import Collateral, QeIdentity, TcbInfo
-from motte.attest.intel._pck import PckExtensions, parse_pck_extensions
+from motte.attest.intel._pck import (
+    SGX_EXTENSION_OID,
+    SGX_EXTENSION_OID_BODY,
+    PckExtensions,
+    parse_sgx_extension_value,
+)
 from motte.attest.intel._quote import (
     CERT_DATA_PCK_CHAIN,
     CERT_DATA_TYPES,
@@ -136,16 +144,16 @@ def verify_quote(
     """Verify ``quote`` against ``collateral`` at ``now`` under the Intel SGX Root CA.
 
     ``root`` replaces the pinned Intel root (tests, private PKIs); ``cache`` reuses parsed
-    and verified certificates, CRLs and collateral signatures across calls. Raises
-    EvidenceVerificationError naming the failed check, EvidenceParseError when a certificate
-    inside is malformed.
+    and verified certificates, CRLs, collateral and QE report signatures across calls.
+    Raises EvidenceVerificationError naming the failed check, EvidenceParseError when a
+    certificate inside is malformed.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("verify_quote: now must be a timezone-aware datetime")
-    root = root if root is not None else intel_root_certificate()
-    checker = _Checker(cache)
-    what = quote.structure
+    from cryptography.hazmat.primitives.serialization import Encoding
 
+    checker = Checker(cache)
+    what = quote.structure
     if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
         raise EvidenceVerificationError(
             "qe-vendor-id",
@@ -161,28 +169,26 @@ def verify_quote(
             hint="configure the quote provider (QPL/PCCS) to embed the PCK certificate chain",
         )
 
-    root_der = _der_of(root)
-    root_crl = checker.crl(collateral.root_ca_crl, "Root CA CRL")
-    checker.crl_signed_by(
-        root_crl, collateral.root_ca_crl, root, check="root-ca-crl", what="Root CA CRL"
+    root_cert = (
+        pinned_root()
+        if root is None
+        else checker.certificate(root.public_bytes(Encoding.DER), "Root CA certificate")
     )
+    root_crl = checker.crl(collateral.root_ca_crl, "Root CA CRL")
+    checker.crl_signed_by(root_crl, root_cert, check="root-ca-crl", what="Root CA CRL")
     check_crl_fresh(root_crl, now, what="Root CA CRL")
 
-    pck, pck_ca = _verify_pck_chain(quote, root, root_der, root_crl, checker, now)
+    pck, pck_ca = _verify_pck_chain(quote, root_cert, root_crl, checker, now)
     pck_crl = checker.crl(collateral.pck_crl, "PCK CRL")
-    checker.crl_signed_by(pck_crl, collateral.pck_crl, pck_ca, check="pck-crl", what="PCK CRL")
+    checker.crl_signed_by(pck_crl, pck_ca, check="pck-crl", what="PCK CRL")
     check_crl_fresh(pck_crl, now, what="PCK CRL")
     check_not_revoked(pck_crl, pck, check="pck-crl", what="PCK certificate")
 
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    pck_key = pck.public_key()
-    if not isinstance(pck_key, ec.EllipticCurvePublicKey):
-        raise EvidenceVerificationError("pck-chain", "PCK certificate key is not ECDSA P-256")
-    verify_raw_ecdsa(
-        pck_key,
-        quote.qe_report_signature,
+    # The certification chain goes on: PCK key -> QE report -> attestation key -> quote.
+    checker.signed(
+        pck,
         quote.qe_report.to_bytes(),
+        quote.qe_report_signature,
         check="qe-report-signature",
         what=f"{what}: QE report signature",
     )
@@ -190,9 +196,11 @@ def verify_quote(
     if quote.qe_report.report_data != expected:
         raise EvidenceVerificationError(
             "attestation-key-binding",
-            f"{what}: QE REPORTDATA {quote.qe_report.report_data.hex()} is not SHA-256(attestation "
-            f"key || QE auth data) || zeros = {expected.hex()}",
+            f"{what}: QE REPORTDATA {quote.qe_report.report_data.hex()} is not SHA-256("
+            f"attestation key || QE auth data) || zeros = {expected.hex()}",
         )
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         ak = ec.EllipticCurvePublicKey.from_encoded_point(
             ec.SECP256R1(), b"\x04" + quote.attestation_key
@@ -202,44 +210,39 @@ def verify_quote(
             "quote-signature", f"{what}: attestation key is not a P-256 point"
         ) from None
     verify_raw_ecdsa(
-        ak,
-        quote.signature,
-        quote.signed_bytes(),
-        check="quote-signature",
+        ak, quote.signature, quote.signed_bytes(), check="quote-signature",
         what=f"{what}: quote signature",
-    )
+    )  # fmt: skip
 
     tcb_info = collateral.tcb_info
     qe_identity = collateral.qe_identity
-    _verify_signed_collateral(
-        tcb_info, collateral.tcb_info_issuer_chain, "tcb-info", "TCB info",
-        root, root_der, root_crl, checker, now,
-    )  # fmt: skip
-    _verify_signed_collateral(
-        qe_identity, collateral.qe_identity_issuer_chain, "qe-identity", "QE identity",
-        root, root_der, root_crl, checker, now,
-    )  # fmt: skip
+    for body, chain, check, name in (
+        (tcb_info, collateral.tcb_info_issuer_chain, "tcb-info", "TCB info"),
+        (qe_identity, collateral.qe_identity_issuer_chain, "qe-identity", "QE identity"),
+    ):
+        _verify_signed_collateral(body, chain, check, name, root_cert, root_crl, checker, now)
 
-    pck_ext = parse_pck_extensions(pck)
+    pck_ext = checker.cache._get(("pck-ext", pck.der))
+    if pck_ext is None:
+        try:
+            value = pck.extension(SGX_EXTENSION_OID_BODY)
+        except (ValueError, _der.DerError) as e:
+            raise EvidenceParseError("PCK certificate", "extensions", str(e)) from None
+        if value is None:
+            raise EvidenceParseError(
+                "PCK certificate", "sgx_extension", f"no SGX extension {SGX_EXTENSION_OID}"
+            )
+        pck_ext = parse_sgx_extension_value(value)
+        checker.cache._put(("pck-ext", pck.der), pck_ext)
     evaluation = evaluate_tcb(quote, pck_ext, tcb_info, qe_identity)
-    return _claims(quote, pck_ext, tcb_info, qe_identity, collateral, evaluation, pck_crl,
-                   root_crl)  # fmt: skip
-
-
-def _der_of(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.DER)
+    expiries = [tcb_info.next_update, qe_identity.next_update]
+    expiries += [c.x509.next_update_utc or now for c in (pck_crl, root_crl)]
+    return _claims(quote, pck_ext, tcb_info, qe_identity, evaluation, min(expiries))
 
 
 def _verify_pck_chain(
-    quote: Quote,
-    root: x509.Certificate,
-    root_der: bytes,
-    root_crl: x509.CertificateRevocationList,
-    checker: _Checker,
-    now: datetime,
-) -> tuple[x509.Certificate, x509.Certificate]:
+    quote: Quote, root: Cert, root_crl: Crl, checker: Checker, now: datetime
+) -> tuple[Cert, Cert]:
     """The quote's chain is exactly PCK, PCK CA, and the pinned root itself."""
     chain = quote.pck_chain
     if len(chain) != 3:
@@ -248,7 +251,7 @@ def _verify_pck_chain(
             f"{quote.structure}: PCK chain has {len(chain)} certificates, expected 3 "
             "(PCK, PCK CA, Root CA)",
         )
-    if chain[2] != root_der:
+    if chain[2] != root.der:
         raise EvidenceVerificationError(
             "pck-chain", f"{quote.structure}: the chain's root is not the pinned Intel SGX Root CA"
         )
@@ -257,10 +260,9 @@ def _verify_pck_chain(
     checker.issued_by(ca, root, check="pck-chain", what="PCK CA certificate", now=now, ca=True)
     check_not_revoked(root_crl, ca, check="pck-chain", what="PCK CA certificate")
     checker.issued_by(pck, ca, check="pck-chain", what="PCK certificate", now=now, ca=False)
-    cn = _common_name(pck)
-    if "SGX PCK Certificate" not in cn:
+    if "SGX PCK Certificate" not in pck.cn:
         raise EvidenceVerificationError(
-            "pck-chain", f"leaf certificate CN {cn!r} is not an SGX PCK Certificate"
+            "pck-chain", f"leaf certificate CN {pck.cn!r} is not an SGX PCK Certificate"
         )
     return pck, ca
 
@@ -270,10 +272,9 @@ def _verify_signed_collateral(
     issuer_chain: tuple[bytes, ...],
     check: str,
     what: str,
-    root: x509.Certificate,
-    root_der: bytes,
-    root_crl: x509.CertificateRevocationList,
-    checker: _Checker,
+    root: Cert,
+    root_crl: Crl,
+    checker: Checker,
     now: datetime,
 ) -> None:
     chain_check = f"{check}-chain"
@@ -283,7 +284,7 @@ def _verify_signed_collateral(
             f"{what} issuer chain has {len(issuer_chain)} certificates, expected 2 "
             "(TCB Signing, Root CA)",
         )
-    if issuer_chain[1] != root_der:
+    if issuer_chain[1] != root.der:
         raise EvidenceVerificationError(
             chain_check, f"{what} issuer chain does not end at the pinned Intel SGX Root CA"
         )
@@ -292,14 +293,11 @@ def _verify_signed_collateral(
         signer, root, check=chain_check, what=f"{what} signing certificate", now=now, ca=False
     )
     check_not_revoked(root_crl, signer, check=chain_check, what=f"{what} signing certificate")
-    cn = _common_name(signer)
-    if cn != "Intel SGX TCB Signing":
+    if signer.cn != "Intel SGX TCB Signing":
         raise EvidenceVerificationError(
-            chain_check, f"{what} is signed by {cn!r}, not 'Intel SGX TCB Signing'"
+            chain_check, f"{what} is signed by {signer.cn!r}, not 'Intel SGX TCB Signing'"
         )
-    checker.signed_json(
-        signer, body.signed_bytes, body.signature, check=f"{check}-signature", what=what
-    )
+    checker.signed(signer, body.signed_bytes, body.signature, check=f"{check}-signature", what=what)
     if now < body.issue_date:
         raise EvidenceVerificationError(
             "collateral-not-yet-valid",
@@ -313,26 +311,14 @@ def _verify_signed_collateral(
         )
 
 
-def _common_name(cert: x509.Certificate) -> str:
-    from cryptography.x509.oid import NameOID
-
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    return value if isinstance(value, str) else value.decode(errors="replace")
-
-
 def _claims(
     quote: Quote,
     pck: PckExtensions,
     tcb_info: TcbInfo,
     qe_identity: QeIdentity,
-    collateral: Collateral,
     ev: TcbEvaluation,
-    pck_crl: x509.CertificateRevocationList,
-    root_crl: x509.CertificateRevocationList,
+    expires: datetime,
 ) -> IntelVerified:
-    expiries = [tcb_info.next_update, qe_identity.next_update]
-    expiries += [c.next_update_utc for c in (pck_crl, root_crl) if c.next_update_utc]
     common: dict[str, Any] = {
         "tee": quote.tee,
         "quote_version": quote.version,
@@ -346,7 +332,7 @@ def _claims(
         "tcb_evaluation_data_number": min(
             tcb_info.tcb_evaluation_data_number, qe_identity.tcb_evaluation_data_number
         ),
-        "collateral_expires": min(expiries),
+        "collateral_expires": expires,
         "pck": pck,
         "report_data": quote.body.report_data,
         "debug": quote.body.debug,
