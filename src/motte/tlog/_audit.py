@@ -57,26 +57,36 @@ def audit_log(
 
     frontier = Frontier()
     nodes_checked = 0
+    # Roots met at checkpoint sizes are compared after the batch's hashes, so that a changed
+    # entry is reported as that entry rather than as the checkpoint it falls under.
+    roots_at: list[tuple[int, bytes]] = []
 
-    def check_checkpoint() -> None:
-        want = checkpoints.get(frontier.size)
-        if want is not None and want != frontier.root():
-            raise TamperError(
-                f"{where}: checkpoint of size {frontier.size} has root {_short(want)} but the "
-                f"entries give {_short(frontier.root())}: an entry before {frontier.size} was "
-                "changed or the checkpoint was"
-            )
+    def note_root() -> None:
+        if frontier.size in checkpoints:
+            roots_at.append((frontier.size, frontier.root()))
 
-    check_checkpoint()
+    def check_roots() -> None:
+        for cp_size, root in roots_at:
+            want = checkpoints[cp_size]
+            if want != root:
+                raise TamperError(
+                    f"{where}: checkpoint of size {cp_size} has root {_short(want)} but the "
+                    f"entries give {_short(root)}: the checkpoint was changed"
+                )
+        roots_at.clear()
+
+    note_root()
     pending: list[tuple[int, bytes]] = []
     for index, data in store.iter_entries(batch):
         pending.append((index, data))
         if len(pending) >= batch:
-            nodes_checked += _check_batch(store, frontier, pending, where, check_checkpoint)
+            nodes_checked += _check_batch(store, frontier, pending, where, note_root)
+            check_roots()
             pending = []
             if progress:
                 progress(index + 1, size)
-    nodes_checked += _check_batch(store, frontier, pending, where, check_checkpoint)
+    nodes_checked += _check_batch(store, frontier, pending, where, note_root)
+    check_roots()
     if progress:
         progress(size, size)
     if frontier.size != size:

@@ -13,6 +13,7 @@ Verification follows RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency) 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,8 +179,8 @@ def verify_inclusion(
     if got != root:
         raise ProofError(
             f"inclusion proof for leaf {index} in a tree of size {size} leads to root "
-            f"{got.hex()[:16]}…, not the checkpoint's {root.hex()[:16]}…: the entry or a proof "
-            "hash was changed"
+            f"{base64.b64encode(got).decode()}, not the checkpoint's "
+            f"{base64.b64encode(root).decode()}: the entry or a proof hash was changed"
         )
 
 

@@ -36,6 +36,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+# This module is imported only to serve, so FastAPI is imported at the top: FastAPI resolves
+# the endpoints' annotations (Request) from these module globals.
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
 from motte.tlog._errors import (
     LogNotFoundError,
     TlogError,
@@ -47,8 +52,6 @@ from motte.tlog._log import LocalLog, LoggedEntry
 from motte.tlog._tiles import MAX_ENTRY_SIZE, parse_tile_path
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from motte.tlog._witness import Witness
 
 log = logging.getLogger("motte.tlog.server")
@@ -95,8 +98,6 @@ class Sequencer:
 
 
 def _text(body: str | bytes, *, cache: str = "no-cache", status: int = 200, **kw: Any) -> Any:
-    from fastapi import Response
-
     return Response(
         body,
         status_code=status,
@@ -113,9 +114,6 @@ def _error(e: TlogError) -> Any:
 
 
 def create_log_app(log_: LocalLog, *, max_batch: int = MAX_BATCH) -> FastAPI:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     seq = Sequencer(log_, max_batch=max_batch)
     log_.sign_checkpoint()  # entries committed before a crash get their checkpoint now
 
@@ -193,8 +191,6 @@ def create_log_app(log_: LocalLog, *, max_batch: int = MAX_BATCH) -> FastAPI:
 
 
 def create_witness_app(witness: Witness, *, clock: Callable[[], float] = time.time) -> FastAPI:
-    from fastapi import FastAPI, Request
-
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/add-checkpoint")
@@ -210,7 +206,12 @@ def create_witness_app(witness: Witness, *, clock: Callable[[], float] = time.ti
             line = await asyncio.to_thread(witness.add_checkpoint, bytes(body), now=int(clock()))
         except WitnessRefusedError as e:
             if e.status == 409 and e.witness_size is not None:
-                return _text(f"{e.witness_size}\n", status=409, media_type="text/x.tlog.size")
+                # Set verbatim: Starlette would append "; charset=utf-8" to a text/ media type.
+                return Response(
+                    f"{e.witness_size}\n",
+                    status_code=409,
+                    headers={"Content-Type": "text/x.tlog.size", "Cache-Control": "no-store"},
+                )
             return _text(e.message + "\n", status=e.status)
         return _text(line)
 
