@@ -1,0 +1,386 @@
+"""``motte power``: ride out power cuts, shut hosts down in order, bring them back.
+
+Thin commands: each parses, calls motte.power, renders (with :mod:`motte.power._render`),
+and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from motte.errors import ExitStatus, UsageError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Ride out power cuts and shut hosts down in order, over the NUT protocol.",
+    epilog=(
+        "Rehearse a whole power cut on one machine, in two terminals:\n\n"
+        "motte power simulate examples/power/long-cut.toml --listen 127.0.0.1:34930\n\n"
+        "motte power watch --plan examples/power/rehearsal.toml\n\n"
+        "Check a plan first with `motte power plan check FILE`; `motte power status` shows how "
+        "far a plan got. Guide: docs/power.md."
+    ),
+)
+plan_app = typer.Typer(no_args_is_help=True, help="Check shutdown plans.")
+agent_app = typer.Typer(
+    no_args_is_help=True,
+    help="The agent a coordinator asks to drain and stop a host (HMAC-authenticated).",
+)
+app.add_typer(plan_app, name="plan")
+app.add_typer(agent_app, name="agent")
+
+
+def _reflow(fn: Any) -> Any:
+    """Join the lines of each docstring paragraph: Typer keeps single line breaks verbatim."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+    fn.__doc__ = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    return fn
+
+
+def _hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise typer.BadParameter(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main``; SIGTERM (a service manager stopping us) ends it like Ctrl-C, cleanly."""
+
+    async def runner() -> int:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return int(ExitStatus.OK)
+
+    return asyncio.run(runner())
+
+
+@app.command()
+@_reflow
+def simulate(
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario file (TOML): users, steps, variables.")
+    ],
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to serve NUT on (3493 is NUT's port).")
+    ] = "127.0.0.1:3493",
+    stop_after: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-after",
+            help="Exit this many seconds after the last step (default: run until Ctrl-C).",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: offer STARTTLS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> int:
+    """Play a scripted power cut as a NUT server (upsc, upsmon and `watch` can connect).
+
+    Example: motte power simulate examples/power/short-blip.toml --listen 127.0.0.1:3493
+    """
+    from motte.power import Simulator, load_scenario
+    from motte.power import _render as render
+
+    sc = load_scenario(scenario)
+    host, port = _hostport(listen, 3493)
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls = None
+    if tls_cert is not None and tls_key is not None:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(tls_cert, tls_key)
+    sim = Simulator(
+        sc, host=host, port=port, tls=tls, on_event=render.simulator_line(sc.ups, json_out)
+    )
+
+    async def main() -> int:
+        try:
+            bound = await sim.start()
+        except OSError as e:
+            raise UsageError(
+                f"cannot listen on {listen}: {e.strerror}",
+                hint="is a upsd already on that port? try --listen 127.0.0.1:34930",
+            ) from None
+        render.simulator_banner(sc, host, bound, json_out)
+        await sim.run(until_end=stop_after)
+        return int(ExitStatus.OK)
+
+    return _run(main())
+
+
+@plan_app.command("check")
+@_reflow
+def plan_check(
+    file: Annotated[Path, typer.Argument(help="The shutdown plan (TOML).")],
+    runtime: Annotated[
+        float | None,
+        typer.Option("--runtime", help="The battery's runtime at the current load, in seconds."),
+    ] = None,
+    ask_ups: Annotated[
+        bool,
+        typer.Option(
+            "--ask-ups", help="Read battery.runtime from the plan's UPS (one NUT request)."
+        ),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> int:
+    """Validate a plan and show the order and timeline it would follow.
+
+    Refused: unknown keys or hosts, dependency cycles, passwords in the plan, a coordinator
+    that needs hosts stopped before it, and a shutdown longer than the battery lasts (the
+    plan's runtime_below, or --runtime / --ask-ups). Exit 0 when the plan is sound, 1 if not.
+    """
+    from motte.power import _render as render
+    from motte.power import check_plan, load_plan
+
+    if runtime is not None and ask_ups:
+        raise UsageError("give --runtime or --ask-ups, not both")
+    plan = load_plan(file)
+    if ask_ups:
+        runtime = asyncio.run(_ups_runtime(plan))
+    result = check_plan(plan, runtime=runtime)
+    render.plan_check(plan, result, json_out)
+    return int(ExitStatus.OK if result.ok else ExitStatus.FAILURE)
+
+
+async def _ups_runtime(plan: Any) -> float:
+    from motte.power import NutClient, PowerError
+
+    addr = plan.ups.address
+    async with await NutClient.connect(addr.host, addr.port, tls=plan.ups.tls) as client:
+        value = await client.get_var(addr.ups, "battery.runtime")
+    try:
+        return float(value)
+    except ValueError:
+        raise PowerError(f"{addr}: battery.runtime is not a number: {value!r}") from None
+
+
+@app.command()
+@_reflow
+def watch(
+    plan_file: Annotated[Path, typer.Option("--plan", help="The shutdown plan (TOML).")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event on stdout.")
+    ] = False,
+) -> int:
+    """Watch the UPS and run the plan: ride through, shut down in order, bring hosts back.
+
+    Progress is saved under MOTTE_HOME/power/ after every step, so a restarted watch resumes
+    where it was. Every event goes to the plan's JSON-lines log too. Stop with Ctrl-C.
+    """
+    from motte.power import Watch, check_plan, load_plan
+    from motte.power import _render as render
+
+    plan = load_plan(plan_file)
+    result = check_plan(plan)
+    if not result.ok:
+        from motte.power import PlanError
+
+        raise PlanError(result.errors[0], hint=f"run `motte power plan check {plan_file}`")
+    w = Watch(plan, on_event=render.event_line(json_out))
+    render.watch_banner(plan, result, w.state_file, w.log_path, json_out)
+
+    async def main() -> int:
+        await w.run()
+        return int(ExitStatus.OK)
+
+    return _run(main())
+
+
+@app.command()
+@_reflow
+def status(
+    plan_name: Annotated[
+        str | None, typer.Option("--plan", help="Only this plan (its name).")
+    ] = None,
+    events: Annotated[int, typer.Option("--events", help="How many recent events to show.")] = 8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> int:
+    """Show the UPS state and the plan's progress, as the last `watch` saved them."""
+    from motte.power import _render as render
+    from motte.power._watch import power_dir
+
+    files = sorted(power_dir().glob("*.state.json"))
+    if plan_name is not None:
+        files = [f for f in files if f.name == f"{plan_name}.state.json"]
+    if not files:
+        from motte.errors import NotFoundError
+
+        raise NotFoundError(
+            f"no coordinator state under {power_dir()}"
+            + (f" for plan {plan_name!r}" if plan_name else ""),
+            hint="start one with `motte power watch --plan FILE`",
+        )
+    render.status(files, events, json_out)
+    return int(ExitStatus.OK)
+
+
+@app.command()
+@_reflow
+def secondary(
+    ups: Annotated[str, typer.Argument(help="The UPS to follow: ups@host[:port].")],
+    shutdown: Annotated[str, typer.Option("--shutdown", help="Command that shuts this host down.")],
+    drain: Annotated[
+        str | None, typer.Option("--drain", help="Command run first: drain Keeps.")
+    ] = None,
+    drain_time: Annotated[
+        float, typer.Option("--drain-time", help="Seconds the drain may take.")
+    ] = 30.0,
+    username: Annotated[
+        str | None, typer.Option("--username", help="upsd user (upsmon secondary).")
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="File with the password (never on the command line)."),
+    ] = None,
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="Environment variable with the password.")
+    ] = None,
+    hostsync: Annotated[
+        float,
+        typer.Option(
+            "--hostsync",
+            help="Seconds of OB LB to wait for the primary's FSD before going anyway.",
+        ),
+    ] = 15.0,
+    dead_after: Annotated[
+        float,
+        typer.Option(
+            "--dead-after",
+            help="Seconds an unreachable UPS, last seen on battery, counts as low battery.",
+        ),
+    ] = 15.0,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="Command run for each event (NOTIFYTYPE and UPSNAME in its environment).",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> int:
+    """Follow a primary (motte or upsmon) and shut this host down on FSD.
+
+    Logs in as a NUT secondary so the primary waits for it; goes when the UPS shows FSD, when
+    OB LB lasts --hostsync seconds without FSD, or when the UPS was last seen on battery and
+    stays unreachable --dead-after seconds.
+
+    Example: motte power secondary rack@nut.lan --username observer
+    --password-file /etc/motte/nut.pw --drain "motte keep drain --all"
+    --shutdown "systemctl poweroff"
+    """
+    import shlex
+
+    from motte.power import UpsAddress, UpsConfig, run_secondary
+    from motte.power import _render as render
+    from motte.power._notify import EventLog, Notifier
+    from motte.power._status import NOTIFY_EVENTS
+    from motte.power._watch import power_dir
+
+    try:
+        address = UpsAddress.parse(ups)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if password_file and password_env:
+        raise UsageError("give --password-file or --password-env, not both")
+    if bool(username) != bool(password_file or password_env):
+        raise UsageError("--username needs --password-file or --password-env, and vice versa")
+    config = UpsConfig(address, username, password_file, password_env)
+    notifier = Notifier(tuple(shlex.split(notify)), NOTIFY_EVENTS, address.ups) if notify else None
+    log = EventLog(power_dir() / "secondary.events.jsonl")
+
+    async def main() -> int:
+        try:
+            result = await run_secondary(
+                config,
+                shutdown=tuple(shlex.split(shutdown)),
+                drain=tuple(shlex.split(drain)) if drain else None,
+                drain_time=drain_time,
+                hostsync=hostsync,
+                dead_after=dead_after,
+                notify=notifier,
+                log=log,
+                on_event=render.event_line(json_out),
+            )
+        finally:
+            log.close()
+        return int(ExitStatus.OK if result.ok else ExitStatus.FAILURE)
+
+    return _run(main())
+
+
+@agent_app.command("serve")
+@_reflow
+def agent_serve(
+    secret_file: Annotated[Path, typer.Option("--secret-file", help="Shared secret (mode 0600).")],
+    stop: Annotated[str, typer.Option("--stop", help="Command that stops this host.")],
+    drain: Annotated[
+        str | None, typer.Option("--drain", help="Command that drains its Keeps.")
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:3494",
+) -> int:
+    """Serve drain and stop requests from a coordinator (nothing else can be asked).
+
+    Requests are signed with the shared secret (HMAC-SHA256, with a timestamp and a nonce
+    against replay); there is no unauthenticated mode. It listens on 127.0.0.1 unless told.
+
+    Example: motte power agent serve --secret-file /etc/motte/agent.secret
+    --drain "motte keep drain --all" --stop "systemctl poweroff" --listen 0.0.0.0:3494
+    """
+    import shlex
+
+    from motte.power import AgentApp, load_secret, serve_agent
+
+    host, port = _hostport(listen, 3494)
+    agent = AgentApp(
+        load_secret(secret_file),
+        stop=tuple(shlex.split(stop)),
+        drain=tuple(shlex.split(drain)) if drain else None,
+    )
+
+    async def main() -> int:
+        await serve_agent(
+            agent,
+            host,
+            port,
+            started=lambda p: typer.echo(f"motte power agent on {host}:{p}", err=True),
+        )
+        return int(ExitStatus.OK)
+
+    return _run(main())
+
+
+@agent_app.command("secret")
+@_reflow
+def agent_secret(
+    file: Annotated[Path, typer.Argument(help="Where to write the new secret (mode 0600).")],
+) -> int:
+    """Create a shared secret for an agent; copy it to the coordinator (also mode 0600)."""
+    from motte.power import create_secret
+
+    create_secret(file)
+    typer.echo(f"wrote a new 256-bit secret to {file} (mode 0600)")
+    return int(ExitStatus.OK)

@@ -1,0 +1,574 @@
+"""The coordinator: decides when to shut down, in what order, and when to bring hosts back.
+
+A pure state machine, as the protocol core is: no sockets, no processes, no clock. The driver
+(:mod:`._watch`) feeds it UPS readings (:meth:`Coordinator.observe`), lost links
+(:meth:`Coordinator.comm_lost`), step results (:meth:`Coordinator.completed`) and the time
+(:meth:`Coordinator.tick`, at :meth:`Coordinator.next_wakeup`), and carries out the
+:class:`~._progress.Action` values it returns. Tests drive it with made-up times.
+
+The rules, in the order they are applied:
+
+- A cut starts the ride-through. A return of mains ends the cut only once it has lasted
+  ``mains_stable`` seconds, so flapping power does not restart the ride-through.
+- The plan runs when the UPS says OB+LB or FSD, when charge or runtime falls below the plan's
+  thresholds while on battery, when the ride-through is over, or when the UPS has been
+  unreachable for ``dead_after`` seconds after being last seen on battery (upsmon's dead-UPS
+  rule: a dead UPS that was on battery counts as low battery).
+- Stages run in order; a host drains, stops, then confirms. Each step's deadline is the host's
+  declared time, shrunk in proportion when the remaining runtime (less ``reserve`` and what
+  later stages need) cannot cover it. A host that never confirms is marked failed and the plan
+  moves on: the battery does not wait.
+- If mains returns mid-shutdown, the stage in flight finishes and no new stage starts; if the
+  power fails again, the shutdown continues. Once FSD is set, the shutdown goes all the way
+  (NUT's FSD is latched; secondaries are already going).
+- When mains has been back ``mains_stable`` seconds and the charge has reached
+  ``restart_charge``, stopped hosts are started in dependency order (dependencies first), each
+  then polled with its ``ready`` check.
+"""
+
+from __future__ import annotations
+
+from motte.power._errors import PlanError
+from motte.power._plan import Plan
+from motte.power._plancheck import check_plan
+from motte.power._progress import (
+    STEP_STATE,
+    STOPPED,
+    Action,
+    Cancel,
+    CutPower,
+    Event,
+    HostProgress,
+    HostState,
+    Phase,
+    Progress,
+    RunStep,
+    SetFsd,
+    StepResult,
+    Task,
+    WaitSecondaries,
+)
+from motte.power._status import UpsReading, status_events
+
+#: A step whose result has not arrived this long after its deadline is given up on.
+RESULT_GRACE = 5.0
+_VERBS = {
+    "drain": "draining",
+    "stop": "stopping",
+    "confirm": "waiting for confirmation from",
+    "start": "starting",
+    "ready": "waiting until ready:",
+}
+
+
+class Coordinator:
+    def __init__(self, plan: Plan, progress: Progress | None = None) -> None:
+        check = check_plan(plan)
+        if check.errors:
+            raise PlanError(check.errors[0], hint="run `motte power plan check` on the plan")
+        self.plan = plan
+        self.stages = [list(s) for s in check.stages]
+        assert check.coordinator is not None
+        self.me = check.coordinator
+        self.p = progress if progress is not None else Progress(plan=plan.name)
+        # The plan may have changed since the state was written: new hosts start as up.
+        self.p.hosts = {n: self.p.hosts.get(n, HostProgress()) for n in plan.hosts}
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def resume(self, now: float) -> list[Action]:
+        """After a (re)start: re-issue the steps that were in flight, keeping their deadlines."""
+        out: list[Action] = []
+        if self.p.phase is not Phase.ONLINE or self.p.running:
+            out.append(
+                Event(
+                    "resumed",
+                    f"resuming in phase {self.p.phase.value}",
+                    data={"running": sorted(self.p.running)},
+                )
+            )
+        for key, task in sorted(self.p.running.items()):
+            self.p.seq += 1
+            task.seq = self.p.seq
+            if task.deadline <= now:
+                out += self._finished(
+                    key,
+                    task,
+                    StepResult(
+                        key, task.seq, False, "deadline passed while the coordinator was down", True
+                    ),
+                    now,
+                )
+            else:
+                out.append(self._action(key, task))
+        return out + self._evaluate(now)
+
+    def observe(self, reading: UpsReading, now: float) -> list[Action]:
+        """A fresh reading of the UPS."""
+        p, out = self.p, []
+        if not p.comm_ok:
+            p.comm_ok, p.comm_lost_since = True, None
+            out.append(self._notify("COMMOK", f"UPS reachable again: {reading.describe()}"))
+        if reading.waiting:  # upsd is (re)connecting to its driver: decide nothing
+            return out
+        for kind in status_events(p.reading, reading):
+            out.append(self._notify(kind, f"{_EVENT_TEXT[kind]}: {reading.describe()}"))
+        p.reading, p.reading_at = reading, now
+        if reading.on_battery:
+            p.mains_back_since = None
+            if p.cut_since is None:
+                p.cut_since = now
+        elif reading.on_line and p.mains_back_since is None:
+            p.mains_back_since = now
+        return out + self._evaluate(now)
+
+    def comm_lost(self, now: float, reason: str) -> list[Action]:
+        """The UPS (or its server) cannot be read: connection lost, DATA-STALE, ..."""
+        out: list[Action] = []
+        if self.p.comm_ok:
+            self.p.comm_ok, self.p.comm_lost_since = False, now
+            on_batt = self.p.reading is not None and self.p.reading.on_battery
+            tail = (
+                (
+                    f"; last seen on battery: counts as low battery after "
+                    f"{self.plan.policy.dead_after:g}s"
+                )
+                if on_batt
+                else ""
+            )
+            out.append(self._notify("COMMBAD", f"UPS unreachable: {reason}{tail}"))
+        return out + self._evaluate(now)
+
+    def completed(self, result: StepResult, now: float) -> list[Action]:
+        task = self.p.running.get(result.key)
+        if task is None or task.seq != result.seq:
+            return []  # a result from before a restart, or of a cancelled step
+        return self._finished(result.key, task, result, now) + self._evaluate(now)
+
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for key, task in sorted(self.p.running.items()):
+            if now >= task.deadline + RESULT_GRACE:
+                out += self._finished(
+                    key,
+                    task,
+                    StepResult(key, task.seq, False, "no result from the runner", True),
+                    now,
+                )
+        return out + self._evaluate(now)
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time :meth:`tick` must run even if nothing else happens."""
+        p, pol = self.p, self.plan.policy
+        times = [t.deadline + RESULT_GRACE for t in p.running.values()]
+        if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
+            if p.cut_since is not None:
+                times.append(p.cut_since + pol.ride_through)
+            if not p.comm_ok and p.comm_lost_since is not None:
+                times.append(p.comm_lost_since + pol.dead_after)
+        if p.mains_back_since is not None and p.phase in (
+            Phase.ON_BATTERY,
+            Phase.PAUSED,
+            Phase.DOWN,
+        ):
+            times.append(p.mains_back_since + pol.mains_stable)
+        return min(times, default=None)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _evaluate(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for _ in range(16):  # each pass may change phase; a handful always suffices
+            before = (self.p.phase, self.p.stage, self.p.final, self.p.recovery_stage)
+            out += self._step(now)
+            if before == (self.p.phase, self.p.stage, self.p.final, self.p.recovery_stage):
+                break
+        return out
+
+    def _step(self, now: float) -> list[Action]:
+        p = self.p
+        if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
+            reason = self._trigger(now)
+            if reason:
+                return self._start_shutdown(now, reason)
+            if p.phase is Phase.ONLINE and self._on_battery():
+                p.phase = Phase.ON_BATTERY
+                return [
+                    Event(
+                        "riding-through",
+                        f"on battery: the plan runs in "
+                        f"{self.plan.policy.ride_through:g}s unless mains returns",
+                    )
+                ]
+            if p.phase is Phase.ON_BATTERY and self._mains_stable(now):
+                lasted = (p.mains_back_since or now) - (p.cut_since or now)
+                p.cut_since = None
+                if any(h.state in STOPPED for h in p.hosts.values()):
+                    return self._begin_recovery(now)
+                p.phase = Phase.ONLINE
+                return [Event("ridden-out", f"cut of {lasted:.1f}s ridden out: nothing stopped")]
+            return []
+        if p.phase is Phase.SHUTTING_DOWN:
+            if self._mains_back():
+                p.phase = Phase.PAUSED
+                return [
+                    Event(
+                        "paused",
+                        f"mains is back: finishing stage {p.stage + 1}, starting no new stage",
+                    )
+                ]
+            return self._next_stage(now) if self._stage_done(p.stages, p.stage) else []
+        if p.phase is Phase.PAUSED:
+            if self._on_battery():
+                p.phase = Phase.SHUTTING_DOWN
+                return [Event("continued", "on battery again: continuing the shutdown")]
+            if self._stage_done(p.stages, p.stage) and self._mains_stable(now):
+                return self._begin_recovery(now)
+            return []
+        if p.phase is Phase.FINAL:
+            return self._next_final(now) if not self._final_running() else []
+        if p.phase is Phase.DOWN:
+            return self._begin_recovery(now) if self._mains_stable(now) else []
+        if p.phase is Phase.RECOVERING:
+            if self._on_battery():
+                p.phase, p.cut_since = Phase.ON_BATTERY, p.cut_since or now
+                return [Event("recovery-halted", "on battery again: no more hosts are started")]
+            return self._advance_recovery(now)
+        return []
+
+    def _on_battery(self) -> bool:
+        return self.p.reading is not None and self.p.reading.on_battery
+
+    def _mains_back(self) -> bool:
+        return self.p.comm_ok and self.p.reading is not None and self.p.reading.on_line
+
+    def _mains_stable(self, now: float) -> bool:
+        p = self.p
+        return (
+            self._mains_back()
+            and p.mains_back_since is not None
+            and now - p.mains_back_since >= self.plan.policy.mains_stable
+        )
+
+    def _trigger(self, now: float) -> str | None:
+        p, pol, r = self.p, self.plan.policy, self.p.reading
+        if r is None:
+            return None
+        if r.critical:
+            return "the UPS reports " + ("FSD" if "FSD" in r.status else "low battery (OB LB)")
+        if not r.on_battery:
+            return None
+        lost_for = now - p.comm_lost_since if p.comm_lost_since is not None else 0.0
+        if not p.comm_ok and lost_for >= pol.dead_after:
+            return (
+                f"UPS unreachable for {lost_for:.0f}s after it was last seen on battery "
+                "(a dead UPS counts as low battery)"
+            )
+        if pol.charge_below is not None and r.charge is not None and r.charge < pol.charge_below:
+            return f"battery charge {r.charge:g}% is below {pol.charge_below:g}%"
+        if (
+            pol.runtime_below is not None
+            and r.runtime is not None
+            and r.runtime < pol.runtime_below
+        ):
+            return f"battery runtime {r.runtime:g}s is below {pol.runtime_below:g}s"
+        if p.cut_since is not None and now - p.cut_since >= pol.ride_through:
+            return (
+                f"on battery for {now - p.cut_since:.1f}s, longer than the "
+                f"{pol.ride_through:g}s ride-through"
+            )
+        return None
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _start_shutdown(self, now: float, reason: str) -> list[Action]:
+        p = self.p
+        out: list[Action] = []
+        for key, task in list(p.running.items()):  # a recovery in flight is overtaken
+            if task.step in ("start", "ready"):
+                del p.running[key]
+                out.append(Cancel(key))
+        p.phase, p.reason, p.shutdown_started = Phase.SHUTTING_DOWN, reason, now
+        p.stages = [
+            s
+            for s in (
+                [n for n in stage if p.hosts[n].state not in STOPPED] for stage in self.stages
+            )
+            if s
+        ]
+        p.stage, p.final, p.final_steps = -1, -1, []
+        out.append(
+            self._notify("SHUTDOWN", f"shutdown started: {reason}", data={"stages": p.stages})
+        )
+        return out + self._next_stage(now)
+
+    def _next_stage(self, now: float) -> list[Action]:
+        p = self.p
+        p.stage += 1
+        if p.stage >= len(p.stages):
+            return self._begin_final(now)
+        names = p.stages[p.stage]
+        out: list[Action] = [
+            Event(
+                "stage",
+                f"stage {p.stage + 1}/{len(p.stages)}: {', '.join(names)}",
+                data={"hosts": names},
+            )
+        ]
+        budget = self._budget(now, p.stage)
+        for name in names:
+            host = self.plan.hosts[name]
+            scale = 1.0 if budget is None or budget >= host.needs else budget / host.needs
+            p.hosts[name].scale = scale
+            if scale < 1.0:
+                out.append(
+                    Event(
+                        "deadline-shrunk",
+                        f"{name}: the battery covers only {scale:.0%} of its declared time",
+                        host=name,
+                    )
+                )
+            out += self._host_step(name, "drain" if host.drains else "stop", now)
+        return out
+
+    def _budget(self, now: float, stage: int) -> float | None:
+        """Seconds of runtime left for ``stage``, after the reserve and what follows it."""
+        p, r = self.p, self.p.reading
+        if r is None or r.runtime is None or p.reading_at is None:
+            return None
+        later = sum(max(self.plan.hosts[n].needs for n in s) for s in p.stages[stage + 1 :])
+        later += self._final_needs()
+        left = r.runtime - (now - p.reading_at) - self.plan.policy.reserve - later
+        return max(left, 0.0)
+
+    def _final_needs(self) -> float:
+        pol, me = self.plan.policy, self.plan.hosts[self.me]
+        secondaries = pol.secondaries_wait if self._fsd_enabled() else 0.0
+        return secondaries + me.needs
+
+    def _fsd_enabled(self) -> bool:
+        return self.plan.policy.fsd and self.plan.ups.username is not None
+
+    def _host_step(
+        self, name: str, step: str, now: float, deadline: float | None = None
+    ) -> list[Action]:
+        host, hp = self.plan.hosts[name], self.p.hosts[name]
+        if deadline is None:
+            span = {"drain": host.drain_time, "stop": host.stop_time}.get(step, host.start_time)
+            deadline = now + max(1.0, span * (hp.scale if step in ("drain", "stop") else 1.0))
+        self.p.seq += 1
+        key = f"{name}:{step}"
+        task = Task(self.p.seq, "host", step, deadline, name)
+        self.p.running[key] = task
+        hp.state, hp.since, hp.detail = STEP_STATE[step], now, ""
+        return [
+            Event(
+                "step",
+                f"{_VERBS[step]} {name} (up to {deadline - now:.0f}s)",
+                host=name,
+                data={"step": step, "deadline": deadline},
+            ),
+            self._action(key, task),
+        ]
+
+    def _action(self, key: str, task: Task) -> Action:
+        if task.kind == "host" or task.step in ("self-drain", "self-stop"):
+            host = task.host or self.me
+            return RunStep(key, task.seq, host, task.step.removeprefix("self-"), task.deadline)
+        if task.step == "fsd":
+            return SetFsd(key, task.seq)
+        if task.step == "secondaries":
+            return WaitSecondaries(key, task.seq, task.deadline)
+        return CutPower(key, task.seq)
+
+    def _finished(self, key: str, task: Task, result: StepResult, now: float) -> list[Action]:
+        del self.p.running[key]
+        outcome = "ok" if result.ok else ("timed out" if result.timed_out else "failed")
+        detail = f": {result.detail}" if result.detail else ""
+        if task.kind == "final":
+            return self._final_done(task, result, f"{task.step} {outcome}{detail}", now)
+        name = task.host
+        assert name is not None
+        host = self.plan.hosts[name]
+        out: list[Action] = [
+            Event(
+                "step-done",
+                f"{task.step} {name}: {outcome}{detail}",
+                host=name,
+                data={"step": task.step, "ok": result.ok},
+            )
+        ]
+        if task.step == "drain":
+            out += self._host_step(name, "stop", now)
+        elif task.step == "stop":
+            if host.confirm is not None:
+                out += self._host_step(name, "confirm", now, max(task.deadline, now + 1.0))
+            else:
+                out += self._settle(
+                    name,
+                    HostState.DOWN if result.ok else HostState.FAILED,
+                    now,
+                    f"stop {outcome}{detail}",
+                )
+        elif task.step == "confirm":
+            out += self._settle(
+                name,
+                HostState.DOWN if result.ok else HostState.FAILED,
+                now,
+                "confirmed down" if result.ok else "never confirmed it was down",
+            )
+        elif task.step == "start":
+            if host.ready is not None:  # even a failed start: the host may be up anyway
+                out += self._host_step(name, "ready", now, max(task.deadline, now + 1.0))
+            else:
+                out += self._settle(
+                    name,
+                    HostState.STARTED if result.ok else HostState.FAILED,
+                    now,
+                    f"start {outcome}{detail}",
+                )
+        elif task.step == "ready":
+            out += self._settle(
+                name,
+                HostState.UP if result.ok else HostState.FAILED,
+                now,
+                "ready" if result.ok else "not ready in time",
+            )
+        return out
+
+    def _settle(self, name: str, state: HostState, now: float, detail: str) -> list[Action]:
+        hp = self.p.hosts[name]
+        hp.state, hp.since, hp.detail = state, now, detail
+        return [Event(f"host-{state.value}", f"{name} is {state.value}: {detail}", host=name)]
+
+    def _stage_done(self, stages: list[list[str]], index: int) -> bool:
+        if not 0 <= index < len(stages):
+            return True
+        names = set(stages[index])
+        return not any(t.host in names for t in self.p.running.values())
+
+    # -- the end: FSD, cutting power, the coordinator itself -------------------------------
+
+    def _begin_final(self, now: float) -> list[Action]:
+        p, pol, me = self.p, self.plan.policy, self.plan.hosts[self.me]
+        p.phase = Phase.FINAL
+        steps = ["fsd", "secondaries"] if self._fsd_enabled() else []
+        if me.drains:
+            steps.append("self-drain")
+        if pol.cut_power:
+            steps.append("cut-power")
+        if me.stop is not None:
+            steps.append("self-stop")
+        p.final_steps, p.final = steps, -1
+        return [Event("final", "every stage done: " + (", ".join(steps) or "nothing left"))]
+
+    def _final_running(self) -> bool:
+        return any(t.kind == "final" for t in self.p.running.values())
+
+    def _next_final(self, now: float) -> list[Action]:
+        p = self.p
+        p.final += 1
+        if p.final >= len(p.final_steps):
+            p.phase = Phase.DOWN
+            p.hosts[self.me].state = HostState.DOWN
+            return [Event("down", "shutdown complete: everything was asked to stop")]
+        step = p.final_steps[p.final]
+        me = self.plan.hosts[self.me]
+        span = {
+            "secondaries": self.plan.policy.secondaries_wait,
+            "self-drain": me.drain_time,
+            "self-stop": me.stop_time,
+        }.get(step, 10.0)
+        p.seq += 1
+        task = Task(p.seq, "final", step, now + max(span, 1.0), self.me)
+        p.running[step] = task
+        if step in ("self-drain", "self-stop"):
+            p.hosts[self.me].state = STEP_STATE[step.removeprefix("self-")]
+        text = {
+            "fsd": "setting FSD on the UPS for NUT secondaries",
+            "secondaries": f"waiting up to {span:g}s for NUT secondaries to log out",
+            "self-drain": f"draining the coordinator {self.me}",
+            "cut-power": "asking the UPS to cut power and restore it (shutdown.return)",
+            "self-stop": f"stopping the coordinator {self.me}",
+        }[step]
+        return [
+            Event(
+                "step", text, host=self.me if step.startswith("self") else None, data={"step": step}
+            ),
+            self._action(step, task),
+        ]
+
+    def _final_done(self, task: Task, result: StepResult, text: str, now: float) -> list[Action]:
+        return [Event("step-done", text, data={"step": task.step, "ok": result.ok})]
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def _begin_recovery(self, now: float) -> list[Action]:
+        p = self.p
+        p.phase, p.cut_since = Phase.RECOVERING, None
+        order = [
+            [n for n in stage if p.hosts[n].state in STOPPED] for stage in reversed(self.stages)
+        ]
+        p.recovery, p.recovery_stage, p.waiting_charge_logged = [s for s in order if s], -1, False
+        if p.hosts[self.me].state in STOPPED:  # we are running, so we are up
+            p.hosts[self.me].state = HostState.UP
+        return [
+            Event(
+                "recovering",
+                "mains is back: hosts start again once the battery "
+                f"holds {self.plan.policy.restart_charge:g}%",
+                data={"order": p.recovery},
+            )
+        ]
+
+    def _advance_recovery(self, now: float) -> list[Action]:
+        p = self.p
+        if not self._stage_done(p.recovery, p.recovery_stage):
+            return []
+        if p.recovery_stage < 0:
+            charge = p.reading.charge if p.reading else None
+            if charge is not None and charge < self.plan.policy.restart_charge:
+                if p.waiting_charge_logged:
+                    return []
+                p.waiting_charge_logged = True
+                return [
+                    Event(
+                        "waiting-charge",
+                        f"battery at {charge:g}%: waiting for "
+                        f"{self.plan.policy.restart_charge:g}% before starting hosts",
+                    )
+                ]
+        p.recovery_stage += 1
+        if p.recovery_stage >= len(p.recovery):
+            p.phase, p.reason, p.shutdown_started = Phase.ONLINE, None, None
+            p.stages, p.stage, p.recovery, p.recovery_stage = [], -1, [], -1
+            p.final_steps, p.final = [], -1
+            return [
+                Event(
+                    "recovered",
+                    "recovery complete: "
+                    + ", ".join(f"{n} {h.state.value}" for n, h in sorted(p.hosts.items())),
+                )
+            ]
+        out: list[Action] = []
+        for name in p.recovery[p.recovery_stage]:
+            host = self.plan.hosts[name]
+            if host.start is not None:
+                out += self._host_step(name, "start", now)
+            elif host.ready is not None:
+                out += self._host_step(name, "ready", now)
+            else:
+                out += self._settle(name, HostState.UNKNOWN, now, "no start or ready command")
+        return out
+
+    def _notify(self, kind: str, message: str, data: dict[str, object] | None = None) -> Event:
+        return Event(kind, f"{self.plan.ups.address.ups}: {message}", data=dict(data or {}))
+
+
+_EVENT_TEXT = {
+    "ONBATT": "on battery",
+    "ONLINE": "back on mains",
+    "LOWBATT": "battery low",
+    "FSD": "forced shutdown set",
+    "REPLBATT": "battery needs replacing",
+}

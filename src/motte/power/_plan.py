@@ -1,0 +1,306 @@
+"""The shutdown plan: which UPS, when to act, and how to stop and start each host.
+
+A plan is a TOML file (see docs/power.md and examples/power/homelab.toml). Loading it checks
+its structure (types, ranges, unknown keys, passwords kept out of it); :mod:`._plancheck`
+then checks it as a whole (cycles, unknown hosts, a shutdown longer than the battery lasts)
+and derives the order. Both are pure: no host is contacted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from motte.power._client import TlsMode, UpsAddress
+from motte.power._errors import PlanError
+from motte.power._status import NOTIFY_EVENTS
+from motte.power._toml import Table, load_toml
+
+Command = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpsConfig:
+    address: UpsAddress
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsMode = "if-offered"
+    ca_file: Path | None = None
+
+    def password(self) -> str | None:
+        """Read the NUT password from its file or environment variable (never the plan)."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise PlanError(
+                    f"ups.password_file: cannot read {self.password_file}: {e.strerror}"
+                ) from None
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise PlanError(
+                    f"ups.password_env: environment variable {self.password_env} is not set"
+                )
+            return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """When to act. Times are seconds; charge is percent."""
+
+    #: Seconds on battery before the plan runs (cuts shorter than this are ridden out).
+    ride_through: float = 60.0
+    #: Seconds mains must stay back before a cut counts as over (debounces flapping power).
+    mains_stable: float = 10.0
+    #: Run the plan at once when battery.charge falls below this while on battery.
+    charge_below: float | None = None
+    #: ... or when battery.runtime falls below this many seconds.
+    runtime_below: float | None = None
+    #: NUT's DEADTIME: a UPS unheard-from this long, last seen on battery, counts as LB.
+    dead_after: float = 15.0
+    #: Seconds of runtime kept in hand when deadlines are sized from the remaining runtime.
+    reserve: float = 30.0
+    #: After mains returns: battery.charge needed before stopped hosts are started again.
+    restart_charge: float = 50.0
+    #: Set FSD on the UPS once the hosts are down, so NUT secondaries (upsmon) shut down.
+    fsd: bool = True
+    #: Seconds to wait for NUT secondaries to log out after FSD (upsmon's HOSTSYNC).
+    secondaries_wait: float = 15.0
+    #: Finally ask the UPS to cut the load and restore it when mains returns (shutdown.return).
+    cut_power: bool = False
+    #: Seconds between polls of the UPS (NUT has no push; a poll is one small request).
+    poll_interval: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    url: str
+    secret_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+    #: Network gear (a switch, the router): never stopped, kept up for the others.
+    never_stop: bool = False
+    coordinator: bool = False
+    #: Where drain and stop run: over SSH to this target, through a motte agent, or locally.
+    ssh: str | None = None
+    agent: Agent | None = None
+    drain: Command | None = None
+    stop: Command | None = None
+    #: Run on the coordinator until it exits 0: the host is down.
+    confirm: Command | None = None
+    #: Run on the coordinator to bring the host back (wake-on-LAN, IPMI, a smart plug).
+    start: Command | None = None
+    #: Run on the coordinator until it exits 0: the host (and its Keeps) are serving again.
+    ready: Command | None = None
+    drain_time: float = 30.0
+    stop_time: float = 60.0
+    start_time: float = 300.0
+
+    @property
+    def transport(self) -> str:
+        return "agent" if self.agent else "ssh" if self.ssh else "local"
+
+    @property
+    def needs(self) -> float:
+        """Seconds this host needs to drain and stop."""
+        return (self.drain_time if self.drains else 0.0) + self.stop_time
+
+    @property
+    def drains(self) -> bool:
+        return self.drain is not None or self.agent is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    command: Command | None = None
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    log: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    source: Path
+    ups: UpsConfig
+    policy: Policy
+    notify: Notify
+    hosts: dict[str, Host] = field(default_factory=dict)
+
+    @property
+    def coordinator(self) -> Host | None:
+        return next((h for h in self.hosts.values() if h.coordinator), None)
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """Read and structurally validate a plan; raises :class:`PlanError` naming file and key."""
+    source = Path(path)
+    top = Table(load_toml(source, PlanError), "", source, PlanError)
+    name = top.str("name", source.stem)
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise top.fail("name", f"must be letters, digits, - and _ only, not {name!r}")
+    ups = _ups(_required(top, "ups"), source.parent)
+    policy_table = top.table("policy")
+    policy = _policy(policy_table) if policy_table else Policy()
+    notify_table = top.table("notify")
+    notify = _notify(notify_table, source.parent) if notify_table else Notify()
+    hosts_table = _required(top, "hosts")
+    hosts = {}
+    for host_name in hosts_table.data:
+        host_table = hosts_table.table(host_name)
+        assert host_table is not None
+        hosts[host_name] = _host(host_name, host_table, source.parent)
+    hosts_table.done()
+    top.done()
+    if not hosts:
+        raise PlanError(f"{source}: hosts: the plan has no hosts")
+    return Plan(name, source, ups, policy, notify, hosts)
+
+
+def _required(table: Table, name: str) -> Table:
+    sub = table.table(name, required=True)
+    assert sub is not None
+    return sub
+
+
+def _command(t: Table, name: str, base: Path) -> Command | None:
+    """A command; a relative program path (``hosts/stop.sh``) is taken from the plan's folder."""
+    argv = t.command(name)
+    if argv is None or "/" not in argv[0] or argv[0].startswith("/"):
+        return argv
+    return (str(base / argv[0]), *argv[1:])
+
+
+def _path(value: str | None, base: Path) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _ups(t: Table, base: Path) -> UpsConfig:
+    address_text = t.str("address")
+    if address_text is None:
+        raise t.fail("address", "is required (ups@host[:port])")
+    try:
+        address = UpsAddress.parse(address_text)
+    except ValueError as e:
+        raise t.fail("address", str(e)) from None
+    if t.has("password"):
+        raise t.fail(
+            "password",
+            "a password may not be written in the plan",
+            hint="put it in a file readable only by the coordinator (password_file) "
+            "or an environment variable (password_env)",
+        )
+    username = t.str("username")
+    password_file = _path(t.str("password_file"), base)
+    password_env = t.str("password_env")
+    if password_file and password_env:
+        raise t.fail("password_env", "give password_file or password_env, not both")
+    if username and not (password_file or password_env):
+        raise t.fail("username", "needs password_file or password_env")
+    if (password_file or password_env) and not username:
+        raise t.fail("username", "is required when a password is given")
+    config = UpsConfig(
+        address=address,
+        username=username,
+        password_file=password_file,
+        password_env=password_env,
+        tls=t.str("tls", "if-offered", choices=("off", "if-offered", "required")),
+        ca_file=_path(t.str("ca_file"), base),
+    )
+    t.done()
+    return config
+
+
+def _policy(t: Table) -> Policy:
+    d = Policy()
+    policy = Policy(
+        ride_through=t.num("ride_through", d.ride_through),
+        mains_stable=t.num("mains_stable", d.mains_stable),
+        charge_below=t.num("charge_below", None, high=100),
+        runtime_below=t.num("runtime_below", None),
+        dead_after=t.num("dead_after", d.dead_after, low=1),
+        reserve=t.num("reserve", d.reserve),
+        restart_charge=t.num("restart_charge", d.restart_charge, high=100),
+        fsd=t.bool("fsd", d.fsd),
+        secondaries_wait=t.num("secondaries_wait", d.secondaries_wait),
+        cut_power=t.bool("cut_power", d.cut_power),
+        poll_interval=t.num("poll_interval", d.poll_interval, low=0.05, high=5),
+    )
+    t.done()
+    return policy
+
+
+def _notify(t: Table, base: Path) -> Notify:
+    events = t.str_list("events") or NOTIFY_EVENTS
+    for event in events:
+        if event not in NOTIFY_EVENTS:
+            raise t.fail("events", f"unknown event {event!r}", hint=", ".join(NOTIFY_EVENTS))
+    notify = Notify(
+        command=_command(t, "command", base), events=events, log=_path(t.str("log"), base)
+    )
+    t.done()
+    return notify
+
+
+def _host(name: str, t: Table, base: Path) -> Host:
+    agent = None
+    agent_table = t.table("agent")
+    if agent_table is not None:
+        url, secret = agent_table.str("url"), agent_table.str("secret_file")
+        if not url or not url.startswith(("http://", "https://")):
+            raise agent_table.fail("url", "is required: http(s)://host:port of the agent")
+        if not secret:
+            raise agent_table.fail("secret_file", "is required: the agent's shared secret")
+        agent_table.done()
+        secret_path = _path(secret, base)
+        assert secret_path is not None
+        agent = Agent(url.rstrip("/"), secret_path)
+    host = Host(
+        name=name,
+        description=t.str("description", ""),
+        depends_on=t.str_list("depends_on"),
+        never_stop=t.bool("never_stop", False),
+        coordinator=t.bool("coordinator", False),
+        ssh=t.str("ssh"),
+        agent=agent,
+        drain=_command(t, "drain", base),
+        stop=_command(t, "stop", base),
+        confirm=_command(t, "confirm", base),
+        start=_command(t, "start", base),
+        ready=_command(t, "ready", base),
+        drain_time=t.num("drain_time", 30.0),
+        stop_time=t.num("stop_time", 60.0),
+        start_time=t.num("start_time", 300.0, low=1),
+    )
+    if host.ssh and host.agent:
+        raise t.fail("agent", "give ssh or agent, not both")
+    if host.agent and (host.drain or host.stop):
+        raise t.fail(
+            "stop" if host.stop else "drain",
+            "the agent runs its own drain and stop commands; remove this key",
+        )
+    if host.never_stop:
+        for key in ("drain", "stop", "ssh", "agent", "start", "confirm"):
+            if t.has(key):
+                raise t.fail(key, "a never_stop host is never drained, stopped or started")
+        if host.coordinator:
+            raise t.fail(
+                "never_stop", "the coordinator is stopped last, so it cannot be never_stop"
+            )
+    elif not host.coordinator and not (host.stop or host.agent):
+        raise t.fail("stop", "is required: how to stop this host (or give agent, or never_stop)")
+    if host.coordinator and (host.ssh or host.agent):
+        raise t.fail("ssh" if host.ssh else "agent", "the coordinator stops itself locally")
+    t.done()
+    return host

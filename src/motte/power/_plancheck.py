@@ -1,0 +1,229 @@
+"""Checking a plan as a whole, and the order and timeline it would follow. Pure.
+
+Order: a host stops before everything it depends on, so dependents go first; hosts with no
+order between them form one *stage* and stop in parallel. ``never_stop`` hosts (switches) are
+kept up, and the coordinator stops last, after FSD has told NUT secondaries to go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from motte.power._plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One step, at seconds counted from the moment mains was lost."""
+
+    start: float
+    end: float
+    what: str
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCheck:
+    stages: tuple[tuple[str, ...], ...]
+    kept_up: tuple[str, ...]
+    coordinator: str | None
+    timeline: tuple[TimelineEntry, ...]
+    #: Seconds from the start of the plan until the coordinator's own stop is due to finish.
+    shutdown_time: float
+    runtime: float | None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def stoppable(plan: Plan) -> list[str]:
+    return [h.name for h in plan.hosts.values() if not h.never_stop and not h.coordinator]
+
+
+def shutdown_stages(plan: Plan) -> list[list[str]]:
+    """Stages of the shutdown: each host after every host that depends on it.
+
+    Assumes no cycles (check first). A stage's hosts are sorted by name so the order is stable.
+    """
+    names = set(stoppable(plan))
+    dependents: dict[str, set[str]] = {n: set() for n in names}
+    for host in plan.hosts.values():
+        if host.name in names:
+            for dep in host.depends_on:
+                if dep in names:
+                    dependents[dep].add(host.name)
+    level: dict[str, int] = {}
+
+    def depth(name: str) -> int:
+        if name not in level:
+            level[name] = 1 + max((depth(d) for d in dependents[name]), default=-1)
+        return level[name]
+
+    for name in names:
+        depth(name)
+    stages: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for name, lvl in level.items():
+        stages[lvl].append(name)
+    return [sorted(stage) for stage in stages]
+
+
+def _cycle(plan: Plan) -> list[str] | None:
+    """A dependency cycle as a path (first name repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for dep in plan.hosts[name].depends_on:
+            if dep not in plan.hosts:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(plan.hosts):
+        if name not in state and (found := visit(name)):
+            return found
+    return None
+
+
+def _requires(plan: Plan, name: str) -> set[str]:
+    """Every host ``name`` depends on, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for dep in plan.hosts[todo.pop()].depends_on:
+            if dep in plan.hosts and dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def check_plan(plan: Plan, *, runtime: float | None = None) -> PlanCheck:
+    """Every problem with the plan as a whole, the order, and the timeline.
+
+    ``runtime`` is the battery's runtime at the current load (seconds), when known: the plan
+    is refused if riding through and then shutting down would take longer.
+    """
+    src = plan.source
+    errors: list[str] = []
+    warnings: list[str] = []
+    for host in plan.hosts.values():
+        for dep in host.depends_on:
+            if dep not in plan.hosts:
+                errors.append(f"{src}: hosts.{host.name}.depends_on: unknown host {dep!r}")
+    cycle = _cycle(plan)
+    if cycle:
+        errors.append(f"{src}: hosts: dependency cycle {' -> '.join(cycle)}")
+    coordinators = [h.name for h in plan.hosts.values() if h.coordinator]
+    if len(coordinators) != 1:
+        errors.append(
+            f"{src}: hosts: exactly one host must be the coordinator, found "
+            f"{len(coordinators)}{': ' + ', '.join(coordinators) if coordinators else ''}"
+        )
+    coordinator = coordinators[0] if len(coordinators) == 1 else None
+    stops = set(stoppable(plan))
+    if coordinator and not cycle:
+        needed = sorted(_requires(plan, coordinator) & stops)
+        if needed:
+            errors.append(
+                f"{src}: hosts.{coordinator}.depends_on: the coordinator stops last but needs "
+                f"{', '.join(needed)}, which would stop before it (make it never_stop?)"
+            )
+    if not cycle:
+        for host in plan.hosts.values():
+            if host.never_stop:
+                gone = sorted(_requires(plan, host.name) & stops)
+                if gone:
+                    warnings.append(
+                        f"hosts.{host.name}: kept up, but depends on {', '.join(gone)}, "
+                        "which will be stopped"
+                    )
+    for name in sorted(stops):
+        host = plan.hosts[name]
+        if host.start is None and host.ready is None:
+            warnings.append(
+                f"hosts.{name}: no start or ready command: after power returns it stays off "
+                "unless its firmware powers on after AC loss"
+            )
+    if coordinator and plan.hosts[coordinator].stop is None:
+        warnings.append(f"hosts.{coordinator}: the coordinator has no stop command")
+    if plan.ups.username is None:
+        if plan.policy.cut_power:
+            errors.append(
+                f"{src}: policy.cut_power: needs a NUT login (ups.username) with instcmds"
+            )
+        if plan.policy.fsd:
+            warnings.append(
+                "ups.username: no NUT login, so FSD cannot be set: NUT secondaries are not told"
+            )
+
+    stages = [] if (cycle or errors) else shutdown_stages(plan)
+    timeline, total = _timeline(plan, stages, coordinator)
+    pol = plan.policy
+    if pol.runtime_below is not None and total > pol.runtime_below:
+        errors.append(
+            f"{src}: policy.runtime_below: the shutdown takes {total:g}s but starts with only "
+            f"{pol.runtime_below:g}s of runtime left; raise runtime_below or shorten stop times"
+        )
+    if runtime is not None and pol.ride_through + total > runtime:
+        errors.append(
+            f"{src}: the battery lasts {runtime:g}s at the current load, but riding through "
+            f"({pol.ride_through:g}s) and shutting down ({total:g}s) take "
+            f"{pol.ride_through + total:g}s; shorten policy.ride_through or the stop times"
+        )
+    return PlanCheck(
+        stages=tuple(tuple(s) for s in stages),
+        kept_up=tuple(sorted(h.name for h in plan.hosts.values() if h.never_stop)),
+        coordinator=coordinator,
+        timeline=tuple(timeline),
+        shutdown_time=total,
+        runtime=runtime,
+        errors=tuple(errors),
+        warnings=tuple(warnings),
+    )
+
+
+def _timeline(
+    plan: Plan, stages: list[list[str]], coordinator: str | None
+) -> tuple[list[TimelineEntry], float]:
+    """The longest timeline: a cut that lasts, with no threshold firing before ride-through."""
+    pol = plan.policy
+    t0 = pol.ride_through
+    entries = [
+        TimelineEntry(0.0, 0.0, "mains lost (ONBATT): riding through"),
+        TimelineEntry(t0, t0, "plan starts (SHUTDOWN) unless LB or a threshold came first"),
+    ]
+    t = t0
+    for i, stage in enumerate(stages, 1):
+        length = 0.0
+        for name in stage:
+            host = plan.hosts[name]
+            if host.drains:
+                entries.append(TimelineEntry(t, t + host.drain_time, f"stage {i}: drain", name))
+            begin = t + (host.drain_time if host.drains else 0.0)
+            entries.append(TimelineEntry(begin, begin + host.stop_time, f"stage {i}: stop", name))
+            length = max(length, host.needs)
+        t += length
+    if plan.policy.fsd and plan.ups.username:
+        entries.append(TimelineEntry(t, t, "set FSD: NUT secondaries shut down"))
+        entries.append(TimelineEntry(t, t + pol.secondaries_wait, "wait for secondaries"))
+        t += pol.secondaries_wait
+    if coordinator:
+        host = plan.hosts[coordinator]
+        if host.drains:
+            entries.append(TimelineEntry(t, t + host.drain_time, "drain", coordinator))
+            t += host.drain_time
+        if pol.cut_power:
+            entries.append(TimelineEntry(t, t, "ask the UPS for shutdown.return"))
+        entries.append(TimelineEntry(t, t + host.stop_time, "stop the coordinator", coordinator))
+        t += host.stop_time
+    return entries, t - t0

@@ -1,0 +1,279 @@
+"""The coordinator's persisted progress, and the messages between it and its driver.
+
+The coordinator (:mod:`._coordinator`) is a pure state machine: it is fed UPS readings,
+step results and the time, and answers with :class:`Action` values for its driver to carry
+out. Everything it must remember across a restart is in :class:`Progress`, which the driver
+writes atomically after every change (``motte_home()/power/<plan>.state.json``), so a
+restarted coordinator resumes where it was instead of repeating or forgetting a step.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from motte.power._errors import PowerError
+from motte.power._status import UpsReading
+
+STATE_VERSION = 1
+
+
+class Phase(enum.StrEnum):
+    #: Mains present, every host up.
+    ONLINE = "online"
+    #: On battery, riding through: the plan has not started.
+    ON_BATTERY = "on-battery"
+    #: Running the plan's stages.
+    SHUTTING_DOWN = "shutting-down"
+    #: Mains came back mid-shutdown: the stage in flight finishes, no new stage starts.
+    PAUSED = "paused"
+    #: Every stage done: FSD for NUT secondaries, cut power, stop the coordinator.
+    FINAL = "final"
+    #: Everything was asked to stop, the coordinator too.
+    DOWN = "down"
+    #: Mains is back: once the battery has recharged, stopped hosts are started again.
+    RECOVERING = "recovering"
+
+
+class HostState(enum.StrEnum):
+    UP = "up"
+    DRAINING = "draining"
+    STOPPING = "stopping"
+    CONFIRMING = "confirming"
+    DOWN = "down"
+    #: A stop or start that failed or never confirmed: the host's real state is unknown.
+    FAILED = "failed"
+    STARTING = "starting"
+    READYING = "readying"
+    #: Started, with no ready check to say it serves.
+    STARTED = "started"
+    #: No start or ready command: nothing to do, nothing known.
+    UNKNOWN = "unknown"
+
+
+#: Host states a shutdown left behind, which recovery brings back.
+STOPPED = frozenset({HostState.DOWN, HostState.FAILED})
+#: The state a host is in while each step runs.
+STEP_STATE = {
+    "drain": HostState.DRAINING,
+    "stop": HostState.STOPPING,
+    "confirm": HostState.CONFIRMING,
+    "start": HostState.STARTING,
+    "ready": HostState.READYING,
+}
+
+
+# -- actions: what the coordinator asks its driver to do --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep(Action):
+    """Run ``step`` (drain, stop, confirm, start, ready) for ``host`` until ``deadline``.
+
+    ``confirm`` and ``ready`` are retried until they exit 0 or the deadline passes. The driver
+    answers with a :class:`StepResult` carrying the same ``key`` and ``seq``.
+    """
+
+    key: str
+    seq: int
+    host: str
+    step: str
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetFsd(Action):
+    key: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSecondaries(Action):
+    """Poll ``GET NUMLOGINS`` until only the coordinator is logged in, or ``deadline``."""
+
+    key: str
+    seq: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class CutPower(Action):
+    """``INSTCMD shutdown.return``: the UPS cuts the load after its delay, restores it later."""
+
+    key: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(Action):
+    """Stop a running step whose result no longer matters."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Action):
+    """Something to log; the upper-case kinds (ONBATT, ...) also run the notify command."""
+
+    kind: str
+    message: str
+    host: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    key: str
+    seq: int
+    ok: bool
+    detail: str = ""
+    timed_out: bool = False
+
+
+# -- persisted progress -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Task:
+    """A step in flight: what the driver was asked to do, and until when."""
+
+    seq: int
+    kind: str  # "host" or "final"
+    step: str
+    deadline: float
+    host: str | None = None
+
+
+@dataclass(slots=True)
+class HostProgress:
+    state: HostState = HostState.UP
+    since: float | None = None
+    detail: str = ""
+    #: Share of its declared times this host got when the battery could not cover them all.
+    scale: float = 1.0
+
+
+@dataclass(slots=True)
+class Progress:
+    plan: str
+    phase: Phase = Phase.ONLINE
+    seq: int = 0
+    reading: UpsReading | None = None
+    reading_at: float | None = None
+    comm_ok: bool = True
+    comm_lost_since: float | None = None
+    #: When the current cut began; kept through short returns of mains (flapping).
+    cut_since: float | None = None
+    mains_back_since: float | None = None
+    reason: str | None = None
+    shutdown_started: float | None = None
+    stages: list[list[str]] = field(default_factory=list)
+    stage: int = -1
+    final_steps: list[str] = field(default_factory=list)
+    final: int = -1
+    recovery: list[list[str]] = field(default_factory=list)
+    recovery_stage: int = -1
+    waiting_charge_logged: bool = False
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    running: dict[str, Task] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "plan": self.plan,
+            "phase": self.phase.value,
+            "seq": self.seq,
+            "reading": self.reading.to_dict() if self.reading else None,
+            "reading_at": self.reading_at,
+            "comm_ok": self.comm_ok,
+            "comm_lost_since": self.comm_lost_since,
+            "cut_since": self.cut_since,
+            "mains_back_since": self.mains_back_since,
+            "reason": self.reason,
+            "shutdown_started": self.shutdown_started,
+            "stages": self.stages,
+            "stage": self.stage,
+            "final_steps": self.final_steps,
+            "final": self.final,
+            "recovery": self.recovery,
+            "recovery_stage": self.recovery_stage,
+            "waiting_charge_logged": self.waiting_charge_logged,
+            "hosts": {
+                name: {
+                    "state": h.state.value,
+                    "since": h.since,
+                    "detail": h.detail,
+                    "scale": h.scale,
+                }
+                for name, h in self.hosts.items()
+            },
+            "running": {
+                key: {
+                    "seq": t.seq,
+                    "kind": t.kind,
+                    "step": t.step,
+                    "deadline": t.deadline,
+                    "host": t.host,
+                }
+                for key, t in self.running.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Progress:
+        if data.get("version") != STATE_VERSION:
+            raise PowerError(
+                f"{where}: state version {data.get('version')!r}, this motte reads {STATE_VERSION}",
+                hint="move the file aside to start afresh (no shutdown is in progress?)",
+            )
+        try:
+            return cls(
+                plan=str(data["plan"]),
+                phase=Phase(data["phase"]),
+                seq=int(data["seq"]),
+                reading=UpsReading.from_dict(data["reading"]) if data["reading"] else None,
+                reading_at=data["reading_at"],
+                comm_ok=bool(data["comm_ok"]),
+                comm_lost_since=data["comm_lost_since"],
+                cut_since=data["cut_since"],
+                mains_back_since=data["mains_back_since"],
+                reason=data["reason"],
+                shutdown_started=data["shutdown_started"],
+                stages=[list(map(str, s)) for s in data["stages"]],
+                stage=int(data["stage"]),
+                final_steps=list(map(str, data["final_steps"])),
+                final=int(data["final"]),
+                recovery=[list(map(str, s)) for s in data["recovery"]],
+                recovery_stage=int(data["recovery_stage"]),
+                waiting_charge_logged=bool(data["waiting_charge_logged"]),
+                hosts={
+                    name: HostProgress(
+                        HostState(h["state"]), h["since"], str(h["detail"]), float(h["scale"])
+                    )
+                    for name, h in data["hosts"].items()
+                },
+                running={
+                    key: Task(
+                        int(t["seq"]),
+                        str(t["kind"]),
+                        str(t["step"]),
+                        float(t["deadline"]),
+                        t["host"],
+                    )
+                    for key, t in data["running"].items()
+                },
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise PowerError(
+                f"{where}: state file is damaged ({type(e).__name__}: {e})",
+                hint="move the file aside to start afresh",
+            ) from None

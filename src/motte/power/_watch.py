@@ -1,0 +1,237 @@
+"""``motte power watch``: the asyncio driver around the coordinator's state machine.
+
+One loop: wait for the next input (a reading or a lost link from the monitor, a step result
+from a runner) or for the coordinator's next timer, hand it to the coordinator, **save its
+progress**, then carry out the actions it returned. Saving before acting means a coordinator
+killed at any point restarts knowing every step it had started; the steps in flight are
+issued again with their original deadlines (so stop commands must be safe to repeat, as
+``poweroff`` is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from motte.fsutil import atomic_write_text
+from motte.home import motte_home
+from motte.power._coordinator import Coordinator
+from motte.power._errors import PowerError
+from motte.power._monitor import LoginRefused, Lost, Reading, UpsMonitor
+from motte.power._notify import EventLog, Notifier, event_record
+from motte.power._plan import Plan
+from motte.power._progress import (
+    Action,
+    Cancel,
+    CutPower,
+    Event,
+    Progress,
+    RunStep,
+    SetFsd,
+    StepResult,
+    WaitSecondaries,
+)
+from motte.power._runner import HostRunner
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def power_dir() -> Path:
+    return motte_home() / "power"
+
+
+def state_path(plan_name: str) -> Path:
+    return power_dir() / f"{plan_name}.state.json"
+
+
+def default_log_path(plan_name: str) -> Path:
+    return power_dir() / f"{plan_name}.events.jsonl"
+
+
+def load_state(path: Path) -> tuple[Progress | None, dict[str, Any]]:
+    """The saved progress and the watch's own notes, or (None, {}) when there is none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, {}
+    except (OSError, ValueError) as e:
+        raise PowerError(
+            f"{path}: cannot read coordinator state: {e}",
+            hint="move the file aside to start afresh",
+        ) from None
+    return Progress.from_dict(data, str(path)), dict(data.get("watch", {}))
+
+
+class Watch:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        on_event: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.plan = plan
+        self.clock = clock
+        self.on_event = on_event
+        self.state_file = state_path(plan.name)
+        self.log_path = plan.notify.log or default_log_path(plan.name)
+        progress, _ = load_state(self.state_file)
+        self.coordinator = Coordinator(plan, progress)
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        role = "primary" if plan.ups.username else None
+        self.monitor = UpsMonitor(
+            plan.ups, self.queue, role=role, poll_interval=plan.policy.poll_interval
+        )
+        self.runner = HostRunner(plan, clock=clock)
+        self.notifier = Notifier(plan.notify.command, plan.notify.events, plan.ups.address.ups)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._saved: str | None = None
+        self._log: EventLog | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled, or until the UPS server refuses our login."""
+        self._log = EventLog(self.log_path)
+        monitor = asyncio.create_task(self.monitor.run(), name="ups-monitor")
+        self._monitor_task = monitor
+        monitor.add_done_callback(lambda _: self.queue.put_nowait(_MONITOR_ENDED))
+        try:
+            await self._act(self.coordinator.resume(self.clock()))
+            while True:
+                wake = self.coordinator.next_wakeup()
+                timeout = None if wake is None else max(wake - self.clock(), 0.0)
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    item = None
+                await self._act(self._feed(item))
+        finally:
+            monitor.cancel()
+            for task in [*self._tasks.values(), *self._background]:
+                task.cancel()
+            await asyncio.gather(
+                monitor, *self._tasks.values(), *self._background, return_exceptions=True
+            )
+            self._log.close()
+
+    def _feed(self, item: object) -> list[Action]:
+        now, c = self.clock(), self.coordinator
+        if isinstance(item, Reading):
+            actions = c.observe(item.reading, now)
+        elif isinstance(item, Lost):
+            actions = c.comm_lost(now, item.reason)
+        elif isinstance(item, StepResult):
+            self._tasks.pop(item.key, None)
+            actions = c.completed(item, now)
+        elif item is _MONITOR_ENDED:
+            assert self._monitor_task is not None
+            self._monitor_task.result()  # re-raise its crash, if it crashed
+            return []  # it ended after reporting LoginRefused, which is handled below
+        elif isinstance(item, LoginRefused):
+            raise PowerError(
+                f"NUT server {self.plan.ups.address} refused the login: {item.error}",
+                hint=item.error.hint or "check ups.username and its password, and upsd.users",
+            )
+        else:
+            actions = c.tick(now)
+        wake = c.next_wakeup()
+        if item is not None and wake is not None and wake <= now:
+            actions += c.tick(now)  # a busy queue must not starve the timers
+        return actions
+
+    async def _act(self, actions: list[Action]) -> None:
+        self._save()
+        for action in actions:
+            if isinstance(action, Event):
+                self._emit(action)
+            elif isinstance(action, Cancel):
+                task = self._tasks.pop(action.key, None)
+                if task is not None:
+                    task.cancel()
+            else:
+                key = getattr(action, "key")  # noqa: B009 - every other action carries one
+                old = self._tasks.pop(key, None)
+                if old is not None:
+                    old.cancel()
+                self._tasks[key] = asyncio.create_task(self._carry_out(action), name=key)
+
+    async def _carry_out(self, action: Action) -> None:
+        assert isinstance(action, RunStep | SetFsd | WaitSecondaries | CutPower)
+        if isinstance(action, RunStep):
+            result = await self.runner.run(action)
+        else:
+            try:
+                detail = await self._ups_step(action)
+                result = StepResult(action.key, action.seq, True, detail)
+            except PowerError as e:
+                result = StepResult(
+                    action.key, action.seq, False, str(e), timed_out=isinstance(e, _Timeout)
+                )
+        await self.queue.put(result)
+
+    async def _ups_step(self, action: SetFsd | WaitSecondaries | CutPower) -> str:
+        if isinstance(action, SetFsd):
+            await self.monitor.fsd()
+            return "FSD set"
+        if isinstance(action, CutPower):
+            await self.monitor.instcmd("shutdown.return")
+            return "the UPS accepted shutdown.return"
+        while True:
+            try:
+                count = await self.monitor.num_logins()
+            except PowerError:
+                count = None  # reconnecting: try again until the deadline
+            if count is not None and count <= 1:
+                return "every secondary logged out"
+            if self.clock() >= action.deadline:
+                raise _Timeout(f"{'?' if count is None else count - 1} secondaries still logged in")
+            await asyncio.sleep(0.5)
+
+    def _emit(self, event: Event) -> None:
+        record = event_record(
+            event, plan=self.plan.name, ups=str(self.plan.ups.address), now=self.clock()
+        )
+        assert self._log is not None
+        self._log.write(record)
+        if self.on_event is not None:
+            self.on_event(record)
+        if self.notifier.wants(event.kind):
+            task = asyncio.create_task(self._notify(event))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _notify(self, event: Event) -> None:
+        result = await self.notifier.notify(event.kind, event.message)
+        if not result.ok:
+            self._emit(
+                Event("notify-failed", f"notify command for {event.kind}: {result.describe()}")
+            )
+
+    def _save(self) -> None:
+        data = self.coordinator.p.to_dict()
+        text = json.dumps(data, sort_keys=True)
+        if text == self._saved:
+            return
+        data["watch"] = {
+            "pid": os.getpid(),
+            "plan": str(self.plan.source),
+            "log": str(self.log_path),
+            "saved": self.clock(),
+        }
+        atomic_write_text(
+            self.state_file, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o640
+        )
+        self._saved = text
+
+
+class _Timeout(PowerError):
+    pass
+
+
+_MONITOR_ENDED = object()
