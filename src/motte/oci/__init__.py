@@ -1,0 +1,95 @@
+"""Workload packages as OCI artifacts: a local image-layout store and any OCI registry.
+
+    from motte.oci import parse_reference, build_package, load_workload, push, pull
+
+``load_workload(ref)`` is what a Keep calls: it returns the Motte.toml and module bytes and
+the workload digest, each byte checked against the digest that names it. The registry client
+(httpx) is imported only when a reference names a registry.
+"""
+
+from motte.oci._digest import sha256_digest
+from motte.oci._errors import (
+    ArtifactNotFoundError,
+    AuthError,
+    DigestMismatchError,
+    InsecureTransportError,
+    MalformedArtifactError,
+    OciError,
+    PackageError,
+    ReferenceSyntaxError,
+    RegistryError,
+    TooLargeError,
+)
+from motte.oci._layout import LocalStore, default_store_path
+from motte.oci._limits import DEFAULT_LIMITS, Limits
+from motte.oci._model import Descriptor, Index, Manifest, canonical_json, referrer_descriptor
+from motte.oci._package import (
+    MANIFEST_FILE,
+    PackageResult,
+    Workload,
+    WorkloadLayers,
+    build_package,
+    load_workload,
+    read_workload,
+    verify_workload_blobs,
+    workload_layers,
+)
+from motte.oci._progress import NO_PROGRESS, Progress, rich_progress
+from motte.oci._reference import Reference, check_transport, is_loopback, parse_reference
+from motte.oci._repository import (
+    LocalRepository,
+    RemoteRepository,
+    Repository,
+    Sink,
+    open_repository,
+)
+from motte.oci._transfer import TransferResult, copy_artifact, pull, push, read_referrers
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MANIFEST_FILE",
+    "NO_PROGRESS",
+    "ArtifactNotFoundError",
+    "AuthError",
+    "Descriptor",
+    "DigestMismatchError",
+    "Index",
+    "InsecureTransportError",
+    "Limits",
+    "LocalRepository",
+    "LocalStore",
+    "MalformedArtifactError",
+    "Manifest",
+    "OciError",
+    "PackageError",
+    "PackageResult",
+    "Progress",
+    "Reference",
+    "ReferenceSyntaxError",
+    "RegistryError",
+    "RemoteRepository",
+    "Repository",
+    "Sink",
+    "TooLargeError",
+    "TransferResult",
+    "Workload",
+    "WorkloadLayers",
+    "build_package",
+    "canonical_json",
+    "check_transport",
+    "copy_artifact",
+    "default_store_path",
+    "is_loopback",
+    "load_workload",
+    "open_repository",
+    "parse_reference",
+    "pull",
+    "push",
+    "read_referrers",
+    "read_workload",
+    "referrer_descriptor",
+    "rich_progress",
+    "sha256_digest",
+    "verify_workload_blobs",
+    "workload_layers",
+]

@@ -1,0 +1,257 @@
+"""Workload packages: build one from a directory, recognise one, load one by reference.
+
+A package is a Motte.toml and the module it names (see :mod:`motte.oci._mediatypes` for the
+layers). Its digest, the digest of the OCI manifest, covers both: it is the *workload digest*
+that attestation evidence, certificates and trust verdicts bind. Packaging is deterministic
+(no timestamps), so the same two files always give the same digest.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from motte.oci import _mediatypes as mt
+from motte.oci._errors import MalformedArtifactError, PackageError, TooLargeError
+from motte.oci._layout import LocalStore, Staging
+from motte.oci._limits import DEFAULT_LIMITS, Limits
+from motte.oci._model import Descriptor, Manifest, canonical_json
+from motte.oci._progress import NO_PROGRESS, Progress
+from motte.oci._reference import Reference
+from motte.oci._repository import Advance, Repository, _LocalSink, open_repository
+
+MANIFEST_FILE = "Motte.toml"
+_WASM_MAGIC = b"\0asm"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadLayers:
+    """The parts of a workload manifest that matter, after its shape was checked."""
+
+    config: Descriptor
+    motte_toml: Descriptor
+    module: Descriptor
+    module_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A package loaded and verified: every byte here hashed to the digest that named it."""
+
+    reference: Reference  # pinned: reference.digest == digest
+    digest: str
+    manifest: bytes  # Motte.toml
+    module: bytes
+    module_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackageResult:
+    reference: Reference  # with tag and digest
+    digest: str
+    module_name: str
+    module_size: int
+    manifest_size: int
+
+
+def workload_layers(manifest: Manifest, what: str = "manifest") -> WorkloadLayers:
+    """Check ``manifest`` is a motte workload of this version; raise naming what is wrong."""
+    if manifest.artifact_type != mt.WORKLOAD_ARTIFACT:
+        raise MalformedArtifactError(
+            f"{what}: artifactType {manifest.artifact_type!r} is not a motte workload "
+            f"({mt.WORKLOAD_ARTIFACT})"
+        )
+    if manifest.config.media_type != mt.WORKLOAD_CONFIG:
+        raise MalformedArtifactError(f"{what}: config mediaType {manifest.config.media_type!r}")
+    by_type: dict[str, Descriptor] = {}
+    for i, layer in enumerate(manifest.layers):
+        if layer.media_type not in (mt.MOTTE_MANIFEST_LAYER, mt.MOTTE_MODULE_LAYER, mt.WASM_LAYER):
+            raise MalformedArtifactError(
+                f"{what}: layers[{i}] has unknown mediaType {layer.media_type!r}"
+            )
+        if layer.media_type in by_type:
+            raise MalformedArtifactError(f"{what}: more than one {layer.media_type} layer")
+        by_type[layer.media_type] = layer
+    for needed in (mt.MOTTE_MANIFEST_LAYER, mt.MOTTE_MODULE_LAYER, mt.WASM_LAYER):
+        if needed not in by_type:
+            raise MalformedArtifactError(f"{what}: no {needed} layer")
+    module, wasm = by_type[mt.MOTTE_MODULE_LAYER], by_type[mt.WASM_LAYER]
+    if (module.digest, module.size) != (wasm.digest, wasm.size):
+        raise MalformedArtifactError(
+            f"{what}: the {mt.WASM_LAYER} layer ({wasm.digest}) is not the module layer "
+            f"({module.digest}); other tools would run a different module"
+        )
+    name = module.annotations.get(mt.ANN_TITLE, "module.wasm")
+    return WorkloadLayers(manifest.config, by_type[mt.MOTTE_MANIFEST_LAYER], module, name)
+
+
+# -- building ----------------------------------------------------------------------------
+
+
+def module_path_from_manifest(motte_toml: bytes, where: str) -> str:
+    """The module path Motte.toml names (``workload = "x.wasm"``), relative and inside the dir."""
+    try:
+        doc = tomllib.loads(motte_toml.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise PackageError(f"{where}: not valid TOML: {e}") from e
+    value = doc.get("workload")
+    if not isinstance(value, str) or not value:
+        raise PackageError(
+            f"{where}: no 'workload' key naming the module",
+            hint='add workload = "name.wasm" (a path relative to Motte.toml)',
+        )
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise PackageError(
+            f"{where}: workload {value!r} must be a relative path inside the directory"
+        )
+    return value
+
+
+def build_package(
+    directory: Path,
+    ref: Reference,
+    *,
+    store: LocalStore | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> PackageResult:
+    """Package ``directory`` (Motte.toml + module) into the local store as ``ref``'s tag."""
+    store = store or LocalStore()
+    limits = store.limits
+    directory = Path(directory)
+    toml_path = directory / MANIFEST_FILE
+    if not toml_path.is_file():
+        raise PackageError(
+            f"{directory}: no {MANIFEST_FILE}",
+            hint="motte package takes the directory holding Motte.toml",
+        )
+    toml_bytes = toml_path.read_bytes()
+    if len(toml_bytes) > limits.max_small_blob_bytes:
+        raise TooLargeError(f"{toml_path}: over the {limits.max_small_blob_bytes}-byte limit")
+    rel = module_path_from_manifest(toml_bytes, str(toml_path))
+    module_path = _inside(directory, rel, toml_path)
+    size = module_path.stat().st_size
+    if size > limits.max_module_bytes:
+        raise TooLargeError(
+            f"{module_path}: {size} bytes is over the {limits.max_module_bytes}-byte limit"
+        )
+    with module_path.open("rb") as f:
+        if f.read(4) != _WASM_MAGIC:
+            raise PackageError(f"{module_path}: not a WebAssembly binary (no \\0asm header)")
+
+    module_name = PurePosixPath(rel).name
+    toml_desc = Descriptor.of(
+        mt.MOTTE_MANIFEST_LAYER, toml_bytes, annotations={mt.ANN_TITLE: MANIFEST_FILE}
+    )
+    config_bytes = canonical_json({"manifest": MANIFEST_FILE, "module": rel})
+    config_desc = Descriptor.of(mt.WORKLOAD_CONFIG, config_bytes)
+
+    with store.staging() as staging:
+        with progress.task(f"package {module_name}", size) as advance:
+            module_digest = _stage_file(staging, module_path, size, limits, advance)
+        module_desc = Descriptor(
+            mt.MOTTE_MODULE_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
+        )
+        wasm_desc = Descriptor(
+            mt.WASM_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
+        )
+        staging.write_bytes(toml_desc, toml_bytes, str(toml_path))
+        staging.write_bytes(config_desc, config_bytes, "config")
+        manifest = Manifest(
+            config=config_desc,
+            layers=(toml_desc, module_desc, wasm_desc),
+            artifact_type=mt.WORKLOAD_ARTIFACT,
+        )
+        data = manifest.to_bytes()
+        desc = Descriptor.of(mt.OCI_MANIFEST, data)
+        _LocalSink(staging, ref.local()).put_manifest(desc, data, tag=ref.tag)
+    return PackageResult(
+        ref.local().with_digest(desc.digest), desc.digest, module_name, size, len(toml_bytes)
+    )
+
+
+def _inside(directory: Path, rel: str, where: Path) -> Path:
+    """``directory/rel`` if it is a regular file that (after symlinks) stays in ``directory``."""
+    base = directory.resolve()
+    path = (directory / rel).resolve()
+    if not path.is_relative_to(base):
+        raise PackageError(f"{where}: workload {rel!r} resolves outside {directory}")
+    if not path.is_file():
+        raise PackageError(f"{where}: workload {rel!r} is not a file in {directory}")
+    return path
+
+
+def _stage_file(staging: Staging, path: Path, size: int, limits: Limits, advance: Advance) -> str:
+    """Hash ``path`` once, then stage it under that digest (verified again as it is copied)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    digest = "sha256:" + h.hexdigest()
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+
+    desc = Descriptor(mt.MOTTE_MODULE_LAYER, digest, size)
+    # Re-verified while copying: a file changed between hashing and copying is caught.
+    staging.write_blob(desc, chunks(), str(path), limit=limits.max_module_bytes, advance=advance)
+    return digest
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def load_workload(
+    ref: Reference | str,
+    *,
+    store: LocalStore | None = None,
+    allow_insecure_http: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Workload:
+    """The verified Motte.toml and module of ``ref`` (local store or registry), and its digest.
+
+    A tag is resolved once; the manifest, Motte.toml and module are each checked against the
+    digest that names them. This is what a Keep calls to load a package by digest.
+    """
+    from motte.oci._reference import parse_reference
+
+    if isinstance(ref, str):
+        ref = parse_reference(ref)
+    with open_repository(
+        ref, store=store, allow_insecure_http=allow_insecure_http, limits=limits
+    ) as repo:
+        return read_workload(repo, ref)
+
+
+def read_workload(repo: Repository, ref: Reference) -> Workload:
+    desc, data = repo.resolve(ref)
+    label = f"{ref.repository}@{desc.digest}"
+    layers = workload_layers(
+        Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}"
+    )
+    toml_bytes = repo.blob(layers.motte_toml, f"layer {MANIFEST_FILE} of {label}")
+    module = b"".join(repo.iter_blob(layers.module, f"layer {layers.module_name} of {label}"))
+    return Workload(
+        ref.with_digest(desc.digest), desc.digest, toml_bytes, module, layers.module_name
+    )
+
+
+def verify_workload_blobs(
+    repo: Repository, desc: Descriptor, data: bytes, label: str
+) -> WorkloadLayers:
+    """Check every blob of the workload against its digest (streaming; nothing kept)."""
+    layers = workload_layers(
+        Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}"
+    )
+    repo.blob(layers.config, f"config of {label}")
+    repo.blob(layers.motte_toml, f"layer {MANIFEST_FILE} of {label}")
+    for _ in repo.iter_blob(layers.module, f"layer {layers.module_name} of {label}"):
+        pass
+    return layers
