@@ -139,7 +139,8 @@ class _Run:
             kind = kind or detect_kind(raw)
             getattr(self, f"_{kind}")(raw)
         except EvidenceParseError as e:
-            self.rules.append(RuleResult("parse", "parse", "fail", e.message))
+            reason = e.message + (f" ({e.hint})" if e.hint else "")
+            self.rules.append(RuleResult("parse", "parse", "fail", reason))
         except EvidenceVerificationError as e:
             self.rules.extend(e.results or (RuleResult("verify", e.check, "fail", e.reason),))
         except (CollateralError, RemoteError) as e:

@@ -123,6 +123,22 @@ def _reserved_ranges(version: int) -> tuple[tuple[str, int, int], ...]:
     return tuple(ranges)
 
 
+#: Integer fields shown in hex (bit fields and TCB versions), the rest in decimal.
+_HEX_INTS = frozenset(
+    {
+        "policy",
+        "platform_info",
+        "signer_info",
+        "current_tcb",
+        "reported_tcb",
+        "committed_tcb",
+        "launch_tcb",
+        "launch_mit_vector",
+        "current_mit_vector",
+    }
+)
+
+
 def _hex(b: bytes) -> str:
     return b.hex()
 
@@ -376,7 +392,11 @@ class Report:
         out: dict[str, Any] = {}
         for name in self.__slots__:
             value = getattr(self, name)
-            out[name] = _hex(value) if isinstance(value, bytes) else value
+            if isinstance(value, bytes):
+                value = _hex(value)
+            elif name in _HEX_INTS and value is not None:
+                value = f"{value:#018x}" if name.endswith(("_tcb", "_vector")) else f"{value:#x}"
+            out[name] = value
         out["policy_decoded"] = self.guest_policy.to_dict()
         out["signing_key"] = self.signing_key
         out["author_key_en"] = self.author_key_en
@@ -385,8 +405,7 @@ class Report:
         product = product or self.product
         out["product"] = product
         layout = PRODUCT_TCB_LAYOUT.get(product or "")
-        for name in ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"):
-            out[f"{name}_hex"] = f"{getattr(self, name):#018x}"
-            if layout:
+        if layout:
+            for name in ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"):
                 out[f"{name}_decoded"] = decode_tcb(getattr(self, name), layout)
         return out

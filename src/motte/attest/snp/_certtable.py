@@ -45,7 +45,8 @@ def parse_cert_table(
     data: bytes, *, structure: str = "SNP certificate table"
 ) -> list[CertTableEntry]:
     """The entries of a certificate table, in table order."""
-    entries: list[CertTableEntry] = []
+    # First the table itself, up to its terminator; then where its entries point.
+    raw_entries: list[tuple[int, bytes, int, int]] = []
     pos = 0
     while True:
         if pos + ENTRY_SIZE > len(data):
@@ -59,24 +60,27 @@ def parse_cert_table(
                     structure, "terminator", "offset and length must be zero", offset=pos + 16
                 )
             break
-        if len(entries) == MAX_ENTRIES:
+        if len(raw_entries) == MAX_ENTRIES:
             raise EvidenceParseError(
                 structure, "entry", f"more than {MAX_ENTRIES} entries", offset=pos
             )
-        table_end = pos + 2 * ENTRY_SIZE  # at least this entry and the terminator
+        raw_entries.append((pos, raw_guid, offset, length))
+        pos += ENTRY_SIZE
+    table_end = pos + ENTRY_SIZE
+    entries: list[CertTableEntry] = []
+    for entry_pos, raw_guid, offset, length in raw_entries:
         if offset < table_end or offset + length > len(data):
             raise EvidenceParseError(
                 structure,
                 "offset",
                 f"certificate at {offset:#x}+{length:#x} lies outside the {len(data)}-byte blob",
-                offset=pos + 16,
+                offset=entry_pos + 16,
             )
         if length == 0:
             raise EvidenceParseError(
-                structure, "length", "zero-length certificate", offset=pos + 20
+                structure, "length", "zero-length certificate", offset=entry_pos + 20
             )
         entries.append(CertTableEntry(uuid.UUID(bytes=raw_guid), data[offset : offset + length]))
-        pos += ENTRY_SIZE
     guids = [e.guid for e in entries]
     if len(set(guids)) != len(guids):
         raise EvidenceParseError(structure, "entry", "a GUID appears twice")
