@@ -1,0 +1,111 @@
+"""Signed statements stored beside the artifact, as OCI referrers.
+
+Each statement is one referrer: an image manifest with ``artifactType``
+``application/vnd.in-toto+json``, the empty config, the DSSE envelope as layer 0 and its
+transparency-log inclusion bundle as layer 1, and ``subject`` = the workload manifest. Its
+annotations repeat the predicate type and signing keyids so listings can be filtered without
+downloading (they are hints; the envelope is what is verified).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from motte.oci import (
+    Descriptor,
+    MalformedArtifactError,
+    Manifest,
+    Repository,
+    read_referrers,
+)
+from motte.oci import _mediatypes as mt
+from motte.sign._predicates import rfc3339
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStatement:
+    """A referrer's envelope and proof, each checked against the digest that names it."""
+
+    referrer: str  # digest of the referrer manifest
+    envelope: bytes
+    bundle: bytes | None
+    predicate_type_hint: str | None
+
+
+def referrer_manifest(
+    subject: Descriptor,
+    envelope: bytes,
+    bundle: bytes | None,
+    *,
+    predicate_type: str,
+    keyids: list[str],
+    now: dt.datetime,
+) -> tuple[Manifest, list[tuple[Descriptor, bytes]]]:
+    blobs = [(Descriptor.of(mt.OCI_EMPTY, mt.OCI_EMPTY_BYTES), mt.OCI_EMPTY_BYTES)]
+    layers = [Descriptor.of(mt.DSSE_ENVELOPE_LAYER, envelope)]
+    blobs.append((layers[0], envelope))
+    if bundle is not None:
+        layers.append(Descriptor.of(mt.TLOG_PROOF_LAYER, bundle))
+        blobs.append((layers[1], bundle))
+    manifest = Manifest(
+        config=blobs[0][0],
+        layers=tuple(layers),
+        artifact_type=mt.ATTESTATION_ARTIFACT,
+        subject=Descriptor(subject.media_type, subject.digest, subject.size),
+        annotations={
+            mt.ANN_PREDICATE_TYPE: predicate_type,
+            mt.ANN_KEYIDS: ",".join(keyids),
+            mt.ANN_CREATED: rfc3339(now),
+        },
+    )
+    return manifest, blobs
+
+
+def attach_statement(
+    repo: Repository,
+    subject: Descriptor,
+    envelope: bytes,
+    bundle: bytes | None,
+    *,
+    predicate_type: str,
+    keyids: list[str],
+    now: dt.datetime,
+) -> Descriptor:
+    """Store the envelope (and proof) as a referrer of ``subject``; return its descriptor."""
+    manifest, blobs = referrer_manifest(
+        subject, envelope, bundle, predicate_type=predicate_type, keyids=keyids, now=now
+    )
+    data = manifest.to_bytes()
+    desc = Descriptor.of(mt.OCI_MANIFEST, data)
+    with repo.session() as sink:
+        for blob_desc, blob in blobs:
+            if not sink.has_blob(blob_desc.digest):
+                sink.put_blob(
+                    blob_desc,
+                    iter([blob]),
+                    f"referrer blob {blob_desc.digest}",
+                    advance=lambda n: None,
+                )
+        sink.put_manifest(desc, data, subject=subject.digest)
+    return desc
+
+
+def read_statements(repo: Repository, subject: str) -> list[StoredStatement]:
+    """Every motte attestation referrer of ``subject``, its blobs verified by digest."""
+    out = []
+    for r in read_referrers(repo, subject):
+        what = f"referrer {r.desc.digest}"
+        layers = r.manifest.layers
+        if not layers or layers[0].media_type != mt.DSSE_ENVELOPE_LAYER:
+            raise MalformedArtifactError(f"{what}: layer 0 is not a DSSE envelope")
+        if len(layers) > 2 or (len(layers) == 2 and layers[1].media_type != mt.TLOG_PROOF_LAYER):
+            raise MalformedArtifactError(f"{what}: unexpected layers after the envelope")
+        envelope = repo.blob(layers[0], f"{what} layer 0 (DSSE envelope)")
+        bundle = repo.blob(layers[1], f"{what} layer 1 (log proof)") if len(layers) == 2 else None
+        out.append(
+            StoredStatement(
+                r.desc.digest, envelope, bundle, r.manifest.annotations.get(mt.ANN_PREDICATE_TYPE)
+            )
+        )
+    return out

@@ -1,0 +1,173 @@
+"""``motte verify``: is this artifact intact, published by keys its namespace trusts, and logged?
+
+For a reference (tag resolved once to a digest):
+
+1. The manifest and every blob hash to the digests that name them (a changed layer or
+   manifest is named).
+2. Each attestation referrer is read (its blobs verified too) and its DSSE envelope checked
+   against the policy's keys. A signature whose keyid names a trusted key but that does not
+   verify is tampering, and fails the whole verification. Statements by keys the policy does
+   not know are listed and ignored.
+3. A trusted statement must be about this digest, and carry an inclusion proof that verifies
+   against a trusted log checkpoint, consistent with the last checkpoint seen (a fork fails).
+4. Publication statements for this namespace/name by distinct trusted keys must reach the
+   policy's threshold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from motte.errors import MotteError
+from motte.oci import LocalStore, Reference, open_repository, parse_reference, verify_workload_blobs
+from motte.sign._attach import read_statements
+from motte.sign._dsse import INTOTO_PAYLOAD_TYPE, Envelope, verify_envelope
+from motte.sign._errors import ArtifactVerificationError, EnvelopeFormatError, SignatureError
+from motte.sign._logging import LogEvidence, check_logged
+from motte.sign._predicates import PREDICATE_NAMES, PUBLICATION, Publication, describe
+from motte.sign._statement import Statement
+from motte.sign._truststore import PublisherPolicy, policy_for_namespace
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedStatement:
+    referrer: str
+    predicate_type: str
+    signers: tuple[str, ...]  # keyids of the policy's keys that signed
+    log: LogEvidence
+    summary: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return PREDICATE_NAMES.get(self.predicate_type, self.predicate_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    reference: Reference  # pinned
+    digest: str
+    policy: str
+    threshold: int
+    publishers: tuple[str, ...]  # distinct keyids with a counted publication statement
+    statements: tuple[CheckedStatement, ...]
+    #: (referrer digest, why it does not count): unknown signer, no log proof, other name...
+    ignored: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def verify_artifact(
+    ref: Reference | str,
+    policy: PublisherPolicy | None = None,
+    *,
+    trust_dir: Any = None,
+    store: LocalStore | None = None,
+    allow_insecure_http: bool = False,
+    log_url: str | None = None,
+    now: dt.datetime | None = None,
+) -> Verification:
+    """Verify ``ref`` (see the module docstring); raise naming the failed check, or return."""
+    if isinstance(ref, str):
+        ref = parse_reference(ref)
+    now = now or dt.datetime.now(dt.UTC)
+    if policy is None:
+        policy = policy_for_namespace(ref.namespace, trust_dir, now=now)
+    with open_repository(ref, store=store, allow_insecure_http=allow_insecure_http) as repo:
+        desc, data = repo.resolve(ref)
+        label = f"{ref.repository}@{desc.digest}"
+        verify_workload_blobs(repo, desc, data, label)
+        stored = read_statements(repo, desc.digest)
+
+    checked: list[CheckedStatement] = []
+    ignored: list[tuple[str, str]] = []
+    publishers: dict[str, None] = {}
+    trusted_ids = {k.keyid for k in policy.keys}
+    for s in stored:
+        where = f"referrer {s.referrer}"
+        try:
+            envelope = Envelope.from_bytes(s.envelope, f"{where} envelope")
+        except EnvelopeFormatError as e:
+            raise ArtifactVerificationError("envelope", e.message) from None
+        if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
+            ignored.append((s.referrer, f"payload type {envelope.payload_type} is not in-toto"))
+            continue
+        try:
+            verified = verify_envelope(envelope, policy.keys)
+        except SignatureError:
+            named = [sig.keyid for sig in envelope.signatures if sig.keyid in trusted_ids]
+            if named:
+                raise ArtifactVerificationError(
+                    "signature",
+                    f"{where} ({_kind(s.predicate_type_hint)}): the signature by key "
+                    f"{named[0][:16]} does not verify: the statement or signature was changed",
+                ) from None
+            hints = ", ".join(sig.keyid[:16] or "(no keyid)" for sig in envelope.signatures)
+            ignored.append(
+                (s.referrer, f"signed by keys {policy.source} does not include: {hints}")
+            )
+            continue
+        if verified.bad_keyids:
+            raise ArtifactVerificationError(
+                "signature",
+                f"{where}: the signature by key {verified.bad_keyids[0][:16]} does not verify",
+            )
+        try:
+            statement = Statement.from_bytes(verified.payload, f"{where} statement")
+        except EnvelopeFormatError as e:
+            raise ArtifactVerificationError("statement", e.message) from None
+        if not statement.about(desc.digest):
+            other = ", ".join(sorted(d for sub in statement.subject for d in sub.digests()))
+            ignored.append((s.referrer, f"statement is about {other}, not this artifact"))
+            continue
+        if s.bundle is None:
+            ignored.append((s.referrer, "not in a transparency log (no inclusion proof)"))
+            continue
+        try:
+            evidence = check_logged(s.envelope, s.bundle, now=now, log_url=log_url)
+        except MotteError as e:
+            raise ArtifactVerificationError(
+                "log",
+                f"{where} ({_kind(statement.predicate_type)}): {e.message}",
+                hint=e.hint or "trust the log's key (motte log trust) if this log is yours",
+            ) from None
+        try:
+            summary = describe(statement.predicate_type, statement.predicate)
+        except EnvelopeFormatError as e:
+            raise ArtifactVerificationError("statement", e.message) from None
+        signers = tuple(k.keyid for k in verified.keys)
+        checked.append(
+            CheckedStatement(s.referrer, statement.predicate_type, signers, evidence, summary)
+        )
+        if statement.predicate_type == PUBLICATION:
+            pub = Publication.from_dict(statement.predicate, where)
+            if (pub.namespace, pub.name) != (ref.namespace, ref.name):
+                ignored.append(
+                    (
+                        s.referrer,
+                        f"publishes it as {pub.namespace}/{pub.name}, not {ref.repository}",
+                    )
+                )
+                continue
+            publishers.update(dict.fromkeys(signers))
+
+    if len(publishers) < policy.threshold:
+        reasons = "; ".join(f"{r[:19]}: {why}" for r, why in ignored)
+        raise ArtifactVerificationError(
+            "threshold",
+            f"{label}: {len(publishers)} of the {policy.threshold} required publisher "
+            f"signature(s) from {policy.source}" + (f" ({reasons})" if reasons else ""),
+            hint="sign it with a delegated key: motte sign REF --key KEY",
+        )
+    return Verification(
+        ref.with_digest(desc.digest),
+        desc.digest,
+        policy.source,
+        policy.threshold,
+        tuple(publishers),
+        tuple(checked),
+        tuple(ignored),
+    )
+
+
+def _kind(predicate_type: str | None) -> str:
+    return PREDICATE_NAMES.get(predicate_type or "", predicate_type or "statement")
