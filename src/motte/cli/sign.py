@@ -1,0 +1,531 @@
+"""``motte key``, ``motte sign``, ``motte attest-build``, ``motte attest-review``, ``motte verify``.
+
+Thin commands: parse, call motte.sign, render. Private keys come from files (by path or by
+name in MOTTE_HOME/keys/signing); a passphrase only from MOTTE_KEY_PASSPHRASE or a prompt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from motte.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from motte.sign import PrivateKey, PublicKey, RootStatus, SignResult, Verification
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-insecure-http",
+        help="Allow plain http:// to a registry that is not on loopback.",
+    ),
+]
+Ref = Annotated[
+    str,
+    typer.Argument(help="[REGISTRY/]NAMESPACE/NAME[:TAG|@DIGEST]", show_default=False),
+]
+SignKeys = Annotated[
+    list[str],
+    typer.Option("--key", "-k", help="Private key: a path, or a name from motte key list."),
+]
+LogOpt = Annotated[
+    str | None,
+    typer.Option("--log", help="Transparency log URL (default: the embedded log in MOTTE_HOME)."),
+]
+RootDir = Annotated[Path, typer.Argument(help="The root's directory of N.root.json versions.")]
+ExpiresOpt = Annotated[
+    int, typer.Option("--expires-days", min=1, max=3650, help="Days until this version expires.")
+]
+
+
+def _emit(obj: Any) -> None:
+    from motte.cli._output import emit_json
+
+    emit_json(obj)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _private_keys(specs: list[str]) -> list[PrivateKey]:
+    from motte.sign import KeyFileError, load_private_key
+
+    if not specs:
+        raise typer.BadParameter("at least one is needed", param_hint="--key")
+    keys = []
+    for spec in specs:
+        try:
+            keys.append(load_private_key(spec))
+        except KeyFileError as e:
+            if e.hint is None or not sys.stdin.isatty() or "PASSPHRASE" not in e.hint:
+                raise
+            secret = typer.prompt(f"passphrase for {spec}", hide_input=True)
+            keys.append(load_private_key(spec, passphrase=secret.encode()))
+    return keys
+
+
+def _public_keys(specs: list[str]) -> list[PublicKey]:
+    from motte.sign import load_public_key
+
+    return [load_public_key(s) for s in specs]
+
+
+# -- motte key ---------------------------------------------------------------------------
+
+key_app = typer.Typer(
+    help="Create and inspect signing keys and namespace roots of trust.", no_args_is_help=True
+)
+root_app = typer.Typer(
+    help="Namespace roots of trust: which keys may publish a namespace, and key rotation.",
+    no_args_is_help=True,
+)
+key_app.add_typer(root_app, name="root")
+
+
+def _key_dict(name: str | None, key: PublicKey, private: bool | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"keyid": key.keyid, "type": key.key_type}
+    if name is not None:
+        out["name"] = name
+    if private is not None:
+        out["private"] = private
+    return out
+
+
+@key_app.command("new")
+def key_new(
+    name: Annotated[str, typer.Argument(help="Name of the key pair (letters, digits, . _ -).")],
+    key_type: Annotated[str, typer.Option("--type", help="ed25519 or ecdsa-p256.")] = "ed25519",
+    json_out: JsonOpt = False,
+) -> int:
+    """Make a key pair: NAME.key (owner-only) and NAME.pub in MOTTE_HOME/keys/signing.
+
+    The private key is encrypted when MOTTE_KEY_PASSPHRASE is set.
+    Give NAME.pub to whoever verifies your signatures or delegates a namespace to you.
+    """
+    from motte.sign import generate_key, passphrase_from_env, save_key_pair
+
+    key = generate_key(key_type)
+    priv, pub = save_key_pair(key, name, passphrase=passphrase_from_env())
+    if json_out:
+        _emit({**_key_dict(name, key.public), "private_key": str(priv), "public_key": str(pub)})
+    else:
+        typer.echo(f"created {key.key_type} key {name}")
+        typer.echo(f"  keyid    {key.keyid}")
+        typer.echo(f"  private  {priv}")
+        typer.echo(f"  public   {pub}")
+    return int(ExitStatus.OK)
+
+
+@key_app.command("list")
+def key_list(json_out: JsonOpt = False) -> int:
+    """List the key pairs in MOTTE_HOME/keys/signing."""
+    from motte.sign import keys_dir, list_keys
+
+    keys = list_keys()
+    if json_out:
+        _emit([_key_dict(n, k, has_private) for n, k, has_private in keys])
+    elif not keys:
+        typer.echo(f"no keys in {keys_dir()} (motte key new NAME makes one)")
+    for name, key, has_private in [] if json_out else keys:
+        note = "" if has_private else "  (public only)"
+        typer.echo(f"{name:<20} {key.key_type:<11} {key.keyid[:16]}{note}")
+    return int(ExitStatus.OK)
+
+
+@key_app.command("show")
+def key_show(
+    key: Annotated[str, typer.Argument(help="A .pub file, or a key name.")],
+    json_out: JsonOpt = False,
+) -> int:
+    """Print a public key's type, keyid and PEM."""
+    (pub,) = _public_keys([key])
+    if json_out:
+        _emit({**_key_dict(None, pub), "pem": pub.to_pem().decode()})
+    else:
+        typer.echo(f"{pub.key_type} {pub.keyid}")
+        typer.echo(pub.to_pem().decode().rstrip())
+    return int(ExitStatus.OK)
+
+
+# -- motte key root ----------------------------------------------------------------------
+
+
+def _root_output(status: RootStatus, json_out: bool) -> int:
+    if json_out:
+        _emit(
+            {
+                "version": status.version,
+                "path": str(status.path),
+                "complete": status.complete,
+                "missing": list(status.missing),
+                "expires": status.root.to_dict()["expires"],
+                "namespaces": status.root.to_dict()["namespaces"],
+            }
+        )
+    elif status.complete:
+        typer.echo(f"root version {status.version} written to {status.path}")
+    else:
+        typer.echo(f"root version {status.version} staged at {status.path}")
+        typer.echo(f"  needs {' and '.join(status.missing)}: motte key root sign DIR --key KEY")
+    return int(ExitStatus.OK)
+
+
+@root_app.command("init")
+def root_init(
+    directory: RootDir,
+    root_key: Annotated[
+        list[str], typer.Option("--root-key", help="A root public key (repeat for several).")
+    ],
+    key: SignKeys = [],  # noqa: B006 - Typer reads list defaults, never mutates them
+    threshold: Annotated[int, typer.Option(help="Root keys needed to sign a version.")] = 1,
+    expires_days: ExpiresOpt = 365,
+    json_out: JsonOpt = False,
+) -> int:
+    """Create version 1 of a root: the root keys and how many of them must sign.
+
+    --key signs it now; other holders add theirs with motte key root sign.
+    Keep root keys offline: they only sign new root versions.
+
+    Example: motte key root init ./acme-root --root-key root1 --key root1
+    """
+    from motte.sign import default_expiry, new_root, propose
+
+    now = _now()
+    meta = new_root(_public_keys(root_key), threshold, expires=default_expiry(now, expires_days))
+    return _root_output(
+        propose(directory, meta, _private_keys(key) if key else [], now=now), json_out
+    )
+
+
+@root_app.command("delegate")
+def root_delegate(
+    directory: RootDir,
+    namespace: Annotated[str, typer.Argument(help="The namespace, e.g. acme.")],
+    signer: Annotated[
+        list[str], typer.Option("--signer", help="A publisher public key (repeat for several).")
+    ],
+    key: SignKeys,
+    threshold: Annotated[int, typer.Option(help="Publisher keys needed per package.")] = 1,
+    expires_days: ExpiresOpt = 365,
+    json_out: JsonOpt = False,
+) -> int:
+    """Make the next root version, allowing --signer keys to publish NAMESPACE.
+
+    Replaces the namespace's earlier delegation; signed by root keys (--key).
+
+    Example: motte key root delegate ./acme-root acme --signer alice.pub --key root1
+    """
+    from motte.sign import default_expiry, propose, with_namespace
+
+    now = _now()
+    current = _need_root(directory, now)
+    meta = with_namespace(
+        current,
+        namespace,
+        _public_keys(signer),
+        threshold,
+        expires=default_expiry(now, expires_days),
+    )
+    return _root_output(propose(directory, meta, _private_keys(key), now=now), json_out)
+
+
+@root_app.command("rotate")
+def root_rotate(
+    directory: RootDir,
+    root_key: Annotated[list[str], typer.Option("--root-key", help="A new root public key.")],
+    key: SignKeys,
+    threshold: Annotated[int, typer.Option(help="New root keys needed to sign a version.")] = 1,
+    expires_days: ExpiresOpt = 365,
+    json_out: JsonOpt = False,
+) -> int:
+    """Make the next root version with new root keys.
+
+    It needs a threshold of the OLD root keys and of the NEW ones: pass both with --key.
+    Verifiers walk the versions in order, so they follow the rotation.
+    """
+    from motte.sign import default_expiry, propose, with_root_keys
+
+    now = _now()
+    current = _need_root(directory, now)
+    meta = with_root_keys(
+        current, _public_keys(root_key), threshold, expires=default_expiry(now, expires_days)
+    )
+    return _root_output(propose(directory, meta, _private_keys(key), now=now), json_out)
+
+
+@root_app.command("sign")
+def root_sign(directory: RootDir, key: SignKeys, json_out: JsonOpt = False) -> int:
+    """Add signatures to the version waiting in DIR/staged.root.json."""
+    from motte.sign import sign_staged
+
+    return _root_output(sign_staged(directory, _private_keys(key), now=_now()), json_out)
+
+
+@root_app.command("show")
+def root_show(directory: RootDir, json_out: JsonOpt = False) -> int:
+    """Verify DIR's chain of versions and print the latest: root keys, namespaces, expiry."""
+    from motte.sign import load_chain
+
+    root = load_chain(directory, now=_now(), check_expiry=False)
+    doc = root.to_dict()
+    if json_out:
+        _emit(doc)
+        return int(ExitStatus.OK)
+    expired = " (EXPIRED)" if root.expires <= _now() else ""
+    typer.echo(f"root version {root.version}, expires {doc['expires']}{expired}")
+    typer.echo(f"  root keys ({root.root.threshold} of {len(root.root.keyids)} must sign):")
+    for kid in root.root.keyids:
+        typer.echo(f"    {kid}")
+    for ns, role in sorted(root.namespaces.items()):
+        typer.echo(f"  namespace {ns} ({role.threshold} of {len(role.keyids)} must sign):")
+        for kid in role.keyids:
+            typer.echo(f"    {kid}")
+    return int(ExitStatus.OK)
+
+
+@root_app.command("trust")
+def root_trust(
+    directory: RootDir,
+    name: Annotated[str | None, typer.Option(help="Install as this name (default: DIR's).")] = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Install a root (or its newer versions) into MOTTE_HOME/trust-roots for motte verify.
+
+    The first version you install is your anchor: compare its root keyids with the publisher's
+    over a channel you trust. Later versions are accepted only if they chain from it.
+    """
+    from motte.sign import install_root
+
+    target, root, added = install_root(directory, name, now=_now())
+    if json_out:
+        _emit({"path": str(target), "version": root.version, "added": added})
+    else:
+        typer.echo(f"trusted root {target.name} at version {root.version} ({target})")
+        if added:
+            typer.echo(f"  added versions {', '.join(map(str, added))}")
+        else:
+            typer.echo("  already up to date")
+        for kid in root.root.keyids:
+            typer.echo(f"  root key {kid}")
+    return int(ExitStatus.OK)
+
+
+def _need_root(directory: Path, now: dt.datetime) -> Any:
+    from motte.sign import TrustRootError, current_root
+
+    current = current_root(directory, now=now)
+    if current is None:
+        raise TrustRootError(f"{directory}: no root yet", hint="motte key root init DIR ...")
+    return current
+
+
+# -- sign, attest-build, attest-review ---------------------------------------------------
+
+
+def _sign_output(result: SignResult, json_out: bool) -> int:
+    if json_out:
+        _emit(
+            {
+                "reference": str(result.reference),
+                "digest": result.digest,
+                "predicate_type": result.predicate_type,
+                "referrer": result.referrer,
+                "keyids": list(result.keyids),
+                "log": {"origin": result.log_origin, "index": result.log_index},
+            }
+        )
+    else:
+        from motte.sign._predicates import PREDICATE_NAMES
+
+        kind = PREDICATE_NAMES.get(result.predicate_type, result.predicate_type)
+        typer.echo(f"signed {kind} of {result.reference}")
+        typer.echo(f"  keys      {', '.join(k[:16] for k in result.keyids)}")
+        typer.echo(f"  logged    {result.log_origin} entry {result.log_index}")
+        typer.echo(f"  referrer  {result.referrer}")
+    return int(ExitStatus.OK)
+
+
+def sign(
+    reference: Ref,
+    key: SignKeys,
+    log: LogOpt = None,
+    allow_insecure_http: InsecureOpt = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Sign an artifact's digest as published under its NAMESPACE/NAME, and log the signature.
+
+    The package is checked against its digest first; the signature is stored beside it.
+    Several --key make one envelope with several signatures (for a namespace threshold).
+
+    Example: motte sign acme/hello:1.0 --key alice
+    """
+    from motte.sign import sign_artifact
+
+    result = sign_artifact(
+        reference, _private_keys(key), allow_insecure_http=allow_insecure_http, log_url=log
+    )
+    return _sign_output(result, json_out)
+
+
+def attest_build(
+    reference: Ref,
+    key: SignKeys,
+    source: Annotated[str, typer.Option(help="Source repository URI.", show_default=False)],
+    commit: Annotated[str, typer.Option(help="Full git commit id it was built from.")],
+    command: Annotated[str | None, typer.Option(help="The build command.")] = None,
+    builder: Annotated[str | None, typer.Option(help="Builder id URI.")] = None,
+    log: LogOpt = None,
+    allow_insecure_http: InsecureOpt = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Record SLSA provenance v1: who built this digest, from which source, commit and command.
+
+    Signed, logged and stored beside the artifact like a signature.
+    The default builder id names a local build (SLSA level 1 at most).
+
+    Example: motte attest-build acme/hello:1.0 --key ci --source https://git.example/acme/hello
+    --commit 0123456789abcdef0123456789abcdef01234567 --command "make hello.wasm"
+    """
+    from motte.sign import DEFAULT_BUILDER
+    from motte.sign import attest_build as do_attest
+
+    result = do_attest(
+        reference,
+        _private_keys(key),
+        source=source,
+        commit=commit,
+        command=command,
+        builder=builder or DEFAULT_BUILDER,
+        allow_insecure_http=allow_insecure_http,
+        log_url=log,
+    )
+    return _sign_output(result, json_out)
+
+
+def attest_review(
+    reference: Ref,
+    key: SignKeys,
+    reviewer: Annotated[str, typer.Option(help="Who reviewed (an email or URI).")],
+    scope: Annotated[str, typer.Option(help='What was reviewed, e.g. "full" or "diff:v1.0".')],
+    result: Annotated[str, typer.Option(help="pass or fail.")],
+    kind: Annotated[str, typer.Option(help="review or audit.")] = "review",
+    link: Annotated[str | None, typer.Option(help="Link to the review or report.")] = None,
+    summary: Annotated[str | None, typer.Option(help="One-line summary.")] = None,
+    log: LogOpt = None,
+    allow_insecure_http: InsecureOpt = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Record a human review or audit of this digest: reviewer, scope, result, date.
+
+    Example: motte attest-review acme/hello:1.0 --key bob --reviewer bob@example.org
+    --scope full --result pass
+    """
+    from motte.sign import attest_review as do_review
+
+    signed = do_review(
+        reference,
+        _private_keys(key),
+        reviewer=reviewer,
+        scope=scope,
+        result=result,
+        kind=kind,
+        link=link,
+        summary=summary,
+        allow_insecure_http=allow_insecure_http,
+        log_url=log,
+    )
+    return _sign_output(signed, json_out)
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+def verify(
+    reference: Ref,
+    key: Annotated[
+        list[str],
+        typer.Option("--key", "-k", help="Pin a publisher public key instead of trust roots."),
+    ] = [],  # noqa: B006 - Typer reads list defaults, never mutates them
+    keys_dir: Annotated[
+        Path | None,
+        typer.Option("--keys-dir", help="Trust roots to use (default: MOTTE_HOME/trust-roots)."),
+    ] = None,
+    log: Annotated[
+        str | None, typer.Option("--log", help="Log URL for the fork check (default: from trust).")
+    ] = None,
+    allow_insecure_http: InsecureOpt = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Verify an artifact: intact, signed by keys its namespace allows, and logged.
+
+    Checks every blob against its digest, each signature against the trust root's delegation
+    for NAMESPACE (or the --key you pin), and each statement's log inclusion proof.
+    A checkpoint inconsistent with the last one seen from that log (a fork) fails.
+    Exit status 1 names the check that failed: layer, manifest, signature, log, threshold.
+
+    Example: motte verify acme/hello:1.0
+    """
+    from motte.sign import policy_from_keys, verify_artifact
+
+    if key and keys_dir is not None:
+        raise typer.BadParameter("give --key or --keys-dir, not both", param_hint="--key")
+    policy = policy_from_keys(_public_keys(key)) if key else None
+    result = verify_artifact(
+        reference,
+        policy,
+        trust_dir=keys_dir,
+        allow_insecure_http=allow_insecure_http,
+        log_url=log,
+    )
+    _verify_output(result, json_out)
+    return int(ExitStatus.OK)
+
+
+def _verify_output(v: Verification, json_out: bool) -> None:
+    if json_out:
+        _emit(
+            {
+                "verified": True,
+                "reference": str(v.reference),
+                "digest": v.digest,
+                "policy": v.policy,
+                "threshold": v.threshold,
+                "publishers": list(v.publishers),
+                "statements": [
+                    {
+                        "referrer": s.referrer,
+                        "predicate_type": s.predicate_type,
+                        "kind": s.kind,
+                        "signers": list(s.signers),
+                        "log": {
+                            "origin": s.log.origin,
+                            "index": s.log.index,
+                            "tree_size": s.log.tree_size,
+                            "fork_check": s.log.fork_check,
+                        },
+                        "predicate": s.summary,
+                    }
+                    for s in v.statements
+                ],
+                "ignored": [{"referrer": r, "reason": why} for r, why in v.ignored],
+            }
+        )
+        return
+    typer.echo(f"verified {v.reference}")
+    typer.echo(f"  policy      {v.policy} ({v.threshold} publisher signature(s) required)")
+    typer.echo(f"  publishers  {', '.join(k[:16] for k in v.publishers)}")
+    for s in v.statements:
+        detail = ", ".join(f"{k}={val}" for k, val in s.summary.items() if val)
+        typer.echo(f"  {s.kind:<11} by {', '.join(k[:16] for k in s.signers)}: {detail}")
+        typer.echo(
+            f"  {'':<11} log {s.log.origin} entry {s.log.index}; fork check: {s.log.fork_check}"
+        )
+    for referrer, why in v.ignored:
+        typer.echo(f"  ignored     {referrer[:19]}: {why}")
