@@ -213,8 +213,12 @@ class LocalLog:
         """Sign a checkpoint of the whole tree if the newest one is smaller; return (size, note).
 
         Refuses (TamperError) to sign a tree that does not extend the last checkpoint.
+        The entries are already durable (their own fsynced commit); the checkpoint row is
+        committed without an fsync of its own: if a power cut loses it, the next call signs
+        the same tree head again, and Ed25519 makes that note byte-identical. This halves the
+        fsyncs per served batch.
         """
-        with self.store.write_transaction() as conn:
+        with self.store.write_transaction(fsync=False) as conn:
             size = self.store._size_in(conn)
             latest = self.store.latest_checkpoint()
             if latest is not None and latest[0] == size:

@@ -258,9 +258,14 @@ class LogStore:
 
     # -- checkpoints and cosignatures ----------------------------------------------------------
 
-    def write_transaction(self):  # type: ignore[no-untyped-def]
-        """A context manager holding the database write lock (BEGIN IMMEDIATE ... COMMIT)."""
-        return _WriteTransaction(self)
+    def write_transaction(self, *, fsync: bool = True) -> _WriteTransaction:
+        """A context manager holding the database write lock (BEGIN IMMEDIATE ... COMMIT).
+
+        ``fsync=False`` commits with ``synchronous=NORMAL``: never corrupt, but the commit may
+        be lost in a power cut until the next fsynced one. Only for rows that can be made
+        again identically (a checkpoint: Ed25519 signatures are deterministic).
+        """
+        return _WriteTransaction(self, fsync=fsync)
 
     def latest_checkpoint(self) -> tuple[int, bytes] | None:
         row = (
@@ -329,15 +334,19 @@ class LogStore:
 
 
 class _WriteTransaction:
-    def __init__(self, store: LogStore) -> None:
+    def __init__(self, store: LogStore, *, fsync: bool) -> None:
         self.store = store
+        self.fsync = fsync
 
     def __enter__(self) -> sqlite3.Connection:
         self.store._write_lock.acquire()
         conn = self.store._conn()
         try:
+            if not self.fsync:
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
         except BaseException:
+            conn.execute("PRAGMA synchronous=FULL")
             self.store._write_lock.release()
             raise
         return conn
@@ -347,4 +356,6 @@ class _WriteTransaction:
         try:
             conn.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
+            if not self.fsync:
+                conn.execute("PRAGMA synchronous=FULL")
             self.store._write_lock.release()
