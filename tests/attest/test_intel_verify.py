@@ -20,13 +20,16 @@ Expected outcomes (see the shared PROVENANCE.md files and the attestation brief)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
+from motte.attest.errors import CollateralError, EvidenceParseError, EvidenceVerificationError
 from motte.attest.intel import (
     ChainCache,
     Collateral,
@@ -510,3 +513,43 @@ def test_pck_without_sgx_extension_is_a_parse_error() -> None:
     with pytest.raises(EvidenceParseError) as e:
         verify(make_quote(pki), make_collateral(pki), pki)
     assert e.value.structure == "PCK certificate"
+
+
+# --------------------------------------------------------------------------- fuzzing verify
+
+
+def _tdx_raw() -> tuple[bytes, bytes]:
+    return read("dcap-qvl", "tdx_quote"), read("dcap-qvl", "tdx_quote_collateral.json")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4935), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_quotes_fail_only_with_evidence_errors(edits: list[tuple[int, int]]) -> None:
+    """Anywhere in the quote (certificates, QE report, padding): parse or verify refuses it
+    with an evidence error, or the bytes changed nothing the quote is judged on."""
+    raw, coll = _tdx_raw()
+    bad = bytearray(raw)
+    for pos, value in edits:
+        bad[pos] = value
+    try:
+        v = verify_quote(parse_quote(bytes(bad)), parse_collateral(coll), now=JUNE_2025)
+    except (EvidenceParseError, EvidenceVerificationError):
+        return
+    # Accepted: then what was signed is exactly the original.
+    assert bytes(bad[:0x278]) == raw[:0x278] and v.tcb_status == "UpToDate"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["pck_crl", "root_ca_crl", "tcb_info_issuer_chain", "pck_crl_issuer_chain"]),
+    st.integers(0, 10_000),
+    st.sampled_from("0123456789abcdefAZ+/=\n-"),
+)
+def test_mutated_collateral_fails_only_with_evidence_errors(key: str, pos: int, ch: str) -> None:
+    raw, coll = _tdx_raw()
+    doc = json.loads(coll)
+    text = doc[key]
+    pos %= len(text)
+    doc[key] = text[:pos] + ch + text[pos + 1 :]
+    with contextlib.suppress(EvidenceParseError, EvidenceVerificationError, CollateralError):
+        verify_quote(parse_quote(raw), parse_collateral(json.dumps(doc).encode()), now=JUNE_2025)

@@ -160,7 +160,7 @@ class Cert(_Signed):
             cert = x509.load_der_x509_certificate(der)
             self.not_before = cert.not_valid_before_utc
             self.not_after = cert.not_valid_after_utc
-        except (ValueError, IndexError, _der.DerError) as e:
+        except (ValueError, IndexError, _der.DerError, x509.InvalidVersion) as e:
             raise EvidenceParseError(what, "certificate", f"not DER X.509: {e}") from None
         self.x509 = cert
         self._key: Any = None
@@ -178,9 +178,15 @@ class Cert(_Signed):
         return self._cn
 
     def public_key(self) -> Any:
+        """The subject's key; None when cryptography cannot load it (then nothing verifies)."""
         if self._key is None:
-            self._key = self.x509.public_key()
-        return self._key
+            from cryptography.exceptions import UnsupportedAlgorithm
+
+            try:
+                self._key = self.x509.public_key()
+            except (ValueError, UnsupportedAlgorithm):
+                self._key = False
+        return self._key or None
 
     def extension(self, oid: bytes) -> bytes | None:
         """The value (inside the OCTET STRING) of the extension whose OID body is ``oid``."""
@@ -275,8 +281,8 @@ class Checker:
             if cert.issuer_der != issuer.subject_der:
                 raise EvidenceVerificationError(
                     check,
-                    f"{what} is issued by {cert.x509.issuer.rfc4514_string()}, not by "
-                    f"{issuer.x509.subject.rfc4514_string()}",
+                    f"{what} is issued by {name_text(cert.issuer_der)}, not by "
+                    f"{name_text(issuer.subject_der)}",
                 )
             if not cert.verify(issuer):
                 raise EvidenceVerificationError(
@@ -298,8 +304,8 @@ class Checker:
         if crl.issuer_der != issuer.subject_der:
             raise EvidenceVerificationError(
                 check,
-                f"{what} is issued by {crl.x509.issuer.rfc4514_string()}, not by "
-                f"{issuer.x509.subject.rfc4514_string()}",
+                f"{what} is issued by {name_text(crl.issuer_der)}, not by "
+                f"{name_text(issuer.subject_der)}",
             )
         if not crl.verify(issuer):
             raise EvidenceVerificationError(check, f"{what} signature does not verify")
@@ -321,6 +327,15 @@ class Checker:
 
 
 _CN_OID = b"\x55\x04\x03"
+
+
+def name_text(name: bytes) -> str:
+    """A DER Name for a message: its CN, or a hex prefix when it does not decode."""
+    try:
+        cn = _common_name(name)
+    except (_der.DerError, ValueError, IndexError):
+        cn = ""
+    return f"CN={cn!r}" if cn else f"the name {name[:24].hex()}..."
 
 
 def _common_name(name: bytes) -> str:
@@ -361,7 +376,10 @@ def check_crl_fresh(crl: Crl, now: datetime, *, what: str) -> None:
 
 def check_not_revoked(crl: Crl, cert: Cert, *, check: str, what: str) -> None:
     serial = cert.x509.serial_number
-    entry = crl.x509.get_revoked_certificate_by_serial_number(serial)
+    try:
+        entry = crl.x509.get_revoked_certificate_by_serial_number(serial)
+    except ValueError as e:  # entries are decoded lazily; a signed CRL can still be odd
+        raise EvidenceParseError("CRL", "revokedCertificates", str(e)) from None
     if entry is not None:
         raise EvidenceVerificationError(
             check,

@@ -44,6 +44,7 @@ from motte.attest.intel._chain import (
     Crl,
     check_crl_fresh,
     check_not_revoked,
+    check_validity,
     pinned_root,
     verify_raw_ecdsa,
 )
@@ -174,12 +175,14 @@ def verify_quote(
         if root is None
         else checker.certificate(root.public_bytes(Encoding.DER), "Root CA certificate")
     )
+    check_validity(root_cert, now, check="pck-chain", what="Root CA certificate")
     root_crl = checker.crl(collateral.root_ca_crl, "Root CA CRL")
     checker.crl_signed_by(root_crl, root_cert, check="root-ca-crl", what="Root CA CRL")
     check_crl_fresh(root_crl, now, what="Root CA CRL")
 
     pck, pck_ca = _verify_pck_chain(quote, root_cert, root_crl, checker, now)
     pck_crl = checker.crl(collateral.pck_crl, "PCK CRL")
+    _check_crl_issuer_chain(collateral.pck_crl_issuer_chain, pck_ca, root_cert, checker, now)
     checker.crl_signed_by(pck_crl, pck_ca, check="pck-crl", what="PCK CRL")
     check_crl_fresh(pck_crl, now, what="PCK CRL")
     check_not_revoked(pck_crl, pck, check="pck-crl", what="PCK certificate")
@@ -265,6 +268,30 @@ def _verify_pck_chain(
             "pck-chain", f"leaf certificate CN {pck.cn!r} is not an SGX PCK Certificate"
         )
     return pck, ca
+
+
+def _check_crl_issuer_chain(
+    chain: tuple[bytes, ...], pck_ca: Cert, root: Cert, checker: Checker, now: datetime
+) -> None:
+    """PCS names the PCK CRL's issuer chain; it must be the quote's own PCK CA and root.
+
+    The CRL itself is checked with the quote's PCK CA (already chained to the pinned
+    root), so this only refuses collateral that was assembled for another CA.
+    """
+    if len(chain) != 2 or chain[1] != root.der:
+        raise EvidenceVerificationError(
+            "pck-crl",
+            "PCK CRL issuer chain is not [PCK CA, pinned Intel SGX Root CA]",
+        )
+    ca = checker.certificate(chain[0], "PCK CRL issuer certificate")
+    if ca.der != pck_ca.der:
+        checker.issued_by(
+            ca, root, check="pck-crl", what="PCK CRL issuer certificate", now=now, ca=True
+        )
+        if ca.subject_der != pck_ca.subject_der or ca.public_key() != pck_ca.public_key():
+            raise EvidenceVerificationError(
+                "pck-crl", "PCK CRL issuer chain names another CA than the quote's PCK CA"
+            )
 
 
 def _verify_signed_collateral(
