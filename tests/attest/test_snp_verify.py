@@ -375,3 +375,27 @@ def test_recipe_with_fake_roots_and_pem_bundle() -> None:
     assert v.accepted, v.reason
     assert v.claims["key"]["csp_id"] == "CN=cloud.example"
     assert base_report(3).version == 3
+
+
+def test_memos_change_speed_never_the_verdict() -> None:
+    from motte.attest import clear_caches
+    from motte.attest._memo import ISSUED_BY, VALIDITY
+
+    clear_caches()
+    assert len(ISSUED_BY) == len(VALIDITY) == 0
+    case = make_case()
+    report = Report.from_bytes(case.report)
+    verify_report(report, [case.key_cert], opts(case.amd.roots))
+    assert len(ISSUED_BY) > 0 and len(VALIDITY) > 0
+    # Time, revocation and the report's own signature are still checked on every call.
+    late = opts(case.amd.roots, now=datetime(2040, 1, 1, tzinfo=UTC))
+    assert failed_check(verify_report, report, [case.key_cert], late).check == "validity"
+    crl = case.amd.crl(revoked=(case.amd.ask.serial_number,))
+    revoked = opts(case.amd.roots, crls=[crl])
+    assert failed_check(verify_report, report, [case.key_cert], revoked).check == "revocation"
+    forged = replace(report, measurement=bytes(48))
+    assert failed_check(verify_report, forged, [case.key_cert], opts(case.amd.roots)).check == (
+        "report-signature"
+    )
+    clear_caches()
+    assert len(ISSUED_BY) == 0

@@ -22,6 +22,7 @@ from motte.attest._binding import bind_report_data, expected_report_data
 from motte.attest._checks import RuleResult
 from motte.attest._enarx import EnarxCsr, parse_enarx_csr
 from motte.attest._evidence import KINDS, Evidence, detect_kind
+from motte.attest._memo import clear_caches
 from motte.attest._parse import ParsedEvidence, parse_evidence
 from motte.attest._policy import (
     Policy,
@@ -63,6 +64,7 @@ __all__ = [
     "TsmCapture",
     "Verdict",
     "bind_report_data",
+    "clear_caches",
     "default_policy",
     "detect_kind",
     "expected_report_data",

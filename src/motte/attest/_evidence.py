@@ -102,7 +102,8 @@ def _unb64(value: Any, field: str, structure: str = "evidence JSON") -> bytes:
 
 def decode_evidence_text(raw: bytes) -> bytes:
     """Undo hex encoding (whitespace allowed) when ``raw`` is entirely hex text."""
-    if len(raw) >= 96 and set(raw) <= _HEXDIGITS and raw.strip():
+    # Binary evidence starts with a non-hex byte (SNP: 0x02-0x05, quotes: 0x03-0x05, ...).
+    if len(raw) >= 96 and raw[0] in _HEXDIGITS and set(raw) <= _HEXDIGITS and raw.strip():
         text = b"".join(raw.split())
         if len(text) % 2 == 0:
             return bytes.fromhex(text.decode("ascii"))

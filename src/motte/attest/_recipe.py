@@ -23,6 +23,7 @@ from motte.attest._evidence import (
     decode_evidence_text,
     detect_kind,
 )
+from motte.attest._memo import INTEL_COLLATERAL, intel_chain_cache
 from motte.attest._policy import Policy, default_policy
 from motte.attest._tsm import parse_tsm_capture
 from motte.attest._validate import validate_intel, validate_sim, validate_snp
@@ -122,6 +123,8 @@ class _Run:
     measurement: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
     verified: bool = False
+    #: What parsed but did not (yet) verify: shown as claims for diagnosis when rejected.
+    unverified: Any = None
     #: Enarx CSRs: what REPORT_DATA must be (SHA-384 of the CSR key, zero-padded).
     enarx_binding: bytes | None = None
 
@@ -146,6 +149,8 @@ class _Run:
         except (CollateralError, RemoteError) as e:
             reason = e.message + (f" ({e.hint})" if e.hint else "")
             self.rules.append(RuleResult("verify", "collateral", "fail", reason))
+        if not self.verified and self.unverified is not None:
+            self.claims = self.unverified.to_dict()
         accepted = self.verified and not any(r.outcome == "fail" for r in self.rules)
         return Verdict(
             accepted=accepted,
@@ -166,7 +171,7 @@ class _Run:
         self.kind = "snp"
         report = Report.from_bytes(raw)
         self.parsed(f"SNP report version {report.version}, signed by {report.signing_key.upper()}")
-        self.claims = report.to_dict()
+        self.unverified = report
         self.measurement = report.measurement.hex()
         bundle = self._bundle()
         if extra is not None:
@@ -293,6 +298,7 @@ class _Run:
         ev = SimEvidence.from_bytes(raw)
         self.parsed("sim evidence version 1: an INSECURE software keep")
         self.claims = ev.to_dict()
+        self.unverified = ev
         self.measurement = ev.measurement.hex()
         try:
             verify_sim_evidence(ev)
@@ -328,12 +334,17 @@ class _Run:
         self.kind = quote.tee
         self.format = self.format or f"{quote.tee}-quote"
         self.parsed(f"{quote.structure}, certification data type {quote.certification_data_type}")
-        self.claims = quote.to_dict()
+        self.unverified = quote
         body = quote.body
         self.measurement = (body.mr_td if quote.tee == "tdx" else body.mr_enclave).hex()  # type: ignore[union-attr]
-        coll = intel.parse_collateral(self._intel_collateral(quote, intel))
+        blob = self._intel_collateral(quote, intel)
+        coll = INTEL_COLLATERAL.get_or_compute(
+            hashlib.sha256(blob).digest(), lambda: intel.parse_collateral(blob)
+        )
         try:
-            verified = intel.verify_quote(quote, coll, now=self.now, root=self.intel_root)
+            verified = intel.verify_quote(
+                quote, coll, now=self.now, root=self.intel_root, cache=intel_chain_cache()
+            )
         except EvidenceVerificationError as e:
             e.results = (RuleResult("verify", e.check, "fail", e.reason),)
             raise

@@ -12,6 +12,7 @@ only here, and tests/attest/test_x509.py fails loudly if a release starts raisin
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -162,6 +163,9 @@ def _load_pkipath(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
+# Certificates are immutable and hashable; the pinned roots are asked for their names and
+# fingerprints on every verification, so both are memoised.
+@functools.lru_cache(maxsize=256)
 def common_name(cert: x509.Certificate) -> str:
     from cryptography.x509.oid import NameOID
 
@@ -178,6 +182,7 @@ def issuer_common_name(cert: x509.Certificate | x509.CertificateRevocationList) 
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
+@functools.lru_cache(maxsize=256)
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lower-case hex: how roots are pinned and shown."""
     from cryptography.hazmat.primitives import hashes

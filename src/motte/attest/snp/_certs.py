@@ -10,6 +10,7 @@ Certificate and KDS Interface Specification", 57230, and the VLEK chapter of the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,15 +73,9 @@ class AmdKeyCertificate:
     @property
     def tcb(self) -> int:
         """The TCB_VERSION this key was derived for, rebuilt from the SPL extensions."""
-        parts = {
-            "bootloader": self.bl_spl,
-            "tee": self.tee_spl,
-            "snp": self.snp_spl,
-            "microcode": self.ucode_spl,
-        }
-        if self.fmc_spl is not None:
-            parts["fmc"] = self.fmc_spl
-        return encode_tcb(parts, self.tcb_layout)
+        return _tcb_of(
+            self.product, self.bl_spl, self.tee_spl, self.snp_spl, self.ucode_spl, self.fmc_spl
+        )
 
     def to_dict(self) -> dict[str, Any]:
         c = self.certificate
@@ -102,6 +97,14 @@ class AmdKeyCertificate:
             "hwid": self.hwid.hex() if self.hwid is not None else None,
             "csp_id": self.csp_id,
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _tcb_of(product: str, bl: int, tee: int, snp: int, ucode: int, fmc: int | None) -> int:
+    parts = {"bootloader": bl, "tee": tee, "snp": snp, "microcode": ucode}
+    if fmc is not None:
+        parts["fmc"] = fmc
+    return encode_tcb(parts, PRODUCT_TCB_LAYOUT[product])
 
 
 def key_type_of(cert: x509.Certificate) -> str | None:

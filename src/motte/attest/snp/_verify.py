@@ -9,12 +9,14 @@ certificate's SPL extensions, and CHIP_ID must equal its hwID. Policy is not app
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from motte.attest._checks import CheckLog, RuleResult
+from motte.attest._memo import AMD_KEY_CERTS, ISSUED_BY, VALIDITY
 from motte.attest._x509 import common_name, fingerprint
 from motte.attest.errors import CollateralError, EvidenceParseError
 from motte.attest.snp._abi import (
@@ -66,12 +68,18 @@ class SnpVerified:
     def claims(self) -> dict[str, Any]:
         """The verified report as JSON-able claims, TCBs decoded for the product."""
         out = self.report.to_dict(product=self.product)
-        out["key"] = self.key.to_dict()
+        out["key"] = dict(_key_dict(self.key))
         out["ark_sha256"] = fingerprint(self.chain.ark)
         return out
 
     def reported_tcb(self) -> dict[str, int]:
         return decode_tcb(self.report.reported_tcb, PRODUCT_TCB_LAYOUT[self.product])
+
+
+@functools.lru_cache(maxsize=256)
+def _key_dict(key: AmdKeyCertificate) -> dict[str, Any]:
+    # Rendering names and dates costs more than the rest of the claims; keys repeat.
+    return key.to_dict()
 
 
 def _pick_key_certificate(
@@ -89,7 +97,11 @@ def _pick_key_certificate(
     parsed: list[AmdKeyCertificate] = []
     for c in candidates:
         try:
-            parsed.append(parse_amd_key_certificate(c))
+            parsed.append(
+                AMD_KEY_CERTS.get_or_compute(
+                    fingerprint(c), lambda c=c: parse_amd_key_certificate(c)
+                )
+            )
         except EvidenceParseError as e:
             log.fail(f"{want}-extensions", e.message)
     # Several candidates (a cache, a bundle): prefer the one made for this chip and TCB.
@@ -148,17 +160,17 @@ def verify_report(
 
     ask = _issuing_ask(key.certificate, chain, certificates, log)
     for cert, what in ((ark, "ARK"), (ask, common_name(ask)), (key.certificate, kname)):
-        if now < cert.not_valid_before_utc:
+        not_before, not_after = _validity(cert)
+        if now < not_before:
             log.fail(
                 "validity",
-                f"{what} is not valid before {cert.not_valid_before_utc.isoformat()} "
+                f"{what} is not valid before {not_before.isoformat()} "
                 f"(verification time {now.isoformat()})",
             )
-        if now > cert.not_valid_after_utc:
+        if now > not_after:
             log.fail(
                 "validity",
-                f"{what} expired {cert.not_valid_after_utc.isoformat()} "
-                f"(verification time {now.isoformat()})",
+                f"{what} expired {not_after.isoformat()} (verification time {now.isoformat()})",
                 hint="pass --at to verify at an earlier time, or fetch a current certificate",
             )
     log.ok("validity", f"ARK, {common_name(ask)} and {kname} valid at {now.isoformat()}")
@@ -219,40 +231,54 @@ def _issuing_ask(
     The pinned ASK first; a supplied one with the same subject (a re-issued ASK) is
     accepted only if the pinned ARK signed it.
     """
-    candidates = [chain.ask] + [
-        c
-        for c in certificates
-        if c.subject == chain.ask.subject and fingerprint(c) != fingerprint(chain.ask)
-    ]
     kname = chain.key_type.upper()
-    reason = f"the {kname} was not issued by {common_name(chain.ask)}"
-    for ask in candidates:
-        if ask is not chain.ask and not _issued_by(ask, chain.ark):
+    if _issued_by(key_cert, chain.ask):  # the common case: the pinned ASK signed it
+        log.ok(
+            "chain",
+            f"{kname} <- {common_name(chain.ask)} <- {common_name(chain.ark)} (RSA-PSS SHA-384)",
+        )
+        return chain.ask
+    reason = (
+        f"the {kname}'s signature does not verify with {common_name(chain.ask)}"
+        if key_cert.issuer == chain.ask.subject
+        else f"the {kname} is issued by {key_cert.issuer.rfc4514_string()!r}, "
+        f"not {common_name(chain.ask)}"
+    )
+    pinned = fingerprint(chain.ask)
+    for ask in certificates:
+        if ask.subject != chain.ask.subject or fingerprint(ask) == pinned:
+            continue
+        if not _issued_by(ask, chain.ark):
             reason = f"supplied {common_name(ask)} is not signed by the pinned ARK"
             continue
         if _issued_by(key_cert, ask):
             log.ok(
                 "chain",
-                f"{kname} <- {common_name(ask)} <- {common_name(chain.ark)} (RSA-PSS SHA-384)",
+                f"{kname} <- re-issued {common_name(ask)} <- {common_name(chain.ark)} "
+                "(RSA-PSS SHA-384)",
             )
             return ask
-        reason = (
-            f"the {kname}'s signature does not verify with {common_name(ask)}"
-            if key_cert.issuer == ask.subject
-            else f"the {kname} is issued by {key_cert.issuer.rfc4514_string()!r}, "
-            f"not {common_name(ask)}"
-        )
     log.fail("chain", reason)
 
 
+def _validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    return VALIDITY.get_or_compute(
+        fingerprint(cert), lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    )
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` (remembered per exact pair of certificates)."""
     from cryptography.exceptions import InvalidSignature
 
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+    def check() -> bool:
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (InvalidSignature, ValueError, TypeError):
+            return False
+        return True
+
+    return ISSUED_BY.get_or_compute((fingerprint(cert), fingerprint(issuer)), check)
 
 
 def _check_revocation(
