@@ -553,3 +553,22 @@ def test_mutated_collateral_fails_only_with_evidence_errors(key: str, pos: int, 
     doc[key] = text[:pos] + ch + text[pos + 1 :]
     with contextlib.suppress(EvidenceParseError, EvidenceVerificationError, CollateralError):
         verify_quote(parse_quote(raw), parse_collateral(json.dumps(doc).encode()), now=JUNE_2025)
+
+
+def test_pck_crl_issuer_chain_must_be_the_quotes_ca() -> None:
+    pki, other = default_pki(), make_pki()
+    doc = collateral_doc()
+    doc["pck_crl_issuer_chain"] = pem(other.ca, pki.root).decode()
+    with pytest.raises(EvidenceVerificationError) as e:
+        verify(make_quote(), parse_collateral(json.dumps(doc).encode()))
+    assert check_of(e) == "pck-crl" and "PCK CRL issuer certificate" in e.value.reason
+    doc["pck_crl_issuer_chain"] = pem(pki.ca, other.root).decode()
+    with pytest.raises(EvidenceVerificationError) as e:
+        verify(make_quote(), parse_collateral(json.dumps(doc).encode()))
+    assert check_of(e) == "pck-crl" and "issuer chain" in e.value.reason
+
+
+def test_root_outside_its_validity_is_refused() -> None:
+    with pytest.raises(EvidenceVerificationError) as e:
+        verify(make_quote(), make_collateral(), now=datetime(2019, 6, 1, tzinfo=UTC))
+    assert check_of(e) == "pck-chain" and "Root CA certificate" in e.value.reason
