@@ -20,12 +20,14 @@ Expected outcomes (see the shared PROVENANCE.md files and the attestation brief)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -572,3 +574,27 @@ def test_root_outside_its_validity_is_refused() -> None:
     with pytest.raises(EvidenceVerificationError) as e:
         verify(make_quote(), make_collateral(), now=datetime(2019, 6, 1, tzinfo=UTC))
     assert check_of(e) == "pck-chain" and "Root CA certificate" in e.value.reason
+
+
+def test_certificate_and_crl_with_bad_versions_are_parse_errors() -> None:
+    """cryptography raises InvalidVersion (not ValueError) for these; found by fuzzing."""
+    pki = default_pki()
+    der = bytearray(pki.pck.public_bytes(Encoding.DER))
+    at = der.index(bytes.fromhex("a003020102"))  # [0] { INTEGER 2 } = v3
+    der[at + 4] = 0x76
+    bad_pck = bytes(der)
+    chain = b"".join(
+        [
+            b"-----BEGIN CERTIFICATE-----\n"
+            + base64.encodebytes(bad_pck)
+            + b"-----END CERTIFICATE-----\n",
+            pem(pki.ca, pki.root),
+        ]
+    )
+    with pytest.raises(EvidenceParseError, match="PCK certificate"):
+        verify(_with_chain(make_quote(), chain), make_collateral())
+    crl = bytearray(pki.pck_crl())
+    at = crl.index(bytes.fromhex("020101"))  # version v2
+    crl[at + 2] = 0x0A
+    with pytest.raises(EvidenceParseError, match="PCK CRL"):
+        verify(make_quote(), make_collateral(pck_crl=bytes(crl)))

@@ -242,7 +242,7 @@ class Crl(_Signed):
                 raise _der.DerError("TBS signature algorithm is not ecdsa-with-SHA256", 0)
             self.issuer_der = self.slice(_der.expect(items[1], _der.SEQUENCE))
             self.x509 = x509.load_der_x509_crl(der)
-        except (ValueError, IndexError, _der.DerError) as e:
+        except (ValueError, IndexError, _der.DerError, x509.InvalidVersion) as e:
             raise EvidenceParseError(what, "crl", f"not a DER CRL: {e}") from None
 
 
