@@ -339,3 +339,9 @@ def test_no_relaunch_when_the_loaded_module_is_old_too() -> None:
     )
     identities = [module_identity(1, [id_level(5), id_level(2, "OutOfDate")])]
     assert run(body=body, module_identities=identities).tcb_status == "OutOfDate"
+
+
+def test_of_two_identical_levels_the_first_listed_wins() -> None:
+    """Intel's QVL keeps TCB levels in a set: a repeated level keeps its first status."""
+    v = run(tee="sgx", levels=[sgx("SWHardeningNeeded"), sgx("OutOfDate")])
+    assert v.tcb_status == "SWHardeningNeeded"

@@ -471,8 +471,10 @@ def _sorted_tcb_levels(levels: list[TcbLevel]) -> tuple[TcbLevel, ...]:
     """Highest first, as Intel's QVL orders them (a set under TcbLevel::operator>): by the
     SGX components, then PCESVN, then the TDX components. PCS already publishes them in this
     order; sorting makes the walk independent of the JSON order."""
-    levels.sort(key=lambda lv: (lv.sgx_components, lv.pcesvn, lv.tdx_components or ()))
-    levels.reverse()
+    # reverse=True keeps equal levels in JSON order: the first wins, as in Intel's set.
+    levels.sort(
+        key=lambda lv: (lv.sgx_components, lv.pcesvn, lv.tdx_components or ()), reverse=True
+    )
     return tuple(levels)
 
 
