@@ -233,6 +233,44 @@ class Staging:
             os.fsync(f.fileno())
         self._blobs[desc.digest] = path
 
+    def ingest(
+        self,
+        media_type: str,
+        chunks: Iterable[bytes],
+        what: str,
+        *,
+        limit: int,
+        advance: Callable[[int], None] = lambda n: None,
+    ) -> Descriptor:
+        """Stage content whose digest is not known yet (local input being packaged).
+
+        One pass: the bytes are hashed as they are written, so the digest names exactly the
+        bytes staged, however the source changes meanwhile.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+        size = 0
+        fd, name = tempfile.mkstemp(prefix="ingest-", dir=self._tmp)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLargeError(f"{what}: larger than the {limit}-byte limit")
+                h.update(chunk)
+                f.write(chunk)
+                advance(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        desc = Descriptor(media_type, "sha256:" + h.hexdigest(), size)
+        if self.has_blob(desc.digest):
+            os.unlink(name)
+        else:
+            final = self._tmp / digest_hex(desc.digest)
+            os.replace(name, final)
+            self._blobs[desc.digest] = final
+        return desc
+
     def write_bytes(self, desc: Descriptor, data: bytes, what: str) -> None:
         self.write_blob(desc, [data], what, limit=max(desc.size, 0) or 1)
 

@@ -185,24 +185,19 @@ def _inside(directory: Path, rel: str, where: Path) -> Path:
 
 
 def _stage_file(staging: Staging, path: Path, size: int, limits: Limits, advance: Advance) -> str:
-    """Hash ``path`` once, then stage it under that digest (verified again as it is copied)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    digest = "sha256:" + h.hexdigest()
+    """Stage the module in one pass (hashed as written) and return its digest."""
 
     def chunks() -> Iterator[bytes]:
         with path.open("rb") as f:
             while chunk := f.read(_CHUNK):
                 yield chunk
 
-    desc = Descriptor(mt.MOTTE_MODULE_LAYER, digest, size)
-    # Re-verified while copying: a file changed between hashing and copying is caught.
-    staging.write_blob(desc, chunks(), str(path), limit=limits.max_module_bytes, advance=advance)
-    return digest
+    desc = staging.ingest(
+        mt.MOTTE_MODULE_LAYER, chunks(), str(path), limit=limits.max_module_bytes, advance=advance
+    )
+    if desc.size != size:
+        raise PackageError(f"{path}: changed while it was being packaged")
+    return desc.digest
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -237,7 +232,7 @@ def read_workload(repo: Repository, ref: Reference) -> Workload:
         Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}"
     )
     toml_bytes = repo.blob(layers.motte_toml, f"layer {MANIFEST_FILE} of {label}")
-    module = b"".join(repo.iter_blob(layers.module, f"layer {layers.module_name} of {label}"))
+    module = repo.blob(layers.module, f"layer {layers.module_name} of {label}")
     return Workload(
         ref.with_digest(desc.digest), desc.digest, toml_bytes, module, layers.module_name
     )

@@ -9,9 +9,12 @@ must be HTTPS or loopback unless the caller named the danger.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -42,79 +45,95 @@ from motte.oci._reference import Reference, check_transport, is_loopback
 UPLOAD_CHUNK = 8 << 20
 _DOWNLOAD_CHUNK = 1 << 20
 _ACCEPT_MANIFEST = f"{OCI_MANIFEST}, {OCI_INDEX}"
+_MAX_SMALL_ANSWER = 1 << 20  # error bodies, upload-session answers
+_MAX_TOKEN_ANSWER = 1 << 20
 
 
-class RegistryAuth(httpx.Auth):
-    """Answer Basic and Bearer challenges (see :mod:`motte.oci._auth`), retrying once."""
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A registry response read in full (bounded): status, headers, body, final URL."""
 
-    requires_request_body = True
-    requires_response_body = True
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    url: httpx.URL
 
-    def __init__(
-        self, registry: str, credentials: Credentials | None, *, check_url: Callable[[str], None]
-    ) -> None:
-        self.registry = registry
+
+class _Authenticator:
+    """Answers the distribution spec's Basic and Bearer challenges (see motte.oci._auth).
+
+    Not an ``httpx.Auth``: httpx reads every response an auth flow sees in full, and a
+    hostile registry could send an endless 401 body. Here a 401's body is never read, and the
+    token service's answer is read up to a bound.
+    """
+
+    def __init__(self, client: RegistryClient, credentials: Credentials | None) -> None:
+        self._client = client
+        self.registry = client.registry
         self.credentials = credentials
-        self._check_url = check_url
         self._token: str | None = None
         self._basic = False
 
     def _basic_header(self) -> str:
-        import base64
-
         assert self.credentials and self.credentials.username is not None
         raw = f"{self.credentials.username}:{self.credentials.password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def headers(self) -> dict[str, str]:
         creds = self.credentials
         if creds and creds.token:
-            request.headers["Authorization"] = "Bearer " + creds.token
-        elif self._token:
-            request.headers["Authorization"] = "Bearer " + self._token
-        elif self._basic and creds:
-            request.headers["Authorization"] = self._basic_header()
-        response = yield request
-        if response.status_code != 401:
-            return
-        what = f"{request.method} {request.url.path}"
+            return {"Authorization": "Bearer " + creds.token}
+        if self._token:
+            return {"Authorization": "Bearer " + self._token}
+        if self._basic and creds:
+            return {"Authorization": self._basic_header()}
+        return {}
+
+    def refused(self, what: str) -> AuthError:
+        creds = self.credentials
         if creds and creds.token:
-            raise AuthError(
+            return AuthError(
                 f"{self.registry}: refused the bearer token from {creds.source} ({what})",
                 hint="check the token has not expired and grants this repository",
             )
-        scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
+        if creds is None:
+            return no_credentials_error(self.registry, what)
+        return refused_error(self.registry, creds, what)
+
+    def answer(self, challenge: str, what: str) -> None:
+        """Get what the challenge asks for, so the retried request carries it."""
+        creds = self.credentials
+        if creds and creds.token:
+            raise self.refused(what)
+        scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if not creds or creds.username is None:
                 raise no_credentials_error(self.registry, what)
             self._basic = True
-            request.headers["Authorization"] = self._basic_header()
-        elif scheme == "bearer" and "realm" in params:
-            realm = params["realm"]
-            self._check_url(realm)
-            query = [("service", params["service"])] if "service" in params else []
-            query += [("scope", s) for s in params.get("scope", "").split(" ") if s]
-            token_request = httpx.Request("GET", realm, params=query)
-            if creds and creds.username is not None:
-                token_request.headers["Authorization"] = self._basic_header()
-            token_response = yield token_request
-            if token_response.status_code in (401, 403):
-                if creds is None:
-                    raise no_credentials_error(self.registry, what)
-                raise refused_error(self.registry, creds, what)
-            if token_response.status_code != 200:
-                raise RegistryError(
-                    f"{self.registry}: token service {realm} answered {token_response.status_code}"
-                )
-            self._token = token_from_answer(token_response.content, realm)
-            request.headers["Authorization"] = "Bearer " + self._token
-        else:
+            return
+        if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"{self.registry}: 401 with an unusable challenge ({what})")
-        response = yield request
-        if response.status_code == 401:
-            if creds is None:
-                raise no_credentials_error(self.registry, what)
-            raise refused_error(self.registry, creds, what)
+        realm = params["realm"]
+        self._client._check_url(realm)
+        query = [("service", params["service"])] if "service" in params else []
+        query += [("scope", s) for s in params.get("scope", "").split(" ") if s]
+        headers = {"Authorization": self._basic_header()} if creds and creds.username else {}
+        answer = self._client._call(
+            "GET",
+            realm,
+            params=query,
+            headers=headers,
+            what=f"token service {realm}",
+            limit=_MAX_TOKEN_ANSWER,
+            authenticate=False,
+        )
+        if answer.status_code in (401, 403):
+            raise self.refused(what)
+        if answer.status_code != 200:
+            raise RegistryError(
+                f"{self.registry}: token service {realm} answered {answer.status_code}"
+            )
+        self._token = token_from_answer(answer.content, realm)
 
 
 class RegistryClient:
@@ -135,9 +154,9 @@ class RegistryClient:
         self.limits = limits
         self._allow_insecure = allow_insecure_http
         creds = credentials if credentials is not None else find_credentials(self.registry)
+        self._auth = _Authenticator(self, creds)
         self._http = httpx.Client(
             base_url=ref.base_url,
-            auth=RegistryAuth(self.registry, creds, check_url=self._check_url),
             follow_redirects=True,
             timeout=httpx.Timeout(60.0, connect=10.0),
             transport=transport,
@@ -169,13 +188,55 @@ class RegistryClient:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _request(self, method: str, url: str, **kw: object) -> httpx.Response:
-        try:
-            return self._http.request(method, url, **kw)  # type: ignore[arg-type]
-        except httpx.TransportError as e:
-            raise RegistryError(f"{self.registry}: {method} {url}: {e or type(e).__name__}") from e
+    def _open(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: list[tuple[str, str]] | None = None,
+        authenticate: bool = True,
+    ) -> httpx.Response:
+        """Send, answering one auth challenge; the response is open (stream it, then close)."""
+        for attempt in (0, 1):
+            request = self._http.build_request(
+                method,
+                url,
+                content=content,
+                params=params,
+                headers={**(self._auth.headers() if authenticate else {}), **(headers or {})},
+            )
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TransportError as e:
+                raise RegistryError(
+                    f"{self.registry}: {what}: {method} {request.url}: {e or type(e).__name__}"
+                ) from e
+            if response.status_code != 401 or not authenticate:
+                return response
+            challenge = response.headers.get("www-authenticate", "")
+            response.close()  # never read: a 401 body can be as long as the peer likes
+            if attempt == 1:
+                raise self._auth.refused(f"{method} {request.url.path}")
+            self._auth.answer(challenge, f"{method} {request.url.path}")
+        raise AssertionError("unreachable")
 
-    def _fail(self, response: httpx.Response, what: str) -> OciError:
+    def _call(
+        self, method: str, url: str, *, what: str, limit: int = _MAX_SMALL_ANSWER, **kw: Any
+    ) -> _Answer:
+        """Send and read the whole answer, refusing one larger than ``limit``."""
+        response = self._open(method, url, what=what, **kw)
+        try:
+            body = b"" if method == "HEAD" else _read_bounded(response, limit, what)
+        except httpx.TransportError as e:
+            raise RegistryError(f"{self.registry}: {what}: {e or type(e).__name__}") from e
+        finally:
+            response.close()
+        return _Answer(response.status_code, response.headers, body, response.url)
+
+    def _fail(self, response: _Answer, what: str) -> OciError:
         status = response.status_code
         detail = _error_detail(response)
         if status == 404:
@@ -190,21 +251,21 @@ class RegistryClient:
 
     def get_manifest(self, reference: str, what: str) -> tuple[bytes, str]:
         """The manifest (or index) bytes for a tag or digest, unverified, bounded; and its type."""
-        limit = self.limits.max_manifest_bytes
-        url = f"{self._path}/manifests/{reference}"
-        try:
-            with self._http.stream("GET", url, headers={"Accept": _ACCEPT_MANIFEST}) as r:
-                if r.status_code != 200:
-                    r.read()
-                    raise self._fail(r, f"{what} ({reference})")
-                body = _read_bounded(r, limit, f"{what} ({reference})")
-                return body, r.headers.get("content-type", "").split(";")[0].strip()
-        except httpx.TransportError as e:
-            raise RegistryError(f"{self.registry}: GET {url}: {e or type(e).__name__}") from e
+        r = self._call(
+            "GET",
+            f"{self._path}/manifests/{reference}",
+            what=f"{what} ({reference})",
+            limit=self.limits.max_manifest_bytes,
+            headers={"Accept": _ACCEPT_MANIFEST},
+        )
+        if r.status_code != 200:
+            raise self._fail(r, f"{what} ({reference})")
+        return r.content, r.headers.get("content-type", "").split(";")[0].strip()
 
-    def put_manifest(self, data: bytes, media_type: str, reference: str) -> httpx.Response:
+    def put_manifest(self, data: bytes, media_type: str, reference: str) -> _Answer:
         url = f"{self._path}/manifests/{reference}"
-        r = self._request("PUT", url, content=data, headers={"Content-Type": media_type})
+        what = f"push manifest {reference}"
+        r = self._call("PUT", url, what=what, content=data, headers={"Content-Type": media_type})
         if r.status_code not in (200, 201):
             raise self._fail(r, f"push manifest {reference}")
         return r
@@ -212,7 +273,7 @@ class RegistryClient:
     # -- blobs ------------------------------------------------------------------------------
 
     def has_blob(self, digest: str) -> bool:
-        r = self._request("HEAD", f"{self._path}/blobs/{digest}")
+        r = self._call("HEAD", f"{self._path}/blobs/{digest}", what=f"blob {digest}")
         if r.status_code == 200:
             return True
         if r.status_code == 404:
@@ -220,16 +281,17 @@ class RegistryClient:
         raise self._fail(r, f"blob {digest}")
 
     def iter_blob(self, desc: Descriptor, what: str) -> Iterator[bytes]:
-        """The blob's bytes as they arrive (the caller verifies them)."""
-        url = f"{self._path}/blobs/{desc.digest}"
+        """The blob's bytes as they arrive (the caller verifies and bounds them)."""
+        r = self._open("GET", f"{self._path}/blobs/{desc.digest}", what=what)
         try:
-            with self._http.stream("GET", url) as r:
-                if r.status_code != 200:
-                    r.read()
-                    raise self._fail(r, what)
-                yield from r.iter_bytes(_DOWNLOAD_CHUNK)
+            if r.status_code != 200:
+                body = _read_bounded(r, _MAX_SMALL_ANSWER, what)
+                raise self._fail(_Answer(r.status_code, r.headers, body, r.url), what)
+            yield from r.iter_bytes()
         except httpx.TransportError as e:
             raise RegistryError(f"{self.registry}: {what}: download failed: {e}") from e
+        finally:
+            r.close()
 
     def upload_blob(
         self,
@@ -240,7 +302,7 @@ class RegistryClient:
         advance: Callable[[int], None] = lambda n: None,
     ) -> None:
         """Upload in chunks: POST a session, PATCH each chunk, PUT ?digest= to finish."""
-        r = self._request("POST", f"{self._path}/blobs/uploads/")
+        r = self._call("POST", f"{self._path}/blobs/uploads/", what=f"start upload of {what}")
         if r.status_code != 202 or "location" not in r.headers:
             raise self._fail(r, f"start upload of {what}")
         location = str(r.url.join(r.headers["location"]))
@@ -251,20 +313,22 @@ class RegistryClient:
                     "Content-Type": "application/octet-stream",
                     "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
                 }
-                r = self._request("PATCH", location, content=chunk, headers=headers)
+                r = self._call(
+                    "PATCH", location, what=f"upload {what}", content=chunk, headers=headers
+                )
                 if r.status_code != 202:
                     raise self._fail(r, f"upload {what} at byte {offset}")
                 location = str(r.url.join(r.headers.get("location", location)))
                 offset += len(chunk)
                 advance(len(chunk))
             url = httpx.URL(location).copy_merge_params({"digest": desc.digest})
-            r = self._request("PUT", str(url), headers={"Content-Length": "0"})
+            r = self._call("PUT", str(url), what=f"finish upload of {what}", content=b"")
             if r.status_code != 201:
                 raise self._fail(r, f"finish upload of {what}")
         except BaseException:
             # Tell the registry to drop the session; the original error is what matters.
             with contextlib.suppress(Exception):
-                self._http.delete(location)
+                self._call("DELETE", location, what="cancel upload")
             raise
         got = r.headers.get("docker-content-digest")
         if got and got != desc.digest:
@@ -278,7 +342,13 @@ class RegistryClient:
         found: list[Descriptor] = []
         pages = 0
         while url is not None:
-            r = self._request("GET", url, headers={"Accept": OCI_INDEX})
+            r = self._call(
+                "GET",
+                url,
+                what=f"referrers of {digest}",
+                limit=self.limits.max_manifest_bytes,
+                headers={"Accept": OCI_INDEX},
+            )
             if r.status_code == 404 and pages == 0:
                 return None
             if r.status_code != 200:
@@ -286,15 +356,13 @@ class RegistryClient:
             if not r.headers.get("content-type", "").startswith(OCI_INDEX):
                 # A 200 that is not an index (an HTML page, a catch-all route) is not the API.
                 return None if pages == 0 else found
-            if len(r.content) > self.limits.max_manifest_bytes:
-                raise TooLargeError(f"{self.registry}: referrers of {digest}: answer too large")
             found.extend(Index.from_bytes(r.content, f"referrers of {digest}").manifests)
             if len(found) > self.limits.max_referrers:
                 raise TooLargeError(
                     f"{self.registry}: {digest} has over {self.limits.max_referrers} referrers"
                 )
             pages += 1
-            nxt = r.links.get("next", {}).get("url")
+            nxt = _next_link(r.headers.get("link", ""))
             url = str(r.url.join(nxt)) if nxt and pages < self.limits.max_referrer_pages else None
         return found
 
@@ -347,17 +415,41 @@ def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
 
 
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    buf = bytearray()
+    """Regroup ``chunks`` into pieces of exactly ``size`` bytes (the last may be shorter).
+
+    Pieces are collected in a list and joined once: one copy per upload chunk, where
+    appending to and trimming a bytearray costs two.
+    """
+    pending: list[bytes] = []
+    held = 0
     for chunk in chunks:
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        pending.append(chunk)
+        held += len(chunk)
+        if held < size:
+            continue
+        data = memoryview(b"".join(pending))
+        cut = len(data) - len(data) % size
+        if len(data) == size:
+            yield data.obj  # type: ignore[misc]  # exactly one piece: no copy at all
+        else:
+            for off in range(0, cut, size):
+                yield bytes(data[off : off + size])
+        pending = [bytes(data[cut:])] if cut < len(data) else []
+        held = len(data) - cut
+    if held:
+        yield b"".join(pending)
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _next_link(header: str) -> str | None:
+    """The ``rel="next"`` target of a Link header (referrers pagination), if any."""
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") and target.strip().startswith("<"):
+            return target.strip()[1:-1]
+    return None
+
+
+def _error_detail(response: _Answer) -> str:
     """The first OCI error code and message from a registry's JSON error body, if any."""
     try:
         errors = json.loads(response.content).get("errors") or []

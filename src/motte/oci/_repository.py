@@ -65,7 +65,7 @@ class Repository:
         raise NotImplementedError
 
     def blob(self, desc: Descriptor, what: str) -> bytes:
-        """A small blob's bytes (Motte.toml, config, envelope, proof), verified."""
+        """A blob's bytes in memory, verified (bounded by the limit for its media type)."""
         raise NotImplementedError
 
     def iter_blob(
@@ -115,7 +115,8 @@ class LocalRepository(Repository):
         return self.store.read_blob(desc, what, limit=self.limits.max_manifest_bytes)
 
     def blob(self, desc: Descriptor, what: str) -> bytes:
-        return self.store.read_blob(desc, what)
+        # One read and one hash of the whole file: the module is loaded whole anyway.
+        return self.store.read_blob(desc, what, limit=self.limits.blob_limit(desc.media_type))
 
     def iter_blob(
         self, desc: Descriptor, what: str, *, advance: Advance = _nothing
