@@ -238,8 +238,8 @@ def test_go_reads_our_served_tiles(go_helper, tmp_path):
         assert a["consistency"] == [""] * 5
         # A server that serves a changed tile is caught by Go against the signed tree head.
         conn = sqlite3.connect(d / "log.db", isolation_level=None)
-        conn.execute("DROP TRIGGER nodes_no_update")
-        conn.execute("UPDATE nodes SET hash = ? WHERE id = ?", (bytes(32), 65998))
+        conn.execute("DROP TRIGGER entries_no_update")  # the leaf hash of entry 65998
+        conn.execute("UPDATE entries SET hashes = zeroblob(32) WHERE idx = 65998")
         conn.close()
         a = go(go_helper, "tiles", {"log_key": vkey, "note": note, "url": server.url,
                                     "indexes": [65998], "sizes": []})  # fmt: skip

@@ -38,6 +38,14 @@ def raw(log: LocalLog) -> sqlite3.Connection:
     return conn
 
 
+def set_node(conn: sqlite3.Connection, level: int, index: int, value: bytes) -> None:
+    """Overwrite one stored node hash (it lives in the row of the entry that completed it)."""
+    row = ((index + 1) << level) - 1
+    (hashes,) = conn.execute("SELECT hashes FROM entries WHERE idx = ?", (row,)).fetchone()
+    new = hashes[: 32 * level] + value + hashes[32 * level + 32 :]
+    conn.execute("UPDATE entries SET hashes = ? WHERE idx = ?", (new, row))
+
+
 def test_embedded_log_is_created_on_first_use(motte_home):
     log = open_log()
     try:
@@ -70,10 +78,11 @@ def test_storage_refuses_rewrites(log):
     for sql in [
         "UPDATE entries SET data = x'00' WHERE idx = 0",
         "DELETE FROM entries WHERE idx = 1",
-        "UPDATE nodes SET hash = x'00'",
+        "UPDATE entries SET hashes = x'00'",
+        "INSERT INTO entries (idx, data, hashes) VALUES (0, x'00', x'00')",
         "DELETE FROM checkpoints",
     ]:
-        with pytest.raises(sqlite3.DatabaseError, match=r"append-only"):
+        with pytest.raises(sqlite3.DatabaseError, match=r"append-only|UNIQUE"):
             conn.execute(sql)
 
 
@@ -206,7 +215,7 @@ def test_audit_names_a_changed_entry(logged):
 
 
 def test_audit_names_a_changed_node_hash(logged):
-    raw(logged).execute("UPDATE nodes SET hash = ? WHERE id = ?", (bytes(32), 2 << 52 | 3))
+    set_node(raw(logged), 2, 3, bytes(32))
     with pytest.raises(TamperError, match=r"node \(level 2, index 3\) is AAAA"):
         audit_log(logged)
 
@@ -216,6 +225,14 @@ def test_audit_names_a_changed_checkpoint(logged):
     note = conn.execute("SELECT note FROM checkpoints WHERE size = 40").fetchone()[0]
     conn.execute("UPDATE checkpoints SET note = ? WHERE size = 40", (note.replace(b"40", b"41"),))
     with pytest.raises(TamperError, match=r"checkpoint of size 40: .*does not verify"):
+        audit_log(logged)
+
+
+def test_audit_notices_an_added_hash(logged):
+    conn = raw(logged)
+    (hashes,) = conn.execute("SELECT hashes FROM entries WHERE idx = 4").fetchone()
+    conn.execute("UPDATE entries SET hashes = ? WHERE idx = 4", (hashes + bytes(32),))
+    with pytest.raises(TamperError, match=r"entry 4 stores 2 hashes, .* completes 1"):
         audit_log(logged)
 
 
@@ -230,7 +247,7 @@ def test_audit_notices_lost_entries(logged):
 def test_log_refuses_to_sign_a_tree_that_does_not_extend_its_checkpoint(logged):
     # A node of the old tree is changed behind the log's back: signing the next checkpoint
     # would sign a fork, so the log stops.
-    raw(logged).execute("UPDATE nodes SET hash = ? WHERE id = ?", (bytes(32), 5 << 52 | 0))
+    set_node(raw(logged), 5, 0, bytes(32))
     logged.append(b"more")
     with pytest.raises(TamperError, match=r"does not extend the signed checkpoint of size 50"):
         logged.checkpoint()

@@ -39,11 +39,12 @@ from motte.tlog._errors import (
     WitnessRefusedError,
 )
 from motte.tlog._merkle import (
-    assemble,
-    consistency_plan,
-    inclusion_plan,
+    Range,
+    consistency_ranges,
+    fold,
+    inclusion_ranges,
     leaf_hash,
-    plan_nodes,
+    range_nodes,
     verify_consistency,
 )
 from motte.tlog._note import Signer, Verifier, open_note, sign_note
@@ -172,6 +173,10 @@ class LocalLog:
         self.post_witness: Callable[[str, bytes], tuple[int, str]] | None = None
         #: The clock for cosignature requests (witnesses stamp their own time).
         self.now: Callable[[], float] = time.time
+        #: Hashes of ranges that are not one stored node (a tree's right edge). A range of
+        #: leaves never changes once written, so these never go stale; every proof at the
+        #: same tree size shares them.
+        self._range_cache: dict[Range, bytes] = {}
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -228,7 +233,7 @@ class LocalLog:
                     f"{self.directory}: the tree holds {size} entries but checkpoint "
                     f"{latest[0]} was signed: entries were lost; refusing to sign"
                 )
-            _, root = self.store.root(size)
+            _, root = self.store.root(size, fresh=True)
             if latest is not None:
                 self._check_extends(latest, size, root)
             note = sign_note(CheckpointBody(self.origin, size, root).to_text(), [self.signer])
@@ -243,7 +248,7 @@ class LocalLog:
         except SignatureError as e:
             raise TamperError(f"{self.directory}: {e.message}; refusing to sign") from None
         try:
-            proof = self.consistency_proof(old_size, size)
+            proof = self._range_hashes(consistency_ranges(old_size, size), fresh=True)
             verify_consistency(old_size, size, proof, body.root_hash, root)
         except (ProofError, LogNotFoundError) as e:
             raise TamperError(
@@ -323,16 +328,36 @@ class LocalLog:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         self._check_size(size)
-        plan = inclusion_plan(index, size)
-        return assemble(plan, self.store.read_nodes(plan_nodes(plan)))
+        return self._range_hashes(inclusion_ranges(index, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         self._check_size(new_size)
-        plan = consistency_plan(old_size, new_size)
-        return assemble(plan, self.store.read_nodes(plan_nodes(plan)))
+        return self._range_hashes(consistency_ranges(old_size, new_size))
+
+    def _range_hashes(self, ranges: list[Range], *, fresh: bool = False) -> list[bytes]:
+        """MTH of each range: stored nodes read in one query, right-edge folds cached.
+
+        ``fresh`` bypasses every cache: what is checked before signing comes from disk.
+        """
+        cache: dict[Range, bytes] = {} if fresh else self._range_cache
+        nodes = {r: range_nodes(*r) for r in ranges if r not in cache}
+        got = self.store.read_nodes({n for ns in nodes.values() for n in ns}, fresh=fresh)
+        out = []
+        for r in ranges:
+            h = cache.get(r)
+            if h is None:
+                h = fold([got[n] for n in nodes[r]])
+                if len(nodes[r]) > 1:
+                    if len(cache) > 4096:
+                        cache.clear()
+                    cache[r] = h
+            out.append(h)
+        return out
 
     def _check_size(self, size: int) -> None:
-        if size > self.store.size():
+        # The size this process last committed or loaded needs no query; a bigger one might
+        # have been appended by another process.
+        if size > self.store.known_size and size > self.store.size():
             raise LogNotFoundError(f"log {self.origin} is smaller than {size} entries")
 
     def entry(self, index: int) -> bytes:

@@ -79,52 +79,66 @@ def root_plan(size: int) -> list[Node]:
     return range_nodes(0, size)
 
 
-def inclusion_plan(index: int, size: int) -> Plan:
-    """Which nodes the audit path of leaf ``index`` in a tree of ``size`` needs (RFC 6962 PATH)."""
+Range = tuple[int, int]
+
+
+def inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The leaf ranges [lo, hi) whose tree hashes form the audit path of leaf ``index`` in a
+    tree of ``size`` (RFC 6962 PATH), from the leaf's sibling up to the root's child."""
     if not 0 <= index < size:
         raise TlogUsageError(f"leaf index {index} is outside a tree of size {size}")
-    top_down: Plan = []
+    top_down: list[Range] = []
     lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index < lo + k:
-            top_down.append(range_nodes(lo + k, hi))
+            top_down.append((lo + k, hi))
             hi = lo + k
         else:
-            top_down.append([_perfect(lo, k)])
+            top_down.append((lo, lo + k))
             lo += k
-    top_down.reverse()  # the proof runs from the leaf's sibling up to the root's child
+    top_down.reverse()
     return top_down
 
 
-def consistency_plan(old_size: int, new_size: int) -> Plan:
-    """Which nodes the consistency proof from ``old_size`` to ``new_size`` needs (RFC 6962
-    SUBPROOF). Empty when the sizes are equal or the old tree is empty."""
+def consistency_ranges(old_size: int, new_size: int) -> list[Range]:
+    """The leaf ranges whose tree hashes form the consistency proof from ``old_size`` to
+    ``new_size`` (RFC 6962 SUBPROOF). Empty when the sizes are equal or the old tree empty."""
     if not 0 <= old_size <= new_size:
         raise TlogUsageError(
             f"no consistency proof from size {old_size} to size {new_size}: sizes must grow"
         )
     if old_size in (0, new_size):
         return []
-    top_down: Plan = []
+    top_down: list[Range] = []
     m, lo, hi, whole = old_size, 0, new_size, True
     while True:
         n = hi - lo
         if m == n:
             if not whole:
-                top_down.append(range_nodes(lo, hi))
+                top_down.append((lo, hi))
             break
         k = _split(n)
         if m <= k:
-            top_down.append(range_nodes(lo + k, hi))
+            top_down.append((lo + k, hi))
             hi = lo + k
         else:
-            top_down.append([_perfect(lo, k)])
+            top_down.append((lo, lo + k))
             m -= k
             lo += k
             whole = False
     top_down.reverse()
     return top_down
+
+
+def inclusion_plan(index: int, size: int) -> Plan:
+    """Which stored nodes the audit path of leaf ``index`` needs, per proof element."""
+    return [range_nodes(lo, hi) for lo, hi in inclusion_ranges(index, size)]
+
+
+def consistency_plan(old_size: int, new_size: int) -> Plan:
+    """Which stored nodes the consistency proof needs, per proof element."""
+    return [range_nodes(lo, hi) for lo, hi in consistency_ranges(old_size, new_size)]
 
 
 def plan_nodes(plan: Plan) -> list[Node]:

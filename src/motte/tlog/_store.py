@@ -1,10 +1,14 @@
 """The log's storage: an append-only SQLite database (WAL, synchronous=FULL).
 
-Tables: ``entries`` (index -> bytes), ``nodes`` (every completed perfect subtree, keyed by
-``level << 52 | index`` so a tile is one range scan and a proof O(log n) point reads),
-``checkpoints`` (size -> signed note) and ``cosignatures``. Triggers refuse any UPDATE or
-DELETE on the first three: entries are never rewritten, even by a bug. A batch of entries
-and their hashes is one transaction, committed (fsynced) before anyone is told its index.
+Tables: ``entries`` (index -> the entry's bytes and the hashes it completed),
+``checkpoints`` (size -> signed note) and ``cosignatures``. Entry n completes the perfect
+subtrees (level l, index n >> l) for l = 0 .. trailing ones of n, so its row keeps their
+hashes, 32 bytes per level: node (l, j) lives in row ((j + 1) << l) - 1 at offset 32·l.
+Every node the tree will ever need is stored exactly once, in one row per entry (a single
+B-tree insert, always at the end), a proof is one query for O(log n) rows and a level-0 tile
+one range scan. Triggers refuse any UPDATE or DELETE on entries, checkpoints and
+cosignatures: entries are never rewritten, even by a bug. A batch of entries is one
+transaction, committed (fsynced) before anyone is told its index.
 
 Several processes may append to one database (the embedded log used by two ``motte sign``
 at once): each batch takes the write lock (``BEGIN IMMEDIATE``) and re-reads the tree size
@@ -23,23 +27,30 @@ from motte.tlog._merkle import Frontier, Node, leaf_hash
 from motte.tlog._tiles import MAX_ENTRY_SIZE, TILE_HEIGHT, TILE_WIDTH, Tile
 
 SCHEMA_VERSION = 1
-_LEVEL_SHIFT = 52  # room for 2**52 leaves and 2**11 levels in a signed 64-bit key
 
+# STRICT: a value of the wrong type cannot be stored, even by someone going around the log.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY, data BLOB NOT NULL, hashes BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS cosignatures (
     size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL,
-    PRIMARY KEY (size, witness));
-CREATE TABLE IF NOT EXISTS witness_sizes (witness TEXT PRIMARY KEY, size INTEGER NOT NULL);
+    PRIMARY KEY (size, witness)) STRICT;
+CREATE TABLE IF NOT EXISTS witness_sizes (
+    witness TEXT PRIMARY KEY, size INTEGER NOT NULL) STRICT;
 """
-_APPEND_ONLY = ("entries", "nodes", "checkpoints", "cosignatures")
+_APPEND_ONLY = ("entries", "checkpoints", "cosignatures")
 
 
-def node_id(node: Node) -> int:
-    return node[0] << _LEVEL_SHIFT | node[1]
+_CACHE_FROM_LEVEL = 4
+_NODE_CACHE_MAX = 1 << 17  # about 20 MB of Python objects at most
+
+
+def node_row(node: Node) -> int:
+    """The index of the entry whose row holds node (level, index): the one that completed it."""
+    level, index = node
+    return ((index + 1) << level) - 1
 
 
 class LogStore:
@@ -53,6 +64,7 @@ class LogStore:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._frontier = Frontier()
+        self._node_cache: dict[Node, bytes] = {}
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         conn = self._conn()
@@ -129,6 +141,11 @@ class LogStore:
     def size(self) -> int:
         return self._size_in(self._conn())
 
+    @property
+    def known_size(self) -> int:
+        """A lower bound of the size, without a query: what this process saw last."""
+        return self._frontier.size
+
     def append(self, entries: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Append ``entries`` in one durable transaction; return the first index and leaf hashes."""
         for e in entries:
@@ -146,17 +163,11 @@ class LogStore:
                 frontier = self._frontier.copy()
                 first = frontier.size
                 leaves = [leaf_hash(e) for e in entries]
-                nodes = []
-                for leaf in leaves:
-                    nodes += frontier.append(leaf)
-                conn.executemany(
-                    "INSERT INTO entries (idx, data) VALUES (?, ?)",
-                    ((first + i, e) for i, e in enumerate(entries)),
-                )
-                conn.executemany(
-                    "INSERT INTO nodes (id, hash) VALUES (?, ?)",
-                    ((node_id(c), h) for c, h in nodes),
-                )
+                rows = [
+                    (first + i, e, b"".join(h for _, h in frontier.append(leaf)))
+                    for i, (e, leaf) in enumerate(zip(entries, leaves, strict=True))
+                ]
+                conn.executemany("INSERT INTO entries (idx, data, hashes) VALUES (?, ?, ?)", rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -164,7 +175,7 @@ class LogStore:
             self._frontier = frontier
         return first, leaves
 
-    def root(self, size: int | None = None) -> tuple[int, bytes]:
+    def root(self, size: int | None = None, *, fresh: bool = False) -> tuple[int, bytes]:
         """The tree size and root: of the whole tree, or of its first ``size`` leaves."""
         from motte.tlog._merkle import EMPTY_ROOT, fold, root_plan
 
@@ -173,26 +184,47 @@ class LogStore:
         if size == 0:
             return 0, EMPTY_ROOT
         plan = root_plan(size)
-        got = self.read_nodes(plan)
+        got = self.read_nodes(plan, fresh=fresh)
         return size, fold([got[c] for c in plan])
 
     def _read(self, conn: sqlite3.Connection, nodes: Iterable[Node]) -> dict[Node, bytes]:
-        ids = {node_id(n): n for n in nodes}
+        by_row: dict[int, list[Node]] = {}
+        for n in nodes:
+            by_row.setdefault(node_row(n), []).append(n)
         out: dict[Node, bytes] = {}
-        keys = list(ids)
+        keys = list(by_row)
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for nid, h in conn.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk):
-                out[ids[nid]] = h
+            sql = f"SELECT idx, hashes FROM entries WHERE idx IN ({marks})"
+            for idx, hashes in conn.execute(sql, chunk):
+                for n in by_row[idx]:
+                    h = hashes[32 * n[0] : 32 * n[0] + 32]
+                    if len(h) == 32:
+                        out[n] = h
         return out
 
-    def read_nodes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
-        """The stored hashes of ``nodes``; raises if one is missing (the plan was wrong)."""
-        nodes = list(nodes)
-        got = self._read(self._conn(), nodes)
-        if len(got) != len(set(nodes)):
-            missing = sorted(set(nodes) - set(got))
+    def read_nodes(self, nodes: Iterable[Node], *, fresh: bool = False) -> dict[Node, bytes]:
+        """The stored hashes of ``nodes``; raises if one is missing (the plan was wrong).
+
+        Nodes of level 4 and up are kept in memory once read: they never change (append-only)
+        and every proof shares the upper levels, so a proof at 1M entries reads about 4 rows
+        instead of 20. The cache is bounded and simply emptied when full. ``fresh`` reads
+        everything from the database (the checks made before signing).
+        """
+        cache: dict[Node, bytes] = {} if fresh else self._node_cache
+        want = set(nodes)
+        got = {n: cache[n] for n in want if n in cache}
+        if len(got) < len(want):
+            read = self._read(self._conn(), [n for n in want if n not in got])
+            if len(cache) + len(read) > _NODE_CACHE_MAX:
+                cache.clear()
+            for n, h in read.items():
+                if n[0] >= _CACHE_FROM_LEVEL:
+                    cache[n] = h
+            got.update(read)
+        if len(got) != len(want):
+            missing = sorted(want - set(got))
             raise LogNotFoundError(f"{self.path}: no stored hash for node(s) {missing[:3]}")
         return got
 
@@ -210,15 +242,20 @@ class LogStore:
             from motte.tlog._tiles import encode_entry_bundle
 
             return encode_entry_bundle(r[0] for r in rows)
+        if tile.level == 0:
+            rows = conn.execute(
+                "SELECT substr(hashes, 1, 32) FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, start + tile.width),
+            ).fetchall()
+            if len(rows) != tile.width:
+                return None
+            return b"".join(r[0] for r in rows)
         level = tile.level * TILE_HEIGHT
-        lo = node_id((level, start))
-        rows = conn.execute(
-            "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id",
-            (lo, lo + tile.width),
-        ).fetchall()
-        if len(rows) != tile.width:
+        nodes = [(level, start + i) for i in range(tile.width)]
+        got = self._read(conn, nodes)
+        if len(got) != tile.width:
             return None
-        return b"".join(r[0] for r in rows)
+        return b"".join(got[n] for n in nodes)
 
     def read_entries(self, lo: int, hi: int) -> list[bytes]:
         rows = self._conn().execute(
@@ -226,14 +263,15 @@ class LogStore:
         )
         return [r[0] for r in rows]
 
-    def iter_entries(self, batch: int = 4096) -> Iterable[tuple[int, bytes]]:
-        """Every entry in order (for audits), read in batches."""
+    def iter_entries(self, batch: int = 4096) -> Iterable[tuple[int, bytes, bytes]]:
+        """Every (index, entry, stored hashes) in order (for audits), read in batches."""
         lo = 0
         while True:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT idx, data FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (lo, batch)
+                    "SELECT idx, data, hashes FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+                    (lo, batch),
                 )
                 .fetchall()
             )
@@ -241,20 +279,6 @@ class LogStore:
                 return
             yield from rows
             lo = rows[-1][0] + 1
-
-    def iter_nodes(self, batch: int = 8192) -> Iterable[tuple[Node, bytes]]:
-        lo = -1
-        while True:
-            rows = (
-                self._conn()
-                .execute("SELECT id, hash FROM nodes WHERE id > ? ORDER BY id LIMIT ?", (lo, batch))
-                .fetchall()
-            )
-            if not rows:
-                return
-            for nid, h in rows:
-                yield (nid >> _LEVEL_SHIFT, nid & ((1 << _LEVEL_SHIFT) - 1)), h
-            lo = rows[-1][0]
 
     # -- checkpoints and cosignatures ----------------------------------------------------------
 
