@@ -18,10 +18,12 @@ from motte.sign import (
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
-def test_save_and_load(key_type):
+def test_save_and_load(key_type, tmp_path, monkeypatch):
     key = generate_key(key_type)
     priv, pub = save_key_pair(key, "alice")
     assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alice").mkdir()  # a directory of the same name does not shadow the key
     loaded = load_private_key("alice")  # by name
     assert loaded.keyid == key.keyid and loaded.key_type == key_type
     assert load_public_key(pub) == key.public  # by path
@@ -87,6 +89,9 @@ def test_other_key_types_are_refused(tmp_path):
 def test_missing_and_misused_keys(tmp_path):
     with pytest.raises(KeyNotFoundError, match="no such file"):
         load_private_key("nobody")
+    (tmp_path / "k").mkdir()  # a directory named like a key is not the key
+    with pytest.raises(KeyNotFoundError):
+        load_private_key(tmp_path / "k")
     priv, _ = save_key_pair(generate_key(), "k")
     with pytest.raises(KeyFileError, match="is a private key"):
         load_public_key(priv)

@@ -25,6 +25,7 @@ from motte.sign._errors import KeyFileError, KeyNotFoundError, SignatureError, S
 KEY_TYPES = ("ed25519", "ecdsa-p256")
 ENV_PASSPHRASE = "MOTTE_KEY_PASSPHRASE"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_FILE_SUFFIXES = (".key", ".pub", ".pem")
 _MAX_KEY_FILE = 64 * 1024
 
 
@@ -187,7 +188,7 @@ def passphrase_from_env() -> bytes | None:
 
 
 def check_key_name(name: str) -> str:
-    if not _NAME_RE.fullmatch(name) or name.endswith((".key", ".pub")):
+    if not _NAME_RE.fullmatch(name) or name.endswith(_FILE_SUFFIXES):
         raise SigningUsageError(
             f"key name {name!r}: use letters, digits, . _ - (at most 64, no .key/.pub suffix)"
         )
@@ -224,17 +225,23 @@ def save_key_pair(
 
 
 def _resolve(spec: str | Path, suffix: str) -> Path:
-    path = Path(spec)
-    if path.exists():
-        return path
+    """A key file: ``spec`` as a key name in :func:`keys_dir` first, else as a file path.
+
+    Names win so that ``--key acme-root`` means the key even when a directory of that name
+    (a root's versions, say) is in the working directory.
+    """
     if isinstance(spec, str) and _NAME_RE.fullmatch(spec):
         named = keys_dir() / f"{spec}{suffix}"
-        if named.exists():
+        if named.is_file():
             return named
-    raise KeyNotFoundError(
-        f"key {str(spec)!r}: no such file, and no {spec}{suffix} in {keys_dir()}",
-        hint="motte key list shows the keys; motte key new NAME makes one",
-    )
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if isinstance(spec, str) and _NAME_RE.fullmatch(spec) and not spec.endswith(_FILE_SUFFIXES):
+        what = f"key {spec!r}: no {spec}{suffix} in {keys_dir()} and no such file"
+    else:
+        what = f"key file {str(spec)!r}: no such file"
+    raise KeyNotFoundError(what, hint="motte key list shows the keys; motte key new NAME makes one")
 
 
 def _read_key_file(path: Path) -> bytes:

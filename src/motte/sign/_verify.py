@@ -102,9 +102,7 @@ def verify_artifact(
                     f"{named[0][:16]} does not verify: the statement or signature was changed",
                 ) from None
             hints = ", ".join(sig.keyid[:16] or "(no keyid)" for sig in envelope.signatures)
-            ignored.append(
-                (s.referrer, f"signed by keys {policy.source} does not include: {hints}")
-            )
+            ignored.append((s.referrer, f"signed by {hints}, not a key of {policy.source}"))
             continue
         if verified.bad_keyids:
             raise ArtifactVerificationError(
