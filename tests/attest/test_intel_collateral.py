@@ -290,3 +290,13 @@ def test_replace_keeps_models_frozen() -> None:
     with pytest.raises(AttributeError):
         c.pck_crl = b""  # type: ignore[misc]
     assert replace(c, pck_crl=b"x").pck_crl == b"x"
+
+
+def test_duplicate_extensions_are_a_parse_error() -> None:
+    """cryptography raises DuplicateExtension, which is not a ValueError."""
+    der = parse_quote(read("dcap-qvl", "tdx_quote")).pck_chain[0]
+    ski, aki = bytes.fromhex("0603551d0e"), bytes.fromhex("0603551d23")
+    assert der.count(ski) == 1
+    with pytest.raises(EvidenceParseError, match="Duplicate") as e:
+        parse_pck_extensions(der.replace(ski, aki))
+    assert e.value.field == "extensions"

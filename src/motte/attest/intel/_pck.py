@@ -88,8 +88,8 @@ def parse_pck_extensions(cert: x509.Certificate | bytes) -> PckExtensions:
         raise EvidenceParseError(
             _STRUCTURE, "sgx_extension", f"no SGX extension {SGX_EXTENSION_OID}"
         ) from None
-    except ValueError as e:  # a duplicate or undecodable extension list
-        raise EvidenceParseError(_STRUCTURE, "extensions", str(e)) from e
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+        raise EvidenceParseError(_STRUCTURE, "extensions", str(e)) from None
     value = ext.value
     raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
     return parse_sgx_extension_value(raw)
