@@ -219,3 +219,20 @@ def test_an_interrupted_pull_leaves_nothing(registry, tmp_path, monkeypatch):
 def test_missing_tags_are_not_found(registry, tmp_path):
     with pytest.raises(ArtifactNotFoundError, match="not found"):
         pull(parse_reference(f"{registry.url}/acme/nothing:1"))
+
+
+def test_sign_and_verify_directly_in_the_registry(registry, tmp_path, monkeypatch):
+    from motte.tlog import open_log
+
+    build_package(make_workload(tmp_path / "w"), parse_reference("acme/hello:1.0"))
+    ref = f"{registry.url}/acme/hello:1.0"
+    push(parse_reference(ref))
+    key = generate_key("ecdsa-p256")
+    signed = sign_artifact(ref, [key])  # the statement goes straight to the registry
+    with open_log() as log:
+        vkey = log.verifier_key
+    fresh_home(tmp_path, monkeypatch, "consumer", vkey)
+    result = verify_artifact(ref, policy_from_keys([key.public]))
+    assert result.publishers == (key.keyid,)
+    assert result.statements[0].referrer == signed.referrer
+    assert not LocalStore().root.exists()  # verifying a registry copy writes nothing locally

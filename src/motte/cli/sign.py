@@ -106,13 +106,25 @@ def key_new(
 ) -> int:
     """Make a key pair: NAME.key (owner-only) and NAME.pub in MOTTE_HOME/keys/signing.
 
-    The private key is encrypted when MOTTE_KEY_PASSPHRASE is set.
+    The private key is encrypted with MOTTE_KEY_PASSPHRASE, or on a terminal with a passphrase
+    you type (empty for none).
     Give NAME.pub to whoever verifies your signatures or delegates a namespace to you.
     """
-    from motte.sign import generate_key, passphrase_from_env, save_key_pair
+    from motte.sign import check_key_name, generate_key, passphrase_from_env, save_key_pair
 
+    check_key_name(name)
+    passphrase = passphrase_from_env()
+    if passphrase is None and sys.stdin.isatty() and not json_out:
+        typed = typer.prompt(
+            f"passphrase for {name} (empty for none)",
+            default="",
+            hide_input=True,
+            confirmation_prompt=True,
+            show_default=False,
+        )
+        passphrase = typed.encode() or None
     key = generate_key(key_type)
-    priv, pub = save_key_pair(key, name, passphrase=passphrase_from_env())
+    priv, pub = save_key_pair(key, name, passphrase=passphrase)
     if json_out:
         _emit({**_key_dict(name, key.public), "private_key": str(priv), "public_key": str(pub)})
     else:

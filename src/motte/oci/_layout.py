@@ -146,8 +146,13 @@ class LocalStore:
         marker = self.root / "oci-layout"
         if not marker.exists():
             atomic_write_bytes(marker, LAYOUT_VERSION)
-        elif json.loads(marker.read_bytes()).get("imageLayoutVersion") != "1.0.0":
-            raise MalformedArtifactError(f"{marker}: not an OCI image layout version 1.0.0")
+        else:
+            try:
+                version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
+            except (ValueError, AttributeError):
+                version = None
+            if version != "1.0.0":
+                raise MalformedArtifactError(f"{marker}: not an OCI image layout version 1.0.0")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

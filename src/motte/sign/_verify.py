@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from motte.errors import MotteError
@@ -60,7 +61,7 @@ def verify_artifact(
     ref: Reference | str,
     policy: PublisherPolicy | None = None,
     *,
-    trust_dir: Any = None,
+    trust_dir: Path | None = None,
     store: LocalStore | None = None,
     allow_insecure_http: bool = False,
     log_url: str | None = None,
