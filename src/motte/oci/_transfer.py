@@ -64,6 +64,7 @@ def copy_artifact(
     *,
     tag: str | None,
     progress: Progress = NO_PROGRESS,
+    verb: str = "copy",
 ) -> TransferResult:
     desc, data = src.resolve(ref)
     label = f"{ref.repository}@{desc.digest}"
@@ -75,19 +76,20 @@ def copy_artifact(
     copied = present = nbytes = 0
     with dst.session() as sink:
 
-        def copy_blob(blob: Descriptor, what: str) -> None:
+        def copy_blob(blob: Descriptor, what: str, bar: str | None = None) -> None:
             nonlocal copied, present, nbytes
             if sink.has_blob(blob.digest):
                 present += 1
                 return
-            with progress.task(what, blob.size) as advance:
+            # A bar only for the module: the other blobs are a few hundred bytes.
+            with (progress if bar else NO_PROGRESS).task(f"{verb} {bar}", blob.size) as advance:
                 sink.put_blob(blob, src.iter_blob(blob, what), what, advance=advance)
             copied += 1
             nbytes += blob.size
 
         copy_blob(layers.config, f"config of {label}")
         copy_blob(layers.motte_toml, f"Motte.toml of {label}")
-        copy_blob(layers.module, f"{layers.module_name} of {label}")
+        copy_blob(layers.module, f"{layers.module_name} of {label}", layers.module_name)
         sink.put_manifest(desc, data, tag=tag)
         for r in referrers:
             for i, blob in enumerate((r.manifest.config, *r.manifest.layers)):
@@ -124,7 +126,12 @@ def push(
     local = LocalRepository(ref, store)
     with open_repository(ref, allow_insecure_http=allow_insecure_http, limits=limits) as remote:
         return copy_artifact(
-            local, remote, ref.local(), tag=ref.tag if not ref.digest else None, progress=progress
+            local,
+            remote,
+            ref.local(),
+            tag=ref.tag if not ref.digest else None,
+            progress=progress,
+            verb="push",
         )
 
 
@@ -141,7 +148,12 @@ def pull(
     local = LocalRepository(ref, store)
     with open_repository(ref, allow_insecure_http=allow_insecure_http, limits=limits) as remote:
         return copy_artifact(
-            remote, local, ref, tag=ref.tag if not ref.digest else None, progress=progress
+            remote,
+            local,
+            ref,
+            tag=ref.tag if not ref.digest else None,
+            progress=progress,
+            verb="pull",
         )
 
 
