@@ -477,9 +477,9 @@ def verify(
 ) -> int:
     """Verify an artifact: intact, signed by keys its namespace allows, and logged.
 
-    Checks every blob against its digest, each signature against the trust root's delegation
-    for NAMESPACE (or the --key you pin), and each statement's log inclusion proof.
-    A checkpoint inconsistent with the last one seen from that log (a fork) fails.
+    Checks every blob against its digest, and each signature against the keys NAMESPACE delegates.
+    (--key pins publisher keys instead of the installed trust roots.)
+    Each statement needs a log inclusion proof; a checkpoint that forks from the last seen fails.
     Exit status 1 names the check that failed: layer, manifest, signature, log, threshold.
 
     Example: motte verify acme/hello:1.0
