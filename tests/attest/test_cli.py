@@ -177,3 +177,15 @@ def test_help_teaches(cli) -> None:
     ):
         assert word in r.stdout
     assert "docs/attestation.md" in cli("attest", "--help").stdout
+
+
+def test_evidence_from_stdin(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    class Stdin:
+        buffer = io.BytesIO(path(*REPORT).read_bytes())
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    r = cli("attest", "verify", "-", "--certs", path(*VCEK), "--at", AT)
+    assert r.exit_code == 0, r.stdout

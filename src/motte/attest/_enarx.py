@@ -30,7 +30,7 @@ from motte.attest._der import (
     DerReader,
 )
 from motte.attest._evidence import MAX_EVIDENCE_BYTES
-from motte.attest._x509 import fingerprint, load_der_certificate
+from motte.attest._x509 import checked_crl, fingerprint, load_der_certificate, load_errors
 from motte.attest.errors import EvidenceParseError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def parse_enarx_csr(raw: bytes) -> EnarxCsr:
             DerReader(raw, STRUCTURE).top("CertificationRequest", SEQUENCE)
             csr = x509.load_der_x509_csr(raw)
         extensions = list(csr.extensions)
-    except ValueError as e:
+    except load_errors() as e:
         raise EvidenceParseError(
             STRUCTURE, "CertificationRequest", f"not a PKCS#10 CSR: {e}"
         ) from None
@@ -117,9 +117,12 @@ def parse_enarx_csr(raw: bytes) -> EnarxCsr:
     if ext.critical:
         raise EvidenceParseError(STRUCTURE, oid, "the evidence extension must not be critical")
     value = ext.value.value  # type: ignore[attr-defined]
-    spki = csr.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    try:
+        spki = csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except load_errors() as e:  # "Invalid key", an unknown key type
+        raise EvidenceParseError(STRUCTURE, "subjectPKInfo", f"unusable public key: {e}") from None
     tee = ENARX_TEES[oid]
     if tee != "snp":
         return EnarxCsr(csr, tee, spki, value)
@@ -152,9 +155,9 @@ def _parse_snp_evidence(
         r.expect(crl_tlv, SEQUENCE, "crl")
         try:
             crl = x509.load_der_x509_crl(crl_tlv.encoded(value))
-        except ValueError as e:
+        except load_errors() as e:
             raise EvidenceParseError(
                 structure, "crl", f"not a CRL: {e}", offset=crl_tlv.offset
             ) from None
-        crls.append((url, crl))
+        crls.append((url, checked_crl(crl, structure)))
     return report.value(value), vcek, tuple(crls)

@@ -49,7 +49,9 @@ class Memo:
         return len(self._entries)
 
 
-#: (certificate fingerprint, issuer fingerprint) -> True: signatures that verified.
+#: certificate fingerprint -> True: its lazily parsed fields all parse.
+CHECKED = Memo(1024)
+#: (certificate fingerprint, issuer fingerprint) -> bool: whether the signature verified.
 ISSUED_BY = Memo(1024)
 #: certificate fingerprint -> (not valid before, not valid after).
 VALIDITY = Memo(1024)
@@ -74,6 +76,7 @@ def intel_chain_cache() -> Any:
 
 def clear_caches() -> None:
     """Forget every memo (the next verification does all its work again)."""
+    CHECKED.clear()
     ISSUED_BY.clear()
     VALIDITY.clear()
     AMD_KEY_CERTS.clear()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from motte.attest._der import SEQUENCE, DerReader
+from motte.attest._memo import CHECKED
 from motte.attest.errors import EvidenceParseError
 
 if TYPE_CHECKING:
@@ -27,6 +28,23 @@ if TYPE_CHECKING:
 
 #: Upper bound on one certificate file: AMD and Intel chains are a few KiB.
 MAX_BUNDLE_BYTES = 1 << 20
+
+
+def load_errors() -> tuple[type[Exception], ...]:
+    """What `cryptography` raises for malformed certificates, CRLs and CSRs, at load or when
+    a lazily parsed field is first read: ValueError and its own types that are not
+    ValueErrors. A function so that cryptography is imported only when used."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.x509 import DuplicateExtension, InvalidVersion, UnsupportedGeneralNameType
+
+    return (
+        ValueError,
+        TypeError,
+        InvalidVersion,
+        DuplicateExtension,
+        UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+    )
 
 
 @contextmanager
@@ -42,16 +60,45 @@ def _serial_zero_allowed() -> Iterator[None]:
         yield
 
 
+def _checked_certificate(cert: x509.Certificate, structure: str) -> x509.Certificate:
+    """Parse now what `cryptography` parses lazily (names, dates, extensions, key), so a
+    malformed certificate is a parse error here and not an exception deep in a verifier."""
+    from cryptography.hazmat.primitives import hashes
+
+    def touch() -> bool:
+        try:
+            _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+            _ = (cert.extensions, cert.signature_hash_algorithm, cert.public_key())
+        except load_errors() as e:
+            raise EvidenceParseError(structure, "certificate", f"malformed: {e}") from None
+        return True
+
+    CHECKED.get_or_compute(cert.fingerprint(hashes.SHA256()), touch)
+    return cert
+
+
+def checked_crl(
+    crl: x509.CertificateRevocationList, structure: str
+) -> x509.CertificateRevocationList:
+    try:
+        _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.signature_hash_algorithm)
+        _ = (crl.extensions, [(r.serial_number, r.revocation_date_utc) for r in crl])
+    except load_errors() as e:
+        raise EvidenceParseError(structure, "CRL", f"malformed: {e}") from None
+    return crl
+
+
 def load_der_certificate(data: bytes, structure: str) -> x509.Certificate:
     from cryptography import x509
 
     with _serial_zero_allowed():
         try:
-            return x509.load_der_x509_certificate(data)
-        except ValueError as e:
+            cert = x509.load_der_x509_certificate(data)
+        except load_errors() as e:
             raise EvidenceParseError(
                 structure, "certificate", f"not a DER certificate: {e}"
             ) from None
+        return _checked_certificate(cert, structure)
 
 
 def load_pem_certificates(data: bytes, structure: str) -> list[x509.Certificate]:
@@ -59,9 +106,10 @@ def load_pem_certificates(data: bytes, structure: str) -> list[x509.Certificate]
 
     with _serial_zero_allowed():
         try:
-            return x509.load_pem_x509_certificates(data)
-        except ValueError as e:
+            certs = x509.load_pem_x509_certificates(data)
+        except load_errors() as e:
             raise EvidenceParseError(structure, "certificate", f"bad PEM: {e}") from None
+        return [_checked_certificate(c, structure) for c in certs]
 
 
 @dataclass
@@ -103,15 +151,19 @@ def load_bundle(data: bytes, source: str = "certificates") -> Bundle:
         )
     with _serial_zero_allowed():
         try:
-            bundle.certificates.append(x509.load_der_x509_certificate(data))
-            return bundle
-        except ValueError:
+            cert = x509.load_der_x509_certificate(data)
+        except load_errors():
             pass
+        else:
+            bundle.certificates.append(_checked_certificate(cert, source))
+            return bundle
     try:
-        bundle.crls.append(x509.load_der_x509_crl(data))
-        return bundle
-    except ValueError:
+        crl = x509.load_der_x509_crl(data)
+    except load_errors():
         pass
+    else:
+        bundle.crls.append(checked_crl(crl, source))
+        return bundle
     bundle.certificates.extend(_load_pkipath(data, source))
     return bundle
 
@@ -125,9 +177,10 @@ def _load_pem(data: bytes, source: str) -> Bundle:
             bundle.certificates.extend(load_pem_certificates(block, source))
         elif block.startswith(b"-----BEGIN X509 CRL-----"):
             try:
-                bundle.crls.append(x509.load_pem_x509_crl(block))
-            except ValueError as e:
+                crl = x509.load_pem_x509_crl(block)
+            except load_errors() as e:
                 raise EvidenceParseError(source, "CRL", f"bad PEM CRL: {e}") from None
+            bundle.crls.append(checked_crl(crl, source))
         else:
             label = block.split(b"\n", 1)[0].decode("ascii", "replace")
             raise EvidenceParseError(source, "PEM", f"unexpected block {label!r}")

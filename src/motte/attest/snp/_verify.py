@@ -121,7 +121,7 @@ def verify_report(
     Raises :class:`EvidenceVerificationError` (``check`` names the failed step, ``results``
     lists the steps before it) or :class:`CollateralError` when no endorsement key is given.
     """
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -177,7 +177,10 @@ def verify_report(
 
     _check_revocation(ark, ask, options, log)
 
-    public_key = key.certificate.public_key()
+    try:
+        public_key = key.certificate.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        log.fail(f"{key.key_type}-key", f"{kname} public key is malformed or of an unknown type")
     if (
         not isinstance(public_key, ec.EllipticCurvePublicKey)
         or public_key.curve.name != "secp384r1"
@@ -269,12 +272,12 @@ def _validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` signed ``cert`` (remembered per exact pair of certificates)."""
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
     def check() -> bool:
         try:
             cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
             return False
         return True
 
