@@ -1,0 +1,128 @@
+"""Read a Motte.toml, or make the empty manifest for a bare module, or resolve what
+``motte run`` was pointed at (a module, a manifest, a directory holding one, or a digest)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from motte.errors import NotFoundError
+from motte.keep._digest import check_digest
+from motte.manifest._errors import ManifestError
+from motte.manifest._model import MANIFEST_NAME, Manifest, Workload
+
+#: Bound on a manifest's size: a manifest is a page of TOML, not a data file.
+MAX_MANIFEST_BYTES = 1024 * 1024
+WASM_MAGIC = b"\0asm"
+
+_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TOML_AT_END = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
+
+
+def _display(path: Path) -> str:
+    """How to name a file in messages: as the user would type it, relative when shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if len(rel) < len(str(path)) else str(path)
+
+
+def parse_manifest(text: str, *, base_dir: Path, name: str = MANIFEST_NAME) -> Manifest:
+    """Parse and validate manifest text; relative paths resolve against ``base_dir``."""
+    import tomllib
+
+    from motte.manifest._locate import key_lines
+    from motte.manifest._schema import manifest_from_dict
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_POSITION.match(str(e))
+        if m:
+            raise ManifestError(
+                f"{name}:{m['line']}: invalid TOML: {m['msg']} (column {m['col']})"
+            ) from None
+        m = _TOML_AT_END.match(str(e))
+        if m:
+            last = text.count("\n") + (0 if text.endswith("\n") else 1)
+            raise ManifestError(
+                f"{name}:{last}: invalid TOML: {m['msg']} (at the end of the file)"
+            ) from None
+        raise ManifestError(f"{name}: invalid TOML: {e}") from None
+    return manifest_from_dict(data, base_dir=base_dir, name=name, lines=key_lines(text))
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read and validate a Motte.toml file."""
+    import dataclasses
+
+    source = Path(path).absolute()
+    name = _display(source)
+    try:
+        with open(source, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise NotFoundError(f"{name}: no such manifest") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{name}: is a directory, not a manifest") from None
+    except OSError as e:
+        raise ManifestError(f"{name}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{name}: larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ManifestError(f"{name}:{line}: not UTF-8 text (byte {e.start})") from None
+    manifest = parse_manifest(text, base_dir=source.parent, name=name)
+    return dataclasses.replace(manifest, source=source)
+
+
+def manifest_for_module(path: str | os.PathLike[str]) -> Manifest:
+    """The empty grant for a bare module: no files, no env, no network, default limits."""
+    p = Path(path)
+    return Manifest(workload=Workload(path=Path(os.path.normpath(p.absolute())), where=str(p)))
+
+
+def manifest_for_digest(digest: str) -> Manifest:
+    """The empty grant for a workload named by digest (looked up in the local store)."""
+    try:
+        return Manifest(workload=Workload(digest=check_digest(digest), where=digest))
+    except ValueError as e:
+        raise ManifestError(str(e)) from None
+
+
+def resolve_target(target: str) -> Manifest:
+    """What ``motte run TARGET`` means: a digest, a directory with a Motte.toml, a manifest
+    file, or a module (recognised by the wasm magic number, whatever its name)."""
+    if target.startswith("sha256:"):
+        return manifest_for_digest(target)
+    path = Path(target)
+    if path.is_dir():
+        manifest_path = path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise NotFoundError(
+                f"{target}: a directory without a {MANIFEST_NAME}",
+                hint=f"point at a .wasm file, or write {manifest_path}",
+            )
+        return load_manifest(manifest_path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise NotFoundError(f"{target}: no such file") from None
+    except OSError as e:
+        raise NotFoundError(f"{target}: cannot read: {e.strerror}") from None
+    if head == WASM_MAGIC:
+        return manifest_for_module(path)
+    if path.suffix in (".wasm", ".cwasm"):
+        raise ManifestError(f"{target}: not a WebAssembly binary (no \\0asm magic number)")
+    if path.suffix == ".wat":
+        raise ManifestError(
+            f"{target}: WebAssembly text is not run directly",
+            hint="compile it first, e.g. python -c 'import wasmtime,sys; "
+            "sys.stdout.buffer.write(wasmtime.wat2wasm(open(sys.argv[1]).read()))' FILE.wat",
+        )
+    return load_manifest(path)

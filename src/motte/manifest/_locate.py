@@ -1,0 +1,259 @@
+"""Find the line where each key of a TOML document is defined.
+
+``tomllib`` returns plain dicts without positions, so an error such as "limits.memory must be
+a whole number" could not say where to look. :func:`key_lines` scans the source once more and
+maps every key path to the 1-based line that defines it:
+
+    ("limits", "memory")   ->  7     (from ``[limits]`` + ``memory = ...``, ``limits.memory``
+                                      or ``limits = { memory = ... }``)
+    ("dir", 1, "host")     ->  15    (the second ``[[dir]]`` table, or ``dir = [{...}, {...}]``)
+
+The scanner runs only on text ``tomllib`` has already accepted, so it may be lenient: it
+tokenizes strings, comments and punctuation exactly, and treats every other run of characters
+as one word. It never raises on valid TOML; :func:`line_of` falls back to the nearest
+enclosing key it knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+KeyPath = tuple[str | int, ...]
+
+_PUNCT = frozenset("[]{}=,.")
+_WORD_END = frozenset(" \t\r\n#\"'") | _PUNCT
+_ESCAPE = "\\"
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # "word", "str", "nl", or the punctuation character itself
+    text: str
+    line: int
+    col: int
+
+
+def _tokens(src: str) -> Iterator[_Tok]:
+    i, line, col0 = 0, 1, 0
+    n = len(src)
+    while i < n:
+        c = src[i]
+        if c == "\n":
+            yield _Tok("nl", "\n", line, i - col0)
+            i += 1
+            line += 1
+            col0 = i
+        elif c in " \t\r":
+            i += 1
+        elif c == "#":
+            while i < n and src[i] != "\n":
+                i += 1
+        elif c in "\"'":
+            start, start_line, start_col = i, line, i - col0
+            triple = src.startswith(c * 3, i)
+            if triple:
+                i += 3
+                while i < n and not src.startswith(c * 3, i):
+                    if src[i] == _ESCAPE and c == '"':
+                        i += 1
+                    elif src[i] == "\n":
+                        line += 1
+                        col0 = i + 1
+                    i += 1
+                i += 3
+                # A closing delimiter may be followed by up to two more quotes of content.
+                while i < n and src[i] == c:
+                    i += 1
+            else:
+                i += 1
+                while i < n and src[i] != c and src[i] != "\n":
+                    if src[i] == _ESCAPE and c == '"':
+                        i += 1
+                    i += 1
+                i += 1
+            yield _Tok("str", _unquote(src[start:i]), start_line, start_col)
+        elif c in _PUNCT:
+            yield _Tok(c, c, line, i - col0)
+            i += 1
+        else:
+            start = i
+            i += 1  # always progress, whatever the character
+            while i < n and src[i] not in _WORD_END:
+                i += 1
+            yield _Tok("word", src[start:i], line, start - col0)
+
+
+def _unquote(s: str) -> str:
+    """The text of a single-line key string (keys cannot be multi-line strings)."""
+    if s.startswith(("'''", '"""')):
+        return s[3:-3]
+    body = s[1:-1]
+    if s[0] == "'" or _ESCAPE not in body:
+        return body
+    # Keys with escapes are rare; decode the common ones and keep the rest verbatim.
+    simple = {"n": "\n", "t": "\t", '"': '"', _ESCAPE: _ESCAPE, "r": "\r", "b": "\b", "f": "\f"}
+    out, j = [], 0
+    while j < len(body):
+        ch = body[j]
+        if ch == _ESCAPE and j + 1 < len(body):
+            nxt = body[j + 1]
+            if nxt in simple:
+                out.append(simple[nxt])
+                j += 2
+                continue
+            if nxt in "uU":
+                width = 4 if nxt == "u" else 8
+                try:
+                    out.append(chr(int(body[j + 2 : j + 2 + width], 16)))
+                    j += 2 + width
+                    continue
+                except ValueError:
+                    pass
+        out.append(ch)
+        j += 1
+    return "".join(out)
+
+
+class _Scanner:
+    def __init__(self, src: str) -> None:
+        self.toks = list(_tokens(src))
+        self.pos = 0
+        self.lines: dict[KeyPath, int] = {}
+        #: Index of the last table of each array of tables (``[[dir]]``), by its key path.
+        self.array_tables: dict[KeyPath, int] = {}
+
+    def peek(self, offset: int = 0) -> _Tok | None:
+        j = self.pos + offset
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.pos]
+        self.pos += 1
+        return tok
+
+    def skip_newlines(self) -> None:
+        while (tok := self.peek()) is not None and tok.kind == "nl":
+            self.pos += 1
+
+    def record(self, path: KeyPath, line: int) -> None:
+        self.lines.setdefault(path, line)
+
+    def key(self) -> list[str]:
+        """A dotted key: ``a``, ``a.b``, ``"quoted".b``."""
+        parts = []
+        while (tok := self.peek()) is not None and tok.kind in ("word", "str"):
+            self.pos += 1
+            # A bare word such as ``1.5`` never reaches here as a key; words are split on '.'.
+            parts.append(tok.text)
+            if (dot := self.peek()) is not None and dot.kind == ".":
+                self.pos += 1
+                continue
+            break
+        return parts
+
+    def resolve(self, parts: list[str]) -> KeyPath:
+        """A header's key path, with the current index of every array of tables it passes."""
+        path: KeyPath = ()
+        for part in parts:
+            path = (*path, part)
+            if path in self.array_tables:
+                path = (*path, self.array_tables[path])
+        return path
+
+    def document(self) -> None:
+        table: KeyPath = ()
+        while (tok := self.peek()) is not None:
+            if tok.kind == "nl":
+                self.pos += 1
+            elif tok.kind == "[":
+                nxt = self.peek(1)
+                is_array = nxt is not None and nxt.kind == "[" and nxt.col == tok.col + 1
+                self.pos += 2 if is_array else 1
+                parts = self.key()
+                while (end := self.peek()) is not None and end.kind == "]":
+                    self.pos += 1
+                if is_array:
+                    base = (*self.resolve(parts[:-1]), parts[-1])
+                    index = self.array_tables.get(base, -1) + 1
+                    self.array_tables[base] = index
+                    self.record(base, tok.line)
+                    table = (*base, index)
+                else:
+                    table = self.resolve(parts)
+                self.record(table, tok.line)
+            else:
+                self.pair(table)
+
+    def pair(self, table: KeyPath) -> None:
+        start = self.peek()
+        parts = self.key()
+        if start is None or not parts:
+            self.pos += 1  # not a key: step over it rather than loop
+            return
+        path = table
+        for part in parts:
+            path = (*path, part)
+            self.record(path, start.line)
+        if (eq := self.peek()) is not None and eq.kind == "=":
+            self.pos += 1
+            self.value(path)
+
+    def value(self, path: KeyPath) -> None:
+        tok = self.peek()
+        if tok is None:
+            return
+        if tok.kind == "{":
+            self.pos += 1
+            while (t := self.peek()) is not None and t.kind != "}":
+                if t.kind in (",", "nl"):
+                    self.pos += 1
+                else:
+                    self.pair(path)
+            self.pos += 1
+        elif tok.kind == "[":
+            self.pos += 1
+            index = 0
+            while True:
+                self.skip_newlines()
+                t = self.peek()
+                if t is None or t.kind == "]":
+                    self.pos += 1
+                    return
+                if t.kind == ",":
+                    self.pos += 1
+                    index += 1
+                    continue
+                self.record((*path, index), t.line)
+                self.value((*path, index))
+        else:
+            # A scalar: one string, or words and dots (``3.14``, ``1979-05-27 07:32:00``).
+            while (t := self.peek()) is not None and t.kind in ("word", "str", "."):
+                self.pos += 1
+
+
+def key_lines(src: str) -> dict[KeyPath, int]:
+    """Every key path defined in ``src`` (TOML that ``tomllib`` accepted) -> its line."""
+    scanner = _Scanner(src)
+    scanner.document()
+    return scanner.lines
+
+
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+    """The line of ``path``, or of the nearest enclosing key that has one."""
+    for end in range(len(path), 0, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def format_path(path: KeyPath) -> str:
+    """``("dir", 1, "host")`` -> ``dir[1].host``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out

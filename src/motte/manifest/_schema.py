@@ -1,0 +1,386 @@
+"""Motte.toml as parsed TOML (a dict) -> :class:`Manifest`, or an error naming key and line.
+
+Each top-level key has one validator in :data:`TOP_LEVEL`; adding a key to the manifest is
+one entry there and one field on :class:`Manifest`. Validators raise :class:`Invalid` with the
+key path they reject; :func:`manifest_from_dict` turns it into a :class:`ManifestError` that
+names the file, the line and the key. Unknown keys are errors at every level, with a
+"did you mean" hint.
+
+The same value checks serve the ``motte run`` flags (``--env``, ``--dir``, the limits), so a
+flag and its manifest key accept exactly the same values.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from motte.errors import ConfigError, UsageError
+from motte.keep._digest import check_digest, is_digest
+from motte.manifest._errors import ManifestError
+from motte.manifest._locate import KeyPath, format_path, line_of
+from motte.manifest._model import (
+    INHERIT,
+    MAX_MEMORY_MIB,
+    MAX_TIME_LIMIT,
+    NULL,
+    Dir,
+    Limits,
+    Listen,
+    Manifest,
+    Stdio,
+    Workload,
+    check_unique_guest_paths,
+)
+
+
+class Invalid(Exception):
+    """A value at ``path`` is wrong; carries the one-line reason and an optional hint."""
+
+    def __init__(self, path: KeyPath, reason: str, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+
+
+class _Context:
+    """What validators need: where relative paths start and how to name a location."""
+
+    def __init__(self, base_dir: Path, name: str, lines: Mapping[KeyPath, int]) -> None:
+        self.base_dir = base_dir
+        self.name = name
+        self.lines = lines
+
+    def where(self, path: KeyPath) -> str:
+        line = line_of(dict(self.lines), path)
+        return f"{self.name}:{line}" if line is not None else self.name
+
+    def host_path(self, text: str) -> Path:
+        return _absolute(self.base_dir / Path(text))
+
+
+def _absolute(path: Path) -> Path:
+    """Absolute and normalised, without resolving symlinks (the host may swap them later;
+    the runtime opens directories once, at instantiation)."""
+    import os
+
+    return Path(os.path.normpath(path.absolute()))
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+    shown = repr(value) if not isinstance(value, (list, dict)) else ""
+    return f"{kind} {shown}".strip() if len(shown) <= 40 else kind
+
+
+def _expect_str(value: Any, path: KeyPath, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise Invalid(path, f"expected {what}, got {_describe(value)}")
+    if "\0" in value:
+        raise Invalid(path, "contains a NUL character")
+    return value
+
+
+def _expect_table(value: Any, path: KeyPath) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(path, f"expected a table, got {_describe(value)}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], known: Mapping[str, Any] | set[str], path: KeyPath):
+    for key in table:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else None
+            known_list = ", ".join(sorted(known))
+            raise Invalid((*path, key), f"unknown key (known here: {known_list})", hint)
+
+
+def _require(table: Mapping[str, Any], key: str, path: KeyPath) -> Any:
+    if key not in table:
+        raise Invalid(path, f"missing required key {key!r}")
+    return table[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks shared with the command line
+
+
+def check_memory(value: Any, path: KeyPath = ("limits", "memory")) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number of MiB, got {_describe(value)}")
+    if not 1 <= value <= MAX_MEMORY_MIB:
+        raise Invalid(path, f"must be from 1 to {MAX_MEMORY_MIB} MiB, got {value}")
+    return value
+
+
+def check_seconds(value: Any, path: KeyPath) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(path, f"expected a number of seconds, got {_describe(value)}")
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIME_LIMIT:
+        raise Invalid(path, f"must be more than 0 and at most {MAX_TIME_LIMIT:g} s, got {value}")
+    return float(value)
+
+
+_ENV_NAME = re.compile(r"[^=\0]+")
+
+
+def check_env_name(name: str, path: KeyPath) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise Invalid(path, f"invalid environment variable name {name!r}: empty or contains '='")
+    return name
+
+
+def check_guest_path(value: Any, path: KeyPath) -> str:
+    guest = _expect_str(value, path)
+    if not guest.startswith("/"):
+        raise Invalid(path, f"guest path {guest!r} must be absolute (start with '/')")
+    if posixpath.normpath(guest) != guest or guest.startswith("//"):
+        raise Invalid(
+            path,
+            f"guest path {guest!r} must be normalised (no '.', '..', '//' or trailing '/')",
+            hint=f"write {posixpath.normpath(guest)!r}",
+        )
+    return guest
+
+
+# ---------------------------------------------------------------------------------------------
+# Top-level keys
+
+
+def _workload(value: Any, path: KeyPath, ctx: _Context) -> Workload:
+    text = _expect_str(value, path, "a path to a .wasm file or a sha256: digest")
+    where = ctx.where(path)
+    if text.startswith("sha256:") or is_digest(text):
+        try:
+            return Workload(digest=check_digest(text), where=where)
+        except ValueError as e:
+            raise Invalid(path, str(e)) from None
+    if not text:
+        raise Invalid(path, "is empty")
+    return Workload(path=ctx.host_path(text), where=where)
+
+
+def _args(value: Any, path: KeyPath, ctx: _Context) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Invalid(path, f"expected an array of strings, got {_describe(value)}")
+    return tuple(_expect_str(v, (*path, i)) for i, v in enumerate(value))
+
+
+def _env(value: Any, path: KeyPath, ctx: _Context) -> dict[str, str]:
+    table = _expect_table(value, path)
+    out = {}
+    for name, v in table.items():
+        check_env_name(name, (*path, name))
+        out[name] = _expect_str(v, (*path, name))
+    return out
+
+
+def _stdio(value: Any, path: KeyPath, ctx: _Context) -> Stdio:
+    what = 'expected "inherit", "null" or { file = "PATH" }'
+    if value == "inherit":
+        return INHERIT
+    if value == "null":
+        return NULL
+    if isinstance(value, dict):
+        _check_keys(value, {"file"}, path)
+        text = _expect_str(_require(value, "file", path), (*path, "file"))
+        if not text:
+            raise Invalid((*path, "file"), "is empty")
+        return Stdio("file", ctx.host_path(text), where=ctx.where(path))
+    raise Invalid(path, f"{what}, got {_describe(value)}")
+
+
+def _array_of_tables(value: Any, path: KeyPath) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise Invalid(path, f"expected an array of tables ([[{path[-1]}]]), got {_describe(value)}")
+    return [_expect_table(v, (*path, i)) for i, v in enumerate(value)]
+
+
+def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
+    out = []
+    for i, table in enumerate(_array_of_tables(value, path)):
+        p = (*path, i)
+        _check_keys(table, {"host", "guest", "writable"}, p)
+        host = _expect_str(_require(table, "host", p), (*p, "host"))
+        if not host:
+            raise Invalid((*p, "host"), "is empty")
+        guest = check_guest_path(_require(table, "guest", p), (*p, "guest"))
+        writable = table.get("writable", False)
+        if not isinstance(writable, bool):
+            raise Invalid((*p, "writable"), f"expected true or false, got {_describe(writable)}")
+        out.append(Dir(ctx.host_path(host), guest, writable, where=ctx.where(p)))
+    result = tuple(out)
+    try:
+        check_unique_guest_paths(result)
+    except ConfigError as e:
+        dup = next(i for i, d in enumerate(result) if d.guest in {x.guest for x in result[:i]})
+        raise Invalid((*path, dup, "guest"), e.message.split(": ", 1)[1], e.hint) from None
+    return result
+
+
+def _limits(value: Any, path: KeyPath, ctx: _Context) -> Limits:
+    table = _expect_table(value, path)
+    _check_keys(table, {"memory", "cpu_time", "wall_time"}, path)
+    defaults = Limits()
+    return Limits(
+        memory=check_memory(table.get("memory", defaults.memory), (*path, "memory")),
+        cpu_time=check_seconds(table.get("cpu_time", defaults.cpu_time), (*path, "cpu_time")),
+        wall_time=check_seconds(table.get("wall_time", defaults.wall_time), (*path, "wall_time")),
+    )
+
+
+_LISTENER_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _listen(value: Any, path: KeyPath, ctx: _Context) -> tuple[Listen, ...]:
+    out: list[Listen] = []
+    for i, table in enumerate(_array_of_tables(value, path)):
+        p = (*path, i)
+        _check_keys(table, {"name", "port", "protocol", "tls"}, p)
+        name = _expect_str(_require(table, "name", p), (*p, "name"))
+        if not _LISTENER_NAME.fullmatch(name):
+            raise Invalid((*p, "name"), f"{name!r}: use 1 to 63 letters, digits, '-' or '_'")
+        port = _require(table, "port", p)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise Invalid((*p, "port"), f"expected a port from 1 to 65535, got {_describe(port)}")
+        protocol = _require(table, "protocol", p)
+        if protocol not in ("http", "tcp"):
+            raise Invalid((*p, "protocol"), f'expected "http" or "tcp", got {_describe(protocol)}')
+        tls = table.get("tls", True)
+        if not isinstance(tls, bool):
+            raise Invalid((*p, "tls"), f"expected true or false, got {_describe(tls)}")
+        for j, other in enumerate(out):
+            if other.name == name:
+                raise Invalid((*p, "name"), f"listener name {name!r} is already used by [{j}]")
+            if other.port == port:
+                raise Invalid(
+                    (*p, "port"), f"port {port} is already used by listener {other.name!r}"
+                )
+        out.append(Listen(name, port, protocol, tls, where=ctx.where(p)))
+    return tuple(out)
+
+
+def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
+    from urllib.parse import urlsplit
+
+    url = _expect_str(value, path, "an https URL")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError as e:
+        raise Invalid(path, f"not a URL: {e}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise Invalid(path, f"{url!r} must be an https:// URL with a host")
+    if parts.username or parts.password:
+        raise Invalid(path, "must not carry credentials (user:password@)")
+    if parts.query or parts.fragment:
+        raise Invalid(path, "must not have a query or fragment")
+    del port
+    return url
+
+
+Validator = Callable[[Any, KeyPath, _Context], Any]
+
+#: Every top-level key -> (Manifest field, validator). One entry per key a manifest may have.
+TOP_LEVEL: dict[str, tuple[str, Validator]] = {
+    "workload": ("workload", _workload),
+    "args": ("args", _args),
+    "env": ("env", _env),
+    "stdin": ("stdin", _stdio),
+    "stdout": ("stdout", _stdio),
+    "stderr": ("stderr", _stdio),
+    "dir": ("dir", _dirs),
+    "limits": ("limits", _limits),
+    "listen": ("listen", _listen),
+    "steward": ("steward", _steward),
+}
+REQUIRED = ("workload",)
+
+
+def manifest_from_dict(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    name: str,
+    lines: Mapping[KeyPath, int],
+    source: Path | None = None,
+) -> Manifest:
+    """Validate parsed TOML into a Manifest; raise :class:`ManifestError` naming key and line."""
+    ctx = _Context(base_dir, name, lines)
+    try:
+        _check_keys(data, TOP_LEVEL, ())
+        for key in REQUIRED:
+            if key not in data:
+                raise Invalid((), f"missing required key {key!r}", _REQUIRED_HINTS.get(key))
+        fields = {TOP_LEVEL[k][0]: TOP_LEVEL[k][1](v, (k,), ctx) for k, v in data.items()}
+    except Invalid as e:
+        where = ctx.where(e.path)
+        key = format_path(e.path)
+        raise ManifestError(
+            f"{where}: {key}: {e.reason}" if key else f"{where}: {e.reason}", hint=e.hint
+        ) from None
+    return Manifest(**fields, source=source)
+
+
+_REQUIRED_HINTS = {"workload": 'add workload = "main.wasm" (a path) or a sha256: digest'}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line flags, checked with the same rules
+
+
+def _flag_error(flag: str, e: Invalid) -> UsageError:
+    return UsageError(f"{flag}: {e.reason}", hint=e.hint)
+
+
+def env_from_flag(text: str) -> tuple[str, str]:
+    """``--env KEY=VALUE`` -> (KEY, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise UsageError(f"--env {text!r}: expected KEY=VALUE")
+    try:
+        check_env_name(name, ())
+        _expect_str(value, ())
+    except Invalid as e:
+        raise _flag_error(f"--env {text!r}", e) from None
+    return name, value
+
+
+def dir_from_flag(text: str) -> Dir:
+    """``--dir HOST:GUEST`` (read-only) or ``--dir HOST:GUEST:writable``."""
+    parts = text.split(":")
+    writable = len(parts) == 3 and parts[2] == "writable"
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not writable) or not parts[0]:
+        raise UsageError(
+            f"--dir {text!r}: expected HOST:GUEST or HOST:GUEST:writable",
+            hint="e.g. --dir ./data:/data (read-only) or --dir ./out:/out:writable",
+        )
+    try:
+        guest = check_guest_path(parts[1], ())
+    except Invalid as e:
+        raise _flag_error(f"--dir {text!r}", e) from None
+    return Dir(_absolute(Path(parts[0])), guest, writable, where=f"--dir {text}")
+
+
+def limit_from_flag(flag: str, value: Any) -> int | float:
+    try:
+        if flag == "--memory":
+            return check_memory(value, ())
+        return check_seconds(value, ())
+    except Invalid as e:
+        raise _flag_error(f"{flag} {value!r}", e) from None
