@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fastapi.testclient import TestClient
 
 from motte.tlog import (
     LocalLog,
@@ -25,8 +25,9 @@ from motte.tlog._server import create_log_app, create_witness_app, parse_listen
 from motte.tlog._tiles import decode_entry_bundle
 from motte.tlog._witness import init_witness, open_witness
 
-# Starlette's TestClient warns that it will move from httpx to httpx2; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with:DeprecationWarning")
+with warnings.catch_warnings():  # Starlette's TestClient warns it will move to httpx2
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 
 @pytest.fixture

@@ -185,12 +185,22 @@ def test_an_unreachable_witness_leaves_the_checkpoint_uncosigned(log, witness):
     def down(url, body):
         raise LogRemoteError("connection refused")
 
-    log.post_witness = down
+    calls = []
+    log.post_witness = lambda url, body: calls.append(url) or down(url, body)
+    clock = [1000.0]
+    log.now = lambda: clock[0]
     log.append(b"x")
     note = log.checkpoint()
     trusted = TrustedLogs((log.verifier_key,), (witness.verifier_key,))
     with pytest.raises(SignatureError, match=r"cosigned by 0 trusted witnesses"):
         verify_checkpoint(note, trusted)
+    log.append(b"y")
+    log.checkpoint()
+    assert calls == ["http://down"]  # not asked again while backing off
+    clock[0] += 31
+    wire(log, {"http://down": witness})  # it is back
+    log.append(b"z")
+    assert len(verify_checkpoint(log.checkpoint(), trusted).cosignatures) == 1
 
 
 def test_a_witness_returning_a_bad_cosignature_is_not_stored(log, witness):

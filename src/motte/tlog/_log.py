@@ -55,6 +55,8 @@ log = logging.getLogger("motte.tlog")
 KEY_FILE = "log.key"
 DB_FILE = "log.db"
 WITNESSES_FILE = "witnesses"
+#: After a witness fails, checkpoints go out without asking it for this many seconds.
+WITNESS_RETRY_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class LocalLog:
         #: leaves never changes once written, so these never go stale; every proof at the
         #: same tree size shares them.
         self._range_cache: dict[Range, bytes] = {}
+        self._witness_retry_at: dict[str, float] = {}
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -272,15 +275,20 @@ class LocalLog:
         have = self.store.cosigning_witnesses(size)
         done = 0
         body = parse_checkpoint_unverified(note)[1].text
+        now = self.now()
         for witness, url in self.witnesses:
             if witness.vkey in have:
                 done += 1
                 continue
+            if self._witness_retry_at.get(witness.vkey, 0.0) > now:
+                continue  # it failed recently: do not stall every append on it
             try:
                 line = self._request_cosignature(witness, url, size, note, body)
             except (LogRemoteError, WitnessRefusedError, SignatureError, TlogFormatError) as e:
                 log.warning("witness %s (%s) did not cosign %d: %s", witness.name, url, size, e)
+                self._witness_retry_at[witness.vkey] = now + WITNESS_RETRY_AFTER
                 continue
+            self._witness_retry_at.pop(witness.vkey, None)
             self.store.add_cosignature(size, witness.vkey, line)
             done += 1
         return done
@@ -319,7 +327,11 @@ class LocalLog:
         size = self.size
         if not 0 <= index < size:
             raise LogNotFoundError(f"log {self.origin} has no entry {index} (size {size})")
-        self.checkpoint()  # signs and cosigns what is new
+        latest = self.store.latest_checkpoint()
+        if latest is None or latest[0] < size:
+            self.checkpoint()  # sign (and have cosigned) what is new
+        elif self.witnesses:
+            self.cosign(*latest)  # asks only witnesses missing from it, and not while failing
         covering = self.store.checkpoint_covering(index)
         assert covering is not None
         cp_size, note = covering

@@ -46,7 +46,7 @@ def post_witness(url: str, body: bytes) -> tuple[int, str]:
     import httpx
 
     try:
-        with _client(timeout=10.0) as c:
+        with _client(timeout=5.0) as c:
             r = c.post(f"{url}/add-checkpoint", content=body)
     except httpx.HTTPError as e:
         raise LogRemoteError(f"witness {url}: {type(e).__name__}: {e}") from None
