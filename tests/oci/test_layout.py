@@ -93,3 +93,27 @@ def test_referrers_are_found_by_subject(tmp_path):
         s.add_entry(entry)
     assert store.referrers("sha256:" + "2" * 64) == [entry]
     assert store.referrers("sha256:" + "3" * 64) == []
+
+
+def _package_in_process(args):
+    import os
+
+    home, i = args
+    os.environ["MOTTE_HOME"] = home
+    from motte.oci import build_package, parse_reference
+    from tests.oci.workloads import make_workload
+
+    wl = make_workload(__import__("pathlib").Path(home) / f"w{i}", seed=i)
+    return build_package(wl, parse_reference(f"acme/w{i}:1")).digest
+
+
+def test_concurrent_writers_lose_no_tag(motte_home):
+    """index.json is read, changed and replaced under a lock: no writer's tag is lost."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        digests = pool.map(_package_in_process, [(str(motte_home), i) for i in range(8)])
+    store = LocalStore()
+    assert {name: d.digest for name, d in store.tags()} == {
+        f"acme/w{i}:1": digests[i] for i in range(8)
+    }
