@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from motte.errors import ConfigError
 from motte.oci import (
     DigestMismatchError,
     LocalStore,
@@ -60,8 +61,8 @@ def test_digest_covers_module_and_manifest_and_is_reproducible(tmp_path):
     ("setup", "needle"),
     [
         (lambda d: (d / "Motte.toml").unlink(), "no Motte.toml"),
-        (lambda d: (d / "Motte.toml").write_text("name = 'x'\n"), "no 'workload' key"),
-        (lambda d: (d / "Motte.toml").write_text("workload = [\n"), "not valid TOML"),
+        (lambda d: (d / "Motte.toml").write_text("args = ['x']\n"), "workload"),
+        (lambda d: (d / "Motte.toml").write_text("workload = [\n"), "TOML"),
         (
             lambda d: (d / "Motte.toml").write_text('workload = "../x.wasm"\n'),
             "relative path inside",
@@ -77,7 +78,9 @@ def test_digest_covers_module_and_manifest_and_is_reproducible(tmp_path):
 def test_bad_workload_directories(tmp_path, setup, needle):
     wl = make_workload(tmp_path / "w")
     setup(wl)
-    with pytest.raises(PackageError) as e:
+    # PackageError, or motte.manifest's own error for a Motte.toml it refuses: both are
+    # configuration errors naming the file.
+    with pytest.raises(ConfigError) as e:
         build_package(wl, REF)
     assert needle in e.value.message
     assert not (LocalStore().root / "index.json").exists()
@@ -144,3 +147,14 @@ def test_only_motte_workloads_are_loaded(tmp_path):
     extra = type(m.layers[0])("application/x-unknown", m.layers[0].digest, m.layers[0].size)
     with pytest.raises(MalformedArtifactError, match="unknown mediaType"):
         workload_layers(Manifest(m.config, (*m.layers, extra), m.artifact_type))
+
+
+def test_the_manifest_is_validated_as_motte_run_would(tmp_path):
+    pytest.importorskip("motte.manifest")
+    wl = make_workload(tmp_path / "w")
+    (wl / "Motte.toml").write_text('workload = "hello.wasm"\nno_such_key = 1\n')
+    with pytest.raises(ConfigError, match="no_such_key"):
+        build_package(wl, REF)
+    (wl / "Motte.toml").write_text(f'workload = "sha256:{"a" * 64}"\n')
+    with pytest.raises(PackageError, match="a package needs the module"):
+        build_package(wl, REF)

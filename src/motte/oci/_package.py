@@ -91,13 +91,23 @@ def workload_layers(manifest: Manifest, what: str = "manifest") -> WorkloadLayer
 # -- building ----------------------------------------------------------------------------
 
 
-def module_path_from_manifest(motte_toml: bytes, where: str) -> str:
-    """The module path Motte.toml names (``workload = "x.wasm"``), relative and inside the dir."""
+def module_path_from_manifest(motte_toml: bytes, where: str, directory: Path | None = None) -> str:
+    """The module path Motte.toml names (``workload = "x.wasm"``), relative and inside the dir.
+
+    When :mod:`motte.manifest` is installed the whole manifest is validated with it, so a
+    package never holds a Motte.toml that ``motte run`` would refuse.
+    """
     try:
-        doc = tomllib.loads(motte_toml.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise PackageError(f"{where}: not valid TOML: {e}") from e
-    value = doc.get("workload")
+        text = motte_toml.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PackageError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    value = _validated_workload(text, where, directory)
+    if value is None:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise PackageError(f"{where}: not valid TOML: {e}") from e
+        value = doc.get("workload")
     if not isinstance(value, str) or not value:
         raise PackageError(
             f"{where}: no 'workload' key naming the module",
@@ -109,6 +119,28 @@ def module_path_from_manifest(motte_toml: bytes, where: str) -> str:
             f"{where}: workload {value!r} must be a relative path inside the directory"
         )
     return value
+
+
+def _validated_workload(text: str, where: str, directory: Path | None) -> str | None:
+    """The workload path per motte.manifest, or None when that module is not installed."""
+    try:
+        from motte.manifest import parse_manifest
+    except ImportError:
+        return None
+    base = (directory or Path(".")).absolute()
+    manifest = parse_manifest(text, base_dir=base, name=where)
+    workload = manifest.workload
+    if workload.path is None:
+        raise PackageError(
+            f"{where}: workload names a digest ({workload.digest}); a package needs the module",
+            hint='write workload = "name.wasm", the module file beside Motte.toml',
+        )
+    try:
+        return workload.path.relative_to(base).as_posix()
+    except ValueError:
+        raise PackageError(
+            f"{where}: workload {workload.path} must be a relative path inside the directory"
+        ) from None
 
 
 def build_package(
@@ -131,7 +163,7 @@ def build_package(
     toml_bytes = toml_path.read_bytes()
     if len(toml_bytes) > limits.max_small_blob_bytes:
         raise TooLargeError(f"{toml_path}: over the {limits.max_small_blob_bytes}-byte limit")
-    rel = module_path_from_manifest(toml_bytes, str(toml_path))
+    rel = module_path_from_manifest(toml_bytes, str(toml_path), directory)
     module_path = _inside(directory, rel, toml_path)
     size = module_path.stat().st_size
     if size > limits.max_module_bytes:
