@@ -1,0 +1,101 @@
+"""Keeps: run WebAssembly workloads with exactly the capabilities their manifest grants.
+
+The in-process API, for ``motte run`` and for the listeners that serve a workload (a fresh
+instance per HTTP request or TCP connection):
+
+    from motte.manifest import load_manifest
+    from motte.keep import PreparedWorkload
+
+    workload = PreparedWorkload.prepare(load_manifest("Motte.toml"))   # once
+    result = workload.run(                                             # per instance,
+        stdin=b"request body",                                         # from any thread
+        env={"REQUEST_METHOD": "POST"},        # merged over the manifest's env
+        stdout="capture", stderr="capture",    # memfds, not callbacks; or a Path or an fd
+    )
+    result.exit_code      # the guest's exit status (0..125), or None if it trapped
+    result.trap           # None, or Trap(kind="cpu_time" | "stack_overflow" | ..., message)
+    result.stdout         # captured bytes (bounded by max_output, default 64 MiB)
+    result.status         # what `motte run` exits with
+
+``prepare`` reads the workload (a path, or a ``sha256:`` digest looked up in the local OCI
+store and verified), detects a WASI preview1 command module or a WASI 0.2 command component,
+loads its compiled artifact from the HMAC-authenticated cache or compiles it, and links it
+once (``InstancePre`` for modules). ``run`` creates a new Store with the manifest's limits:
+memory (store limits), CPU and wall time (epoch deadlines checked every 10 ms on the guest's
+own thread). Concurrent ``run`` calls share nothing but the compiled code.
+
+Limits a guest cannot escape by blocking: none of the above interrupts a guest that waits
+inside a host call (a WASI ``poll_oneoff`` sleep, a read from an inherited terminal). The time
+limits take effect when it returns to wasm; ``motte run`` additionally ends its own process
+at the wall-time limit. Callers of ``run`` should give stdin as bytes, a file or a pipe they
+feed.
+
+:func:`workload_digest` is the one function that names a workload by content.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from motte.keep._digest import check_digest, file_digest, is_digest, workload_digest
+
+if TYPE_CHECKING:
+    from motte.keep._cache import CacheInfo, CacheKeyError, CompiledCache, cache_info, clear_cache
+    from motte.keep._engine import EngineSettings
+    from motte.keep._outcome import RunResult, Trap
+    from motte.keep._workload import (
+        KeepError,
+        MemoryLimitError,
+        PreparedWorkload,
+        WorkloadError,
+        detect_kind,
+    )
+
+__all__ = [
+    "CacheInfo",
+    "CacheKeyError",
+    "CompiledCache",
+    "EngineSettings",
+    "KeepError",
+    "MemoryLimitError",
+    "PreparedWorkload",
+    "RunResult",
+    "Trap",
+    "WorkloadError",
+    "cache_info",
+    "check_digest",
+    "clear_cache",
+    "detect_kind",
+    "file_digest",
+    "is_digest",
+    "workload_digest",
+]
+
+# The runtime imports wasmtime (~100 ms); load it on first use so that importing
+# motte.keep for workload_digest stays cheap.
+_LAZY = {
+    "CacheInfo": "motte.keep._cache",
+    "CacheKeyError": "motte.keep._cache",
+    "CompiledCache": "motte.keep._cache",
+    "cache_info": "motte.keep._cache",
+    "clear_cache": "motte.keep._cache",
+    "EngineSettings": "motte.keep._engine",
+    "RunResult": "motte.keep._outcome",
+    "Trap": "motte.keep._outcome",
+    "KeepError": "motte.keep._workload",
+    "MemoryLimitError": "motte.keep._workload",
+    "PreparedWorkload": "motte.keep._workload",
+    "WorkloadError": "motte.keep._workload",
+    "detect_kind": "motte.keep._workload",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motte.keep' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

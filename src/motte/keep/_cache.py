@@ -1,0 +1,213 @@
+"""The compiled-artifact cache: compile a module once, deserialize it on later runs.
+
+Deserializing runs native code straight from the artifact, so an entry is trusted only if
+it carries a valid HMAC-SHA256 under this installation's cache key. Entries live under
+``motte_home()/cache/compiled/<key>.cwasm``:
+
+    b"motte-cwasm-v1\\n"  tag (32 bytes)  artifact (wasmtime's serialized module/component)
+
+    key = SHA-256(workload digest, kind, engine fingerprint)  (hex; the file name)
+    tag = HMAC-SHA256(cache key, magic || key || artifact)
+
+The cache key covers the module digest, the engine configuration and the wasmtime build, so
+an entry can neither be moved to another module's name nor replayed into another engine. The
+HMAC key is 32 random bytes in ``motte_home()/keys/compiled-cache.key`` (mode 0600, created
+on first use and refused if others can read it). A missing, truncated, corrupt, foreign-key or
+wrong-format entry is a miss: the caller recompiles and the entry is replaced, atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from motte.errors import ExitStatus, MotteError
+from motte.fsutil import atomic_write_bytes, fsync_dir
+from motte.home import home_dir, motte_home
+
+MAGIC = b"motte-cwasm-v1\n"
+TAG_BYTES = 32
+KEY_BYTES = 32
+KEY_FILE = "compiled-cache.key"
+SUFFIX = ".cwasm"
+
+
+class CacheKeyError(MotteError):
+    """The cache's HMAC key cannot be trusted (wrong owner, mode or size)."""
+
+    exit_status = ExitStatus.RUN_ERROR
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    directory: Path
+    entries: int
+    bytes: int
+    key_file: Path
+    key_present: bool
+
+
+def cache_dir() -> Path:
+    return motte_home() / "cache" / "compiled"
+
+
+def key_path() -> Path:
+    return motte_home() / "keys" / KEY_FILE
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CacheKeyError(
+            f"{path}: cannot open the cache key: {e.strerror}",
+            hint=f"remove it (rm {path}) and run `motte cache clear`",
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise CacheKeyError(
+                f"{path}: the cache key must be a regular file owned by uid {os.geteuid()}",
+                hint=f"remove it (rm {path}) and run `motte cache clear`",
+            )
+        if st.st_mode & 0o077:
+            raise CacheKeyError(
+                f"{path}: the cache key is accessible to others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"chmod 600 {path}, or remove it and run `motte cache clear`",
+            )
+        key = os.read(fd, KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(key) != KEY_BYTES:
+        raise CacheKeyError(
+            f"{path}: the cache key has {len(key)} bytes, expected {KEY_BYTES}",
+            hint=f"remove it (rm {path}) and run `motte cache clear`",
+        )
+    return key
+
+
+def load_or_create_key() -> bytes:
+    """This installation's cache key, created (0600, atomically, race-free) on first use."""
+    path = key_path()
+    key = _read_key(path)
+    if key is not None:
+        return key
+    keys = home_dir("keys", private=True)
+    tmp = keys / f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, os.urandom(KEY_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process created the key first; theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(keys)
+    key = _read_key(path)
+    assert key is not None
+    return key
+
+
+def cache_key(digest: str, kind: str, fingerprint: str) -> str:
+    """The entry name for a workload compiled by one engine configuration."""
+    material = f"motte compiled artifact\n{digest}\n{kind}\n{fingerprint}\n".encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+def _tag(key: bytes, name: str, artifact: bytes | memoryview) -> bytes:
+    mac = hmac.new(key, MAGIC, hashlib.sha256)
+    mac.update(name.encode())
+    mac.update(artifact)
+    return mac.digest()
+
+
+class CompiledCache:
+    """Authenticated compiled artifacts. ``load`` returns verified bytes or None, and says why
+    in :attr:`last_miss` ("missing", "truncated", "wrong format", "bad tag")."""
+
+    def __init__(self) -> None:
+        self.directory = cache_dir()
+        self._key: bytes | None = None
+        self.last_miss: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = load_or_create_key()
+        return self._key
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}{SUFFIX}"
+
+    def load(self, name: str) -> bytes | None:
+        try:
+            with open(self.path(name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self.last_miss = "missing"
+            return None
+        except OSError as e:
+            self.last_miss = f"unreadable ({e.strerror})"
+            return None
+        if len(data) < len(MAGIC) + TAG_BYTES:
+            self.last_miss = "truncated"
+            return None
+        if not data.startswith(MAGIC):
+            self.last_miss = "wrong format"
+            return None
+        view = memoryview(data)
+        tag = bytes(view[len(MAGIC) : len(MAGIC) + TAG_BYTES])
+        artifact = view[len(MAGIC) + TAG_BYTES :]
+        if not hmac.compare_digest(tag, _tag(self.key, name, artifact)):
+            # Corrupt, truncated in the artifact, or written under another installation's key.
+            self.last_miss = "bad tag"
+            return None
+        self.last_miss = None
+        return bytes(artifact)
+
+    def store(self, name: str, artifact: bytes) -> bool:
+        """Write an entry atomically; False (and no entry) if the cache is not writable."""
+        tag = _tag(self.key, name, artifact)
+        try:
+            home_dir("cache", "compiled", private=True)
+            atomic_write_bytes(self.path(name), MAGIC + tag + artifact, mode=0o600)
+        except OSError:
+            return False
+        return True
+
+    def discard(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            self.path(name).unlink()
+
+
+def cache_info() -> CacheInfo:
+    directory = cache_dir()
+    entries = total = 0
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if entry.suffix == SUFFIX and entry.is_file():
+                entries += 1
+                total += entry.stat().st_size
+    return CacheInfo(directory, entries, total, key_path(), key_path().exists())
+
+
+def clear_cache() -> CacheInfo:
+    """Remove every compiled entry (the key stays); returns what was removed."""
+    before = cache_info()
+    if before.directory.is_dir():
+        for entry in before.directory.iterdir():
+            if entry.is_file() and (entry.suffix == SUFFIX or entry.name.endswith(".tmp")):
+                entry.unlink(missing_ok=True)
+    return before

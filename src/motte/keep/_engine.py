@@ -1,0 +1,160 @@
+"""The wasmtime Engine every Keep in this process shares, and the epoch ticker that drives
+its time limits.
+
+One configuration, chosen for the sandbox and measured (docs/performance.md):
+
+- ``epoch_interruption``: CPU and wall time are enforced by epoch deadlines, not fuel. On the
+  example workloads epochs cost next to nothing, fuel costs 15-25 % (bench/compute.py).
+- ``max_wasm_stack`` 512 KiB: deep recursion traps with ``stack overflow``.
+- Cranelift at ``speed``; parallel compilation; the component model for WASI 0.2 commands.
+
+Compiled artifacts are only valid for the engine configuration and wasmtime build that made
+them, so :func:`engine_fingerprint` names both and is part of every cache key.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import wasmtime
+
+#: How often the ticker advances the epoch: the resolution of the time limits, and how often
+#: a running instance pays for one limit check (a few microseconds).
+TICK_SECONDS = 0.010
+MAX_WASM_STACK = 512 * 1024
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine configuration. Every field is part of the compiled-artifact cache key."""
+
+    epoch_interruption: bool = True
+    max_wasm_stack: int = MAX_WASM_STACK
+    cranelift_opt_level: str = "speed"
+    component_model: bool = True
+
+    def config(self) -> wasmtime.Config:
+        import wasmtime
+
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = self.epoch_interruption
+        cfg.max_wasm_stack = self.max_wasm_stack
+        cfg.cranelift_opt_level = self.cranelift_opt_level
+        cfg.wasm_component_model = self.component_model
+        cfg.parallel_compilation = True
+        return cfg
+
+
+DEFAULT_SETTINGS = EngineSettings()
+
+
+@cache
+def wasmtime_build() -> str:
+    """Which wasmtime this is: the installed distribution's version plus the identity of its
+    shared library (size and mtime), cheap to compute (importlib.metadata costs ~100 ms)."""
+    import wasmtime
+
+    package_dir = os.path.dirname(wasmtime.__file__)
+    site = os.path.dirname(package_dir)
+    version = "unknown"
+    try:
+        for name in os.listdir(site):
+            if name.startswith("wasmtime-") and name.endswith(".dist-info"):
+                version = name[len("wasmtime-") : -len(".dist-info")]
+                break
+    except OSError:
+        pass
+    lib = os.path.join(package_dir, f"{platform.system().lower()}-{platform.machine()}")
+    ident = ""
+    try:
+        for name in sorted(os.listdir(lib)):
+            st = os.stat(os.path.join(lib, name))
+            ident += f"{name}:{st.st_size}:{st.st_mtime_ns};"
+    except OSError:
+        pass
+    return f"wasmtime {version} [{ident}]"
+
+
+def engine_fingerprint(settings: EngineSettings = DEFAULT_SETTINGS) -> str:
+    """A string that changes whenever a compiled artifact could stop being valid."""
+    return (
+        f"{wasmtime_build()}; {platform.machine()}; epoch={int(settings.epoch_interruption)}; "
+        f"stack={settings.max_wasm_stack}; opt={settings.cranelift_opt_level}; "
+        f"cm={int(settings.component_model)}"
+    )
+
+
+class EpochTicker:
+    """Advances an engine's epoch every :data:`TICK_SECONDS` while any instance runs.
+
+    Each running store has an epoch deadline one tick ahead and a callback (see
+    ``motte.keep._limits``) that, on every tick, checks its CPU and wall time and either
+    extends the deadline or stops the guest. The thread sleeps while nothing runs.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, interval: float = TICK_SECONDS) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._active = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> EpochTicker:
+        with self._cond:
+            self._active += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="motte-epoch-ticker", daemon=True
+                )
+                self._thread.start()
+            elif self._active == 1:
+                self._cond.notify()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
+
+    def _loop(self) -> None:
+        interval = self._interval
+        while True:
+            with self._cond:
+                while self._active == 0:
+                    self._cond.wait()
+            # Sleep outside the lock so entering and leaving runs never wait for a tick.
+            time.sleep(interval)
+            self._engine.increment_epoch()
+
+
+class Runtime:
+    """The shared engine and its ticker (one per settings per process)."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        import wasmtime
+
+        self.settings = settings
+        self.engine = wasmtime.Engine(settings.config())
+        self.ticker = EpochTicker(self.engine)
+        self.fingerprint = engine_fingerprint(settings)
+
+
+_runtimes: dict[EngineSettings, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def runtime(settings: EngineSettings = DEFAULT_SETTINGS) -> Runtime:
+    """The process-wide :class:`Runtime` for ``settings``, created on first use."""
+    rt = _runtimes.get(settings)
+    if rt is None:
+        with _runtimes_lock:
+            rt = _runtimes.get(settings)
+            if rt is None:
+                rt = _runtimes[settings] = Runtime(settings)
+    return rt

@@ -1,0 +1,116 @@
+"""Small WASI guests written in WebAssembly text, one behaviour each, for the Keep tests.
+
+They are compiled with wasmtime.wat2wasm into a test's temporary directory, so every test
+exercises a real module under the real runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_WASI = "wasi_snapshot_preview1"
+
+SPIN = """(module (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"""
+
+
+def exit_with(code: int) -> str:
+    return f"""(module
+  (import "{_WASI}" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const {code}))))"""
+
+
+#: Grows memory 1 MiB at a time until refused, then aborts (what a C allocator failure does).
+BOMB_TRAP = """(module (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $grow
+      (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable))"""
+
+#: Grows until refused, then spins: only the CPU limit ends it.
+BOMB_SPIN = """(module (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $grow
+      (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    (loop $l (br $l))))"""
+
+RECURSE = """(module (memory (export "memory") 1)
+  (func $down (param i64) (result i64)
+    (i64.add (call $down (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
+  (func (export "_start") (drop (call $down (i64.const 0)))))"""
+
+UNREACHABLE = """(module (memory (export "memory") 1)
+  (func (export "_start") unreachable))"""
+
+DIV_ZERO = """(module (memory (export "memory") 1)
+  (func (export "_start") (drop (i32.div_s (i32.const 1) (i32.const 0)))))"""
+
+#: 300 pages = 18.75 MiB of memory before the first instruction.
+BIG_MEMORY = """(module (memory (export "memory") 300)
+  (func (export "_start")))"""
+
+NO_START = """(module (memory (export "memory") 1)
+  (func (export "run")))"""
+
+UNKNOWN_IMPORT = """(module
+  (import "env" "launch_missiles" (func $f))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $f)))"""
+
+START_TRAPS = """(module (memory (export "memory") 1)
+  (func $init unreachable)
+  (start $init)
+  (func (export "_start")))"""
+
+
+def sleep_then_exit(milliseconds: int) -> str:
+    """Sleeps in the host (poll_oneoff on the monotonic clock), then exits 0."""
+    ns = milliseconds * 1_000_000
+    return f"""(module
+  (import "{_WASI}" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; subscription at 0: userdata u64 @0, tag u8 @8 (0 = clock), clock id u32 @16
+    ;; (1 = monotonic), timeout u64 @24, precision u64 @32, flags u16 @40 (0 = relative)
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {ns}))
+    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256)))))"""
+
+
+#: Copies stdin to stdout (up to 64 KiB), then exits with the number of bytes mod 100.
+ECHO = f"""(module
+  (import "{_WASI}" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "{_WASI}" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "{_WASI}" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 2)
+  (func (export "_start") (local $total i32)
+    (loop $more
+      (i32.store (i32.const 0) (i32.add (i32.const 1024) (local.get $total)))
+      (i32.store (i32.const 4) (i32.sub (i32.const 65536) (local.get $total)))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $total (i32.add (local.get $total) (i32.load (i32.const 8))))
+      (br_if $more (i32.and (i32.ne (i32.load (i32.const 8)) (i32.const 0))
+                            (i32.lt_u (local.get $total) (i32.const 65536)))))
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (local.get $total))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.rem_u (local.get $total) (i32.const 100)))))"""
+
+#: Writes 64 KiB to stdout forever.
+CHATTY = f"""(module
+  (import "{_WASI}" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 65536))
+    (loop $l
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (br $l))))"""
+
+
+def compile_to(path: Path, wat: str) -> Path:
+    import wasmtime
+
+    path.write_bytes(wasmtime.wat2wasm(wat))
+    return path
