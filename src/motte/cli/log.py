@@ -208,19 +208,18 @@ def verify(
     and consistency with the last checkpoint seen from that log (a fork is refused)."""
     import time
 
-    from motte.tlog import load_trusted, open_log, verify_logged
+    from motte.tlog import InclusionBundle, load_trusted, open_log, verify_logged
 
     entry = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
+    bundle = InclusionBundle.from_bytes(_read(proof))
     trusted = load_trusted(key or (), witness_quorum=witness_quorum)
     log = open_log(url) if url else None
     try:
-        cp = verify_logged(entry, _read(proof), trusted, log=log, now=time.time())
+        cp = verify_logged(entry, bundle, trusted, log=log, now=time.time())
     finally:
         if log is not None:
             log.close()
-    from motte.tlog import InclusionBundle
-
-    index = InclusionBundle.from_bytes(_read(proof)).index
+    index = bundle.index
     if json:
         emit_json(_checkpoint_json(cp) | {"index": index, "verified": True})
     else:

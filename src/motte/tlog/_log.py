@@ -43,7 +43,6 @@ from motte.tlog._merkle import (
     consistency_ranges,
     fold,
     inclusion_ranges,
-    leaf_hash,
     range_nodes,
     verify_consistency,
 )
@@ -377,9 +376,6 @@ class LocalLog:
         if not got:
             raise LogNotFoundError(f"log {self.origin} has no entry {index}")
         return got[0]
-
-    def leaf(self, entry: bytes) -> bytes:
-        return leaf_hash(entry)
 
 
 def open_log(url: str | None = None, *, directory: Path | str | None = None) -> Log:

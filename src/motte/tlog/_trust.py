@@ -191,10 +191,10 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
         if checkpoint.size > size:
             _remember(checkpoint)
             return checkpoint
-        from motte.tlog._checkpoint import Checkpoint as _C
-
         body, _ = parse_checkpoint_unverified(note)
-        return _C(body.origin, body.size, body.root_hash, body.extensions, note, checkpoint.log_key)
+        return Checkpoint(
+            body.origin, body.size, body.root_hash, body.extensions, note, checkpoint.log_key
+        )
 
 
 def _remember(checkpoint: Checkpoint) -> None:
