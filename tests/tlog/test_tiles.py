@@ -50,6 +50,7 @@ def test_paths_match_the_spec():
         "tile/0/001.p/256",  # a partial tile is narrower than 256
         "tile/0/001.p/0",
         "tile/0/001.p/07",
+        "tile/0/\u0663\u0663\u0663",  # digits, but not ASCII ones
         "tiles/0/001",
         "tile/data/001",
         "tile/0/x001/x001/x001/x001/x001/x001/x001/001",  # absurdly long index

@@ -23,8 +23,8 @@ TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_ENTRY_SIZE = 0xFFFF
 MAX_TILE_LEVEL = 63
 
-_INDEX_ELEMENT = re.compile(r"x\d{3}")
-_LAST_ELEMENT = re.compile(r"\d{3}")
+_INDEX_ELEMENT = re.compile(r"x[0-9]{3}")
+_LAST_ELEMENT = re.compile(r"[0-9]{3}")
 
 
 @dataclass(frozen=True, order=True)
