@@ -36,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "key": ("motte.cli.sign", "key_app", "Create and inspect signing keys."),
     "sign": ("motte.cli.sign", "sign", "Sign an artifact and log the signature."),
     "attest-build": ("motte.cli.sign", "attest_build", "Record SLSA build provenance."),
+    "attest-review": (
+        "motte.cli.sign",
+        "attest_review",
+        "Record a human review or audit of a package.",
+    ),
     "verify": ("motte.cli.sign", "verify", "Verify an artifact's signatures and log inclusion."),
     "log": ("motte.cli.log", "app", "The transparency log: serve, append, prove."),
     "trust": ("motte.cli.trust", "trust", "Do I trust this package? The five-area judgement."),
