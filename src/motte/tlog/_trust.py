@@ -180,6 +180,7 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
             if checkpoint.root_hash != root:
                 raise ForkError(checkpoint.origin, (size, root), new, "same size, different roots")
             return checkpoint
+        opened = log is None
         if log is None:
             log = resolve_log(checkpoint)
         old, newer = ((size, root), new) if checkpoint.size > size else (new, (size, root))
@@ -188,6 +189,9 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
             verify_consistency(old[0], newer[0], proof, old[1], newer[1])
         except (ProofError, LogNotFoundError) as e:
             raise ForkError(checkpoint.origin, (size, root), new, e.message) from None
+        finally:
+            if opened:
+                log.close()
         if checkpoint.size > size:
             _remember(checkpoint)
             return checkpoint
@@ -218,6 +222,8 @@ def verify_logged(
     if log is None and isinstance(policy, TrustedLogs) and cp.log_key in policy.urls:
         from motte.tlog._remote import RemoteLog
 
-        log = RemoteLog(policy.urls[cp.log_key])
-    check_and_remember(cp, log)
+        with RemoteLog(policy.urls[cp.log_key]) as remote:
+            check_and_remember(cp, remote)
+    else:
+        check_and_remember(cp, log)
     return cp
