@@ -76,6 +76,11 @@ def intel_chain_cache() -> Any:
 
 def clear_caches() -> None:
     """Forget every memo (the next verification does all its work again)."""
+    from motte.attest import _x509
+    from motte.attest.snp import _certs, _verify
+
+    for fn in (_x509.common_name, _x509.fingerprint, _certs._tcb_of, _verify._key_dict):
+        fn.cache_clear()
     CHECKED.clear()
     ISSUED_BY.clear()
     VALIDITY.clear()
