@@ -222,3 +222,13 @@ def test_intel_collateral_assembled_from_pcs_responses(tmp_path: Path) -> None:
     assert verify_evidence(
         sample("dcap-qvl", "tdx_quote"), cache=CollateralCache(tmp_path), now=when
     ).accepted
+
+
+def test_fetch_amd_chain_is_cached(tmp_path: Path) -> None:
+    chain = sample("amd-roots", "ask_ark_genoa_vlek.pem")
+    fetcher = TableFetcher({kds_chain_url("Genoa", "vlek"): FetchResponse(chain)})
+    cache = CollateralCache(tmp_path, fetcher=fetcher)
+    assert cache.fetch_amd_chain("Genoa", "vlek") == chain
+    assert cache.fetch_amd_chain("Genoa", "vlek") == chain
+    assert fetcher.requests == [kds_chain_url("Genoa", "vlek")]
+    assert (tmp_path / "amd/Genoa/vlek/cert_chain.pem").read_bytes() == chain
