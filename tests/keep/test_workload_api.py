@@ -59,6 +59,17 @@ def test_a_runaway_instance_does_not_stop_its_neighbours(guest):
     assert all(r.exit_code == 0 and r.stdout.startswith(b"Hello") for r in outs)
 
 
+def test_cancel_stops_a_running_instance(guest):
+    spin = PreparedWorkload.prepare(manifest_for_module(guest("spin", guests.SPIN)))
+    cancel = threading.Event()
+    timer = threading.Timer(0.2, cancel.set)
+    timer.start()
+    r = spin.run(cancel=cancel)
+    assert r.trap.kind == "interrupted"
+    assert r.status == 130
+    assert r.wall_time < 30
+
+
 def test_components_run_concurrently_too():
     w = PreparedWorkload.prepare(manifest_for_module(HELLO_COMPONENT))
     assert w.kind == "component"

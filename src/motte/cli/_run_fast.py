@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from motte.errors import ExitStatus, MotteError, UsageError
 
-#: Extra time the process gets after the wall-time limit to stop a guest by itself (epoch
-#: deadlines) before it is ended from outside (a guest blocked in a host call).
-WALL_TIME_GRACE = 0.5
+#: How long a guest gets to stop by itself (at an epoch tick) after its wall time ran out or
+#: Ctrl-C, before a guest blocked in a host call is ended with the process.
+STOP_GRACE = 0.5
 
 USAGE = "motte run [OPTIONS] PATH_OR_MANIFEST [-- ARGS...]"
 
@@ -110,26 +112,55 @@ def _report(err: MotteError) -> None:
     report_error(err)
 
 
-def _hard_stop_at_wall_time(seconds: float, message: str) -> threading.Timer:
-    """End the process if the guest outlives its wall time inside a host call (where epoch
-    deadlines cannot reach it, e.g. a read from the terminal)."""
-
-    def stop() -> None:
-        sys.stderr.write(f"motte: guest stopped: {message}\n")
-        sys.stderr.flush()
-        os._exit(int(ExitStatus.WALL_TIME))
-
-    timer = threading.Timer(seconds + WALL_TIME_GRACE, stop)
-    timer.daemon = True
-    timer.start()
-    return timer
+def _stop_process(message: str, status: ExitStatus) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.write(f"motte: guest stopped: {message}\n")
+    sys.stderr.flush()
+    os._exit(int(status))
 
 
-def execute(opts: RunOptions, *, hard_stop: bool = False) -> int:
+def _supervised(workload: Any, wall_message: str, **run: Any) -> Any:
+    """Run the guest on a worker thread while this (main) thread handles Ctrl-C and the
+    wall-time limit. A guest in wasm stops at the next epoch tick; one blocked in a host
+    call (a terminal read, a long sleep), where no deadline can reach it, is ended with the
+    process after a short grace."""
+    cancel = threading.Event()
+    box: dict[str, Any] = {}
+
+    def guest() -> None:
+        try:
+            box["result"] = workload.run(cancel=cancel, **run)
+        except BaseException as e:  # handed to the main thread, which reports it
+            box["error"] = e
+
+    worker = threading.Thread(target=guest, name="motte-guest", daemon=True)
+    deadline = time.monotonic() + workload.manifest.limits.wall_time + STOP_GRACE
+    interrupted_at: float | None = None
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            now = time.monotonic()
+            if cancel.is_set() and interrupted_at is None:
+                interrupted_at = now
+            if interrupted_at is not None and now > interrupted_at + STOP_GRACE:
+                _stop_process("interrupted", ExitStatus.INTERRUPTED)
+            if now > deadline:
+                _stop_process(wall_message, ExitStatus.WALL_TIME)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     """Run the workload as ``opts`` asks; print its outcome; return the exit status.
 
-    ``hard_stop`` ends the whole process if the guest outlives its wall time inside a host
-    call; only for a process that exists to run this one workload.
+    ``supervise`` runs the guest on a worker thread and may end the whole process (Ctrl-C,
+    or a guest blocked in a host call past its wall time): only for a process that exists
+    to run this one workload.
     """
     try:
         manifest = build_manifest(opts)
@@ -144,22 +175,19 @@ def execute(opts: RunOptions, *, hard_stop: bool = False) -> int:
             return int(e.exit_status)
         return int(ExitStatus.RUN_ERROR)
     capture = "capture" if opts.json else None
-    timer = None
-    if hard_stop:
-        timer = _hard_stop_at_wall_time(
-            manifest.limits.wall_time, limit_trap("wall_time", manifest.limits).message
-        )
+    streams = {
+        "stdout": capture if manifest.stdout.kind == "inherit" else None,
+        "stderr": capture if manifest.stderr.kind == "inherit" else None,
+    }
     try:
-        result = workload.run(
-            stdout=capture if manifest.stdout.kind == "inherit" else None,
-            stderr=capture if manifest.stderr.kind == "inherit" else None,
-        )
+        if supervise and threading.current_thread() is threading.main_thread():
+            wall = limit_trap("wall_time", manifest.limits).message
+            result = _supervised(workload, wall, **streams)
+        else:
+            result = workload.run(**streams)
     except MotteError as e:
         _report(e)
         return int(ExitStatus.RUN_ERROR)
-    finally:
-        if timer is not None:
-            timer.cancel()
     if opts.json:
         _emit_json(workload, result)
         return result.status
@@ -227,7 +255,7 @@ def main(argv: list[str]) -> int:
     except MotteError as e:
         _report(e)
         return int(ExitStatus.RUN_ERROR)
-    # Only a process whose own command line this is may be ended from outside (the console
-    # script or python -m motte); an embedding caller, such as a test, never is.
+    # Only a process whose own command line this is (the console script, python -m motte)
+    # may be ended from inside; an embedding caller, such as a test, never is.
     own_process = sys.argv[1:] == ["run", *argv]
-    return execute(opts, hard_stop=own_process)
+    return execute(opts, supervise=own_process)

@@ -8,8 +8,8 @@ the guest's own thread whenever the deadline passes. The callback:
 - stops it when the thread's CPU time (``time.thread_time``, which counts exactly the thread
   the guest runs on, host calls included) exceeds the CPU limit;
 - stops it when captured output has grown past its bound;
-- stops it when a KeyboardInterrupt arrives (signals are delivered to the main thread, and
-  this callback is where the main thread runs Python while a guest runs);
+- stops it when the caller's ``cancel`` event is set (``motte run`` sets it on Ctrl-C), or
+  when a KeyboardInterrupt arrives while the guest runs on the main thread;
 - otherwise extends the deadline by one tick.
 
 It stops a guest by returning a wasmtime error, which unwinds the guest like a trap. The
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ class Watch:
     """The time and output limits of one run, checked on every tick."""
 
     __slots__ = (
+        "cancel",
         "cpu_limit",
         "cpu_start",
         "id",
@@ -71,8 +73,10 @@ class Watch:
         wall_time: float,
         output_fds: tuple[int, ...] = (),
         max_output: int = 0,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.id = next(_ids)
+        self.cancel = cancel
         self.cpu_limit = cpu_time
         self.wall_limit = wall_time
         self.output_fds = output_fds
@@ -102,6 +106,8 @@ class Watch:
 
     def check(self) -> str | None:
         """The limit that has been reached now, if any."""
+        if self.cancel is not None and self.cancel.is_set():
+            return INTERRUPTED
         if time.monotonic() >= self.wall_deadline:
             return WALL_TIME
         if time.thread_time() - self.cpu_start >= self.cpu_limit:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -269,13 +270,15 @@ class PreparedWorkload:
         stdout: OutputSpec | None = None,
         stderr: OutputSpec | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        cancel: threading.Event | None = None,
     ) -> RunResult:
         """Run one fresh instance to completion.
 
         ``args`` replace the manifest's arguments; ``env`` is merged over its environment;
         each stream left at None follows the manifest (see ``motte.keep._stdio`` for the
         values). Captured output is bounded by ``max_output`` bytes per stream: a guest that
-        writes more is stopped (``output_limit``). The manifest's limits apply.
+        writes more is stopped (``output_limit``). Setting ``cancel`` stops the guest at
+        the next tick (``interrupted``). The manifest's limits apply.
         """
         import wasmtime
 
@@ -314,6 +317,7 @@ class PreparedWorkload:
                 wall_time=limits.wall_time,
                 output_fds=tuple(streams.capture_fds.values()),
                 max_output=max_output,
+                cancel=cancel,
             )
             with self._rt.ticker:
                 watch.arm(store)
