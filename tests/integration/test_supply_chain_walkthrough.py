@@ -15,6 +15,7 @@ from motte.errors import ExitStatus
 from motte.oci import load_workload
 from tests.oci.registry_server import run_registry
 from tests.oci.workloads import make_workload
+from tests.tlog._servers import start
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def ok(r):
     return r
 
 
-def test_package_sign_push_pull_verify(cli, tmp_path, monkeypatch):
+def test_package_sign_push_pull_verify(cli, tmp_path, monkeypatch, request):
     publisher, consumer = tmp_path / "publisher", tmp_path / "consumer"
     with run_registry(tmp_path) as reg:
         ref = f"{reg.url}/acme/hello:1.0"
@@ -60,10 +61,16 @@ def test_package_sign_push_pull_verify(cli, tmp_path, monkeypatch):
         pushed = json.loads(ok(cli("push", ref, "--json")).stdout)
         assert pushed["digest"] == digest and len(pushed["referrers"]) == 2
 
+        # The publisher serves its log, so consumers can check that checkpoints do not fork
+        # (without the URL, the second statement's checkpoint could not be shown consistent
+        # with the first, and verify would fail: tests/sign/test_fork_check_denied.py).
+        served = start(["log", "serve"], env_home=publisher)
+        request.addfinalizer(served.stop)
+
         # -- consumer ----------------------------------------------------------------------
         monkeypatch.setenv("MOTTE_HOME", str(consumer))
         ok(cli("key", "root", "trust", root))
-        ok(cli("log", "trust", log_vkey))
+        ok(cli("log", "trust", log_vkey, served.url))
         pulled = json.loads(ok(cli("pull", ref, "--json")).stdout)
         assert pulled["digest"] == digest and len(pulled["referrers"]) == 2
 

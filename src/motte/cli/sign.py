@@ -472,6 +472,14 @@ def verify(
     log: Annotated[
         str | None, typer.Option("--log", help="Log URL for the fork check (default: from trust).")
     ] = None,
+    unsafe_skip_fork_check: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-skip-fork-check",
+            help="Offline: accept inclusion proofs whose checkpoint cannot be shown consistent "
+            "with the last one seen (a forked log would go unnoticed).",
+        ),
+    ] = False,
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
@@ -479,7 +487,8 @@ def verify(
 
     Checks every blob against its digest, and each signature against the keys NAMESPACE delegates.
     (--key pins publisher keys instead of the installed trust roots.)
-    Each statement needs a log inclusion proof; a checkpoint that forks from the last seen fails.
+    Each statement needs a log inclusion proof under a checkpoint consistent with the last seen:
+    a fork fails, and so does a log that cannot be reached for the consistency proof.
     Exit status 1 names the check that failed: layer, manifest, signature, log, threshold.
 
     Example: motte verify acme/hello:1.0
@@ -495,6 +504,7 @@ def verify(
         trust_dir=keys_dir,
         allow_insecure_http=allow_insecure_http,
         log_url=log,
+        unsafe_skip_fork_check=unsafe_skip_fork_check,
     )
     _verify_output(result, json_out)
     return int(ExitStatus.OK)

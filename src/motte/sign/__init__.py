@@ -21,6 +21,7 @@ from motte.sign._dsse import (
 from motte.sign._errors import (
     ArtifactVerificationError,
     EnvelopeFormatError,
+    ForkCheckUnavailableError,
     KeyFileError,
     KeyNotFoundError,
     SignatureError,
@@ -100,6 +101,7 @@ __all__ = [
     "CheckedStatement",
     "Envelope",
     "EnvelopeFormatError",
+    "ForkCheckUnavailableError",
     "KeyFileError",
     "KeyNotFoundError",
     "LogEvidence",

@@ -52,3 +52,10 @@ class ArtifactVerificationError(SignError, VerificationError):
     def __init__(self, check: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{check}: {message}", hint=hint)
         self.check = check
+
+
+class ForkCheckUnavailableError(SignError, VerificationError):
+    """A checkpoint that cannot be shown consistent with the last one seen (log unreachable).
+
+    Denied by default: without the consistency proof a forked log would go unnoticed.
+    """

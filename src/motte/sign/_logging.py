@@ -3,8 +3,14 @@
 What is logged is the DSSE envelope, byte for byte as it is stored beside the artifact: a
 monitor reading the log sees the statement, its subject digest and its signatures, and can
 check them without the package. The inclusion bundle (C2SP tlog-proof) travels with the
-envelope, so verification works offline against a trusted log key; when the log can be
-reached the checkpoint is also checked for consistency with the last one seen (a fork).
+envelope, so the inclusion proof verifies offline against a trusted log key.
+
+The fork check is denied by default: a checkpoint must be shown consistent with the last one
+this installation saw from that log (the first one seen is trusted on first use and
+remembered). When that takes a consistency proof and the log cannot be reached, the check
+fails. ``unsafe_skip_fork_check=True`` (``motte verify --unsafe-skip-fork-check``) accepts
+the inclusion proof alone, for an offline verifier who knows what that costs: a log that
+shows it one history and everyone else another would go unnoticed.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from motte.sign._errors import SigningUsageError
+from motte.sign._errors import ForkCheckUnavailableError, SigningUsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,9 @@ class LogEvidence:
     tree_size: int
     #: "first checkpoint seen from this log", "consistent with size N", or why it was skipped.
     fork_check: str
+    #: When the log signed the checkpoint the proof leads to (POSIX seconds), if it says: an
+    #: upper bound on when the entry was logged, which the statement's signer cannot backdate.
+    time: int | None = None
 
 
 def log_envelope(envelope: bytes, *, log_url: str | None = None) -> tuple[int, bytes, str]:
@@ -46,13 +55,19 @@ def log_envelope(envelope: bytes, *, log_url: str | None = None) -> tuple[int, b
 
 
 def check_logged(
-    envelope: bytes, bundle: bytes, *, now: dt.datetime, log_url: str | None = None
+    envelope: bytes,
+    bundle: bytes,
+    *,
+    now: dt.datetime,
+    log_url: str | None = None,
+    unsafe_skip_fork_check: bool = False,
 ) -> LogEvidence:
     """Inclusion of ``envelope`` under a trusted checkpoint, then the fork check.
 
-    Raises the log's verification errors (bad signature, bad proof, untrusted log, fork).
-    If the log cannot be reached for a consistency proof, the inclusion still stands and
-    ``fork_check`` says the check was skipped and why.
+    Raises the log's verification errors (bad signature, bad proof, untrusted log, fork), and
+    :class:`ForkCheckUnavailableError` when the checkpoint cannot be shown consistent with the
+    last one seen because the log cannot be reached. With ``unsafe_skip_fork_check`` that case
+    passes instead, and ``fork_check`` says the check was skipped and why.
     """
     from motte.tlog import (
         LogNotFoundError,
@@ -70,7 +85,13 @@ def check_logged(
     try:
         check_and_remember(cp, log)
     except (LogNotFoundError, LogRemoteError) as e:
-        status = f"skipped: {e.message}"
+        if not unsafe_skip_fork_check:
+            raise ForkCheckUnavailableError(
+                f"fork check: {e.message}",
+                hint="give the log's URL (motte log trust VKEY URL, or --log URL); "
+                "offline, --unsafe-skip-fork-check accepts the inclusion proof alone",
+            ) from None
+        status = f"skipped (unsafe_skip_fork_check): {e.message}"
     else:
         if previous is None:
             status = "first checkpoint seen from this log"
@@ -79,7 +100,7 @@ def check_logged(
     finally:
         if log is not None:
             log.close()
-    return LogEvidence(cp.origin, _index_of(bundle), cp.size, status)
+    return LogEvidence(cp.origin, _index_of(bundle), cp.size, status, cp.time)
 
 
 def _index_of(bundle: bytes) -> int:

@@ -45,6 +45,9 @@ class PublisherPolicy:
     keys: tuple[PublicKey, ...]
     threshold: int
     source: str
+    #: The installed root's directory of versions (None for pinned keys): where the history
+    #: of the namespace's delegations can be read.
+    chain_dir: Path | None = None
 
 
 def policy_from_keys(keys: Sequence[PublicKey]) -> PublisherPolicy:
@@ -90,7 +93,7 @@ def policy_for_namespace(
     chain, root = found[0]
     keys, threshold = root.namespace_keys(namespace) or ([], 1)
     return PublisherPolicy(
-        tuple(keys), threshold, f"trust root {chain.name} version {root.version}"
+        tuple(keys), threshold, f"trust root {chain.name} version {root.version}", chain
     )
 
 

@@ -9,7 +9,8 @@ For a reference (tag resolved once to a digest):
    verify is tampering, and fails the whole verification. Statements by keys the policy does
    not know are listed and ignored.
 3. A trusted statement must be about this digest, and carry an inclusion proof that verifies
-   against a trusted log checkpoint, consistent with the last checkpoint seen (a fork fails).
+   against a trusted log checkpoint, shown consistent with the last checkpoint seen (a fork
+   fails, and so does a log that cannot be reached for the consistency proof).
 4. Publication statements for this namespace/name by distinct trusted keys must reach the
    policy's threshold.
 """
@@ -66,8 +67,13 @@ def verify_artifact(
     allow_insecure_http: bool = False,
     log_url: str | None = None,
     now: dt.datetime | None = None,
+    unsafe_skip_fork_check: bool = False,
 ) -> Verification:
-    """Verify ``ref`` (see the module docstring); raise naming the failed check, or return."""
+    """Verify ``ref`` (see the module docstring); raise naming the failed check, or return.
+
+    ``unsafe_skip_fork_check`` accepts a statement whose checkpoint cannot be shown consistent
+    with the last one seen because the log cannot be reached (see :mod:`motte.sign._logging`).
+    """
     if isinstance(ref, str):
         ref = parse_reference(ref)
     now = now or dt.datetime.now(dt.UTC)
@@ -122,7 +128,13 @@ def verify_artifact(
             ignored.append((s.referrer, "not in a transparency log (no inclusion proof)"))
             continue
         try:
-            evidence = check_logged(s.envelope, s.bundle, now=now, log_url=log_url)
+            evidence = check_logged(
+                s.envelope,
+                s.bundle,
+                now=now,
+                log_url=log_url,
+                unsafe_skip_fork_check=unsafe_skip_fork_check,
+            )
         except MotteError as e:
             raise ArtifactVerificationError(
                 "log",
