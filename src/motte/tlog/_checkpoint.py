@@ -1,9 +1,14 @@
 """C2SP tlog-checkpoint bodies, and verifying a (co)signed checkpoint against a trust policy.
 
 A checkpoint is a signed note whose text is three or more lines: the origin, the tree size in
-decimal, the base64 root hash, then optional extension lines. Verification is one recipe:
-:func:`verify_checkpoint` returns a :class:`Checkpoint` only when a trusted log key signed it
-and at least the policy's quorum of trusted witnesses cosigned it; otherwise it raises.
+decimal, the base64 root hash, then optional extension lines. motte's log writes one extension
+line, ``time <POSIX seconds>``: when the log signed this tree head, in the log's own signed
+word. Every entry the tree holds was in the log by then, which is how a release or an advisory
+gets a time its publisher cannot backdate (see :attr:`CheckpointBody.time`).
+
+Verification is one recipe: :func:`verify_checkpoint` returns a :class:`Checkpoint` only when
+a trusted log key signed it and at least the policy's quorum of trusted witnesses cosigned it;
+otherwise it raises.
 """
 
 from __future__ import annotations
@@ -18,6 +23,26 @@ from motte.tlog._note import Note, Verifier, open_note, parse_note
 
 #: Cosignatures whose timestamp is further than this in the future are refused.
 MAX_CLOCK_SKEW = 300
+#: The extension line prefix of the log's signing time (``time 1732650000``).
+TIME_EXTENSION = "time "
+
+
+def time_line(seconds: int) -> str:
+    return f"{TIME_EXTENSION}{seconds}"
+
+
+def extension_time(extensions: Iterable[str]) -> int | None:
+    """The ``time N`` extension line's value (POSIX seconds), or None when there is none.
+
+    Only a decimal without leading zeros counts; a malformed line is treated as absent (the
+    line is opaque to C2SP readers, and a time that does not parse proves nothing).
+    """
+    for line in extensions:
+        if line.startswith(TIME_EXTENSION):
+            digits = line[len(TIME_EXTENSION) :]
+            if digits.isascii() and digits.isdigit() and str(int(digits)) == digits:
+                return int(digits)
+    return None
 
 
 @dataclass(frozen=True)
@@ -28,6 +53,11 @@ class CheckpointBody:
     size: int
     root_hash: bytes
     extensions: tuple[str, ...] = ()
+
+    @property
+    def time(self) -> int | None:
+        """When the log says it signed this tree head (POSIX seconds), if it says."""
+        return extension_time(self.extensions)
 
     def to_text(self) -> bytes:
         lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode()]
@@ -80,6 +110,15 @@ class Checkpoint:
     note: bytes  # the signed note exactly as verified, cosignatures included
     log_key: str  # the vkey whose signature verified
     cosignatures: tuple[Cosignature, ...] = ()
+
+    @property
+    def time(self) -> int | None:
+        """When the (trusted) log signed this tree head, POSIX seconds; None if not recorded.
+
+        An upper bound on when every entry in the tree was logged: the log signs a checkpoint
+        only after the entries it covers are committed.
+        """
+        return extension_time(self.extensions)
 
     @property
     def body(self) -> CheckpointBody:

@@ -27,7 +27,7 @@ from typing import Protocol
 from motte.fsutil import fsync_dir
 from motte.home import motte_home
 from motte.tlog._bundle import InclusionBundle
-from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified
+from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified, time_line
 from motte.tlog._errors import (
     LogNotFoundError,
     LogRemoteError,
@@ -172,7 +172,7 @@ class LocalLog:
         self.witnesses = read_witness_config(self.directory / WITNESSES_FILE)
         #: Witness submissions: replaced in tests and by the server (see _remote.post_witness).
         self.post_witness: Callable[[str, bytes], tuple[int, str]] | None = None
-        #: The clock for cosignature requests (witnesses stamp their own time).
+        #: The clock for checkpoint times and cosignature requests (witnesses stamp their own).
         self.now: Callable[[], float] = time.time
         #: Hashes of ranges that are not one stored node (a tree's right edge). A range of
         #: leaves never changes once written, so these never go stale; every proof at the
@@ -220,10 +220,12 @@ class LocalLog:
         """Sign a checkpoint of the whole tree if the newest one is smaller; return (size, note).
 
         Refuses (TamperError) to sign a tree that does not extend the last checkpoint.
-        The entries are already durable (their own fsynced commit); the checkpoint row is
-        committed without an fsync of its own: if a power cut loses it, the next call signs
-        the same tree head again, and Ed25519 makes that note byte-identical. This halves the
-        fsyncs per served batch.
+        The note carries the signing time (a ``time N`` extension line, never earlier than the
+        previous checkpoint's). The entries are already durable (their own fsynced commit);
+        the checkpoint row is committed without an fsync of its own: if a power cut loses it,
+        the next call signs the same tree head again (with a later time: a different note for
+        the same size and root, which readers accept as consistent). This halves the fsyncs
+        per served batch.
         """
         with self.store.write_transaction(fsync=False) as conn:
             size = self.store._size_in(conn)
@@ -238,7 +240,13 @@ class LocalLog:
             _, root = self.store.root(size, fresh=True)
             if latest is not None:
                 self._check_extends(latest, size, root)
-            note = sign_note(CheckpointBody(self.origin, size, root).to_text(), [self.signer])
+            # The signing time never goes backwards, even if the clock does: a later tree
+            # head never claims an earlier time than one signed before it.
+            when = int(self.now())
+            if latest is not None:
+                when = max(when, parse_checkpoint_unverified(latest[1])[0].time or 0)
+            body = CheckpointBody(self.origin, size, root, (time_line(when),))
+            note = sign_note(body.to_text(), [self.signer])
             self.store.add_checkpoint(conn, size, note)
         return size, note
 
@@ -370,6 +378,23 @@ class LocalLog:
         # have been appended by another process.
         if size > self.store.known_size and size > self.store.size():
             raise LogNotFoundError(f"log {self.origin} is smaller than {size} entries")
+
+    def read_entries(self, lo: int, hi: int) -> list[bytes]:
+        """Entries ``lo`` to ``hi - 1``, from this log's own store."""
+        return self.store.read_entries(lo, hi)
+
+    def checkpoint_times(self) -> list[tuple[int, int]]:
+        """(size, signing time) of every stored checkpoint that records a time, by size.
+
+        The earliest checkpoint whose size exceeds an index is the best bound on when that
+        entry was logged.
+        """
+        out = []
+        for size, note in self.store.checkpoints():
+            t = parse_checkpoint_unverified(note)[0].time
+            if t is not None:
+                out.append((size, t))
+        return out
 
     def entry(self, index: int) -> bytes:
         got = self.store.read_entries(index, index + 1)
