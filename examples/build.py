@@ -15,7 +15,7 @@ Toolchains:
 - The WASI 0.2 component wraps the hello module with jco's preview1 adapter
   (``jco new --wasi-command``); jco is installed by npm into a temporary directory, pinned
   to JCO_VERSION, and never lands in the repository.
-- runaway/spin.wasm is WebAssembly text compiled with wasmtime.wat2wasm.
+- runaway/*.wasm are WebAssembly text compiled with wasmtime.wat2wasm.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ C_EXAMPLES = [
     ("files/files.c", "files/files.wasm"),
     ("sha256/sha256.c", "sha256/sha256.wasm"),
 ]
-WAT_EXAMPLES = [("runaway/spin.wat", "runaway/spin.wasm")]
+WAT_EXAMPLES = [
+    ("runaway/spin.wat", "runaway/spin.wasm"),
+    ("runaway/bomb.wat", "runaway/bomb.wasm"),
+    ("runaway/recurse.wat", "runaway/recurse.wasm"),
+]
 COMPONENT = ("hello/hello.wasm", "hello-component/hello-component.wasm")
 
 

@@ -40,17 +40,18 @@ static int wc(const char *path) {
         return fail("cannot open", path);
     }
     unsigned long long lines = 0, words = 0, bytes = 0;
-    int in_word = 0, c;
-    while ((c = fgetc(f)) != EOF) {
-        bytes++;
-        if (c == '\n') {
-            lines++;
+    int in_word = 0;
+    static unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        bytes += n;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = buf[i];
+            lines += c == '\n';
+            int space = c == ' ' || (c >= '\t' && c <= '\r');
+            words += !space && !in_word;
+            in_word = !space;
         }
-        int space = c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-        if (!space && !in_word) {
-            words++;
-        }
-        in_word = !space;
     }
     int bad = ferror(f);
     fclose(f);

@@ -38,6 +38,18 @@ static const uint32_t K[64] = {
 
 #define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
+/* One round; the caller renames the working variables instead of shifting them, the usual
+ * way to write SHA-256, so eight rounds share one loop iteration (and one back-edge). */
+#define ROUND(a, b, c, d, e, f, g, h, i)                                                   \
+    do {                                                                                   \
+        uint32_t t1 = h + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + \
+                      K[i] + w[i];                                                         \
+        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) +                           \
+                      ((a & b) ^ (a & c) ^ (b & c));                                       \
+        d += t1;                                                                           \
+        h = t1 + t2;                                                                       \
+    } while (0)
+
 static void compress(uint32_t h[8], const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++) {
@@ -50,18 +62,15 @@ static void compress(uint32_t h[8], const uint8_t *p) {
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) +
-                      K[i] + w[i];
-        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
+    for (int i = 0; i < 64; i += 8) {
+        ROUND(a, b, c, d, e, f, g, hh, i);
+        ROUND(hh, a, b, c, d, e, f, g, i + 1);
+        ROUND(g, hh, a, b, c, d, e, f, i + 2);
+        ROUND(f, g, hh, a, b, c, d, e, i + 3);
+        ROUND(e, f, g, hh, a, b, c, d, i + 4);
+        ROUND(d, e, f, g, hh, a, b, c, i + 5);
+        ROUND(c, d, e, f, g, hh, a, b, i + 6);
+        ROUND(b, c, d, e, f, g, hh, a, i + 7);
     }
     h[0] += a;
     h[1] += b;

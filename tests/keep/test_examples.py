@@ -65,3 +65,13 @@ def test_runaway_is_stopped_by_its_cpu_limit():
     r = prepare("runaway").run()
     assert r.trap.kind == "cpu_time"
     assert r.status == 152
+
+
+def test_runaway_bomb_and_recursion_stop_as_documented():
+    from motte.manifest import manifest_for_module
+
+    bomb = manifest_for_module(EXAMPLES / "runaway" / "bomb.wasm").with_overrides(memory=16)
+    r = PreparedWorkload.prepare(bomb).run()
+    assert (r.trap.kind, r.memory_full) == ("unreachable", True)
+    r = PreparedWorkload.prepare(manifest_for_module(EXAMPLES / "runaway" / "recurse.wasm")).run()
+    assert r.trap.kind == "stack_overflow"

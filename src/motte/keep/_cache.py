@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from motte.errors import ExitStatus, MotteError
-from motte.fsutil import atomic_write_bytes, fsync_dir
 from motte.home import home_dir, motte_home
 
 MAGIC = b"motte-cwasm-v1\n"
@@ -100,6 +99,8 @@ def load_or_create_key() -> bytes:
     key = _read_key(path)
     if key is not None:
         return key
+    from motte.fsutil import fsync_dir
+
     keys = home_dir("keys", private=True)
     tmp = keys / f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -179,6 +180,8 @@ class CompiledCache:
 
     def store(self, name: str, artifact: bytes) -> bool:
         """Write an entry atomically; False (and no entry) if the cache is not writable."""
+        from motte.fsutil import atomic_write_bytes  # tempfile: only when writing
+
         tag = _tag(self.key, name, artifact)
         try:
             home_dir("cache", "compiled", private=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from motte.errors import ExitStatus, MotteError, NotFoundError, UsageError
-from motte.keep import _limits, _outcome
+from motte.keep import _capi, _limits, _outcome
 from motte.keep._cache import CompiledCache, cache_key
 from motte.keep._digest import workload_digest
 from motte.keep._engine import DEFAULT_SETTINGS, EngineSettings, Runtime, runtime
@@ -114,14 +114,23 @@ def _first_line(error: BaseException) -> str:
     return _cause(str(error))
 
 
-def _compile(engine: wasmtime.Engine, data: bytes, kind: str, where: str) -> Any:
+def _artifact_class(kind: str) -> Any:
+    """wasmtime.Module, or wasmtime.component.Component (imported only for components: the
+    component bindings take ~10 ms to import)."""
     import wasmtime
+
+    if kind == MODULE:
+        return wasmtime.Module
     from wasmtime import component
 
+    return component.Component
+
+
+def _compile(engine: wasmtime.Engine, data: bytes, kind: str, where: str) -> Any:
+    import wasmtime
+
     try:
-        if kind == MODULE:
-            return wasmtime.Module(engine, data)
-        return component.Component(engine, data)
+        return _artifact_class(kind)(engine, data)
     except wasmtime.WasmtimeError as e:
         raise WorkloadError(f"{where}: invalid {kind}: {_first_line(e)}") from None
 
@@ -132,7 +141,6 @@ def load_compiled(
     """The compiled module or component, and how it was obtained: ``hit``, ``compiled``
     (nothing cached) or ``recompiled (<why the entry was refused>)``."""
     import wasmtime
-    from wasmtime import component
 
     if not use_cache:
         return _compile(rt.engine, data, kind, where), "compiled"
@@ -142,8 +150,7 @@ def load_compiled(
     status = "compiled" if cache.last_miss == "missing" else f"recompiled ({cache.last_miss})"
     if artifact is not None:
         try:
-            cls = wasmtime.Module if kind == MODULE else component.Component
-            return cls.deserialize(rt.engine, artifact), "hit"
+            return _artifact_class(kind).deserialize(rt.engine, artifact), "hit"
         except wasmtime.WasmtimeError as e:
             # Authentic but made by another wasmtime build or configuration.
             status = f"recompiled (incompatible: {_first_line(e)})"
@@ -181,7 +188,9 @@ class PreparedWorkload:
         self._rt = rt
         self._compiled = compiled
         self._argv0 = manifest.workload.name
-        self._env = tuple(manifest.env.items())
+        self._argv = _capi.CStrings([self._argv0, *manifest.args])
+        self._env_names = _capi.CStrings(list(manifest.env))
+        self._env_values = _capi.CStrings(list(manifest.env.values()))
         self._dirs = tuple((str(d.host), d.guest, d.writable, d.where) for d in manifest.dir)
         self._defaults = (
             from_manifest(manifest.stdin),
@@ -190,7 +199,7 @@ class PreparedWorkload:
         )
         self._where = manifest.workload.where or manifest.workload.name
         if kind == MODULE:
-            self._pre, self._start = self._link_module(compiled)
+            self._pre = self._link_module(compiled)
         else:
             self._linker, self._run_index = self._link_component(compiled)
 
@@ -215,7 +224,7 @@ class PreparedWorkload:
             manifest, rt=rt, kind=kind, digest=digest, compiled=compiled, cache_status=status
         )
 
-    def _link_module(self, module: wasmtime.Module) -> tuple[wasmtime.InstancePre, str]:
+    def _link_module(self, module: wasmtime.Module) -> wasmtime.InstancePre:
         import wasmtime
 
         exports = {e.name: e.type for e in module.exports}
@@ -237,7 +246,7 @@ class PreparedWorkload:
         linker = wasmtime.Linker(self._rt.engine)
         linker.define_wasi()
         try:
-            return linker.instantiate_pre(module), "_start"
+            return linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as e:
             raise WorkloadError(
                 f"{self._where}: cannot link: {_first_line(e)}",
@@ -283,10 +292,17 @@ class PreparedWorkload:
         import wasmtime
 
         manifest = self.manifest
-        argv = [self._argv0, *(manifest.args if args is None else args)]
-        env_pairs = self._env if not env else tuple({**manifest.env, **env}.items())
-        if any("\0" in s for s in argv) or any("\0" in k + v for k, v in env_pairs):
-            raise UsageError("arguments and environment variables must not contain NUL")
+        argv, env_names, env_values = self._argv, self._env_names, self._env_values
+        if args is not None:
+            if any("\0" in a for a in args):
+                raise UsageError("arguments must not contain NUL")
+            argv = _capi.CStrings([self._argv0, *args])
+        if env:
+            merged = {**manifest.env, **env}
+            if any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
+                raise UsageError("environment names must be non-empty, without '=' or NUL")
+            env_names = _capi.CStrings(list(merged))
+            env_values = _capi.CStrings(list(merged.values()))
         streams = Streams(
             self._defaults[0] if stdin is None else stdin,
             self._defaults[1] if stdout is None else stdout,
@@ -296,8 +312,8 @@ class PreparedWorkload:
         store = wasmtime.Store(self._rt.engine)
         try:
             wasi = wasmtime.WasiConfig()
-            wasi.argv = argv
-            wasi.env = env_pairs
+            _capi.set_argv(wasi, argv)
+            _capi.set_env(wasi, env_names, env_values)
             streams.configure(wasi)
             for host, guest, writable, where in self._dirs:
                 try:
@@ -365,7 +381,7 @@ class PreparedWorkload:
             return None, _outcome.classify(e, watch, limits), None
         try:
             if self.kind == MODULE:
-                instance.exports(store)[self._start](store)
+                _capi.call_export(store, instance, b"_start")
                 exit_code = 0
             else:
                 result = instance.get_func(store, self._run_index)(store)
@@ -381,8 +397,7 @@ class PreparedWorkload:
         """The guest's linear memory size in bytes (modules; components hide theirs)."""
         if self.kind != MODULE:
             return None
-        mem = instance.exports(store).get("memory")
-        return mem.data_len(store) if mem is not None else None
+        return _capi.memory_size(store, instance)
 
 
 def _check_grants(manifest: Manifest) -> None:

@@ -28,7 +28,7 @@ MAX_MEMORY_MIB = 4096
 MAX_TIME_LIMIT = 7 * 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Workload:
     """The module or component to run: a file, or a digest looked up in the local store."""
 
@@ -46,7 +46,7 @@ class Workload:
         return self.path.name if self.path is not None else str(self.digest)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Stdio:
     """Where a standard stream goes: ``inherit`` (motte's own), ``null``, or a file."""
 
@@ -63,7 +63,7 @@ INHERIT = Stdio("inherit")
 NULL = Stdio("null")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Dir:
     """A host directory preopened for the guest at ``guest``; read-only unless ``writable``."""
 
@@ -73,7 +73,7 @@ class Dir:
     where: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Limits:
     """Per-instance limits. ``memory`` is in MiB, the times in seconds."""
 
@@ -86,7 +86,7 @@ class Limits:
         return self.memory * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Listen:
     """A listener the Keep owns and serves (declared here, served by ``motte.keep.serve``)."""
 
@@ -113,7 +113,7 @@ def _frozen_env(env: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(env))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Manifest:
     """Everything a Keep grants one workload. Build it with :func:`load_manifest` or
     :func:`manifest_for_module`; derive variants with :meth:`with_overrides`."""

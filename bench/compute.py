@@ -1,0 +1,306 @@
+"""Compute in a Keep against native code, and what CPU-time limiting costs: fuel or epochs.
+
+    .venv/bin/python bench/compute.py [--mib 128] [--text-mib 16] [--rounds 7] [--json]
+
+Two example workloads, each built twice from the same C source with the same compiler (zig
+cc -O2 from PyPI's ziglang, as the committed .wasm are; ``cc -O2`` when ziglang is absent,
+and the header says so): natively, and for wasm32-wasi (the committed file).
+
+- ``sha256 N MiB``   examples/sha256: SHA-256 over N MiB generated in memory (pure compute).
+- ``wc M MiB``       examples/files ``wc`` over an M MiB text file through a preopened
+                     directory: a byte-at-a-time loop plus host reads (compute and I/O).
+
+Cases per workload (interleaved round-robin, median reported with its spread):
+
+- ``native -O2``          the baseline: the native binary as a process (spawn included,
+                          about 1 ms).
+- ``wasmtime plain``      wasmtime-py, no interruption at all: the engine's floor.
+- ``wasmtime fuel``       ``consume_fuel`` with an unreachable budget: the cost of counting.
+- ``wasmtime epoch``      ``epoch_interruption`` with a far deadline: the cost of the checks.
+- ``motte Keep``          ``PreparedWorkload.run``: epoch deadlines with motte's per-tick
+                          CPU/wall-time callback, memory limits, captured stdout; the chosen
+                          CPU-time limiting is on. Target: <= 1.3 x native.
+
+Clocks: CPU seconds (the native process's user+sys from rusage; the guest thread's CPU time
+for in-process runs), so other work on the shared machine inflates them less than wall
+time would; wall-clock medians are printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- measuring: interleaved rounds, medians with their spread, ratios (same in the three
+# -- Keep benchmarks: startup, compute, instance)
+
+
+@dataclass
+class Case:
+    name: str
+    run: Callable[[], float]  # one measurement, in seconds
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median: this run's noise figure for the case."""
+        if len(self.samples) < 4:
+            return 0.0
+        q = statistics.quantiles(self.samples, n=4)
+        return (q[2] - q[0]) / self.median if self.median else 0.0
+
+
+def interleave(cases: list[Case], rounds: int) -> None:
+    """Run every case once per round, round-robin, so drift in the machine's load hits all
+    cases alike."""
+    for case in cases:
+        case.run()  # warm-up, not recorded
+    for _ in range(rounds):
+        for case in cases:
+            case.samples.append(case.run())
+
+
+def unit(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def table(title: str, cases: list[Case], baseline: Case, notes: dict[str, str]) -> list[dict]:
+    """Print one table; return its rows for --json."""
+    print(f"\n{title}")
+    print(f"  {'case':<34} {'median':>10} {'spread':>7} {'ratio':>6}")
+    rows = []
+    for case in cases:
+        ratio = case.median / baseline.median
+        note = notes.get(case.name, "")
+        print(
+            f"  {case.name:<34} {unit(case.median):>10} {case.spread:>6.0%} {ratio:>6.2f}"
+            f"  {note}".rstrip()
+        )
+        rows.append(
+            {
+                "case": case.name,
+                "median_s": case.median,
+                "spread": case.spread,
+                "ratio": ratio,
+                "baseline": baseline.name,
+                "samples": len(case.samples),
+            }
+        )
+    return rows
+
+
+def verdict(name: str, ratio: float, target: float) -> str:
+    met = "met" if ratio <= target else "MISSED"
+    return f"{name}: {ratio:.2f} (target <= {target}: {met})"
+
+
+def dump(rows: list[dict], extra: dict) -> None:
+    print(json.dumps({"rows": rows, **extra}, indent=2))
+
+
+TARGET = 1.3
+
+
+def native_compiler() -> tuple[list[str], str]:
+    try:
+        import ziglang  # noqa: F401
+
+        return [sys.executable, "-m", "ziglang", "cc", "-O2"], "zig cc -O2 (ziglang)"
+    except ImportError:
+        cc = shutil.which("cc") or shutil.which("clang") or "cc"
+        return [cc, "-O2"], f"{cc} -O2 (ziglang absent: the wasm comes from zig, native does not)"
+
+
+def build_native(tmp: Path) -> tuple[Path, Path, str]:
+    cc, label = native_compiler()
+    sha = tmp / "sha256-native"
+    files = tmp / "files-native"
+    subprocess.run([*cc, "-o", str(sha), str(ROOT / "examples/sha256/sha256.c")], check=True)
+    subprocess.run([*cc, "-o", str(files), str(ROOT / "examples/files/files.c")], check=True)
+    return sha, files, label
+
+
+def native_case(cmd: list[str], wall: dict) -> callable:
+    def run() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        wall.setdefault("native", []).append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    return run
+
+
+def raw_runner(mode: str, wasm: Path, argv: list[str], preopen: Path | None):
+    """A wasmtime-py runner with only the interruption mode under test."""
+    import wasmtime
+
+    cfg = wasmtime.Config()
+    if mode == "fuel":
+        cfg.consume_fuel = True
+    elif mode == "epoch":
+        cfg.epoch_interruption = True
+    engine = wasmtime.Engine(cfg)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    pre = linker.instantiate_pre(wasmtime.Module.from_file(engine, wasm))
+    sink = os.memfd_create("bench-out")
+
+    def run() -> float:
+        store = wasmtime.Store(engine)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = argv
+        wasi.stdout_file = f"/proc/self/fd/{sink}"
+        if preopen is not None:
+            wasi.preopen_dir(str(preopen), "/data", False)
+        store.set_wasi(wasi)
+        if mode == "fuel":
+            store.set_fuel(2**63 - 1)
+        elif mode == "epoch":
+            store.set_epoch_deadline(1 << 40)
+        start = time.thread_time()
+        try:
+            pre.instantiate(store).exports(store)["_start"](store)
+        except wasmtime.ExitTrap as e:
+            assert e.code == 0
+        return time.thread_time() - start
+
+    return run
+
+
+def keep_runner(manifest, args: tuple[str, ...], check):
+    from motte.keep import PreparedWorkload
+
+    workload = PreparedWorkload.prepare(manifest)
+
+    def run() -> float:
+        r = workload.run(args=args, stdin="null", stdout="capture")
+        assert r.exit_code == 0, r.trap
+        check(r.stdout)
+        return r.cpu_time
+
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=128, help="SHA-256 input size")
+    parser.add_argument("--text-mib", type=int, default=16, help="wc input size")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args()
+
+    os.environ.setdefault("MOTTE_HOME", tempfile.mkdtemp(prefix="motte-bench-"))
+    from motte.manifest import load_manifest
+
+    tmp = Path(tempfile.mkdtemp(prefix="motte-bench-compute-"))
+    sha_native, files_native, compiler = build_native(tmp)
+    print(f"native build: {compiler}; wasm: the committed examples (zig cc, wasm32-wasi)")
+
+    block = bytes(((i * 2654435761) % 2**32) >> 24 for i in range(1 << 20))
+    digest = hashlib.sha256(block * ns.mib).hexdigest()
+    text = tmp / "data"
+    text.mkdir()
+    line = b"the keep stands on its motte, walled and dry\n"
+    (text / "big.txt").write_bytes(line * (ns.text_mib * 2**20 // len(line)))
+
+    def sha_ok(out: bytes) -> None:
+        assert out.split()[0].decode() == digest
+
+    def wc_ok(out: bytes) -> None:
+        assert out.split()[-1] == b"/data/big.txt"
+
+    rows: list[dict] = []
+    ratios = {}
+    sha_wasm = ROOT / "examples/sha256/sha256.wasm"
+    files_wasm = ROOT / "examples/files/files.wasm"
+    sha_manifest = load_manifest(ROOT / "examples/sha256/Motte.toml").with_overrides(
+        cpu_time=600, wall_time=600
+    )
+    from motte.manifest import Dir
+
+    wc_manifest = load_manifest(ROOT / "examples/files/Motte.toml")
+    wc_manifest = type(wc_manifest)(
+        workload=wc_manifest.workload, limits=wc_manifest.limits
+    ).with_overrides(dirs=(Dir(text, "/data"),), cpu_time=600, wall_time=600)
+
+    workloads = [
+        (
+            f"sha256 {ns.mib} MiB",
+            [str(sha_native), str(ns.mib)],
+            sha_wasm,
+            ["sha256.wasm", str(ns.mib)],
+            None,
+            sha_manifest,
+            (str(ns.mib),),
+            sha_ok,
+        ),
+        (
+            f"wc {ns.text_mib} MiB",
+            [str(files_native), "wc", str(text / "big.txt")],
+            files_wasm,
+            ["files.wasm", "wc", "/data/big.txt"],
+            text,
+            wc_manifest,
+            ("wc", "/data/big.txt"),
+            wc_ok,
+        ),
+    ]
+    for title, native_cmd, wasm, argv, preopen, manifest, args, check in workloads:
+        if preopen is not None:
+            native_cmd = [native_cmd[0], "wc", str(preopen / "big.txt")]
+        wall: dict = {}
+        cases = [
+            Case("native -O2", native_case(native_cmd, wall)),
+            Case("wasmtime plain", raw_runner("plain", wasm, argv, preopen)),
+            Case("wasmtime fuel", raw_runner("fuel", wasm, argv, preopen)),
+            Case("wasmtime epoch", raw_runner("epoch", wasm, argv, preopen)),
+            Case("motte Keep", keep_runner(manifest, args, check)),
+        ]
+        interleave(cases, ns.rounds)
+        plain = cases[1].median
+        notes = {
+            "wasmtime fuel": f"({cases[2].median / plain:.2f} x plain)",
+            "wasmtime epoch": f"({cases[3].median / plain:.2f} x plain)",
+            "motte Keep": f"(target <= {TARGET})",
+        }
+        rows += table(f"{title}: CPU seconds, {ns.rounds} rounds", cases, cases[0], notes)
+        native_wall = sorted(wall["native"])[len(wall["native"]) // 2]
+        print(f"  (native wall-clock median {unit(native_wall)})")
+        ratios[title] = cases[4].median / cases[0].median
+        ratios[f"{title} fuel/plain"] = cases[2].median / plain
+        ratios[f"{title} epoch/plain"] = cases[3].median / plain
+    print()
+    for title, *_ in workloads:
+        print(verdict(f"motte Keep / native, {title}", ratios[title], TARGET))
+    if ns.json:
+        dump(rows, {"ratios": ratios, "native_compiler": compiler})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

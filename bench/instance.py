@@ -1,0 +1,189 @@
+"""In-process instance start: a fresh instance from a prepared (pre-instantiated) workload.
+
+    .venv/bin/python bench/instance.py [--rounds 31] [--batch 200] [--json]
+
+What is timed (wall clock, ``time.perf_counter``, per call; each sample is the mean of a
+batch of calls, cases interleaved round-robin, the median sample reported with its spread):
+
+- ``wasmtime InstancePre``   the baseline: wasmtime-py's public API on the same engine and
+                             module, as feasibility §1.6 measured it: new Store, empty
+                             WasiConfig, ``InstancePre.instantiate``, ``exports["_start"]()``.
+- ``motte run, no-op``       ``PreparedWorkload.run(stdin/stdout/stderr="null")`` on a module
+                             whose _start returns at once: a new Store with the manifest's
+                             memory limits, argv and env, the epoch watch (CPU and wall time),
+                             instantiation, the call, the result. Target: <= 100 µs median.
+- ``motte run, hello``       examples/hello with stdout captured (a memfd, read back): what a
+                             request handler that prints a few lines costs.
+- ``motte run, component``   examples/hello-component the same way (WASI 0.2; no InstancePre
+                             in the Python bindings, so it links per instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- measuring: interleaved rounds, medians with their spread, ratios (same in the three
+# -- Keep benchmarks: startup, compute, instance)
+
+
+@dataclass
+class Case:
+    name: str
+    run: Callable[[], float]  # one measurement, in seconds
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median: this run's noise figure for the case."""
+        if len(self.samples) < 4:
+            return 0.0
+        q = statistics.quantiles(self.samples, n=4)
+        return (q[2] - q[0]) / self.median if self.median else 0.0
+
+
+def interleave(cases: list[Case], rounds: int) -> None:
+    """Run every case once per round, round-robin, so drift in the machine's load hits all
+    cases alike."""
+    for case in cases:
+        case.run()  # warm-up, not recorded
+    for _ in range(rounds):
+        for case in cases:
+            case.samples.append(case.run())
+
+
+def unit(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def table(title: str, cases: list[Case], baseline: Case, notes: dict[str, str]) -> list[dict]:
+    """Print one table; return its rows for --json."""
+    print(f"\n{title}")
+    print(f"  {'case':<34} {'median':>10} {'spread':>7} {'ratio':>6}")
+    rows = []
+    for case in cases:
+        ratio = case.median / baseline.median
+        note = notes.get(case.name, "")
+        print(
+            f"  {case.name:<34} {unit(case.median):>10} {case.spread:>6.0%} {ratio:>6.2f}"
+            f"  {note}".rstrip()
+        )
+        rows.append(
+            {
+                "case": case.name,
+                "median_s": case.median,
+                "spread": case.spread,
+                "ratio": ratio,
+                "baseline": baseline.name,
+                "samples": len(case.samples),
+            }
+        )
+    return rows
+
+
+def dump(rows: list[dict], extra: dict) -> None:
+    print(json.dumps({"rows": rows, **extra}, indent=2))
+
+
+NOOP = '(module (memory (export "memory") 1) (func (export "_start")))'
+TARGET_US = 100.0
+
+
+def batch_timer(fn, batch: int):
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        return (time.perf_counter() - start) / batch
+
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args()
+
+    import os
+
+    import wasmtime
+
+    os.environ.setdefault("MOTTE_HOME", tempfile.mkdtemp(prefix="motte-bench-"))
+    from motte.keep import PreparedWorkload
+    from motte.manifest import load_manifest, manifest_for_module
+
+    tmp = Path(tempfile.mkdtemp(prefix="motte-bench-instance-"))
+    noop_path = tmp / "noop.wasm"
+    noop_path.write_bytes(wasmtime.wat2wasm(NOOP))
+    noop = PreparedWorkload.prepare(manifest_for_module(noop_path))
+    hello = PreparedWorkload.prepare(load_manifest(ROOT / "examples/hello/Motte.toml"))
+    comp = PreparedWorkload.prepare(load_manifest(ROOT / "examples/hello-component/Motte.toml"))
+
+    engine = noop._rt.engine
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    pre = linker.instantiate_pre(wasmtime.Module.from_file(engine, noop_path))
+
+    def raw() -> None:
+        store = wasmtime.Store(engine)
+        store.set_wasi(wasmtime.WasiConfig())
+        store.set_epoch_deadline(1 << 40)
+        pre.instantiate(store).exports(store)["_start"](store)
+
+    def motte_noop() -> None:
+        r = noop.run(stdin="null", stdout="null", stderr="null")
+        assert r.exit_code == 0
+
+    def motte_hello() -> None:
+        r = hello.run(stdin="null", stdout="capture", stderr="null")
+        assert r.stdout.startswith(b"Hello, world!")
+
+    def motte_component() -> None:
+        r = comp.run(stdin="null", stdout="capture", stderr="null")
+        assert r.stdout.startswith(b"Hello, component model!")
+
+    cases = [
+        Case("wasmtime InstancePre", batch_timer(raw, ns.batch)),
+        Case("motte run, no-op", batch_timer(motte_noop, ns.batch)),
+        Case("motte run, hello", batch_timer(motte_hello, ns.batch)),
+        Case("motte run, component", batch_timer(motte_component, max(ns.batch // 4, 1))),
+    ]
+    interleave(cases, ns.rounds)
+    rows = table(
+        f"instance start, {ns.rounds} rounds x {ns.batch} calls (wall clock per call)",
+        cases,
+        cases[0],
+        {"motte run, no-op": f"(target <= {TARGET_US:g} µs)"},
+    )
+    noop_us = cases[1].median * 1e6
+    met = "met" if noop_us <= TARGET_US else "MISSED"
+    print(f"\nmotte instance start: {noop_us:.1f} µs median (target <= {TARGET_US:g} µs: {met})")
+    ratio = cases[1].median / cases[0].median
+    print(f"motte run, no-op / wasmtime InstancePre: {ratio:.2f} (same engine, same module)")
+    if ns.json:
+        dump(rows, {"instance_start_us": noop_us, "target_us": TARGET_US})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
