@@ -22,6 +22,7 @@ polls ``/v1/status`` until the job is ``ok`` or ``failed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -249,7 +250,8 @@ async def serve_agent(
         server_header=False,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    # Shielded: cancelling us must make uvicorn shut down (close its sockets), not abandon it.
+    task = asyncio.ensure_future(server.serve())
     try:
         while not server.started:
             if task.done():
@@ -258,11 +260,11 @@ async def serve_agent(
             await asyncio.sleep(0.02)
         if started is not None:
             started(server.servers[0].sockets[0].getsockname()[1])
-        await task
+        await asyncio.shield(task)
     finally:
         server.should_exit = True
-        if not task.done():
-            await asyncio.wait_for(asyncio.shield(task), 5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
 
 
 class AgentClient:

@@ -202,6 +202,9 @@ class NutClient:
                 event = self._conn.next_event()
                 while event is NEED_DATA:
                     chunk = await asyncio.wait_for(self._reader.read(65536), self.timeout)
+                    if not chunk and not isinstance(request, Logout):
+                        # The server went away before answering: a lost link, not a bad peer.
+                        raise ConnectionResetError("the server closed the connection")
                     self._conn.receive_data(chunk)
                     event = self._conn.next_event()
             except (OSError, TimeoutError) as e:

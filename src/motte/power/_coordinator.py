@@ -109,8 +109,8 @@ class Coordinator:
         if not p.comm_ok:
             p.comm_ok, p.comm_lost_since = True, None
             out.append(self._notify("COMMOK", f"UPS reachable again: {reading.describe()}"))
-        if reading.waiting:  # upsd is (re)connecting to its driver: decide nothing
-            return out
+        if reading.waiting:  # upsd is (re)connecting to its driver: learn nothing from it
+            return out + self._evaluate(now)
         for kind in status_events(p.reading, reading):
             out.append(self._notify(kind, f"{_EVENT_TEXT[kind]}: {reading.describe()}"))
         p.reading, p.reading_at = reading, now
@@ -146,38 +146,43 @@ class Coordinator:
         return self._finished(result.key, task, result, now) + self._evaluate(now)
 
     def tick(self, now: float) -> list[Action]:
+        """Time passed: run whatever timer is due (ride-through, dead UPS, mains stable)."""
+        return self._evaluate(now)
+
+    def _expire(self, now: float) -> list[Action]:
+        """Give up on steps whose result is overdue: the runner lost them; kill and move on."""
         out: list[Action] = []
         for key, task in sorted(self.p.running.items()):
             if now >= task.deadline + RESULT_GRACE:
-                out += self._finished(
-                    key,
-                    task,
-                    StepResult(key, task.seq, False, "no result from the runner", True),
-                    now,
-                )
-        return out + self._evaluate(now)
+                out.append(Cancel(key))
+                late = StepResult(key, task.seq, False, "no result from the runner", True)
+                out += self._finished(key, task, late, now)
+        return out
 
     def next_wakeup(self) -> float | None:
-        """The earliest time :meth:`tick` must run even if nothing else happens."""
+        """The earliest time :meth:`tick` must run even if nothing else happens.
+
+        Only timers whose firing would change something are listed, so after ``tick(now)``
+        the answer is always later than ``now`` (a driver never spins on a spent timer).
+        """
         p, pol = self.p, self.plan.policy
         times = [t.deadline + RESULT_GRACE for t in p.running.values()]
-        if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
+        if p.phase in (Phase.ONLINE, Phase.ON_BATTERY) and self._on_battery():
             if p.cut_since is not None:
                 times.append(p.cut_since + pol.ride_through)
             if not p.comm_ok and p.comm_lost_since is not None:
                 times.append(p.comm_lost_since + pol.dead_after)
-        if p.mains_back_since is not None and p.phase in (
-            Phase.ON_BATTERY,
-            Phase.PAUSED,
-            Phase.DOWN,
-        ):
+        waits_for_mains = p.phase in (Phase.ON_BATTERY, Phase.DOWN) or (
+            p.phase is Phase.PAUSED and self._stage_done(p.stages, p.stage)
+        )
+        if waits_for_mains and self._mains_back() and p.mains_back_since is not None:
             times.append(p.mains_back_since + pol.mains_stable)
         return min(times, default=None)
 
     # -- decisions -------------------------------------------------------------------------
 
     def _evaluate(self, now: float) -> list[Action]:
-        out: list[Action] = []
+        out: list[Action] = self._expire(now)
         for _ in range(16):  # each pass may change phase; a handful always suffices
             before = (self.p.phase, self.p.stage, self.p.final, self.p.recovery_stage)
             out += self._step(now)

@@ -142,7 +142,7 @@ async def run_secondary(
         verdict: ShutdownNow | None = None
         while verdict is None:
             wake = core.next_wakeup()
-            timeout = None if wake is None else max(wake - clock(), 0.0)
+            timeout = None if wake is None else max(wake - clock(), 0.01)
             try:
                 item = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:

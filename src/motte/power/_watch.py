@@ -105,7 +105,8 @@ class Watch:
             await self._act(self.coordinator.resume(self.clock()))
             while True:
                 wake = self.coordinator.next_wakeup()
-                timeout = None if wake is None else max(wake - self.clock(), 0.0)
+                # Never 0: asyncio.wait_for would cancel the get before it could take a reading.
+                timeout = None if wake is None else max(wake - self.clock(), 0.01)
                 try:
                     item = await asyncio.wait_for(self.queue.get(), timeout)
                 except TimeoutError:

@@ -1,0 +1,257 @@
+"""Against a real NUT upsd + dummy-ups (Debian nut-server), started here on 127.0.0.1.
+
+The client reads and sets variables and logs in as primary; the coordinator reacts to
+sequence files that cut power briefly (ridden out) and for long (ordered shutdown). Host
+commands are scripts that record when they ran, so order and timing are asserted.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from motte.power import (
+    AccessDeniedError,
+    NutClient,
+    UnknownUpsError,
+    UpsReading,
+    Watch,
+    load_plan,
+)
+from motte.power._errors import UsernameRequiredError
+from tests.power.rig import as_root, calls, first, free_port, kinds, lab_plan, recorder
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path("/lib/nut/upsd").exists(), reason="nut-server not installed"),
+]
+
+
+class Upsd:
+    """upsd and one dummy-ups driver playing ``seq``, unprivileged, on 127.0.0.1."""
+
+    def __init__(self, seq: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="motte-upsd-", dir="/tmp"))
+        self.port = free_port()
+        state = self.dir / "state"
+        state.mkdir()
+        files = {
+            "ups.conf": '[dummy]\n  driver = dummy-ups\n  port = dummy.seq\n  desc = "Test UPS"\n',
+            "upsd.conf": f"LISTEN 127.0.0.1 {self.port}\nSTATEPATH {state}\nMAXAGE 15\n",
+            "upsd.users": textwrap.dedent("""\
+                [admin]
+                  password = adminpass
+                  actions = SET FSD
+                  instcmds = ALL
+                  upsmon primary
+                [observer]
+                  password = obspass
+                  upsmon secondary
+                """),
+            "dummy.seq": textwrap.dedent(seq),
+        }
+        for name, text in files.items():
+            (self.dir / name).write_text(text)
+        os.chmod(self.dir, 0o755)
+        prefix: list[str] = []
+        if as_root():  # the daemons refuse to run as root without a user; use nobody
+            shutil.chown(state, "nobody", "nogroup")
+            shutil.chown(self.dir / "upsd.users", "nobody", "nogroup")
+            prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        os.chmod(self.dir / "upsd.users", 0o600)
+        env = {**os.environ, "NUT_CONFPATH": str(self.dir), "NUT_STATEPATH": str(state)}
+        self.procs = []
+        for argv in (["/lib/nut/dummy-ups", "-a", "dummy", "-F"], ["/lib/nut/upsd", "-F"]):
+            self.procs.append(
+                subprocess.Popen(
+                    [*prefix, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+            time.sleep(0.3)
+        self.ready_at = self._wait_ready()
+
+    def _wait_ready(self) -> float:
+        async def status():
+            async with await NutClient.connect("127.0.0.1", self.port, tls="off", timeout=1) as c:
+                return UpsReading.from_variables(await c.list_var("dummy"))
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if not asyncio.run(status()).waiting:
+                    return time.time()
+            except Exception:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError("upsd with dummy-ups did not come up")
+
+    def stop(self) -> None:
+        for proc in self.procs:  # by PID, as started
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def upsd_factory():
+    started = []
+
+    def start(seq):
+        started.append(Upsd(seq))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+STEADY = """\
+    ups.status: OL
+    battery.charge: 100
+    battery.runtime: 1800
+    ups.load: 30
+    TIMER 600
+    """
+
+
+def test_client_reads_sets_and_logs_in_as_primary(upsd_factory):
+    server = upsd_factory(STEADY)
+
+    async def main():
+        async with await NutClient.connect("127.0.0.1", server.port) as c:  # if-offered: plain
+            assert not c.tls
+            assert await c.list_ups() == {"dummy": "Test UPS"}
+            variables = await c.list_var("dummy")
+            assert variables["ups.status"] == "OL" and variables["battery.charge"] == "100"
+            assert await c.get_type("dummy", "battery.charge") == ("RW", "NUMBER")
+            assert await c.get_desc("dummy", "battery.charge") == "Battery charge (percent of full)"
+            assert await c.protver() == "1.3"
+            assert "upsd" in await c.ver()
+            with pytest.raises(UnknownUpsError):
+                await c.get_var("nope", "ups.status")
+            with pytest.raises(UsernameRequiredError):
+                await c.login("dummy")
+            await c.authenticate("admin", "adminpass")
+            await c.set_var("dummy", "battery.charge", "42")
+            for _ in range(50):  # upsd hands SET to the driver, which answers a moment later
+                if await c.get_var("dummy", "battery.charge") == "42":
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("SET VAR never took effect")
+            await c.login("dummy")
+            assert await c.primary("dummy") == "PRIMARY-GRANTED"
+            assert await c.get_num_logins("dummy") == 1
+            assert await c.list_client("dummy") == ["127.0.0.1"]
+            await c.fsd("dummy")
+            assert (await c.get_var("dummy", "ups.status")).startswith("FSD")
+        async with await NutClient.connect("127.0.0.1", server.port, tls="off") as bad:
+            await bad.authenticate("admin", "wrong")
+            with pytest.raises(AccessDeniedError):
+                await bad.login("dummy")  # upsd checks the password at LOGIN
+
+    asyncio.run(main())
+
+
+def run_watch(tmp_path, server, until, *, policy, timeout=40):
+    rec, log = recorder(tmp_path)
+    plan_path = lab_plan(tmp_path, server.port, rec, policy=policy)
+    text = (
+        plan_path.read_text()
+        .replace('"rack@', '"dummy@')
+        .replace('username = "motte"', 'username = "admin"')
+    )
+    plan_path.write_text(text)
+    (tmp_path / "nut.pw").write_text("adminpass\n")
+
+    async def main():
+        events = []
+        task = asyncio.create_task(Watch(load_plan(plan_path), on_event=events.append).run())
+        start = time.monotonic()
+        try:
+            while not until(events):
+                if task.done():
+                    task.result()
+                assert time.monotonic() - start < timeout, kinds(events)
+                await asyncio.sleep(0.05)
+            return events
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return asyncio.run(main()), calls(log)
+
+
+def test_a_brief_cut_is_ridden_out(tmp_path, upsd_factory):
+    server = upsd_factory("""\
+        ups.status: OL
+        battery.charge: 100
+        battery.runtime: 1800
+        TIMER 2
+        ups.status: OB DISCHRG
+        battery.charge: 97
+        TIMER 2
+        ups.status: OL CHRG
+        TIMER 600
+        """)
+    events, recorded = run_watch(
+        tmp_path,
+        server,
+        lambda ev: "ridden-out" in kinds(ev),
+        policy="ride_through = 6\nmains_stable = 1.5",
+    )
+    assert kinds(events)[:4] == ["ONBATT", "riding-through", "ONLINE", "ridden-out"]
+    assert recorded == []  # nothing was drained or stopped
+    assert first(events, "ONLINE")["ts"] - first(events, "ONBATT")["ts"] == pytest.approx(
+        2, abs=1.5
+    )
+
+
+def test_a_long_cut_shuts_down_in_dependency_order(tmp_path, upsd_factory):
+    server = upsd_factory("""\
+        ups.status: OL
+        battery.charge: 100
+        battery.runtime: 1800
+        TIMER 2
+        ups.status: OB DISCHRG
+        battery.charge: 80
+        battery.runtime: 1200
+        TIMER 600
+        """)
+    events, recorded = run_watch(
+        tmp_path,
+        server,
+        lambda ev: "down" in kinds(ev),
+        policy="ride_through = 3\nmains_stable = 1.5\ncut_power = true",
+    )
+    order = [(host, what) for _, host, what in recorded]
+    assert order == [
+        ("app", "drain"),
+        ("app", "poweroff"),
+        ("nas", "drain"),
+        ("nas", "poweroff"),
+        ("pi", "poweroff"),
+    ]
+    times = [t for t, _, _ in recorded]
+    assert times == sorted(times)
+    onbatt = first(events, "ONBATT")["ts"]
+    # The plan started once the 3 s ride-through was over (generous bounds on a busy box).
+    assert 2.5 <= times[0] - onbatt <= 6
+    assert any(e["message"] == "fsd ok: FSD set" for e in events)
+    # dummy-ups has no shutdown.return: the failure is recorded and the plan goes on.
+    assert any(
+        e["message"].startswith("cut-power failed") and "CMD-NOT-SUPPORTED" in e["message"]
+        for e in events
+    )
+    assert first(events, "FSD")  # upsd latched FSD and showed it in ups.status

@@ -1,0 +1,181 @@
+"""`motte power` from the command line, in-process: exit statuses, output, no tracebacks."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from motte.errors import ExitStatus
+from motte.power import Coordinator, UpsReading
+from tests.power.plans import BASE, write_plan
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "power"
+
+
+def test_help_teaches_with_examples(cli):
+    r = cli("power", "--help")
+    assert r.exit_code == 0
+    for word in (
+        "simulate",
+        "watch",
+        "status",
+        "plan",
+        "agent",
+        "secondary",
+        "examples/power/rehearsal.toml",
+    ):
+        assert word in r.stdout
+    for sub in (
+        ("simulate",),
+        ("watch",),
+        ("status",),
+        ("plan", "check"),
+        ("secondary",),
+        ("agent", "serve"),
+        ("agent", "secret"),
+    ):
+        r = cli("power", *sub, "--help")
+        assert r.exit_code == 0, (sub, r.stderr)
+
+
+def test_plan_check_shows_order_and_timeline(cli):
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml")
+    assert r.exit_code == 0, r.stderr
+    assert "Plan homelab" in r.stdout and "OK" in r.stdout
+    assert "stage 1: app" in r.stdout and "stage 2: nas" in r.stdout
+    assert "kept up: switch" in r.stdout
+    assert "stop the coordinator" in r.stdout
+    assert "The shutdown takes up to 420s" in r.stdout
+
+
+def test_plan_check_json_and_a_battery_too_small(cli):
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "300", "--json")
+    assert r.exit_code == ExitStatus.FAILURE
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["stages"] == [["app"], ["nas"]]
+    assert "the battery lasts 300s" in doc["errors"][0]
+    assert doc["timeline"][0]["what"].startswith("mains lost")
+
+
+def test_plan_errors_are_one_line_without_a_traceback(cli, tmp_path):
+    bad = write_plan(
+        tmp_path, BASE.replace('password_env = "MOTTE_TEST_NUT_PASSWORD"', 'password = "hunter2"')
+    )
+    r = cli("power", "plan", "check", bad)
+    assert r.exit_code == ExitStatus.FAILURE
+    assert r.stderr.startswith(f"motte: error: {bad}: ups.password: a password may not")
+    assert "hint:" in r.stderr and "Traceback" not in r.stderr
+    assert "hunter2" not in r.stderr
+    r = cli("power", "plan", "check", tmp_path / "missing.toml")
+    assert r.exit_code == ExitStatus.FAILURE and "no such file" in r.stderr
+
+
+def test_plan_check_refuses_conflicting_options(cli):
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "5", "--ask-ups")
+    assert r.exit_code == ExitStatus.USAGE
+
+
+def test_watch_refuses_a_plan_with_errors(cli, tmp_path):
+    cyclic = write_plan(
+        tmp_path,
+        BASE.replace('[hosts.nas]\ndepends_on = ["switch"]', '[hosts.nas]\ndepends_on = ["app"]'),
+    )
+    r = cli("power", "watch", "--plan", cyclic)
+    assert r.exit_code == ExitStatus.FAILURE
+    assert "dependency cycle" in r.stderr and "motte power plan check" in r.stderr
+
+
+def test_status_without_a_watch_says_how_to_start_one(cli):
+    r = cli("power", "status")
+    assert r.exit_code == ExitStatus.FAILURE
+    assert "no coordinator state" in r.stderr and "motte power watch" in r.stderr
+
+
+def test_status_shows_the_ups_and_the_plans_progress(cli, tmp_path, motte_home):
+    from motte.fsutil import atomic_write_text
+    from motte.power import load_plan
+
+    plan = load_plan(write_plan(tmp_path))
+    c = Coordinator(plan)
+    c.observe(UpsReading(("OB", "LB"), 12, 240), 1000.0)  # starts the shutdown
+    state = c.p.to_dict()
+    log = motte_home / "power" / "lab.events.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        json.dumps(
+            {
+                "time": "2026-01-01T00:00:00.000+00:00",
+                "kind": "SHUTDOWN",
+                "message": "lab: shutdown started",
+            }
+        )
+        + "\n"
+    )
+    state["watch"] = {"pid": os.getpid(), "plan": str(plan.source), "log": str(log)}
+    atomic_write_text(motte_home / "power" / "lab.state.json", json.dumps(state))
+
+    r = cli("power", "status")
+    assert r.exit_code == 0, r.stderr
+    assert "phase shutting-down" in r.stdout and "watch running" in r.stdout
+    assert "UPS: OB LB, charge 12%, runtime 240s" in r.stdout
+    assert "app" in r.stdout and "stopping" in r.stdout
+    assert "shutdown started" in r.stdout
+
+    r = cli("power", "status", "--json", "--plan", "lab")
+    doc = json.loads(r.stdout)["plans"][0]
+    assert doc["phase"] == "shutting-down"
+    assert doc["hosts"]["app"]["state"] == "stopping"
+    assert doc["running"]["app:stop"]["deadline"] > 1000
+    assert doc["events"][0]["kind"] == "SHUTDOWN"
+
+
+def test_agent_secret_is_created_once_and_private(cli, tmp_path):
+    path = tmp_path / "agent.secret"
+    r = cli("power", "agent", "secret", path)
+    assert r.exit_code == 0 and os.stat(path).st_mode & 0o777 == 0o600
+    r = cli("power", "agent", "secret", path)
+    assert r.exit_code == ExitStatus.FAILURE and "not overwriting" in r.stderr
+
+
+def test_agent_serve_refuses_a_secret_others_can_read(cli, tmp_path):
+    path = tmp_path / "agent.secret"
+    path.write_text("x" * 64)
+    os.chmod(path, 0o644)
+    r = cli("power", "agent", "serve", "--secret-file", path, "--stop", "true")
+    assert r.exit_code == ExitStatus.FAILURE and "chmod 600" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rack@nut.lan", "--shutdown", "true", "--username", "u"], "--username needs"),
+        (["rack@nut.lan:bad", "--shutdown", "true"], "not a TCP port"),
+        (
+            [
+                "rack@nut.lan",
+                "--shutdown",
+                "true",
+                "--password-file",
+                "f",
+                "--password-env",
+                "E",
+                "--username",
+                "u",
+            ],
+            "not both",
+        ),
+    ],
+)
+def test_secondary_usage_errors(cli, args, message):
+    r = cli("power", "secondary", *args)
+    assert r.exit_code == ExitStatus.USAGE
+    assert message in r.stderr
+
+
+def test_simulate_names_a_bad_scenario(cli, tmp_path):
+    bad = tmp_path / "s.toml"
+    bad.write_text('[[step]]\nat = 0\nstatus = "OL"\nvolts = 230\n')
+    r = cli("power", "simulate", bad)
+    assert r.exit_code == ExitStatus.FAILURE
+    assert "step[0].volts: unknown key" in r.stderr

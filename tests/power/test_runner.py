@@ -1,0 +1,88 @@
+"""Running host steps: deadlines kill whole process groups, checks retry until they pass."""
+
+import asyncio
+import time
+
+import pytest
+
+from motte.power._progress import RunStep
+from motte.power._runner import HostRunner, run_command, ssh_argv
+from tests.power.plans import plan
+
+
+def test_a_command_runs_without_a_shell_and_sees_its_environment():
+    result = asyncio.run(
+        run_command(
+            ["sh", "-c", 'echo "$MOTTE_HOST $0"', "x;y"], timeout=5, env={"MOTTE_HOST": "nas"}
+        )
+    )
+    assert result.ok
+    assert result.output == "nas x;y"
+
+
+def test_a_command_past_its_deadline_is_killed_with_its_children(tmp_path):
+    marker = tmp_path / "child-ran"
+    script = f"(sleep 1.5; touch {marker}) & sleep 30"
+    start = time.monotonic()
+    result = asyncio.run(run_command(["sh", "-c", script], timeout=0.3))
+    assert result.timed_out and not result.ok
+    assert time.monotonic() - start < 10  # generous: it did not wait for sleep 30
+    time.sleep(2)
+    assert not marker.exists()  # the background child died with the group
+
+
+def test_a_missing_program_is_a_result_not_an_exception():
+    result = asyncio.run(run_command(["/nonexistent/motte-test"], timeout=1))
+    assert result.exit_code is None and "could not start" in result.describe()
+
+
+def test_ssh_is_key_only_and_bounded():
+    argv = ssh_argv("root@nas.lan", ("systemctl", "poweroff", "--message=a b"))
+    assert argv[:2] == ["ssh", "-o"]
+    assert "BatchMode=yes" in argv and "ConnectTimeout=10" in argv
+    assert argv[-3:] == ["--", "root@nas.lan", "systemctl poweroff '--message=a b'"]
+
+
+def test_confirm_retries_until_it_passes(tmp_path):
+    flag = tmp_path / "down"
+    p = plan(tmp_path, **{'confirm = "true"': f'confirm = ["test", "-e", "{flag}"]'})
+    runner = HostRunner(p)
+
+    async def go():
+        task = asyncio.create_task(
+            runner.run(RunStep("app:confirm", 1, "app", "confirm", time.time() + 20))
+        )
+        await asyncio.sleep(1.5)
+        flag.touch()
+        return await task
+
+    result = asyncio.run(go())
+    assert result.ok
+    assert "tries" in result.detail
+
+
+def test_confirm_that_never_passes_times_out(tmp_path):
+    p = plan(tmp_path, **{'confirm = "true"': 'confirm = "false"'})
+    result = asyncio.run(
+        HostRunner(p).run(RunStep("app:confirm", 1, "app", "confirm", time.time() + 1.5))
+    )
+    assert not result.ok and result.timed_out
+
+
+@pytest.mark.parametrize("step", ["drain", "stop"])
+def test_steps_run_locally_with_the_remaining_time(tmp_path, step):
+    out = tmp_path / "out"
+    command = f'["sh", "-c", "echo $MOTTE_STEP $MOTTE_DEADLINE > {out}"]'
+    p = plan(
+        tmp_path,
+        **{
+            'drain = "true"': f"drain = {command}",
+            'stop = "true"\nstop_time = 40': f"stop = {command}\nstop_time = 40",
+        },
+    )
+    result = asyncio.run(
+        HostRunner(p).run(RunStep(f"nas:{step}", 3, "nas", step, time.time() + 42))
+    )
+    assert result.ok and result.key == f"nas:{step}" and result.seq == 3
+    name, left = out.read_text().split()
+    assert name == step and 38 <= int(left) <= 42

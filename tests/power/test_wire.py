@@ -1,0 +1,86 @@
+"""NUT line syntax: quoting, escaping, splitting, the bounded line buffer."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from motte.power._wire import LineBuffer, quote, split_words, word
+
+printable = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f"),
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('VAR ups ups.status "OL"', ("VAR", "ups", "ups.status", "OL")),
+        ('VAR ups ups.mfr "Sim \\"q\\" \\\\ x"', ("VAR", "ups", "ups.mfr", 'Sim "q" \\ x')),
+        ('GET  VAR   "dummy" "ups.status"', ("GET", "VAR", "dummy", "ups.status")),
+        ('ENUM ups v ""', ("ENUM", "ups", "v", "")),
+        ('a"b c"d', ("ab cd",)),  # a quote toggles quoting inside a word, as parseconf does
+        ("a\\ b", ("a b",)),  # a backslash escapes outside quotes too
+        ("", ()),
+        ("\t OK \t", ("OK",)),
+    ],
+)
+def test_split_words(line, words):
+    assert split_words(line).words == words
+
+
+@pytest.mark.parametrize("line", ['VAR ups x "open', "VAR ups x \\"])
+def test_split_words_refuses_broken_quoting(line):
+    with pytest.raises(ValueError):
+        split_words(line)
+
+
+@given(printable)
+def test_quote_round_trips_any_printable_value(value):
+    assert split_words(quote(value)).words == (value,)
+    assert split_words(f"SET VAR ups v {word(value)}").words[-1:] == ((value,) if value else ("",))
+
+
+@pytest.mark.parametrize("bad", ["a\nLOGOUT", "x\r", "nul\x00"])
+def test_values_that_would_break_the_line_are_refused(bad):
+    with pytest.raises(ValueError, match="control character"):
+        quote(bad)
+
+
+def test_word_quotes_only_when_needed():
+    assert word("ups.status") == "ups.status"
+    assert word("two words") == '"two words"'
+    assert word("") == '""'
+
+
+def test_line_buffer_splits_lf_and_crlf_and_keeps_partial_lines():
+    buf = LineBuffer(max_line=100)
+    buf.feed(b"OK\r\nVAR a b ")
+    assert buf.pop_line() == "OK"
+    assert buf.pop_line() is None
+    buf.feed(b'"c"\n')
+    assert buf.pop_line() == 'VAR a b "c"'
+    assert buf.pop_line() is None
+    assert len(buf) == 0
+
+
+def test_line_buffer_is_bounded_without_a_newline():
+    buf = LineBuffer(max_line=16)
+    buf.feed(b"x" * 16)
+    assert buf.pop_line() is None
+    buf.feed(b"x")
+    with pytest.raises(ValueError, match="longer than 16 bytes"):
+        buf.pop_line()
+
+
+def test_line_buffer_refuses_an_over_long_complete_line():
+    buf = LineBuffer(max_line=4)
+    buf.feed(b"123456\n")
+    with pytest.raises(ValueError, match="longer than 4"):
+        buf.pop_line()
+
+
+def test_line_buffer_survives_bytes_that_are_not_utf8():
+    buf = LineBuffer(max_line=100)
+    buf.feed(b"OK \xff\xfe\n")
+    assert buf.pop_line().startswith("OK ")
