@@ -54,6 +54,7 @@ from motte.sign._operations import (
 from motte.sign._predicates import (
     BUILD_TYPE,
     DEFAULT_BUILDER,
+    PREDICATE_NAMES,
     PUBLICATION,
     REVIEW,
     SLSA_PROVENANCE,
@@ -92,6 +93,7 @@ __all__ = [
     "ENV_PASSPHRASE",
     "INTOTO_PAYLOAD_TYPE",
     "KEY_TYPES",
+    "PREDICATE_NAMES",
     "PUBLICATION",
     "REVIEW",
     "ROOT_PAYLOAD_TYPE",

@@ -16,9 +16,13 @@ shows it one history and everyone else another would go unnoticed.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from motte.sign._errors import ForkCheckUnavailableError, SigningUsageError
+
+if TYPE_CHECKING:
+    from motte.tlog import Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,8 @@ class LogEvidence:
     #: When the log signed the checkpoint the proof leads to (POSIX seconds), if it says: an
     #: upper bound on when the entry was logged, which the statement's signer cannot backdate.
     time: int | None = None
+    #: The verified checkpoint itself (which log, which key, its cosignatures).
+    checkpoint: Checkpoint | None = field(default=None, compare=False, repr=False)
 
 
 def log_envelope(envelope: bytes, *, log_url: str | None = None) -> tuple[int, bytes, str]:
@@ -100,7 +106,7 @@ def check_logged(
     finally:
         if log is not None:
             log.close()
-    return LogEvidence(cp.origin, _index_of(bundle), cp.size, status, cp.time)
+    return LogEvidence(cp.origin, _index_of(bundle), cp.size, status, cp.time, cp)
 
 
 def _index_of(bundle: bytes) -> int:

@@ -57,6 +57,7 @@ from motte.tlog._trust import (
     check_and_remember,
     last_seen,
     load_trusted,
+    resolve_log,
     verify_logged,
 )
 
@@ -97,6 +98,7 @@ __all__ = [
     "parse_checkpoint_unverified",
     "parse_note",
     "parse_tile_path",
+    "resolve_log",
     "root_of",
     "sign_note",
     "verify_checkpoint",

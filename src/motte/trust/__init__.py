@@ -1,0 +1,92 @@
+"""Do I trust this package? The five-area judgement, made by the consumer under its policy.
+
+    from motte.trust import load_policy, assess, enforce
+
+    policy = load_policy("production.toml")
+    verdict = assess("acme/hello:1.0", policy)     # TrustVerdict: five area outcomes
+    verdict.accepted, verdict.failing()
+    enforce("acme/hello@sha256:...", policy)       # raises TrustRefusedError when refused
+
+Trust is not a property of a package: a verdict names whose policy (by digest) judged which
+digest when, and for each area (build, integrity, responsiveness, provenance, expertise)
+says satisfied, not satisfied or unknown, with the deciding rule and the evidence (log
+entries, statement digests, signer keyids). Gathering evidence (:mod:`._gather`) does the
+I/O; deciding (:func:`decide`) is a pure function of evidence, policy and time.
+
+Also here: ``motte rebuild`` (:func:`rebuild`), advisories (:func:`publish_advisory`),
+signing a verdict (:func:`sign_verdict`), and the ``[trust]`` manifest table
+(:func:`trust_from_manifest`).
+"""
+
+from motte.trust._advise import AdvisoryResult, publish_advisory
+from motte.trust._assess import assess, enforce, host_policy_path, policy_for_run
+from motte.trust._decide import decide
+from motte.trust._errors import (
+    PolicyError,
+    RebuildError,
+    TrustError,
+    TrustRefusedError,
+    TrustUsageError,
+)
+from motte.trust._evidence import Evidence, FoundStatement, LogPlace, PublisherKeys
+from motte.trust._gather import gather
+from motte.trust._manifest import TrustSettings, trust_from_manifest
+from motte.trust._policy import AREAS, Party, Policy, load_policy, parse_policy
+from motte.trust._predicates import (
+    ADVISORY,
+    REBUILD,
+    SEVERITIES,
+    TRUST_VERDICT,
+    Advisory,
+    Rebuild,
+    Version,
+)
+from motte.trust._rebuild import DEFAULT_TIMEOUT, RebuildResult, Recipe, rebuild
+from motte.trust._sign_verdict import SignedVerdict, sign_verdict, verdict_statement
+from motte.trust._verdict import AreaOutcome, EvidenceRef, RuleResult, Status, TrustVerdict
+
+__all__ = [
+    "ADVISORY",
+    "AREAS",
+    "DEFAULT_TIMEOUT",
+    "REBUILD",
+    "SEVERITIES",
+    "TRUST_VERDICT",
+    "Advisory",
+    "AdvisoryResult",
+    "AreaOutcome",
+    "Evidence",
+    "EvidenceRef",
+    "FoundStatement",
+    "LogPlace",
+    "Party",
+    "Policy",
+    "PolicyError",
+    "PublisherKeys",
+    "Rebuild",
+    "RebuildError",
+    "RebuildResult",
+    "Recipe",
+    "RuleResult",
+    "SignedVerdict",
+    "Status",
+    "TrustError",
+    "TrustRefusedError",
+    "TrustSettings",
+    "TrustUsageError",
+    "TrustVerdict",
+    "Version",
+    "assess",
+    "decide",
+    "enforce",
+    "gather",
+    "host_policy_path",
+    "load_policy",
+    "parse_policy",
+    "policy_for_run",
+    "publish_advisory",
+    "rebuild",
+    "sign_verdict",
+    "trust_from_manifest",
+    "verdict_statement",
+]

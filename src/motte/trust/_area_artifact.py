@@ -1,0 +1,256 @@
+"""The areas about the artifact itself: how it was built (build) and whether it is intact and
+published as logged (integrity). Pure functions of the evidence, the policy and the time."""
+
+from __future__ import annotations
+
+from motte.sign import PUBLICATION, SLSA_PROVENANCE, Provenance, Publication
+from motte.trust._context import Context, kind, predicate, short
+from motte.trust._predicates import REBUILD, Rebuild
+from motte.trust._verdict import EvidenceRef, RuleResult, Status
+
+S, N, U, NOTE = Status.SATISFIED, Status.NOT_SATISFIED, Status.UNKNOWN, Status.NOTE
+
+
+# -- build ---------------------------------------------------------------------------------
+
+
+def build(ctx: Context) -> list[RuleResult]:
+    return [_provenance(ctx), *_reproducible(ctx)]
+
+
+def _provenance(ctx: Context) -> RuleResult:
+    """SLSA: provenance from a signer-builder pair the consumer's policy trusts."""
+    found = ctx.of_type(SLSA_PROVENANCE)
+    untrusted: list[tuple[str, EvidenceRef]] = []
+    for s in found:
+        if not s.usable:
+            who = ", ".join(short(k) for k in s.unknown_keyids) or "no key"
+            why = s.parse_problem or s.log_problem or f"signed by unknown key {who}"
+            untrusted.append((f"provenance not counted: {why}", ctx.cite(s)))
+            continue
+        p = predicate(s, Provenance.from_dict)
+        pairs = [b for b in ctx.policy.builders if b.name == p.builder]
+        match = ctx.party(pairs, s.signers)
+        if match is not None:
+            _, key = match
+            return RuleResult(
+                "build.provenance",
+                S,
+                f"built by {p.builder} (its key {short(key)}) from {p.source} at {p.commit[:12]}",
+                (ctx.cite(s, signer=key, detail=f"builder {p.builder}"),),
+            )
+        signer = s.signers[0]
+        untrusted.append(
+            (
+                f"provenance by builder {p.builder} signed by {short(signer)}: not a "
+                "signer-builder pair the policy trusts",
+                ctx.cite(s),
+            )
+        )
+    if untrusted:
+        return RuleResult(
+            "build.provenance", N, untrusted[0][0], tuple(ref for _, ref in untrusted)
+        )
+    return RuleResult(
+        "build.provenance",
+        U,
+        "no SLSA provenance: how it was built is not known",
+    )
+
+
+def _reproducible(ctx: Context) -> list[RuleResult]:
+    """Matching rebuilds by rebuilders the policy trusts, independent of the publisher."""
+    pol = ctx.policy
+    builders_here = {
+        k
+        for s in (*ctx.of_type(PUBLICATION), *ctx.of_type(SLSA_PROVENANCE))
+        if s.verified
+        for k in s.signers
+    }
+    matches: dict[str, EvidenceRef] = {}
+    mismatches: list[RuleResult] = []
+    notes: list[RuleResult] = []
+    for s in ctx.of_type(REBUILD):
+        if not s.usable:
+            who = ", ".join(short(k) for k in s.unknown_keyids) or "no key"
+            why = s.parse_problem or s.log_problem or f"signed by unknown key {who}"
+            notes.append(
+                RuleResult("build.rebuild", NOTE, f"rebuild not counted: {why}", (ctx.cite(s),))
+            )
+            continue
+        found = ctx.party(pol.rebuilders, s.signers)
+        if found is None:
+            msg = f"rebuild by {short(s.signers[0])} not counted: not a rebuilder the policy names"
+            notes.append(RuleResult("build.rebuild", NOTE, msg, (ctx.cite(s),)))
+            continue
+        party, key = found
+        if key in builders_here:
+            msg = (
+                f"rebuild by {party.name} not counted: its key {short(key)} also signed the "
+                "package or its provenance (not independent)"
+            )
+            notes.append(RuleResult("build.rebuild", NOTE, msg, (ctx.cite(s, signer=key),)))
+            continue
+        r = predicate(s, Rebuild.from_dict)
+        if r.expected != ctx.ev.digest:
+            msg = f"rebuild by {party.name} compared against {r.expected[:19]}, not this digest"
+            notes.append(RuleResult("build.rebuild", NOTE, msg, (ctx.cite(s, signer=key),)))
+            continue
+        if r.result == "match":
+            matches.setdefault(
+                party.name, ctx.cite(s, signer=key, detail=f"rebuilder {party.name}")
+            )
+        else:
+            what = (
+                f"module {r.expected_module[:19]} rebuilt as {r.rebuilt_module[:19]}"
+                if r.expected_module != r.rebuilt_module
+                else f"package {r.expected[:19]} rebuilt as {r.rebuilt[:19]}"
+            )
+            mismatches.append(
+                RuleResult(
+                    "build.reproducible",
+                    N,
+                    f"not reproducible: {party.name} rebuilt {r.source} at {r.commit[:12]} "
+                    f"and got different bytes ({what})",
+                    (ctx.cite(s, signer=key, detail=f"rebuilder {party.name}"),),
+                )
+            )
+    if mismatches:
+        return [*mismatches, *notes]
+    need = pol.min_rebuilds
+    if len(matches) >= need and matches:
+        names = ", ".join(sorted(matches))
+        rule = RuleResult(
+            "build.reproducible",
+            S if pol.reproducible else NOTE,
+            f"reproduced byte for byte by {len(matches)} independent rebuilder(s): {names}",
+            tuple(matches.values()),
+        )
+    elif pol.reproducible:
+        rule = RuleResult(
+            "build.reproducible",
+            U,
+            f"{len(matches)} of the {need} required independent rebuild(s) "
+            "(a rebuilder runs: motte rebuild REF --attest KEY)",
+            tuple(matches.values()),
+        )
+    else:
+        return notes
+    return [rule, *notes]
+
+
+# -- integrity -----------------------------------------------------------------------------
+
+
+def integrity(ctx: Context) -> list[RuleResult]:
+    return [_digest(ctx), *_tampered(ctx), _signed(ctx), _logged(ctx), _source(ctx)]
+
+
+def _digest(ctx: Context) -> RuleResult:
+    ref = EvidenceRef("layer", detail=f"manifest {ctx.ev.digest}")
+    if ctx.ev.blob_problem:
+        return RuleResult("integrity.digest", N, ctx.ev.blob_problem, (ref,))
+    names = ", ".join(sorted(ctx.ev.layers))
+    return RuleResult(
+        "integrity.digest", S, f"the manifest and every blob ({names}) match their digests", (ref,)
+    )
+
+
+def _tampered(ctx: Context) -> list[RuleResult]:
+    return [
+        RuleResult(
+            "integrity.signatures",
+            N,
+            f"{kind(s)} statement {s.envelope_digest[:19]}: the signature by key "
+            f"{short(s.bad_keyids[0])} does not verify: the statement or signature was changed",
+            (ctx.cite(s, signer=s.bad_keyids[0]),),
+        )
+        for s in ctx.ev.statements
+        if s.bad_keyids
+    ]
+
+
+def _signed(ctx: Context) -> RuleResult:
+    pubs = ctx.ev.publishers
+    if pubs is None:
+        return RuleResult(
+            "integrity.signed", U, f"who may publish it is not known: {ctx.ev.publisher_problem}"
+        )
+    counted: dict[str, EvidenceRef] = {}
+    why_not: list[str] = []
+    for s in ctx.of_type(PUBLICATION):
+        mine = s.signed_by_any(pubs.keyids)
+        if not mine:
+            continue
+        if not s.usable:
+            why_not.append(f"{short(mine[0])}: {s.log_problem or s.parse_problem}")
+            continue
+        p = predicate(s, Publication.from_dict)
+        if (p.namespace, p.name) != (ctx.ev.namespace, ctx.ev.name):
+            why_not.append(f"{short(mine[0])} publishes it as {p.namespace}/{p.name}")
+            continue
+        for k in mine:
+            counted.setdefault(k, ctx.cite(s, signer=k))
+    if len(counted) >= pubs.threshold:
+        return RuleResult(
+            "integrity.signed",
+            S,
+            f"published by {len(counted)} of the {pubs.threshold} required key(s) of {pubs.source}",
+            tuple(counted.values()),
+        )
+    reasons = f" ({'; '.join(why_not)})" if why_not else ""
+    return RuleResult(
+        "integrity.signed",
+        N,
+        f"{len(counted)} of the {pubs.threshold} required publisher signature(s) from "
+        f"{pubs.source}{reasons}",
+        tuple(counted.values()),
+    )
+
+
+def _logged(ctx: Context) -> RuleResult:
+    """Every statement a known key signed about this digest is in a trusted log, no fork."""
+    mine = [s for s in ctx.ev.statements if s.about(ctx.ev.digest) and s.verified]
+    for s in mine:
+        if s.log is None:
+            return RuleResult(
+                "integrity.logged",
+                N,
+                f"{kind(s)} by {short(s.signers[0])}: {s.log_problem}",
+                (ctx.cite(s),),
+            )
+    if not mine:
+        return RuleResult("integrity.logged", U, "no statement signed by a key the consumer knows")
+    origins = sorted({s.log.origin for s in mine if s.log})
+    return RuleResult(
+        "integrity.logged",
+        S,
+        f"{len(mine)} statement(s) included in {', '.join(origins)}, under checkpoints "
+        "consistent with those seen before",
+        tuple(ctx.cite(s) for s in mine),
+    )
+
+
+def _source(ctx: Context) -> RuleResult:
+    found = [s for s in ctx.of_type(SLSA_PROVENANCE) if s.verified]
+    for s in found:
+        if s.parse_problem:
+            return RuleResult(
+                "integrity.source",
+                N,
+                f"provenance by {short(s.signers[0])} does not name an exact source: "
+                f"{s.parse_problem.split(': ', 1)[-1]}",
+                (ctx.cite(s),),
+            )
+    usable = [s for s in found if s.usable]
+    if not usable:
+        return RuleResult(
+            "integrity.source", NOTE, "no build provenance: no source commit to check"
+        )
+    p = predicate(usable[0], Provenance.from_dict)
+    return RuleResult(
+        "integrity.source",
+        S,
+        f"provenance names {p.source} at commit {p.commit}",
+        (ctx.cite(usable[0]),),
+    )

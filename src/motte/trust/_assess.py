@@ -1,0 +1,109 @@
+"""The recipes: judge a package (:func:`assess`), or refuse it (:func:`enforce`).
+
+``enforce`` is what ``motte run`` and a Keep call before running a package when a trust
+policy is configured: it returns the verdict when the policy accepts, and raises
+:class:`TrustRefusedError` naming each failing area and its deciding rule otherwise.
+
+Which policy applies to a run (:func:`policy_for_run`): ``--trust-policy FILE``, else the
+manifest's ``[trust] policy``, else this host's ``MOTTE_HOME/trust/policy.toml``; none of
+them means no trust policy is configured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from motte.home import motte_home
+from motte.oci import LocalStore, Reference
+from motte.sign import PUBLICATION
+from motte.trust._decide import decide
+from motte.trust._errors import TrustRefusedError
+from motte.trust._gather import gather
+from motte.trust._memory import remember_accepted
+from motte.trust._policy import Policy, load_policy
+from motte.trust._verdict import TrustVerdict
+
+
+def _policy(policy: Policy | str | os.PathLike[str]) -> Policy:
+    return policy if isinstance(policy, Policy) else load_policy(policy)
+
+
+def assess(
+    target: Reference | str,
+    policy: Policy | str | os.PathLike[str],
+    *,
+    now: dt.datetime | None = None,
+    store: LocalStore | None = None,
+    allow_insecure_http: bool = False,
+    trust_dir: Path | None = None,
+    log_url: str | None = None,
+    remember: bool = True,
+) -> TrustVerdict:
+    """Judge ``target`` (a reference, or a ``sha256:`` digest in the local store).
+
+    An accepted verdict is remembered (``remember``): the signers it counted become "seen
+    before" for this package on this installation. A refused one is not, so a flagged new
+    signer stays flagged however often the judgement runs.
+    """
+    pol = _policy(policy)
+    now = now or dt.datetime.now(dt.UTC)
+    evidence = gather(
+        target,
+        pol,
+        now=now,
+        store=store,
+        allow_insecure_http=allow_insecure_http,
+        trust_dir=trust_dir,
+        log_url=log_url,
+    )
+    verdict = decide(evidence, pol, now)
+    if remember and verdict.accepted and evidence.publishers is not None:
+        signers = {
+            k
+            for s in evidence.statements
+            if s.predicate_type == PUBLICATION and s.about(evidence.digest) and s.usable
+            for k in s.signed_by_any(evidence.publishers.keyids)
+        }
+        remember_accepted(
+            evidence.package, evidence.digest, layers=evidence.layers, signers=signers, now=now
+        )
+    return verdict
+
+
+def enforce(
+    reference_or_digest: Reference | str,
+    policy: Policy | str | os.PathLike[str],
+    *,
+    now: dt.datetime | None = None,
+    store: LocalStore | None = None,
+    allow_insecure_http: bool = False,
+) -> TrustVerdict:
+    """The verdict if ``policy`` accepts the package; else raise :class:`TrustRefusedError`.
+
+    The error's message names every failing area and its deciding rule on one line, and
+    carries the whole verdict (``e.verdict``).
+    """
+    verdict = assess(
+        reference_or_digest, policy, now=now, store=store, allow_insecure_http=allow_insecure_http
+    )
+    if not verdict.accepted:
+        raise TrustRefusedError(verdict)
+    return verdict
+
+
+def host_policy_path() -> Path:
+    """This host's default trust policy: applies to every run when the file exists."""
+    return motte_home() / "trust" / "policy.toml"
+
+
+def policy_for_run(
+    flag: str | os.PathLike[str] | None, manifest_policy: str | os.PathLike[str] | None
+) -> Policy | None:
+    """The trust policy for a run: the flag, else the manifest's, else the host's, else None."""
+    for candidate in (flag, manifest_policy):
+        if candidate is not None:
+            return load_policy(candidate)
+    host = host_policy_path()
+    return load_policy(host) if host.is_file() else None

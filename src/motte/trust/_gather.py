@@ -1,0 +1,322 @@
+"""Gather the evidence for a judgement: the package, its statements, the log, the roots.
+
+All the I/O of ``motte trust`` happens here; :mod:`motte.trust._decide` is pure. Problems
+met along the way (a layer whose bytes changed, a log that cannot be read, no trust root for
+the namespace) are recorded in the :class:`Evidence`, not raised: they are findings the
+verdict reports under the area they belong to. Only what makes a judgement impossible (the
+package is not there, its manifest is not a motte workload) raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from motte.errors import MotteError
+from motte.oci import (
+    DigestMismatchError,
+    LocalStore,
+    MalformedArtifactError,
+    Manifest,
+    Reference,
+    Repository,
+    open_repository,
+    parse_reference,
+    verify_workload_blobs,
+    workload_layers,
+)
+from motte.sign import (
+    INTOTO_PAYLOAD_TYPE,
+    PUBLICATION,
+    REVIEW,
+    SLSA_PROVENANCE,
+    Envelope,
+    EnvelopeFormatError,
+    Provenance,
+    Publication,
+    PublicKey,
+    Review,
+    SignatureError,
+    Statement,
+    TrustRootError,
+    check_logged,
+    policy_for_namespace,
+    read_statements,
+    verify_envelope,
+)
+from motte.trust._errors import TrustUsageError
+from motte.trust._evidence import Evidence, FoundStatement, LogPlace, PublisherKeys
+from motte.trust._history import read_history
+from motte.trust._memory import load_memory
+from motte.trust._policy import Policy
+from motte.trust._predicates import ADVISORY, REBUILD, Advisory, Rebuild
+
+#: Earlier versions whose layers are fetched to tell what a new signer changed.
+MAX_OTHER_VERSIONS = 16
+
+_PARSERS: dict[str, Any] = {
+    PUBLICATION: Publication.from_dict,
+    SLSA_PROVENANCE: Provenance.from_dict,
+    REVIEW: Review.from_dict,
+    ADVISORY: Advisory.from_dict,
+    REBUILD: Rebuild.from_dict,
+}
+
+
+def reference_for(target: Reference | str, store: LocalStore | None = None) -> Reference:
+    """``target`` as a reference; a bare ``sha256:`` digest is named from the local store."""
+    if isinstance(target, Reference):
+        return target
+    if not target.startswith("sha256:"):
+        return parse_reference(target)
+    store = store or LocalStore()
+    from motte.oci import _mediatypes as mt
+
+    names = sorted(
+        {
+            d.annotations[mt.ANN_REF_NAME].rsplit(":", 1)[0]
+            for d in store.index().manifests
+            if d.digest == target and mt.ANN_REF_NAME in d.annotations
+        }
+    )
+    if len(names) != 1:
+        raise TrustUsageError(
+            f"{target}: "
+            + ("no package in the local store" if not names else f"named {', '.join(names)}")
+            + " : a judgement needs the package's namespace/name",
+            hint="give the reference as NAMESPACE/NAME@sha256:...",
+        )
+    return parse_reference(f"{names[0]}@{target}")
+
+
+def gather(
+    target: Reference | str,
+    policy: Policy,
+    *,
+    now: dt.datetime,
+    store: LocalStore | None = None,
+    allow_insecure_http: bool = False,
+    trust_dir: Path | None = None,
+    log_url: str | None = None,
+) -> Evidence:
+    """Everything :func:`decide` needs about ``target`` (see the module docstring)."""
+    ref = reference_for(target, store)
+    publishers, publisher_problem, publisher_keys = _publishers(ref.namespace, trust_dir, now)
+    known = {k.keyid: k for k in (*publisher_keys, *policy.keys())}
+    with open_repository(ref, store=store, allow_insecure_http=allow_insecure_http) as repo:
+        desc, data = repo.resolve(ref)
+        label = f"{ref.repository}@{desc.digest}"
+        layers = _layers(data, label)
+        blob_problem = None
+        try:
+            verify_workload_blobs(repo, desc, data, label)
+        except DigestMismatchError as e:
+            blob_problem = e.message
+        found: list[FoundStatement] = []
+        try:
+            stored = read_statements(repo, desc.digest)
+        except (DigestMismatchError, MalformedArtifactError) as e:
+            stored = []
+            blob_problem = blob_problem or e.message
+        for s in stored:
+            found.append(
+                check_statement(
+                    s.envelope, s.bundle, known, referrer=s.referrer, now=now, log_url=log_url
+                )
+            )
+        statements, logs, history_problem = _with_history(found, ref, desc.digest, known, now=now)
+        versions = _other_versions(repo, ref, desc.digest, statements)
+    memory = load_memory(ref.repository)
+    for digest, entry in memory.versions.items():
+        if digest != desc.digest and isinstance(entry.get("layers"), dict):
+            versions.setdefault(digest, {str(k): str(v) for k, v in entry["layers"].items()})
+    return Evidence(
+        reference=str(ref.with_digest(desc.digest)),
+        namespace=ref.namespace,
+        name=ref.name,
+        digest=desc.digest,
+        layers=layers,
+        statements=tuple(statements),
+        blob_problem=blob_problem,
+        publishers=publishers,
+        publisher_problem=publisher_problem,
+        history_logs=tuple(logs),
+        history_problem=history_problem,
+        seen_signers=dict(memory.signers),
+        versions=versions,
+    )
+
+
+def _layers(data: bytes, label: str) -> dict[str, str]:
+    wl = workload_layers(Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}")
+    return {"Motte.toml": wl.motte_toml.digest, wl.module_name: wl.module.digest}
+
+
+def _publishers(
+    namespace: str, trust_dir: Path | None, now: dt.datetime
+) -> tuple[PublisherKeys | None, str | None, Sequence[PublicKey]]:
+    try:
+        pp = policy_for_namespace(namespace, trust_dir, now=now)
+    except TrustRootError as e:
+        return None, e.message, ()
+    since: dict[str, int] = {}
+    if pp.chain_dir is not None:
+        from motte.sign import RootDocument
+        from motte.sign._trustroot import chain_files
+
+        # The chain was verified just now (policy_for_namespace); here only its history
+        # is read: which version first delegated the namespace to each key.
+        for path in chain_files(pp.chain_dir):
+            doc = RootDocument.from_bytes(path.read_bytes(), str(path))
+            role = doc.signed.namespaces.get(namespace)
+            for keyid in role.keyids if role else ():
+                since.setdefault(keyid, doc.signed.version)
+    keys = PublisherKeys(frozenset(k.keyid for k in pp.keys), pp.threshold, pp.source, since)
+    return keys, None, pp.keys
+
+
+def check_statement(
+    envelope: bytes,
+    bundle: bytes | None,
+    known: dict[str, PublicKey],
+    *,
+    referrer: str | None,
+    now: dt.datetime,
+    log_url: str | None = None,
+    place: LogPlace | None = None,
+) -> FoundStatement:
+    """One statement's signatures (against ``known``), log inclusion and predicate, checked."""
+    digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
+    try:
+        env = Envelope.from_bytes(envelope, f"statement {digest[:19]}")
+        if env.payload_type != INTOTO_PAYLOAD_TYPE:
+            raise EnvelopeFormatError(f"payload type {env.payload_type} is not in-toto")
+        statement = Statement.from_bytes(env.payload, f"statement {digest[:19]}")
+    except EnvelopeFormatError as e:
+        return FoundStatement(
+            digest, "", {}, frozenset(), referrer=referrer, parse_problem=e.message
+        )
+    hinted = [sig.keyid for sig in env.signatures]
+    try:
+        verified = verify_envelope(env, known.values())
+        signers = tuple(k.keyid for k in verified.keys)
+        bad = verified.bad_keyids
+    except SignatureError:
+        signers, bad = (), tuple(k for k in hinted if k in known)
+    unknown = tuple(k for k in hinted if k not in known and k not in signers)
+    subjects = frozenset(d for s in statement.subject for d in s.digests())
+    log, log_problem, checkpoint = place, None, None
+    if log is None:
+        if bundle is None:
+            log_problem = "not in a transparency log (no inclusion proof)"
+        else:
+            try:
+                ev = check_logged(envelope, bundle, now=now, log_url=log_url)
+            except MotteError as e:
+                log_problem = e.message
+            else:
+                when = None if ev.time is None else dt.datetime.fromtimestamp(ev.time, dt.UTC)
+                log = LogPlace(ev.origin, ev.index, when)
+                checkpoint = ev.checkpoint
+    parse_problem = None
+    parser = _PARSERS.get(statement.predicate_type)
+    if parser is not None and signers:
+        try:
+            parser(statement.predicate, f"{digest[:19]} predicate")
+        except EnvelopeFormatError as e:
+            parse_problem = e.message
+    return FoundStatement(
+        digest,
+        statement.predicate_type,
+        statement.predicate,
+        subjects,
+        signers,
+        unknown,
+        bad,
+        referrer,
+        log,
+        log_problem,
+        parse_problem,
+        checkpoint,
+    )
+
+
+def _wanted(namespace: str, name: str, digest: str) -> Any:
+    def wanted(st: Statement) -> bool:
+        if st.about(digest):
+            return True
+        p = st.predicate
+        if st.predicate_type == PUBLICATION:
+            return p.get("namespace") == namespace and p.get("name") == name
+        if st.predicate_type == ADVISORY:
+            pkg = p.get("package")
+            return isinstance(pkg, dict) and (pkg.get("namespace"), pkg.get("name")) == (
+                namespace,
+                name,
+            )
+        return False
+
+    return wanted
+
+
+def _with_history(
+    found: list[FoundStatement],
+    ref: Reference,
+    digest: str,
+    known: dict[str, PublicKey],
+    *,
+    now: dt.datetime,
+) -> tuple[list[FoundStatement], list[str], str | None]:
+    """``found`` plus what the logs hold about the package; the logs read; why incomplete."""
+    checkpoints = [s.checkpoint for s in found if s.checkpoint is not None]
+    if not checkpoints:
+        return found, [], "no statement about this package is in a log the policy trusts"
+    history = read_history(checkpoints, _wanted(ref.namespace, ref.name, digest), now=now)
+    by_digest = {s.envelope_digest: i for i, s in enumerate(found)}
+    out = list(found)
+    for rec in history.records:
+        env_digest = "sha256:" + hashlib.sha256(rec.envelope).hexdigest()
+        if env_digest in by_digest:
+            i = by_digest[env_digest]
+            out[i] = _earlier(out[i], rec.place)
+            continue
+        by_digest[env_digest] = len(out)
+        out.append(
+            check_statement(rec.envelope, None, known, referrer=None, now=now, place=rec.place)
+        )
+    return out, history.logs, history.problem
+
+
+def _earlier(s: FoundStatement, place: LogPlace) -> FoundStatement:
+    """The statement with the earliest time known for it (a proof may be from a later tree)."""
+    if s.log is None or place.time is None:
+        return s
+    if s.log.time is None or place.time < s.log.time:
+        return replace(s, log=LogPlace(s.log.origin, s.log.index, place.time))
+    return s
+
+
+def _other_versions(
+    repo: Repository, ref: Reference, digest: str, statements: list[FoundStatement]
+) -> dict[str, dict[str, str]]:
+    """Layers of the latest earlier publications of this package the repository still has."""
+    pubs = sorted(
+        (s for s in statements if s.predicate_type == PUBLICATION and s.log is not None),
+        key=lambda s: s.log.index if s.log else 0,
+        reverse=True,
+    )
+    out: dict[str, dict[str, str]] = {}
+    for s in pubs:
+        for d in sorted(s.subjects - {digest}):
+            if d in out or len(out) >= MAX_OTHER_VERSIONS:
+                continue
+            try:
+                _, data = repo.resolve(ref.with_digest(d))
+                out[d] = _layers(data, f"{ref.repository}@{d}")
+            except MotteError:
+                continue  # gone from this repository: the consumer's memory may still know it
+    return out

@@ -1,0 +1,314 @@
+"""A consumer's trust policy: a TOML file -> :class:`Policy`, or an error naming key and line.
+
+The policy says which of the five areas must be satisfied and whom the consumer trusts for
+each: builders (SLSA signer-builder pairs), rebuilders, advisory sources, auditors. There is
+no "trusted" flag and no score: only requirements, and the parties whose evidence counts.
+
+    require = ["build", "integrity", "responsiveness", "provenance", "expertise"]
+
+    [build]
+    reproducible = true            # needs matching rebuilds by [[build.rebuilders]]
+    min_rebuilds = 1
+    [[build.builders]]
+    id = "https://ci.example.org/builders/v1"
+    keys = ["MCowBQYDK2VwAyEA..."]   # base64 DER public keys, or PEM
+
+    [responsiveness]
+    refuse_open_advisories = true  # a version an advisory names is refused
+    max_advisory_age_days = 30     # an advisory left without a fixed release longer fails
+
+    [provenance]
+    sensitive = ["Motte.toml"]     # layers a signer new to the package may not change
+
+    [expertise]
+    max_audit_age_days = 365
+    [[expertise.auditors]]
+    name = "audits.example.org"
+    keys = ["..."]
+
+Keys are written into the policy itself, so the policy's digest (SHA-256 of the file) names
+everything it trusts. Unknown keys, wrong types and requirements that can never be met are
+errors naming the file, the line and the key, with the manifest's key locator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from motte.manifest._locate import KeyPath, format_path, key_lines, line_of
+from motte.sign import EnvelopeFormatError, PublicKey
+from motte.trust._errors import PolicyError
+
+AREAS = ("build", "integrity", "responsiveness", "provenance", "expertise")
+#: A policy is a page of TOML, not a data file.
+MAX_POLICY_BYTES = 1024 * 1024
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
+_PEM_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", re.S)
+_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """Someone the consumer trusts for one kind of evidence: a name (a label) and keys."""
+
+    name: str
+    keys: tuple[PublicKey, ...]
+
+    @property
+    def keyids(self) -> frozenset[str]:
+        return frozenset(k.keyid for k in self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A parsed trust policy. ``digest`` is the SHA-256 of the file's bytes."""
+
+    name: str
+    digest: str
+    require: frozenset[str]
+    builders: tuple[Party, ...] = ()  # Party.name is the builder id (a URI)
+    reproducible: bool = False
+    min_rebuilds: int = 1
+    rebuilders: tuple[Party, ...] = ()
+    refuse_open_advisories: bool = True
+    max_advisory_age_days: int | None = None
+    advisors: tuple[Party, ...] = ()
+    sensitive: tuple[str, ...] = ()
+    min_audits: int = 1
+    max_audit_age_days: int | None = 365
+    auditors: tuple[Party, ...] = ()
+    path: Path | None = None
+
+    def keys(self) -> list[PublicKey]:
+        """Every key the policy names, once each."""
+        seen: dict[str, PublicKey] = {}
+        for party in (*self.builders, *self.rebuilders, *self.advisors, *self.auditors):
+            for k in party.keys:
+                seen.setdefault(k.keyid, k)
+        return list(seen.values())
+
+
+class _Invalid(Exception):
+    def __init__(self, path: KeyPath, reason: str, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.path, self.reason, self.hint = path, reason, hint
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), "an array" if isinstance(value, list) else "a table"
+    )
+
+
+def _table(value: Any, path: KeyPath) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid(path, f"expected a table, got {_kind(value)}")
+    return value
+
+
+def _known(table: Mapping[str, Any], known: set[str], path: KeyPath) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise _Invalid(
+                (*path, key),
+                f"unknown key (known here: {', '.join(sorted(known))})",
+                f"did you mean {close[0]!r}?" if close else None,
+            )
+
+
+def _bool(table: Mapping[str, Any], key: str, path: KeyPath, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise _Invalid((*path, key), f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _count(table: Mapping[str, Any], key: str, path: KeyPath, default: int | None) -> int | None:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100_000:
+        raise _Invalid((*path, key), f"expected a whole number from 1 to 100000, got {value!r}")
+    return value
+
+
+def _str(value: Any, path: KeyPath) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(path, f"expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _key(value: Any, path: KeyPath) -> PublicKey:
+    text = _str(value, path)
+    m = _PEM_RE.search(text)
+    body = "".join((m.group(1) if m else text).split())
+    try:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Invalid(
+            path,
+            "not a public key: expected base64 DER (the text between the PEM lines) or a PEM",
+            hint="motte key show NAME prints the PEM",
+        ) from None
+    try:
+        return PublicKey.from_spki_der(der, format_path(path))
+    except EnvelopeFormatError as e:
+        raise _Invalid(path, e.message.split(": ", 1)[-1]) from None
+
+
+def _parties(table: Mapping[str, Any], key: str, path: KeyPath, label: str) -> tuple[Party, ...]:
+    value = table.get(key, [])
+    p = (*path, key)
+    if not isinstance(value, list):
+        raise _Invalid(p, f"expected an array of tables ([[{format_path(p)}]]), got {_kind(value)}")
+    out = []
+    for i, entry in enumerate(value):
+        e = _table(entry, (*p, i))
+        _known(e, {label, "keys"}, (*p, i))
+        if label not in e:
+            raise _Invalid((*p, i), f"missing required key {label!r}")
+        name = _str(e[label], (*p, i, label))
+        if label == "id" and not _URI_RE.fullmatch(name):
+            raise _Invalid((*p, i, "id"), f"builder id {name!r} is not a URI")
+        keys = e.get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise _Invalid((*p, i, "keys"), "expected a non-empty array of public keys")
+        parsed = tuple(_key(k, (*p, i, "keys", j)) for j, k in enumerate(keys))
+        out.append(Party(name, parsed))
+    return tuple(out)
+
+
+def _require(value: Any) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise _Invalid(("require",), f"expected an array of area names, got {_kind(value)}")
+    for i, area in enumerate(value):
+        if area not in AREAS:
+            close = difflib.get_close_matches(str(area), AREAS, n=1)
+            raise _Invalid(
+                ("require", i),
+                f"{area!r} is not an area (areas: {', '.join(AREAS)})",
+                f"did you mean {close[0]!r}?" if close else None,
+            )
+    return frozenset(value)
+
+
+def policy_from_dict(data: Mapping[str, Any], *, name: str, digest: str) -> Policy:
+    """Validate parsed TOML; raises :class:`_Invalid` (turned into PolicyError by the caller)."""
+    _known(data, {"require", *AREAS}, ())
+    require = _require(data.get("require", list(AREAS)))
+    if "integrity" in data:
+        _known(_table(data["integrity"], ("integrity",)), set(), ("integrity",))
+    build = _table(data.get("build", {}), ("build",))
+    _known(build, {"builders", "reproducible", "min_rebuilds", "rebuilders"}, ("build",))
+    resp = _table(data.get("responsiveness", {}), ("responsiveness",))
+    _known(
+        resp, {"refuse_open_advisories", "max_advisory_age_days", "advisors"}, ("responsiveness",)
+    )
+    prov = _table(data.get("provenance", {}), ("provenance",))
+    _known(prov, {"sensitive"}, ("provenance",))
+    exp = _table(data.get("expertise", {}), ("expertise",))
+    _known(exp, {"auditors", "min_audits", "max_audit_age_days"}, ("expertise",))
+
+    sensitive = prov.get("sensitive", [])
+    if not isinstance(sensitive, list):
+        raise _Invalid(("provenance", "sensitive"), "expected an array of layer names or globs")
+    patterns = tuple(_str(s, ("provenance", "sensitive", i)) for i, s in enumerate(sensitive))
+
+    policy = Policy(
+        name=name,
+        digest=digest,
+        require=require,
+        builders=_parties(build, "builders", ("build",), "id"),
+        reproducible=_bool(build, "reproducible", ("build",), False),
+        min_rebuilds=_count(build, "min_rebuilds", ("build",), 1) or 1,
+        rebuilders=_parties(build, "rebuilders", ("build",), "name"),
+        refuse_open_advisories=_bool(resp, "refuse_open_advisories", ("responsiveness",), True),
+        max_advisory_age_days=_count(resp, "max_advisory_age_days", ("responsiveness",), None),
+        advisors=_parties(resp, "advisors", ("responsiveness",), "name"),
+        sensitive=patterns,
+        min_audits=_count(exp, "min_audits", ("expertise",), 1) or 1,
+        max_audit_age_days=_count(exp, "max_audit_age_days", ("expertise",), 365),
+        auditors=_parties(exp, "auditors", ("expertise",), "name"),
+    )
+    _check_satisfiable(policy, data)
+    return policy
+
+
+def _check_satisfiable(p: Policy, data: Mapping[str, Any]) -> None:
+    """A required area whose evidence could never count is a mistake in the policy."""
+    if "build" in p.require and not p.builders:
+        raise _Invalid(
+            ("build",) if "build" in data else ("require",),
+            "build is required but no [[build.builders]] are trusted",
+            hint="name the builders whose provenance you accept, or drop build from require",
+        )
+    if p.reproducible and len(p.rebuilders) < p.min_rebuilds:
+        raise _Invalid(
+            ("build", "reproducible"),
+            f"needs {p.min_rebuilds} independent rebuild(s) but the policy names "
+            f"{len(p.rebuilders)} [[build.rebuilders]]",
+            hint="name your rebuilders (your own key counts: motte rebuild REF --attest KEY)",
+        )
+    if "expertise" in p.require and len(p.auditors) < p.min_audits:
+        raise _Invalid(
+            ("expertise",) if "expertise" in data else ("require",),
+            f"expertise is required ({p.min_audits} audit(s)) but the policy names "
+            f"{len(p.auditors)} [[expertise.auditors]]",
+            hint="name the auditors whose reviews you accept, or drop expertise from require",
+        )
+
+
+def parse_policy(text: str, *, name: str, digest: str | None = None) -> Policy:
+    """A Policy from TOML text; ``name`` is how errors name the file."""
+    digest = digest or "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_POSITION.match(str(e))
+        if m:
+            raise PolicyError(f"{name}:{m['line']}: invalid TOML: {m['msg']}") from None
+        raise PolicyError(f"{name}: invalid TOML: {e}") from None
+    try:
+        return policy_from_dict(data, name=name, digest=digest)
+    except _Invalid as e:
+        line = line_of(key_lines(text), e.path) if e.path else None
+        where = f"{name}:{line}" if line else name
+        key = format_path(e.path)
+        raise PolicyError(
+            f"{where}: {key}: {e.reason}" if key else f"{where}: {e.reason}", hint=e.hint
+        ) from None
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate a policy file."""
+    import dataclasses
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)
+    except FileNotFoundError:
+        raise PolicyError(f"{p}: no such trust policy") from None
+    except OSError as e:
+        raise PolicyError(f"{p}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{p}: larger than {MAX_POLICY_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PolicyError(f"{p}:{line}: not UTF-8 text (byte {e.start})") from None
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    policy = parse_policy(text, name=str(p), digest=digest)
+    return dataclasses.replace(policy, path=p.absolute())
