@@ -38,39 +38,54 @@ static const uint32_t K[64] = {
 
 #define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-/* One round; the caller renames the working variables instead of shifting them, the usual
- * way to write SHA-256, so eight rounds share one loop iteration (and one back-edge). */
-#define ROUND(a, b, c, d, e, f, g, h, i)                                                   \
+/* FIPS 180-4 6.2.2 with the message schedule kept in a 16-word ring and computed as the
+ * rounds need it, sixteen rounds per loop iteration: the usual way to write SHA-256. With
+ * the ring index constant in each unrolled round, the compiler keeps the schedule in
+ * registers, and the loop has one back-edge per sixteen rounds. */
+#define S0(x) (ROTR(x, 7) ^ ROTR(x, 18) ^ ((x) >> 3))
+#define S1(x) (ROTR(x, 17) ^ ROTR(x, 19) ^ ((x) >> 10))
+#define W(i) w[(i) & 15]
+#define NEXT(i) (W(i) += S1(W((i) + 14)) + W((i) + 9) + S0(W((i) + 1)))
+#define ROUND(a, b, c, d, e, f, g, h, k, wi)                                               \
     do {                                                                                   \
         uint32_t t1 = h + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + \
-                      K[i] + w[i];                                                         \
+                      (k) + (wi);                                                          \
         uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) +                           \
                       ((a & b) ^ (a & c) ^ (b & c));                                       \
         d += t1;                                                                           \
         h = t1 + t2;                                                                       \
     } while (0)
+#define SIXTEEN(j, WORD)                                                                   \
+    do {                                                                                   \
+        ROUND(a, b, c, d, e, f, g, hh, K[(j) + 0], WORD(0));                               \
+        ROUND(hh, a, b, c, d, e, f, g, K[(j) + 1], WORD(1));                               \
+        ROUND(g, hh, a, b, c, d, e, f, K[(j) + 2], WORD(2));                               \
+        ROUND(f, g, hh, a, b, c, d, e, K[(j) + 3], WORD(3));                               \
+        ROUND(e, f, g, hh, a, b, c, d, K[(j) + 4], WORD(4));                               \
+        ROUND(d, e, f, g, hh, a, b, c, K[(j) + 5], WORD(5));                               \
+        ROUND(c, d, e, f, g, hh, a, b, K[(j) + 6], WORD(6));                               \
+        ROUND(b, c, d, e, f, g, hh, a, K[(j) + 7], WORD(7));                               \
+        ROUND(a, b, c, d, e, f, g, hh, K[(j) + 8], WORD(8));                               \
+        ROUND(hh, a, b, c, d, e, f, g, K[(j) + 9], WORD(9));                               \
+        ROUND(g, hh, a, b, c, d, e, f, K[(j) + 10], WORD(10));                             \
+        ROUND(f, g, hh, a, b, c, d, e, K[(j) + 11], WORD(11));                             \
+        ROUND(e, f, g, hh, a, b, c, d, K[(j) + 12], WORD(12));                             \
+        ROUND(d, e, f, g, hh, a, b, c, K[(j) + 13], WORD(13));                             \
+        ROUND(c, d, e, f, g, hh, a, b, K[(j) + 14], WORD(14));                             \
+        ROUND(b, c, d, e, f, g, hh, a, K[(j) + 15], WORD(15));                             \
+    } while (0)
 
 static void compress(uint32_t h[8], const uint8_t *p) {
-    uint32_t w[64];
+    uint32_t w[16];
     for (int i = 0; i < 16; i++) {
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
                (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
     }
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i += 8) {
-        ROUND(a, b, c, d, e, f, g, hh, i);
-        ROUND(hh, a, b, c, d, e, f, g, i + 1);
-        ROUND(g, hh, a, b, c, d, e, f, i + 2);
-        ROUND(f, g, hh, a, b, c, d, e, i + 3);
-        ROUND(e, f, g, hh, a, b, c, d, i + 4);
-        ROUND(d, e, f, g, hh, a, b, c, i + 5);
-        ROUND(c, d, e, f, g, hh, a, b, i + 6);
-        ROUND(b, c, d, e, f, g, hh, a, i + 7);
+#define LOADED(i) W(i)
+    SIXTEEN(0, LOADED);
+    for (int j = 16; j < 64; j += 16) {
+        SIXTEEN(j, NEXT);
     }
     h[0] += a;
     h[1] += b;

@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from motte.errors import ExitStatus, MotteError, UsageError
@@ -29,18 +28,29 @@ STOP_GRACE = 0.5
 USAGE = "motte run [OPTIONS] PATH_OR_MANIFEST [-- ARGS...]"
 
 
-@dataclass
 class RunOptions:
-    """The parsed command line, whichever parser read it."""
+    """The parsed command line, whichever parser read it (a plain class: dataclasses would
+    cost ~12 ms of start-up, see motte.keep._record)."""
 
-    target: str
-    args: list[str] | None = None
-    env: list[str] = field(default_factory=list)
-    dir: list[str] = field(default_factory=list)
-    memory: int | None = None
-    cpu_time: float | None = None
-    wall_time: float | None = None
-    json: bool = False
+    def __init__(
+        self,
+        target: str,
+        args: list[str] | None = None,
+        env: list[str] | None = None,
+        dir: list[str] | None = None,
+        memory: int | None = None,
+        cpu_time: float | None = None,
+        wall_time: float | None = None,
+        json: bool = False,
+    ) -> None:
+        self.target = target
+        self.args = args
+        self.env = env or []
+        self.dir = dir or []
+        self.memory = memory
+        self.cpu_time = cpu_time
+        self.wall_time = wall_time
+        self.json = json
 
 
 class _Parser(argparse.ArgumentParser):

@@ -23,8 +23,8 @@ import hashlib
 import hmac
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from motte.errors import ExitStatus, MotteError
 from motte.home import home_dir, motte_home
@@ -42,8 +42,7 @@ class CacheKeyError(MotteError):
     exit_status = ExitStatus.RUN_ERROR
 
 
-@dataclass(frozen=True)
-class CacheInfo:
+class CacheInfo(NamedTuple):
     directory: Path
     entries: int
     bytes: int

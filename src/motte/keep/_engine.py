@@ -18,9 +18,10 @@ import os
 import platform
 import threading
 import time
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
+
+from motte.keep._record import Record
 
 if TYPE_CHECKING:
     import wasmtime
@@ -31,14 +32,28 @@ TICK_SECONDS = 0.010
 MAX_WASM_STACK = 512 * 1024
 
 
-@dataclass(frozen=True)
-class EngineSettings:
+class EngineSettings(Record):
     """The engine configuration. Every field is part of the compiled-artifact cache key."""
 
-    epoch_interruption: bool = True
-    max_wasm_stack: int = MAX_WASM_STACK
-    cranelift_opt_level: str = "speed"
-    component_model: bool = True
+    __slots__ = ("component_model", "cranelift_opt_level", "epoch_interruption", "max_wasm_stack")
+    epoch_interruption: bool
+    max_wasm_stack: int
+    cranelift_opt_level: str
+    component_model: bool
+
+    def __init__(
+        self,
+        epoch_interruption: bool = True,
+        max_wasm_stack: int = MAX_WASM_STACK,
+        cranelift_opt_level: str = "speed",
+        component_model: bool = True,
+    ) -> None:
+        self._set(
+            epoch_interruption=epoch_interruption,
+            max_wasm_stack=max_wasm_stack,
+            cranelift_opt_level=cranelift_opt_level,
+            component_model=component_model,
+        )
 
     def config(self) -> wasmtime.Config:
         import wasmtime

@@ -15,11 +15,11 @@ Trap kinds (``Trap.kind``, stable strings for ``--json`` and scripts) and exit s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from motte.errors import ExitStatus
 from motte.keep import _limits
+from motte.keep._record import Record
 
 if TYPE_CHECKING:
     import wasmtime
@@ -56,36 +56,73 @@ FULL_MEMORY_SHARE = 0.90
 WASM_PAGE = 65536
 
 
-@dataclass(frozen=True)
-class Trap:
+class Trap(Record):
     """Why a guest did not finish on its own."""
 
+    __slots__ = ("detail", "kind", "message")
+    _uncompared = frozenset({"detail"})
     kind: str
     #: One line for a user: which limit or fault, and the figure when there is one.
     message: str
     #: wasmtime's own text (with the wasm backtrace), for MOTTE_DEBUG and --json.
-    detail: str = field(default="", compare=False)
+    detail: str
+
+    def __init__(self, kind: str, message: str, detail: str = "") -> None:
+        self._set(kind=kind, message=message, detail=detail)
 
     @property
     def exit_status(self) -> int:
         return int(_STATUS.get(self.kind, ExitStatus.TRAP))
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """The outcome of one instance."""
+class RunResult(Record):
+    """The outcome of one instance.
 
-    #: The guest's exit status (0..125), or None when a trap stopped it.
+    ``exit_code`` is the guest's exit status (0..125), or None when ``trap`` stopped it;
+    ``stdout``/``stderr`` hold captured output (when ``capture`` was asked for); ``memory``
+    is the size of the guest's linear memory at the end in bytes (None for components).
+    """
+
+    __slots__ = (
+        "cpu_time",
+        "exit_code",
+        "memory",
+        "memory_limit",
+        "stderr",
+        "stdout",
+        "trap",
+        "wall_time",
+    )
     exit_code: int | None
     trap: Trap | None
-    #: Captured output (when ``capture`` was asked for), else None.
-    stdout: bytes | None = None
-    stderr: bytes | None = None
-    wall_time: float = 0.0
-    cpu_time: float = 0.0
-    #: Size of the guest's linear memory at the end, in bytes (None for components).
-    memory: int | None = None
-    memory_limit: int = 0
+    stdout: bytes | None
+    stderr: bytes | None
+    wall_time: float
+    cpu_time: float
+    memory: int | None
+    memory_limit: int
+
+    def __init__(
+        self,
+        exit_code: int | None,
+        trap: Trap | None,
+        stdout: bytes | None = None,
+        stderr: bytes | None = None,
+        wall_time: float = 0.0,
+        cpu_time: float = 0.0,
+        memory: int | None = None,
+        memory_limit: int = 0,
+    ) -> None:
+        self._set(
+            exit_code=exit_code,
+            trap=trap,
+            stdout=stdout,
+            stderr=stderr,
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            memory=memory,
+            memory_limit=memory_limit,
+        )
 
     @property
     def status(self) -> int:

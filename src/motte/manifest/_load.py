@@ -56,8 +56,6 @@ def parse_manifest(text: str, *, base_dir: Path, name: str = MANIFEST_NAME) -> M
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and validate a Motte.toml file."""
-    import dataclasses
-
     source = Path(path).absolute()
     name = _display(source)
     try:
@@ -77,7 +75,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         line = raw[: e.start].count(b"\n") + 1
         raise ManifestError(f"{name}:{line}: not UTF-8 text (byte {e.start})") from None
     manifest = parse_manifest(text, base_dir=source.parent, name=name)
-    return dataclasses.replace(manifest, source=source)
+    return manifest.replace(source=source)
 
 
 def manifest_for_module(path: str | os.PathLike[str]) -> Manifest:

@@ -17,7 +17,7 @@ enclosing key it knows.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 KeyPath = tuple[str | int, ...]
 
@@ -26,8 +26,7 @@ _WORD_END = frozenset(" \t\r\n#\"'") | _PUNCT
 _ESCAPE = "\\"
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
+class _Tok(NamedTuple):
     kind: str  # "word", "str", "nl", or the punctuation character itself
     text: str
     line: int

@@ -11,14 +11,13 @@ They take no part in equality.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 from motte.errors import ConfigError
+from motte.keep._record import Record
 
 MANIFEST_NAME = "Motte.toml"
 
@@ -28,17 +27,21 @@ MAX_MEMORY_MIB = 4096
 MAX_TIME_LIMIT = 7 * 24 * 3600.0
 
 
-@dataclass(frozen=True)
-class Workload:
+class Workload(Record):
     """The module or component to run: a file, or a digest looked up in the local store."""
 
-    path: Path | None = None
-    digest: str | None = None
-    where: str = field(default="", compare=False)
+    __slots__ = ("digest", "path", "where")
+    _uncompared = frozenset({"where"})
+    path: Path | None
+    digest: str | None
+    where: str
 
-    def __post_init__(self) -> None:
-        if (self.path is None) == (self.digest is None):
+    def __init__(
+        self, path: Path | None = None, digest: str | None = None, where: str = ""
+    ) -> None:
+        if (path is None) == (digest is None):
             raise ValueError("a workload is a path or a digest, exactly one")
+        self._set(path=path, digest=digest, where=where)
 
     @property
     def name(self) -> str:
@@ -46,55 +49,80 @@ class Workload:
         return self.path.name if self.path is not None else str(self.digest)
 
 
-@dataclass(frozen=True)
-class Stdio:
+class Stdio(Record):
     """Where a standard stream goes: ``inherit`` (motte's own), ``null``, or a file."""
 
+    __slots__ = ("kind", "path", "where")
+    _uncompared = frozenset({"where"})
     kind: Literal["inherit", "null", "file"]
-    path: Path | None = None
-    where: str = field(default="", compare=False)
+    path: Path | None
+    where: str
 
-    def __post_init__(self) -> None:
-        if (self.kind == "file") != (self.path is not None):
+    def __init__(
+        self, kind: Literal["inherit", "null", "file"], path: Path | None = None, where: str = ""
+    ) -> None:
+        if (kind == "file") != (path is not None):
             raise ValueError("a file stream needs a path, and only a file stream has one")
+        self._set(kind=kind, path=path, where=where)
 
 
 INHERIT = Stdio("inherit")
 NULL = Stdio("null")
 
 
-@dataclass(frozen=True)
-class Dir:
+class Dir(Record):
     """A host directory preopened for the guest at ``guest``; read-only unless ``writable``."""
 
+    __slots__ = ("guest", "host", "where", "writable")
+    _uncompared = frozenset({"where"})
     host: Path
     guest: str
-    writable: bool = False
-    where: str = field(default="", compare=False)
+    writable: bool
+    where: str
+
+    def __init__(self, host: Path, guest: str, writable: bool = False, where: str = "") -> None:
+        self._set(host=host, guest=guest, writable=writable, where=where)
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record):
     """Per-instance limits. ``memory`` is in MiB, the times in seconds."""
 
-    memory: int = 256
-    cpu_time: float = 60.0
-    wall_time: float = 300.0
+    __slots__ = ("cpu_time", "memory", "wall_time")
+    memory: int
+    cpu_time: float
+    wall_time: float
+
+    def __init__(self, memory: int = 256, cpu_time: float = 60.0, wall_time: float = 300.0):
+        self._set(memory=memory, cpu_time=cpu_time, wall_time=wall_time)
 
     @property
     def memory_bytes(self) -> int:
         return self.memory * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Listen:
+_DEFAULT_LIMITS = Limits()
+
+
+class Listen(Record):
     """A listener the Keep owns and serves (declared here, served by ``motte.keep.serve``)."""
 
+    __slots__ = ("name", "port", "protocol", "tls", "where")
+    _uncompared = frozenset({"where"})
     name: str
     port: int
     protocol: Literal["http", "tcp"]
-    tls: bool = True
-    where: str = field(default="", compare=False)
+    tls: bool
+    where: str
+
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        protocol: Literal["http", "tcp"],
+        tls: bool = True,
+        where: str = "",
+    ) -> None:
+        self._set(name=name, port=port, protocol=protocol, tls=tls, where=where)
 
 
 def check_unique_guest_paths(dirs: tuple[Dir, ...]) -> None:
@@ -110,30 +138,70 @@ def check_unique_guest_paths(dirs: tuple[Dir, ...]) -> None:
 
 
 def _frozen_env(env: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(env))
+    return env if isinstance(env, MappingProxyType) else MappingProxyType(dict(env))
 
 
-@dataclass(frozen=True)
-class Manifest:
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Manifest(Record):
     """Everything a Keep grants one workload. Build it with :func:`load_manifest` or
     :func:`manifest_for_module`; derive variants with :meth:`with_overrides`."""
 
+    __slots__ = (
+        "args",
+        "dir",
+        "env",
+        "limits",
+        "listen",
+        "source",
+        "stderr",
+        "stdin",
+        "stdout",
+        "steward",
+        "workload",
+    )
+    _uncompared = frozenset({"source"})
     workload: Workload
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    stdin: Stdio = INHERIT
-    stdout: Stdio = INHERIT
-    stderr: Stdio = INHERIT
-    dir: tuple[Dir, ...] = ()
-    limits: Limits = Limits()
-    listen: tuple[Listen, ...] = ()
-    steward: str | None = None
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    stdin: Stdio
+    stdout: Stdio
+    stderr: Stdio
+    dir: tuple[Dir, ...]
+    limits: Limits
+    listen: tuple[Listen, ...]
+    steward: str | None
     #: The Motte.toml this came from, or None for a bare module run with the empty grant.
-    source: Path | None = field(default=None, compare=False)
+    source: Path | None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.env, MappingProxyType):
-            object.__setattr__(self, "env", _frozen_env(self.env))
+    def __init__(
+        self,
+        workload: Workload,
+        args: tuple[str, ...] = (),
+        env: Mapping[str, str] = _EMPTY,
+        stdin: Stdio = INHERIT,
+        stdout: Stdio = INHERIT,
+        stderr: Stdio = INHERIT,
+        dir: tuple[Dir, ...] = (),
+        limits: Limits = _DEFAULT_LIMITS,
+        listen: tuple[Listen, ...] = (),
+        steward: str | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self._set(
+            workload=workload,
+            args=tuple(args),
+            env=_frozen_env(env),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            dir=tuple(dir),
+            limits=limits,
+            listen=tuple(listen),
+            steward=steward,
+            source=source,
+        )
 
     def with_overrides(
         self,
@@ -148,20 +216,16 @@ class Manifest:
         """A copy with command-line choices applied: ``args`` replace the manifest's, ``env``
         is merged over it, ``dirs`` are added (a guest path may be granted only once), and
         each given limit replaces the manifest's."""
-        limits = dataclasses.replace(
-            self.limits,
-            **{
-                k: v
-                for k, v in (("memory", memory), ("cpu_time", cpu_time), ("wall_time", wall_time))
-                if v is not None
-            },
-        )
+        changes = {
+            k: v
+            for k, v in (("memory", memory), ("cpu_time", cpu_time), ("wall_time", wall_time))
+            if v is not None
+        }
         merged_dirs = self.dir + tuple(dirs)
         check_unique_guest_paths(merged_dirs)
-        return dataclasses.replace(
-            self,
+        return self.replace(
             args=self.args if args is None else tuple(args),
-            env=_frozen_env({**self.env, **(env or {})}),
+            env={**self.env, **(env or {})},
             dir=merged_dirs,
-            limits=limits,
+            limits=self.limits.replace(**changes) if changes else self.limits,
         )
