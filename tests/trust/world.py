@@ -112,10 +112,15 @@ class World:
         build_sh: str = BUILD_SH,
         motte_toml: str | None = None,
         provenance: bool = True,
+        local_build_sh: str | None = None,
     ) -> str:
-        """Build from a fresh source repo, package as acme/hello:TAG, sign, attest; digest."""
+        """Build from a fresh source repo, package as acme/hello:TAG, sign, attest; digest.
+
+        ``build_sh`` is committed and recorded; the publisher's own build runs
+        ``local_build_sh`` when given (a recipe that only works in a rebuild's environment).
+        """
         repo, commit = self.source(f"src-{tag}", payload, build_sh)
-        subprocess.run(["sh", "build.sh"], cwd=repo, check=True)
+        subprocess.run(["sh", "-c", local_build_sh or build_sh], cwd=repo, check=True)
         if motte_toml is not None:
             (repo / "Motte.toml").write_text(motte_toml)
         ref = f"acme/hello:{tag}"

@@ -15,47 +15,53 @@ S, N, U, NOTE = Status.SATISFIED, Status.NOT_SATISFIED, Status.UNKNOWN, Status.N
 
 
 def build(ctx: Context) -> list[RuleResult]:
-    return [_provenance(ctx), *_reproducible(ctx)]
+    return [*_provenance(ctx), *_reproducible(ctx)]
 
 
-def _provenance(ctx: Context) -> RuleResult:
-    """SLSA: provenance from a signer-builder pair the consumer's policy trusts."""
-    found = ctx.of_type(SLSA_PROVENANCE)
-    untrusted: list[tuple[str, EvidenceRef]] = []
-    for s in found:
+def _provenance(ctx: Context) -> list[RuleResult]:
+    """SLSA: provenance from a signer-builder pair the consumer's policy trusts.
+
+    Provenance signed by a known key for a builder the policy does not trust says "not built
+    by a builder you trust" (not satisfied); provenance nobody known signed, or that is not
+    logged, says nothing (a note), so a stranger's statement can never change the outcome.
+    """
+    notes: list[RuleResult] = []
+    untrusted: list[RuleResult] = []
+    for s in ctx.of_type(SLSA_PROVENANCE):
         if not s.usable:
             who = ", ".join(short(k) for k in s.unknown_keyids) or "no key"
             why = s.parse_problem or s.log_problem or f"signed by unknown key {who}"
-            untrusted.append((f"provenance not counted: {why}", ctx.cite(s)))
+            notes.append(
+                RuleResult(
+                    "build.provenance", NOTE, f"provenance not counted: {why}", (ctx.cite(s),)
+                )
+            )
             continue
         p = predicate(s, Provenance.from_dict)
         pairs = [b for b in ctx.policy.builders if b.name == p.builder]
         match = ctx.party(pairs, s.signers)
         if match is not None:
             _, key = match
-            return RuleResult(
+            found = RuleResult(
                 "build.provenance",
                 S,
                 f"built by {p.builder} (its key {short(key)}) from {p.source} at {p.commit[:12]}",
                 (ctx.cite(s, signer=key, detail=f"builder {p.builder}"),),
             )
-        signer = s.signers[0]
+            return [found, *notes]
         untrusted.append(
-            (
-                f"provenance by builder {p.builder} signed by {short(signer)}: not a "
+            RuleResult(
+                "build.provenance",
+                N,
+                f"provenance by builder {p.builder} signed by {short(s.signers[0])}: not a "
                 "signer-builder pair the policy trusts",
-                ctx.cite(s),
+                (ctx.cite(s),),
             )
         )
     if untrusted:
-        return RuleResult(
-            "build.provenance", N, untrusted[0][0], tuple(ref for _, ref in untrusted)
-        )
-    return RuleResult(
-        "build.provenance",
-        U,
-        "no SLSA provenance: how it was built is not known",
-    )
+        return [*untrusted, *notes]
+    unknown = RuleResult("build.provenance", U, "no SLSA provenance: how it was built is not known")
+    return [unknown, *notes]
 
 
 def _reproducible(ctx: Context) -> list[RuleResult]:

@@ -68,10 +68,11 @@ def _cases(ctx: Context) -> tuple[dict[str, _Case], list[RuleResult]]:
     return cases, notes
 
 
-def _released(ctx: Context, digest: str) -> dt.datetime | None:
-    """When a version was first published: the earliest log time of a trusted publication."""
-    times = [s.log.time for s in ctx.publications() if s.about(digest) and s.log and s.log.time]
-    return min(times) if times else None
+def _released(ctx: Context, digest: str) -> tuple[bool, dt.datetime | None]:
+    """Whether a version was published (a trusted publication), and the earliest log time."""
+    pubs = [s for s in ctx.publications() if s.about(digest)]
+    times = [s.log.time for s in pubs if s.log and s.log.time]
+    return bool(pubs), (min(times) if times else None)
 
 
 def responsiveness(ctx: Context) -> list[RuleResult]:
@@ -81,12 +82,12 @@ def responsiveness(ctx: Context) -> list[RuleResult]:
     fix_times: list[str] = []
     for case in cases.values():
         fixed = case.fixed
-        released = _released(ctx, fixed.digest) if fixed else None
+        is_out, released = _released(ctx, fixed.digest) if fixed else (False, None)
         fix_text = (
             "no fixed version yet"
             if fixed is None
             else f"fixed in {fixed.describe()}, "
-            + (f"released {day(released)}" if released else "announced but not published yet")
+            + (f"released {day(released)}" if is_out else "announced but not published yet")
         )
         if released and case.published:
             fix_times.append(f"{case.id} fixed in {_days(released - case.published)}")
@@ -104,7 +105,7 @@ def responsiveness(ctx: Context) -> list[RuleResult]:
                     tuple(case.refs),
                 )
             )
-        if pol.max_advisory_age_days and released is None:
+        if pol.max_advisory_age_days and not is_out:
             if case.published is None:
                 rules.append(
                     RuleResult(

@@ -129,6 +129,7 @@ def gather(
                 )
             )
         statements, logs, history_problem = _with_history(found, ref, desc.digest, known, now=now)
+        statements = _dated_from_referrers(repo, ref, desc.digest, statements, now, log_url)
         versions = _other_versions(repo, ref, desc.digest, statements)
     memory = load_memory(ref.repository)
     for digest, entry in memory.versions.items():
@@ -319,4 +320,45 @@ def _other_versions(
                 out[d] = _layers(data, f"{ref.repository}@{d}")
             except MotteError:
                 continue  # gone from this repository: the consumer's memory may still know it
+    return out
+
+
+def _dated_from_referrers(
+    repo: Repository,
+    ref: Reference,
+    digest: str,
+    statements: list[FoundStatement],
+    now: dt.datetime,
+    log_url: str | None,
+) -> list[FoundStatement]:
+    """Times for statements read from a served log, from the proofs stored beside them.
+
+    A served log's entries carry no time of their own; the same envelope stored as a
+    referrer of its subject (another version of the package) carries its inclusion proof,
+    whose checkpoint does. Bounded to :data:`MAX_OTHER_VERSIONS` subjects.
+    """
+    undated = {
+        s.envelope_digest: i
+        for i, s in enumerate(statements)
+        if s.log is not None and s.log.time is None and s.usable
+    }
+    subjects = sorted({d for i in undated.values() for d in statements[i].subjects} - {digest})
+    out = list(statements)
+    for subject in subjects[:MAX_OTHER_VERSIONS]:
+        try:
+            stored = read_statements(repo, subject)
+        except MotteError:
+            continue
+        for st in stored:
+            i = undated.get("sha256:" + hashlib.sha256(st.envelope).hexdigest())
+            place = out[i].log if i is not None else None
+            if i is None or place is None or st.bundle is None:
+                continue
+            try:
+                ev = check_logged(st.envelope, st.bundle, now=now, log_url=log_url)
+            except MotteError:
+                continue  # no better date; the statement itself was read from the log
+            if ev.time is not None:
+                when = dt.datetime.fromtimestamp(ev.time, dt.UTC)
+                out[i] = replace(out[i], log=LogPlace(place.origin, place.index, when))
     return out

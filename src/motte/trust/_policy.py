@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from motte.manifest._locate import KeyPath, format_path, key_lines, line_of
-from motte.sign import EnvelopeFormatError, PublicKey
+from motte.sign import PublicKey, SignError
 from motte.trust._errors import PolicyError
 
 AREAS = ("build", "integrity", "responsiveness", "provenance", "expertise")
@@ -55,6 +55,7 @@ MAX_POLICY_BYTES = 1024 * 1024
 _URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 _PEM_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", re.S)
 _TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TOML_AT_END = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +164,11 @@ def _key(value: Any, path: KeyPath) -> PublicKey:
         ) from None
     try:
         return PublicKey.from_spki_der(der, format_path(path))
-    except EnvelopeFormatError as e:
-        raise _Invalid(path, e.message.split(": ", 1)[-1]) from None
+    except SignError as e:
+        # "not a DER SubjectPublicKeyInfo: Could not deserialize ... Details: ..." -> its
+        # first sentence is enough to say what is wrong.
+        reason = e.message.split(": ", 1)[-1].split(". ")[0].split(": Could not")[0]
+        raise _Invalid(path, reason, hint="motte key show NAME prints the PEM") from None
 
 
 def _parties(table: Mapping[str, Any], key: str, path: KeyPath, label: str) -> tuple[Party, ...]:
@@ -278,6 +282,10 @@ def parse_policy(text: str, *, name: str, digest: str | None = None) -> Policy:
         m = _TOML_POSITION.match(str(e))
         if m:
             raise PolicyError(f"{name}:{m['line']}: invalid TOML: {m['msg']}") from None
+        m = _TOML_AT_END.match(str(e))
+        if m:
+            last = text.count("\n") + (0 if text.endswith("\n") else 1)
+            raise PolicyError(f"{name}:{last}: invalid TOML: {m['msg']} (at the end)") from None
         raise PolicyError(f"{name}: invalid TOML: {e}") from None
     try:
         return policy_from_dict(data, name=name, digest=digest)
