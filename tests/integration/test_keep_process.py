@@ -32,6 +32,12 @@ def test_exit_status_reaches_the_shell(tmp_path):
     assert (r.returncode, r.stdout, r.stderr) == (42, "", "")
 
 
+def test_stdin_is_inherited_by_default(tmp_path):
+    mod = guests.compile_to(tmp_path / "echo.wasm", guests.ECHO)
+    r = motte(mod, input="piped into the Keep\n")
+    assert (r.returncode, r.stdout) == (len("piped into the Keep\n") % 100, "piped into the Keep\n")
+
+
 def test_hello_through_the_console_script():
     r = motte(EXAMPLES / "hello", "--env", "X=1", "--", "Keep")
     assert r.returncode == 0

@@ -147,3 +147,13 @@ def test_cli_memory_at_start_exits_137(motte, guest):
 def test_cli_exit_code_passes_through(motte, guest):
     r = motte("run", guest("exit", guests.exit_with(42)))
     assert (r.exit_code, r.stderr) == (42, "")
+
+
+def test_component_needing_more_memory_than_the_limit_stops_with_137():
+    from tests.keep.conftest import EXAMPLES
+
+    comp = EXAMPLES / "hello-component" / "hello-component.wasm"
+    r = prepare(comp, memory=1).run()
+    assert r.trap.kind == "memory"
+    assert r.status == ExitStatus.MEMORY_LIMIT
+    assert "more memory at start than its limit of 1 MiB" in r.trap.message

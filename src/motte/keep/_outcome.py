@@ -173,7 +173,7 @@ def limit_trap(kind: str, limits: Limits, detail: str = "") -> Trap:
     return Trap(kind, text, detail)
 
 
-def _cause(message: str) -> str:
+def innermost_cause(message: str) -> str:
     """The innermost cause in a wasmtime error message, on one line."""
     text = message.strip()
     if "Caused by:" in text:
@@ -194,10 +194,10 @@ def classify(error: BaseException, watch: _limits.Watch, limits: Limits) -> Trap
     if isinstance(error, wasmtime.Trap):
         code = error.trap_code
         if code is not None:
-            kind = "unreachable" if code.name == "UNREACHABLE" else code.name.lower()
+            kind = code.name.lower()
             return Trap(kind, _TRAP_TEXT.get(kind, kind.replace("_", " ")), detail)
-        return Trap("error", _cause(detail), detail)
-    cause = _cause(detail)
+        return Trap("error", innermost_cause(detail), detail)
+    cause = innermost_cause(detail)
     if "exit with invalid exit status" in cause:
         return Trap("invalid_exit_status", "exited with a status outside 0..125", detail)
     return Trap("error", cause, detail)
@@ -205,7 +205,7 @@ def classify(error: BaseException, watch: _limits.Watch, limits: Limits) -> Trap
 
 def instantiation_trap(error: wasmtime.WasmtimeError, limits: Limits) -> Trap | None:
     """A Trap when instantiation failed because of limits.memory, else None."""
-    cause = _cause(str(error))
+    cause = innermost_cause(str(error))
     if "exceeds memory limits" in cause:
         return Trap(
             "memory",

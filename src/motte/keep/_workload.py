@@ -109,9 +109,7 @@ def detect_kind(data: bytes, where: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    from motte.keep._outcome import _cause
-
-    return _cause(str(error))
+    return _outcome.innermost_cause(str(error))
 
 
 def _artifact_class(kind: str) -> Any:
