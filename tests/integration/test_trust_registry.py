@@ -105,7 +105,7 @@ def test_a_consumer_judges_registry_packages_with_the_served_log(
         assert doc["decision"] == "accepted"
         resp = next(a for a in doc["areas"] if a["area"] == "responsiveness")
         # Read from the served log: the advisory attached to 1.0 only, and its time to fix.
-        assert "1 advisory(ies) about the package" in resp["message"]
+        assert "1 advisory about acme/hello in " in resp["message"]
         assert "MOTTE-2026-0007 fixed in" in resp["message"]
         prov = next(a for a in doc["areas"] if a["area"] == "provenance")
         assert (

@@ -184,3 +184,13 @@ def test_advise_withdraw(cli, world, tmp_path, advise_registered):
     r = cli("advise", REF, "--key", "alice", "--id", "X-2", "--withdraw")
     assert r.exit_code == 0 and r.stdout.startswith("withdrew advisory X-2 for acme/hello")
     assert cli("trust", REF, "--policy", _policy_file(world, tmp_path)).exit_code == 0
+
+
+def test_verbose_lists_every_rule(cli, world, tmp_path):
+    good_release(world)
+    policy = _policy_file(world, tmp_path)
+    quiet = cli("trust", REF, "--policy", policy).stdout
+    r = cli("trust", REF, "--policy", policy, "-v")
+    assert "satisfied: reproduced byte for byte by 1 independent rebuilder(s)" in r.stdout
+    assert "reproduced byte for byte" not in quiet
+    assert len(r.stdout.splitlines()) > len(quiet.splitlines())

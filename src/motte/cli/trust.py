@@ -38,6 +38,9 @@ def trust(
             help="Sign the verdict with this key, log it and attach it (repeatable).",
         ),
     ] = [],  # noqa: B006 - Typer reads list defaults, never mutates them
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every rule checked under its area.")
+    ] = False,
     log: LogOpt = None,
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
@@ -72,7 +75,7 @@ def trust(
             out["signed"] = _signed_dict(signed)
         emit_json(out)
     else:
-        _render_verdict(verdict, signed)
+        _render_verdict(verdict, signed, verbose)
     return int(ExitStatus.OK if verdict.accepted else ExitStatus.FAILURE)
 
 
@@ -85,7 +88,7 @@ def _signed_dict(s: SignedVerdict) -> dict[str, Any]:
     }
 
 
-def _render_verdict(v: TrustVerdict, signed: SignedVerdict | None) -> None:
+def _render_verdict(v: TrustVerdict, signed: SignedVerdict | None, verbose: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -103,8 +106,13 @@ def _render_verdict(v: TrustVerdict, signed: SignedVerdict | None) -> None:
             f"  [{colour}]{_MARKS[status]} {a.area:<15}{status:<14}[/]"
             f"{escape(a.deciding.message)}{req}",
         )
-        for note in a.notes:
-            out.print(f"  [dim]{'':<31}note: {escape(note.message)}[/]")
+        shown = a.rules if verbose else a.notes
+        for rule in shown:
+            if verbose and rule is a.deciding:
+                continue
+            label = "note" if rule.status.value == "note" else rule.status.value
+            colour = _COLOURS.get(rule.status.value, "dim")
+            out.print(f"  {'':<31}[{colour}]{label}:[/] [dim]{escape(rule.message)}[/]")
     if v.accepted:
         out.print("[bold green]accepted[/]: every area the policy requires is satisfied")
     else:

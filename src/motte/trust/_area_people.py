@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from motte.sign import PUBLICATION, REVIEW, Review
 from motte.trust._context import Context, day, parse_time, predicate, short
-from motte.trust._evidence import FoundStatement
+from motte.trust._evidence import FoundStatement, LogPlace
 from motte.trust._predicates import ADVISORY, Advisory, Version
 from motte.trust._verdict import EvidenceRef, RuleResult, Status
 
@@ -128,6 +128,7 @@ def responsiveness(ctx: Context) -> list[RuleResult]:
                     )
                 )
     fixes = f"; {', '.join(fix_times)}" if fix_times else ""
+    affected = any(r.rule == "responsiveness.open" for r in rules)
     if ctx.ev.history_problem:
         rules.append(
             RuleResult(
@@ -141,12 +142,21 @@ def responsiveness(ctx: Context) -> list[RuleResult]:
             RuleResult(
                 "responsiveness.history",
                 S,
-                f"no open advisory affects this version ({len(cases)} advisory(ies) about "
-                f"the package in {', '.join(ctx.ev.history_logs)}{fixes})",
+                ("the history was read in full" if affected else "no advisory affects this version")
+                + f" ({_count(len(cases), 'advisory')} about {ctx.ev.package} in "
+                f"{', '.join(ctx.ev.history_logs)}{fixes})",
                 tuple(r for c in cases.values() for r in c.refs),
             )
         )
     return [*rules, *notes]
+
+
+def _count(n: int, noun: str) -> str:
+    if n == 0:
+        return f"no {noun}"
+    return (
+        f"{n} {noun}" if n == 1 else f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
+    )
 
 
 def _days(delta: dt.timedelta) -> str:
@@ -198,14 +208,13 @@ def provenance(ctx: Context) -> list[RuleResult]:
     since = ctx.ev.publishers.delegated_since
     signers = sorted({k for s in here for k in s.signed_by_any(ctx.publisher_ids)})
     for key in signers:
-        first_here = min(s.log.index for s in here if key in s.signers and s.log)
+        first = _first([s.log for s in here if key in s.signers and s.log])
+        first_here = first.index
         mine = [s for s in pubs if key in s.signers]
         earliest = mine[0]
         root = f", delegated since root version {since[key]}" if key in since else ""
-        before = [
-            s for s in pubs if s.log and s.log.index < first_here and not s.about(ctx.ev.digest)
-        ]
-        seen = any(s.log and s.log.index < first_here for s in mine) or key in ctx.ev.seen_signers
+        before = [s for s in pubs if s.log and _before(s.log, first) and not s.about(ctx.ev.digest)]
+        seen = any(s.log and _before(s.log, first) for s in mine) or key in ctx.ev.seen_signers
         if seen:
             rules.append(
                 RuleResult(
@@ -241,6 +250,21 @@ def provenance(ctx: Context) -> list[RuleResult]:
             )
         )
     return _order(rules) + notes
+
+
+def _before(a: LogPlace, b: LogPlace) -> bool:
+    """``a`` was logged before ``b``: by index in one log, else by the logs' times.
+
+    Entries of two different logs without times cannot be ordered; they count as not
+    before, so a signer is never "seen before" on evidence that cannot show it.
+    """
+    if a.origin == b.origin:
+        return a.index < b.index
+    return a.time is not None and b.time is not None and a.time < b.time
+
+
+def _first(places: list[LogPlace]) -> LogPlace:
+    return min(places, key=lambda p: (p.time or dt.datetime.max.replace(tzinfo=dt.UTC), p.index))
 
 
 def _new_signer(
