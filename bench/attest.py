@@ -41,39 +41,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _harness import Case
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata" / "attestation"
 TDX_AT = datetime(2025, 6, 20, tzinfo=UTC)
 SNP_AT = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-@dataclass
-class Case:
-    name: str
-    run: Callable[[], Any]
-    baseline: str | None = None
-    samples: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def spread(self) -> float:
-        """Interquartile range over median: how noisy this case's batches were."""
-        if len(self.samples) < 4:
-            return 0.0
-        q = statistics.quantiles(self.samples, n=4)
-        return (q[2] - q[0]) / self.median
 
 
 def _read(*parts: str) -> bytes:
