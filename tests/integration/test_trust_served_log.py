@@ -52,23 +52,40 @@ def test_a_log_that_hides_an_entry_leaves_the_history_unknown(tmp_path, monkeypa
     monkeypatch.setenv("MOTTE_HOME", str(consumer))
     add_trusted(vkey, served.url)
 
-    honest = assess(REF, w.policy())
-    assert honest.accepted, [a.deciding.message for a in honest.failing()]
-    assert "at size" in honest.area("responsiveness").deciding.message
-
     real = RemoteLog.read_entries_unverified
 
-    def hiding(self, lo, hi, size):
+    def swapping(self, lo, hi, size):
         got = real(self, lo, hi, size)
         return [*got[:-1], b"nothing to see here"]  # the last entry swapped for another
 
-    monkeypatch.setattr(RemoteLog, "read_entries_unverified", hiding)
-    v = assess(REF, w.policy())
+    # While indexing: the swapped entry does not lead to the checkpoint's root; nothing of
+    # that scan is kept, and the history is unknown rather than wrong.
+    with monkeypatch.context() as m:
+        m.setattr(RemoteLog, "read_entries_unverified", swapping)
+        v = assess(REF, w.policy())
     resp = v.area("responsiveness")
     assert resp.status == Status.UNKNOWN and not v.accepted
     origin = vkey.split("+", 1)[0]
-    size = honest.area("responsiveness").deciding.message.rsplit("at size ", 1)[1].split(")")[0]
+    size = open_log_size(served.url)
     assert resp.deciding.message == (
         f"advisories may be missing: cannot read the log {origin}: its entries do not hash "
         f"to the root of its checkpoint of size {size}"
     )
+
+    honest = assess(REF, w.policy())
+    assert honest.accepted, [a.deciding.message for a in honest.failing()]
+    assert f"at size {size}" in honest.area("responsiveness").deciding.message
+
+    # Later, fetching an indexed entry: the server's copy must hash to the indexed leaf.
+    monkeypatch.setattr(RemoteLog, "read_entries_unverified", swapping)
+    v = assess(REF, w.policy())
+    resp = v.area("responsiveness")
+    assert resp.status == Status.UNKNOWN
+    assert resp.deciding.message.endswith("is not the entry indexed at that position")
+
+
+def open_log_size(url: str) -> int:
+    from motte.tlog import parse_checkpoint_unverified
+
+    with RemoteLog(url) as remote:
+        return parse_checkpoint_unverified(remote.checkpoint())[0].size

@@ -132,3 +132,12 @@ def test_any_text_parses_or_raises_policy_error(text):
         policy(text)
     except PolicyError as e:
         assert e.message.startswith("p.toml")
+
+
+@pytest.mark.parametrize("name", ["production", "hobbyist", "staging"])
+def test_the_example_policies_parse(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "trust" / f"{name}.toml"
+    p = load_policy(path)
+    assert p.require and p.digest.startswith("sha256:")

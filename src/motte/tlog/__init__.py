@@ -43,6 +43,7 @@ from motte.tlog._errors import (
 from motte.tlog._log import LocalLog, Log, LoggedEntry, default_log_dir, open_log
 from motte.tlog._merkle import (
     EMPTY_ROOT,
+    Frontier,
     leaf_hash,
     node_hash,
     root_of,
@@ -68,6 +69,7 @@ __all__ = [
     "CheckpointBody",
     "Cosignature",
     "ForkError",
+    "Frontier",
     "InclusionBundle",
     "LocalLog",
     "Log",

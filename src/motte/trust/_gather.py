@@ -246,24 +246,6 @@ def check_statement(
     )
 
 
-def _wanted(namespace: str, name: str, digest: str) -> Any:
-    def wanted(st: Statement) -> bool:
-        if st.about(digest):
-            return True
-        p = st.predicate
-        if st.predicate_type == PUBLICATION:
-            return p.get("namespace") == namespace and p.get("name") == name
-        if st.predicate_type == ADVISORY:
-            pkg = p.get("package")
-            return isinstance(pkg, dict) and (pkg.get("namespace"), pkg.get("name")) == (
-                namespace,
-                name,
-            )
-        return False
-
-    return wanted
-
-
 def _with_history(
     found: list[FoundStatement],
     ref: Reference,
@@ -276,7 +258,7 @@ def _with_history(
     checkpoints = [s.checkpoint for s in found if s.checkpoint is not None]
     if not checkpoints:
         return found, [], "no statement about this package is in a log the policy trusts"
-    history = read_history(checkpoints, _wanted(ref.namespace, ref.name, digest), now=now)
+    history = read_history(checkpoints, ref.repository, digest, now=now)
     by_digest = {s.envelope_digest: i for i, s in enumerate(found)}
     out = list(found)
     for rec in history.records:

@@ -1,31 +1,63 @@
-"""A package's history, read from the transparency log itself.
+"""A package's history, read from the transparency log itself, through an index.
 
-The log holds every statement anyone logged, as DSSE envelopes. Reading it in full shows
-what the package's own referrers may not: advisories attached elsewhere, every earlier
-publication of the package and who signed it, and when (the log's time, not the
-publisher's). "Since when" and "never seen before" come from here and from the consumer's
-memory, never from anything the publisher writes.
+The log holds every statement anyone logged, as DSSE envelopes. Reading it shows what the
+package's own referrers may not: advisories attached elsewhere, every earlier publication of
+the package and who signed it, and when (the log's time, not the publisher's). "Since when"
+and "never seen before" come from here and from the consumer's memory, never from anything
+the publisher writes.
 
-A log is read from the consumer's embedded log, or over HTTP from a served log (entry
-bundles). Served entries are trusted only after they hash to the root of a checkpoint
-verified with the consumer's log keys and shown consistent with the last one it saw.
+Reading a whole log for every judgement would cost time linear in the log. Instead
+``MOTTE_HOME/trust/history.db`` (SQLite) keeps, per log, a summary of every entry (its leaf
+hash, the package it publishes or advises about, the digests it is about) and the Merkle
+frontier of what was indexed; a judgement indexes only the entries appended since, then
+fetches the few entries that concern the package.
+
+Nothing in the index is believed blindly. New entries count only once the frontier extended
+by their leaf hashes equals the root of a checkpoint verified with the consumer's log keys
+(and shown consistent with the last one it saw), or, for the embedded log, the root its own
+store computes; otherwise the scan is rolled back. An entry fetched later must hash to the
+leaf hash indexed for it. A log whose history no longer extends what was indexed (a rewritten
+embedded log) is indexed again from scratch.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from motte.errors import MotteError
-from motte.sign import INTOTO_PAYLOAD_TYPE, Envelope, EnvelopeFormatError, Statement
-from motte.tlog import Checkpoint
+from motte.errors import MotteError, RemoteError
+from motte.home import motte_home
+from motte.sign import INTOTO_PAYLOAD_TYPE, PUBLICATION, Envelope, EnvelopeFormatError, Statement
+from motte.tlog import Checkpoint, Frontier, leaf_hash
+from motte.trust._errors import TrustError
 from motte.trust._evidence import LogPlace
+from motte.trust._predicates import ADVISORY
 
-#: Reading a log is linear in its size; past this many entries the history is left
-#: incomplete (and says so) rather than making every judgement slow.
-MAX_HISTORY_ENTRIES = 2_000_000
+#: Reads entries ``lo`` to ``hi - 1`` of a log.
+ReadEntries = Callable[[int, int], list[bytes]]
+
+#: Entries read and indexed per round trip (one entry bundle tile is 256).
+SCAN_CHUNK = 4096
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logs (
+    log_id TEXT PRIMARY KEY, origin TEXT NOT NULL, size INTEGER NOT NULL, frontier BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS entries (
+    log_id TEXT NOT NULL, idx INTEGER NOT NULL, leaf BLOB NOT NULL, package TEXT,
+    PRIMARY KEY (log_id, idx)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_package ON entries (log_id, package) WHERE package IS NOT NULL;
+CREATE TABLE IF NOT EXISTS subjects (
+    log_id TEXT NOT NULL, digest TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (log_id, digest, idx)
+) STRICT, WITHOUT ROWID;
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +71,12 @@ class LogRecord:
 @dataclass
 class History:
     records: list[LogRecord] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)  # "origin at size N", each read in full
+    logs: list[str] = field(default_factory=list)  # "origin at size N", each indexed in full
     problem: str | None = None
 
 
-def _utc(seconds: int | None) -> dt.datetime | None:
-    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+def index_path() -> Path:
+    return motte_home() / "trust" / "history.db"
 
 
 def _parse(entry: bytes) -> tuple[Envelope, Statement] | None:
@@ -58,86 +90,230 @@ def _parse(entry: bytes) -> tuple[Envelope, Statement] | None:
         return None
 
 
+def _package_of(st: Statement) -> str | None:
+    """``namespace/name`` a publication publishes or an advisory is about (unverified)."""
+    p = st.predicate
+    if st.predicate_type == ADVISORY:
+        p = p.get("package") if isinstance(p.get("package"), dict) else {}
+    elif st.predicate_type != PUBLICATION:
+        return None
+    ns, name = p.get("namespace"), p.get("name")
+    if isinstance(ns, str) and isinstance(name, str) and ns and name:
+        return f"{ns}/{name}"
+    return None
+
+
+class HistoryIndex:
+    """The per-log summaries under ``MOTTE_HOME/trust/history.db``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        path = path or index_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        with self._tx():
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def state(self, log_id: str) -> Frontier:
+        row = self.db.execute(
+            "SELECT size, frontier FROM logs WHERE log_id = ?", (log_id,)
+        ).fetchone()
+        if row is None:
+            return Frontier()
+        size, blob = row
+        return Frontier(size, [blob[i : i + 32] for i in range(0, len(blob), 32)])
+
+    def scan(
+        self,
+        log_id: str,
+        origin: str,
+        size: int,
+        root: bytes,
+        read: ReadEntries,
+    ) -> None:
+        """Index entries up to ``size``, accepted only if they lead to ``root``; else roll back."""
+        with self._tx():
+            frontier = self.state(log_id)
+            if frontier.size > size:
+                raise _Rewritten(f"indexed {frontier.size} entries, the log now has {size}")
+            pos = frontier.size
+            while pos < size:
+                hi = min(size, pos + SCAN_CHUNK)
+                entries = read(pos, hi)
+                if len(entries) != hi - pos:
+                    raise LogReadError(f"asked for entries {pos}..{hi}, got {len(entries)}")
+                rows, subjects = [], []
+                for i, e in enumerate(entries, start=pos):
+                    leaf = leaf_hash(e)
+                    frontier.append(leaf)
+                    parsed = _parse(e)
+                    package = _package_of(parsed[1]) if parsed else None
+                    rows.append((log_id, i, leaf, package))
+                    if parsed:
+                        for s in parsed[1].subject:
+                            subjects += [(log_id, d, i) for d in s.digests()]
+                self.db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+                self.db.executemany("INSERT OR IGNORE INTO subjects VALUES (?, ?, ?)", subjects)
+                pos = hi
+            if frontier.root() != root:
+                raise _Rewritten(
+                    f"its entries do not hash to the root of its checkpoint of size {size}"
+                )
+            self.db.execute(
+                "INSERT OR REPLACE INTO logs VALUES (?, ?, ?, ?)",
+                (log_id, origin, frontier.size, b"".join(frontier.hashes)),
+            )
+
+    def forget(self, log_id: str) -> None:
+        with self._tx():
+            for table in ("logs", "entries", "subjects"):
+                self.db.execute(f"DELETE FROM {table} WHERE log_id = ?", (log_id,))
+
+    def wanted(self, log_id: str, package: str, digest: str) -> list[tuple[int, bytes]]:
+        """(index, leaf hash) of entries about ``package`` or ``digest``, in log order."""
+        rows = self.db.execute(
+            "SELECT idx, leaf FROM entries WHERE log_id = ?1 AND package = ?2 "
+            "UNION SELECT e.idx, e.leaf FROM subjects s JOIN entries e "
+            "ON e.log_id = s.log_id AND e.idx = s.idx WHERE s.log_id = ?1 AND s.digest = ?3 "
+            "ORDER BY 1",
+            (log_id, package, digest),
+        )
+        return [(int(i), bytes(h)) for i, h in rows]
+
+
+class LogReadError(TrustError, RemoteError):
+    """A log that answered with entries that are not the ones its checkpoint commits to."""
+
+
+class _Rewritten(LogReadError):
+    """What was indexed is not a prefix of the log as it is now."""
+
+
+def _utc(seconds: int | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
 def read_history(
     checkpoints: Iterable[Checkpoint],
-    wanted: Callable[[Statement], bool],
+    package: str,
+    digest: str,
     *,
     now: dt.datetime,
 ) -> History:
-    """Every entry of each log behind ``checkpoints`` whose statement is ``wanted``.
+    """Every entry about ``package`` or ``digest`` in each log behind ``checkpoints``.
 
     A log that cannot be read leaves ``problem`` set (naming the log and why); what could be
     read is still returned.
     """
     history = History()
-    done: set[tuple[str, str]] = set()
-    for cp in checkpoints:
-        key = (cp.origin, cp.log_key)
-        if key in done:
-            continue
-        done.add(key)
-        try:
-            _read_one(cp, wanted, now, history)
-        except MotteError as e:
-            history.problem = f"cannot read the log {cp.origin}: {e.message}"
+    done: set[str] = set()
+    index = HistoryIndex()
+    try:
+        for cp in checkpoints:
+            log_id = hashlib.sha256(f"{cp.origin}\n{cp.log_key}".encode()).hexdigest()
+            if log_id in done:
+                continue
+            done.add(log_id)
+            try:
+                _read_one(index, log_id, cp, package, digest, now, history)
+            except MotteError as e:
+                history.problem = f"cannot read the log {cp.origin}: {e.message}"
+    finally:
+        index.close()
     return history
 
 
 def _read_one(
-    cp: Checkpoint, wanted: Callable[[Statement], bool], now: dt.datetime, out: History
+    index: HistoryIndex,
+    log_id: str,
+    cp: Checkpoint,
+    package: str,
+    digest: str,
+    now: dt.datetime,
+    out: History,
 ) -> None:
     from motte.tlog import (
         LocalLog,
-        LogRemoteError,
         RemoteLog,
         check_and_remember,
         load_trusted,
         resolve_log,
-        root_of,
         verify_checkpoint,
     )
 
     log = resolve_log(cp)
     try:
         if isinstance(log, LocalLog):
-            # This installation's own log: its store is as trusted as anything here.
+            # This installation's own log: its store computes the root to index against.
             size = log.size
-            _check_size(cp.origin, size)
-            entries = log.read_entries(0, size)
+            _, root = log.store.root(size)
+
+            def read(lo: int, hi: int) -> list[bytes]:
+                return log.read_entries(lo, hi)
+
             times = log.checkpoint_times()
         else:
             assert isinstance(log, RemoteLog)
             latest = verify_checkpoint(log.checkpoint(), load_trusted(), now=now.timestamp())
             check_and_remember(latest, log)
-            size = latest.size
-            _check_size(cp.origin, size)
-            entries = log.read_entries_unverified(0, size, size)
-            if root_of(entries) != latest.root_hash:
-                raise LogRemoteError(
-                    f"its entries do not hash to the root of its checkpoint of size {size}"
-                )
-            # Entries from a served log carry no time of their own; statements found as
-            # referrers bring theirs (their proof's checkpoint).
-            times = [(size, latest.time)] if latest.time is not None else []
+            size, root = latest.size, latest.root_hash
+
+            def read(lo: int, hi: int) -> list[bytes]:
+                return log.read_entries_unverified(lo, hi, size)
+
+            # Entries of a served log carry no time of their own: statements stored beside
+            # packages bring theirs (their proof's checkpoint).
+            times = []
+        try:
+            index.scan(log_id, cp.origin, size, root, read)
+        except _Rewritten:
+            if not isinstance(log, LocalLog):
+                raise
+            index.forget(log_id)  # the embedded log was replaced: index it again
+            index.scan(log_id, cp.origin, size, root, read)
+        wanted = index.wanted(log_id, package, digest)
+        fetched = _fetch(read, [i for i, _ in wanted])
     finally:
         log.close()
     sizes = [s for s, _ in times]
-    for index, entry in enumerate(entries):
+    for i, leaf in wanted:
+        entry = fetched[i]
+        if leaf_hash(entry) != leaf:
+            raise LogReadError(f"entry {i} is not the entry indexed at that position")
         parsed = _parse(entry)
-        if parsed is None or not wanted(parsed[1]):
+        if parsed is None:
             continue
-        at = bisect.bisect_right(sizes, index)
-        # Only a local log's per-checkpoint times date an entry; a served log's latest
-        # checkpoint only bounds all of them, which is no date for any one.
-        when = _utc(times[at][1]) if at < len(times) and isinstance(log, LocalLog) else None
-        out.records.append(LogRecord(LogPlace(cp.origin, index, when), entry, *parsed))
+        at = bisect.bisect_right(sizes, i)
+        when = _utc(times[at][1]) if at < len(times) else None
+        out.records.append(LogRecord(LogPlace(cp.origin, i, when), entry, *parsed))
     out.logs.append(f"{cp.origin} at size {size}")
 
 
-def _check_size(origin: str, size: int) -> None:
-    from motte.tlog import TlogUsageError
-
-    if size > MAX_HISTORY_ENTRIES:
-        raise TlogUsageError(
-            f"{size} entries, more than the {MAX_HISTORY_ENTRIES} a judgement reads"
-        )
+def _fetch(read: ReadEntries, indices: list[int]) -> dict[int, bytes]:
+    """The entries at ``indices``, read in runs of neighbours."""
+    out: dict[int, bytes] = {}
+    run: list[int] = []
+    for i in [*indices, None]:
+        if run and (i is None or i != run[-1] + 1):
+            for j, e in zip(range(run[0], run[-1] + 1), read(run[0], run[-1] + 1), strict=True):
+                out[j] = e
+            run = []
+        if i is not None:
+            run.append(i)
+    return out

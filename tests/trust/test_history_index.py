@@ -1,0 +1,71 @@
+"""The history index: each judgement reads only what the log gained since the last one."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from motte.home import motte_home
+from motte.sign import sign_artifact
+from motte.tlog import LocalLog, open_log
+from motte.trust import assess
+from motte.trust._history import index_path
+from tests.trust.test_scenarios import REF, good_release
+
+
+def _recording(monkeypatch) -> list[tuple[int, int]]:
+    reads: list[tuple[int, int]] = []
+    real = LocalLog.read_entries
+
+    def read(self, lo, hi):
+        reads.append((lo, hi))
+        return real(self, lo, hi)
+
+    monkeypatch.setattr(LocalLog, "read_entries", read)
+    return reads
+
+
+def test_a_second_judgement_reads_only_new_entries(world, monkeypatch):
+    good_release(world)
+    reads = _recording(monkeypatch)
+    assess(REF, world.policy())
+    first_size = open_log().size
+    assert reads[0] == (0, first_size)  # the whole log, once
+    log = open_log()
+    for i in range(50):
+        log.append(b"unrelated entry %d" % i)
+    log.close()
+    reads.clear()
+    v = assess(REF, world.policy())
+    assert v.accepted
+    scans = [r for r in reads if r[1] - r[0] > 10]
+    assert scans == [(first_size, first_size + 50)]
+    # The rest of the reads fetch the package's own entries, nothing else.
+    assert all(hi <= first_size for lo, hi in reads if (lo, hi) not in scans)
+
+
+def test_the_index_holds_summaries_not_statements(world):
+    digest = good_release(world)
+    assess(REF, world.policy())
+    db = sqlite3.connect(index_path())
+    packages = {p for (p,) in db.execute("SELECT package FROM entries")}
+    digests = {d for (d,) in db.execute("SELECT digest FROM subjects")}
+    db.close()
+    assert "acme/hello" in packages and digest in digests
+
+
+def test_a_rewritten_embedded_log_is_indexed_again(world):
+    good_release(world)
+    assert assess(REF, world.policy()).accepted
+    # The log is replaced by another with the same key (its history rewritten).
+    for f in (motte_home() / "tlog").glob("log.db*"):
+        f.unlink()
+    log = open_log()
+    for i in range(3):
+        log.append(b"new history %d" % i)
+    log.close()
+    sign_artifact(REF, [world.alice])
+    v = assess(REF, world.policy())
+    # The earlier statements' proofs now fail the fork check: integrity says so, and the
+    # history is read from the log as it is now rather than from a stale index.
+    assert v.area("integrity").status.value == "not satisfied"
+    assert "at size 4" in v.area("responsiveness").deciding.message
