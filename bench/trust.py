@@ -12,9 +12,12 @@ spread IQR / median as this run's noise figure):
 
 - ``parse floor``     read every entry of the log and parse it as a DSSE envelope holding an
                       in-toto statement: the least any reader of the whole history must do.
-- ``assess``          motte.trust.assess: verify the package's blobs and statements (Ed25519,
-                      inclusion proofs, fork check), read the whole log for its history, and
-                      decide. Ratio over ``parse floor``.
+- ``assess, cold``    motte.trust.assess with no history index yet: verify the package's blobs
+                      and statements (Ed25519, inclusion proofs, fork check), index the whole
+                      log for its history, decide. What the first judgement on a machine costs.
+                      Ratio over ``parse floor``.
+- ``assess``          the same with the index up to date (every later judgement: only entries
+                      appended since are read). Ratio over ``parse floor``.
 - ``ed25519 verify``  one signature verification through ``cryptography`` (OpenSSL).
 - ``decide``          the pure judgement on evidence gathered once. Ratio over one verify.
 """
@@ -38,6 +41,8 @@ sys.path.insert(0, str(REPO))
 
 def setup(n: int) -> tuple:
     os.environ["MOTTE_HOME"] = tempfile.mkdtemp(prefix="motte-bench-trust-")
+    world = Path(os.environ["MOTTE_HOME"]) / "world"
+    world.mkdir()
     from tests.trust.world import make_world
 
     from motte.sign import (
@@ -52,7 +57,7 @@ def setup(n: int) -> tuple:
     from motte.tlog import open_log
     from motte.trust import REBUILD, gather
 
-    w = make_world(Path(tempfile.mkdtemp(prefix="motte-bench-world-")))
+    w = make_world(world)
     digest = w.release("1.0", b"bench")
     rebuild = {
         "result": "match",
@@ -94,12 +99,21 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    t0 = time.perf_counter()
+    try:
+        w, policy, evidence = setup(args.entries)
+        return _run(args, w, policy, evidence, t0)
+    finally:
+        import shutil
+
+        shutil.rmtree(os.environ["MOTTE_HOME"], ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, w, policy, evidence, t0: float) -> int:
     from motte.sign import Envelope, Statement
     from motte.tlog import open_log
     from motte.trust import assess, decide
 
-    t0 = time.perf_counter()
-    w, policy, evidence = setup(args.entries)
     print(
         f"setup: {args.entries:,} log entries in {time.perf_counter() - t0:.1f} s", file=sys.stderr
     )
@@ -114,6 +128,10 @@ def main() -> int:
 
     def judge() -> None:
         assert assess("acme/hello:1.0", policy, remember=False).accepted
+
+    from motte.trust._history import index_path
+
+    judge_cold = judge  # the same call; the index is removed before it (below)
 
     sig = w.alice.sign(b"message")
     pub = w.alice.public
@@ -130,6 +148,7 @@ def main() -> int:
 
     cases = {
         "parse floor": (parse_floor, 1),
+        "assess, cold": (judge_cold, 1),
         "assess": (judge, 1),
         "ed25519 verify": (verify_many, 200),
         "decide": (decide_many, 200),
@@ -137,6 +156,9 @@ def main() -> int:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.rounds):
         for name, (fn, per) in cases.items():
+            if name == "assess, cold":
+                for f in index_path().parent.glob(index_path().name + "*"):
+                    f.unlink()
             c0 = time.process_time()
             fn()
             times[name].append((time.process_time() - c0) / per)
@@ -150,6 +172,7 @@ def main() -> int:
 
     rows = [
         ("parse floor", 1.0, ""),
+        ("assess, cold", med("assess, cold") / med("parse floor"), "parse floor"),
         ("assess", med("assess") / med("parse floor"), "parse floor"),
         ("ed25519 verify", 1.0, ""),
         ("decide", med("decide") / med("ed25519 verify"), "ed25519 verify"),

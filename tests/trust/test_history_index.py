@@ -69,3 +69,38 @@ def test_a_rewritten_embedded_log_is_indexed_again(world):
     # history is read from the log as it is now rather than from a stale index.
     assert v.area("integrity").status.value == "not satisfied"
     assert "at size 4" in v.area("responsiveness").deciding.message
+
+
+def test_an_index_of_another_layout_is_rebuilt(world):
+    good_release(world)
+    assess(REF, world.policy())
+    db = sqlite3.connect(index_path())
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    assert assess(REF, world.policy()).accepted
+    db = sqlite3.connect(index_path())
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == open_log().size
+    db.close()
+
+
+def test_indexing_a_long_log_reports_progress(world):
+    import contextlib
+
+    good_release(world)
+    log = open_log()
+    log.append_many([b"filler %d" % i for i in range(5000)])
+    log.close()
+    seen: list[tuple[str, int, int]] = []
+
+    class Recorder:
+        @contextlib.contextmanager
+        def task(self, description, total):
+            done = [0]
+            yield lambda n: done.__setitem__(0, done[0] + n)
+            seen.append((description, total, done[0]))
+
+    assert assess(REF, world.policy(), progress=Recorder()).accepted
+    ((description, total, done),) = seen
+    assert description.startswith("index ") and total == done == open_log().size

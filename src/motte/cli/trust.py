@@ -6,7 +6,9 @@ rebuild is byte-identical, 1 when it is not; 2 for usage errors and broken polic
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -61,7 +63,10 @@ def trust(
 
     pol = load_policy(policy)
     keys = _private_keys(sign) if sign else []
-    verdict = assess(reference, pol, allow_insecure_http=allow_insecure_http, log_url=log)
+    with _index_progress(not json_out and sys.stderr.isatty()) as progress:
+        verdict = assess(
+            reference, pol, allow_insecure_http=allow_insecure_http, log_url=log, progress=progress
+        )
     signed = (
         sign_verdict(verdict, keys, allow_insecure_http=allow_insecure_http, log_url=log)
         if keys
@@ -77,6 +82,36 @@ def trust(
     else:
         _render_verdict(verdict, signed, verbose)
     return int(ExitStatus.OK if verdict.accepted else ExitStatus.FAILURE)
+
+
+@contextlib.contextmanager
+def _index_progress(enabled: bool) -> Iterator[Any]:
+    """A bar for indexing a log's new entries (counted in entries, not bytes)."""
+    from motte.oci import NO_PROGRESS
+
+    if not enabled:
+        yield NO_PROGRESS
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("entries"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+    class _Bar:
+        @contextlib.contextmanager
+        def task(self, description: str, total: int) -> Iterator[Any]:
+            task_id = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task_id, n)
+
+    with bar:
+        yield _Bar()
 
 
 def _signed_dict(s: SignedVerdict) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from motte.home import motte_home
-from motte.oci import LocalStore, Reference
+from motte.oci import NO_PROGRESS, LocalStore, Progress, Reference
 from motte.sign import PUBLICATION
 from motte.trust._decide import decide
 from motte.trust._errors import TrustRefusedError
@@ -40,6 +40,7 @@ def assess(
     trust_dir: Path | None = None,
     log_url: str | None = None,
     remember: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> TrustVerdict:
     """Judge ``target`` (a reference, or a ``sha256:`` digest in the local store).
 
@@ -57,6 +58,7 @@ def assess(
         allow_insecure_http=allow_insecure_http,
         trust_dir=trust_dir,
         log_url=log_url,
+        progress=progress,
     )
     verdict = decide(evidence, pol, now)
     if remember and verdict.accepted and evidence.publishers is not None:

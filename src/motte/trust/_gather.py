@@ -18,10 +18,12 @@ from typing import Any
 
 from motte.errors import MotteError
 from motte.oci import (
+    NO_PROGRESS,
     DigestMismatchError,
     LocalStore,
     MalformedArtifactError,
     Manifest,
+    Progress,
     Reference,
     Repository,
     open_repository,
@@ -102,8 +104,13 @@ def gather(
     allow_insecure_http: bool = False,
     trust_dir: Path | None = None,
     log_url: str | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> Evidence:
-    """Everything :func:`decide` needs about ``target`` (see the module docstring)."""
+    """Everything :func:`decide` needs about ``target`` (see the module docstring).
+
+    ``progress`` shows the indexing of a log's new entries (the first judgement on a
+    machine reads the whole log).
+    """
     ref = reference_for(target, store)
     publishers, publisher_problem, publisher_keys = _publishers(ref.namespace, trust_dir, now)
     known = {k.keyid: k for k in (*publisher_keys, *policy.keys())}
@@ -128,7 +135,9 @@ def gather(
                     s.envelope, s.bundle, known, referrer=s.referrer, now=now, log_url=log_url
                 )
             )
-        statements, logs, history_problem = _with_history(found, ref, desc.digest, known, now=now)
+        statements, logs, history_problem = _with_history(
+            found, ref, desc.digest, known, now=now, progress=progress
+        )
         statements = _dated_from_referrers(repo, ref, desc.digest, statements, now, log_url)
         versions = _other_versions(repo, ref, desc.digest, statements)
     memory = load_memory(ref.repository)
@@ -253,12 +262,13 @@ def _with_history(
     known: dict[str, PublicKey],
     *,
     now: dt.datetime,
+    progress: Progress = NO_PROGRESS,
 ) -> tuple[list[FoundStatement], list[str], str | None]:
     """``found`` plus what the logs hold about the package; the logs read; why incomplete."""
     checkpoints = [s.checkpoint for s in found if s.checkpoint is not None]
     if not checkpoints:
         return found, [], "no statement about this package is in a log the policy trusts"
-    history = read_history(checkpoints, ref.repository, digest, now=now)
+    history = read_history(checkpoints, ref.repository, digest, now=now, progress=progress)
     by_digest = {s.envelope_digest: i for i, s in enumerate(found)}
     out = list(found)
     for rec in history.records:

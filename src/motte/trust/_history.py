@@ -33,6 +33,7 @@ from pathlib import Path
 
 from motte.errors import MotteError, RemoteError
 from motte.home import motte_home
+from motte.oci import NO_PROGRESS, Progress
 from motte.sign import INTOTO_PAYLOAD_TYPE, PUBLICATION, Envelope, EnvelopeFormatError, Statement
 from motte.tlog import Checkpoint, Frontier, leaf_hash
 from motte.trust._errors import TrustError
@@ -44,20 +45,17 @@ ReadEntries = Callable[[int, int], list[bytes]]
 
 #: Entries read and indexed per round trip (one entry bundle tile is 256).
 SCAN_CHUNK = 4096
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS logs (
-    log_id TEXT PRIMARY KEY, origin TEXT NOT NULL, size INTEGER NOT NULL, frontier BLOB NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS entries (
-    log_id TEXT NOT NULL, idx INTEGER NOT NULL, leaf BLOB NOT NULL, package TEXT,
-    PRIMARY KEY (log_id, idx)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_package ON entries (log_id, package) WHERE package IS NOT NULL;
-CREATE TABLE IF NOT EXISTS subjects (
-    log_id TEXT NOT NULL, digest TEXT NOT NULL, idx INTEGER NOT NULL,
-    PRIMARY KEY (log_id, digest, idx)
-) STRICT, WITHOUT ROWID;
-"""
+#: Bumped when the layout changes: the index is a cache, rebuilt from the logs when stale.
+SCHEMA_VERSION = 2
+_SCHEMA = [
+    "CREATE TABLE logs (id INTEGER PRIMARY KEY, log_id TEXT NOT NULL UNIQUE, "
+    "origin TEXT NOT NULL, size INTEGER NOT NULL, frontier BLOB NOT NULL) STRICT",
+    "CREATE TABLE entries (log INTEGER NOT NULL, idx INTEGER NOT NULL, leaf BLOB NOT NULL, "
+    "package TEXT, PRIMARY KEY (log, idx)) STRICT, WITHOUT ROWID",
+    "CREATE INDEX entries_package ON entries (log, package)",
+    "CREATE TABLE subjects (log INTEGER NOT NULL, digest TEXT NOT NULL, idx INTEGER NOT NULL, "
+    "PRIMARY KEY (log, digest, idx)) STRICT, WITHOUT ROWID",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +111,14 @@ class HistoryIndex:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         with self._tx():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for (table,) in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                ).fetchall():
+                    self.db.execute(f'DROP TABLE "{table}"')
+                for stmt in _SCHEMA:
                     self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -130,14 +133,18 @@ class HistoryIndex:
             raise
         self.db.execute("COMMIT")
 
-    def state(self, log_id: str) -> Frontier:
+    def _log(self, log_id: str, origin: str) -> tuple[int, Frontier]:
         row = self.db.execute(
-            "SELECT size, frontier FROM logs WHERE log_id = ?", (log_id,)
+            "SELECT id, size, frontier FROM logs WHERE log_id = ?", (log_id,)
         ).fetchone()
         if row is None:
-            return Frontier()
-        size, blob = row
-        return Frontier(size, [blob[i : i + 32] for i in range(0, len(blob), 32)])
+            cur = self.db.execute(
+                "INSERT INTO logs (log_id, origin, size, frontier) VALUES (?, ?, 0, x'')",
+                (log_id, origin),
+            )
+            return int(cur.lastrowid or 0), Frontier()
+        key, size, blob = row
+        return key, Frontier(size, [blob[i : i + 32] for i in range(0, len(blob), 32)])
 
     def scan(
         self,
@@ -146,13 +153,19 @@ class HistoryIndex:
         size: int,
         root: bytes,
         read: ReadEntries,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
         """Index entries up to ``size``, accepted only if they lead to ``root``; else roll back."""
-        with self._tx():
-            frontier = self.state(log_id)
+        with self._tx(), contextlib.ExitStack() as stack:
+            key, frontier = self._log(log_id, origin)
             if frontier.size > size:
                 raise _Rewritten(f"indexed {frontier.size} entries, the log now has {size}")
             pos = frontier.size
+            advance = (
+                stack.enter_context(progress.task(f"index {origin}", size - pos))
+                if size - pos > SCAN_CHUNK
+                else (lambda n: None)
+            )
             while pos < size:
                 hi = min(size, pos + SCAN_CHUNK)
                 entries = read(pos, hi)
@@ -164,37 +177,54 @@ class HistoryIndex:
                     frontier.append(leaf)
                     parsed = _parse(e)
                     package = _package_of(parsed[1]) if parsed else None
-                    rows.append((log_id, i, leaf, package))
+                    rows.append((key, i, leaf, package))
                     if parsed:
-                        for s in parsed[1].subject:
-                            subjects += [(log_id, d, i) for d in s.digests()]
+                        for subject in parsed[1].subject:
+                            subjects += [(key, d, i) for d in subject.digests()]
                 self.db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
                 self.db.executemany("INSERT OR IGNORE INTO subjects VALUES (?, ?, ?)", subjects)
+                advance(hi - pos)
                 pos = hi
             if frontier.root() != root:
                 raise _Rewritten(
                     f"its entries do not hash to the root of its checkpoint of size {size}"
                 )
             self.db.execute(
-                "INSERT OR REPLACE INTO logs VALUES (?, ?, ?, ?)",
-                (log_id, origin, frontier.size, b"".join(frontier.hashes)),
+                "UPDATE logs SET size = ?, frontier = ? WHERE id = ?",
+                (frontier.size, b"".join(frontier.hashes), key),
             )
 
     def forget(self, log_id: str) -> None:
         with self._tx():
-            for table in ("logs", "entries", "subjects"):
-                self.db.execute(f"DELETE FROM {table} WHERE log_id = ?", (log_id,))
+            row = self.db.execute("SELECT id FROM logs WHERE log_id = ?", (log_id,)).fetchone()
+            if row is None:
+                return
+            for table in ("entries", "subjects"):
+                self.db.execute(f"DELETE FROM {table} WHERE log = ?", row)
+            self.db.execute("DELETE FROM logs WHERE id = ?", row)
 
     def wanted(self, log_id: str, package: str, digest: str) -> list[tuple[int, bytes]]:
         """(index, leaf hash) of entries about ``package`` or ``digest``, in log order."""
-        rows = self.db.execute(
-            "SELECT idx, leaf FROM entries WHERE log_id = ?1 AND package = ?2 "
-            "UNION SELECT e.idx, e.leaf FROM subjects s JOIN entries e "
-            "ON e.log_id = s.log_id AND e.idx = s.idx WHERE s.log_id = ?1 AND s.digest = ?3 "
-            "ORDER BY 1",
-            (log_id, package, digest),
+        row = self.db.execute("SELECT id FROM logs WHERE log_id = ?", (log_id,)).fetchone()
+        if row is None:
+            return []
+        (key,) = row
+        # Two index lookups rather than one UNION: each is a range of a primary key or of
+        # entries_package, whatever the planner would make of the combination.
+        found = dict(
+            self.db.execute(
+                "SELECT idx, leaf FROM entries WHERE log = ? AND package = ?", (key, package)
+            ).fetchall()
         )
-        return [(int(i), bytes(h)) for i, h in rows]
+        for (i,) in self.db.execute(
+            "SELECT idx FROM subjects WHERE log = ? AND digest = ?", (key, digest)
+        ).fetchall():
+            if i not in found:
+                (leaf,) = self.db.execute(
+                    "SELECT leaf FROM entries WHERE log = ? AND idx = ?", (key, i)
+                ).fetchone()
+                found[i] = leaf
+        return [(int(i), bytes(found[i])) for i in sorted(found)]
 
 
 class LogReadError(TrustError, RemoteError):
@@ -215,6 +245,7 @@ def read_history(
     digest: str,
     *,
     now: dt.datetime,
+    progress: Progress = NO_PROGRESS,
 ) -> History:
     """Every entry about ``package`` or ``digest`` in each log behind ``checkpoints``.
 
@@ -231,7 +262,7 @@ def read_history(
                 continue
             done.add(log_id)
             try:
-                _read_one(index, log_id, cp, package, digest, now, history)
+                _read_one(index, log_id, cp, package, digest, now, history, progress)
             except MotteError as e:
                 history.problem = f"cannot read the log {cp.origin}: {e.message}"
     finally:
@@ -247,6 +278,7 @@ def _read_one(
     digest: str,
     now: dt.datetime,
     out: History,
+    progress: Progress,
 ) -> None:
     from motte.tlog import (
         LocalLog,
@@ -281,12 +313,12 @@ def _read_one(
             # packages bring theirs (their proof's checkpoint).
             times = []
         try:
-            index.scan(log_id, cp.origin, size, root, read)
+            index.scan(log_id, cp.origin, size, root, read, progress)
         except _Rewritten:
             if not isinstance(log, LocalLog):
                 raise
             index.forget(log_id)  # the embedded log was replaced: index it again
-            index.scan(log_id, cp.origin, size, root, read)
+            index.scan(log_id, cp.origin, size, root, read, progress)
         wanted = index.wanted(log_id, package, digest)
         fetched = _fetch(read, [i for i, _ in wanted])
     finally:
