@@ -18,32 +18,35 @@ Keep and Steward share :func:`bind_report_data` (what goes in REPORT_DATA) and
 :class:`Evidence` (what a Keep backend hands over).
 """
 
-from motte.attest._binding import bind_report_data, expected_report_data
-from motte.attest._checks import RuleResult
-from motte.attest._enarx import EnarxCsr, parse_enarx_csr
-from motte.attest._evidence import KINDS, Evidence, detect_kind
-from motte.attest._memo import clear_caches
-from motte.attest._parse import ParsedEvidence, parse_evidence
-from motte.attest._policy import (
-    Policy,
-    SgxPolicy,
-    SimPolicy,
-    SnpPolicy,
-    TdxPolicy,
-    default_policy,
-    load_policy,
-    parse_policy,
-)
-from motte.attest._recipe import verify_evidence
-from motte.attest._tsm import TsmCapture, parse_tsm_capture, read_tsm_capture_dir
-from motte.attest._verdict import Verdict
-from motte.attest.errors import (
-    AttestError,
-    CollateralError,
-    EvidenceParseError,
-    EvidenceVerificationError,
-    PolicyError,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from motte.attest._binding import bind_report_data, expected_report_data
+    from motte.attest._checks import RuleResult
+    from motte.attest._enarx import EnarxCsr, parse_enarx_csr
+    from motte.attest._evidence import KINDS, Evidence, detect_kind
+    from motte.attest._memo import clear_caches
+    from motte.attest._parse import ParsedEvidence, parse_evidence
+    from motte.attest._policy import (
+        Policy,
+        SgxPolicy,
+        SimPolicy,
+        SnpPolicy,
+        TdxPolicy,
+        default_policy,
+        load_policy,
+        parse_policy,
+    )
+    from motte.attest._recipe import verify_evidence
+    from motte.attest._tsm import TsmCapture, parse_tsm_capture, read_tsm_capture_dir
+    from motte.attest._verdict import Verdict
+    from motte.attest.errors import (
+        AttestError,
+        CollateralError,
+        EvidenceParseError,
+        EvidenceVerificationError,
+        PolicyError,
+    )
 
 __all__ = [
     "KINDS",
@@ -76,3 +79,48 @@ __all__ = [
     "read_tsm_capture_dir",
     "verify_evidence",
 ]
+
+# Names load on first use: a Keep that only binds REPORT_DATA and wraps its evidence must not
+# pay ~150 ms for the verifiers (SNP, Intel, X.509) it never calls.
+_LAZY = {
+    "bind_report_data": "motte.attest._binding",
+    "expected_report_data": "motte.attest._binding",
+    "RuleResult": "motte.attest._checks",
+    "EnarxCsr": "motte.attest._enarx",
+    "parse_enarx_csr": "motte.attest._enarx",
+    "KINDS": "motte.attest._evidence",
+    "Evidence": "motte.attest._evidence",
+    "detect_kind": "motte.attest._evidence",
+    "clear_caches": "motte.attest._memo",
+    "ParsedEvidence": "motte.attest._parse",
+    "parse_evidence": "motte.attest._parse",
+    "Policy": "motte.attest._policy",
+    "SgxPolicy": "motte.attest._policy",
+    "SimPolicy": "motte.attest._policy",
+    "SnpPolicy": "motte.attest._policy",
+    "TdxPolicy": "motte.attest._policy",
+    "default_policy": "motte.attest._policy",
+    "load_policy": "motte.attest._policy",
+    "parse_policy": "motte.attest._policy",
+    "verify_evidence": "motte.attest._recipe",
+    "TsmCapture": "motte.attest._tsm",
+    "parse_tsm_capture": "motte.attest._tsm",
+    "read_tsm_capture_dir": "motte.attest._tsm",
+    "Verdict": "motte.attest._verdict",
+    "AttestError": "motte.attest.errors",
+    "CollateralError": "motte.attest.errors",
+    "EvidenceParseError": "motte.attest.errors",
+    "EvidenceVerificationError": "motte.attest.errors",
+    "PolicyError": "motte.attest.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motte.attest' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
