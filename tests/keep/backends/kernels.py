@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from motte.attest.snp import GUID_ARK, GUID_ASK, GUID_VCEK, build_cert_table
 from motte.keep.backends import ConfigfsTsm
 from motte.keep.backends._sevguest import (
     EXT_REPORT_REQ,
@@ -28,7 +29,6 @@ from motte.keep.backends._sevguest import (
     SNP_GET_EXT_REPORT,
     SNP_GET_REPORT,
 )
-from motte.attest.snp import GUID_ARK, GUID_ASK, GUID_VCEK, build_cert_table
 from tests.conftest import shared_testdata
 
 
