@@ -210,11 +210,27 @@ class PreparedWorkload:
         *,
         settings: EngineSettings = DEFAULT_SETTINGS,
         use_cache: bool = True,
+        module: bytes | None = None,
     ) -> PreparedWorkload:
-        """Read, verify, compile (or load from the cache) and link the workload once."""
+        """Read, verify, compile (or load from the cache) and link the workload once.
+
+        ``module`` gives the workload's bytes when the caller already holds them (a package
+        loaded and verified by digest, or a file read once to attest its digest); they must
+        match ``manifest.workload.digest`` when the manifest names one.
+        """
         _check_grants(manifest)
         where = manifest.workload.where or manifest.workload.name
-        data, digest = read_workload(manifest.workload)
+        if module is None:
+            data, digest = read_workload(manifest.workload)
+        else:
+            if len(module) > MAX_WORKLOAD_BYTES:
+                raise WorkloadError(f"{where}: workload is larger than 256 MiB")
+            data, digest = module, workload_digest(module)
+            if manifest.workload.digest is not None and digest != manifest.workload.digest:
+                raise WorkloadError(
+                    f"{where}: the workload's bytes have digest {digest}, "
+                    f"not {manifest.workload.digest}"
+                )
         kind = detect_kind(data, where)
         rt = runtime(settings)
         compiled, status = load_compiled(rt, data, digest, kind, where, use_cache=use_cache)

@@ -1,0 +1,173 @@
+"""``motte steward``: create, run and audit the attestation service and CA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from motte.errors import ExitStatus
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="The attestation service and CA: Keeps prove what they are, and get a certificate.",
+    epilog="motte steward init --allow-insecure-sim (development); motte steward serve; "
+    "motte steward audit. See docs/keeps.md.",
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command("init")
+def init(
+    san_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--san-allow",
+            metavar="NAME",
+            help="A name Keeps may ask for: a DNS name, *.domain or an IP address (repeat). "
+            "The CA is constrained to these. Default: localhost, 127.0.0.1, ::1.",
+            show_default=False,
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            metavar="FILE",
+            help="The attestation policy evidence is judged by (docs/attestation.md); "
+            "copied into the Steward. Default: the built-in policy, written out.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_insecure_sim: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-sim",
+            help="Write an INSECURE development policy that accepts this installation's sim "
+            "keeps. Never for anything that matters.",
+        ),
+    ] = False,
+    json: Json = False,
+) -> int:
+    """Create a Steward under MOTTE_HOME/steward: CA key (0600) and certificate, config,
+    policy and audit database. An existing Steward is never overwritten.
+
+    \b
+      motte steward init --san-allow keeps.example.com --san-allow '*.keeps.example.com' \\
+          --policy prod.toml
+      motte steward init --allow-insecure-sim      # development, with sim keeps
+    """
+    from motte.steward import Steward, init_steward
+    from motte.steward._config import DEFAULT_SAN_ALLOW
+
+    paths = init_steward(
+        san_allow=tuple(san_allow) if san_allow else DEFAULT_SAN_ALLOW,
+        policy=policy,
+        allow_insecure_sim=allow_insecure_sim,
+    )
+    with Steward(paths.root) as steward:
+        info = {
+            "directory": str(paths.root),
+            "ca": str(paths.ca_cert),
+            "ca_sha256": steward.ca.fingerprint,
+            "policy": str(paths.policy),
+            "allow_insecure_sim": steward.policy.allow_insecure_sim,
+            "san_allow": [p.text for p in steward.config.san_allow],
+        }
+    if json:
+        from motte.cli._output import emit_json
+
+        emit_json(info)
+        return int(ExitStatus.OK)
+    typer.echo(f"created a Steward in {paths.root}")
+    typer.echo(f"  CA          {paths.ca_cert} (clients pin this: motte connect --steward-ca)")
+    typer.echo(f"  CA sha256   {info['ca_sha256']}")
+    typer.echo(f"  names       {', '.join(info['san_allow'])}")  # type: ignore[arg-type]
+    typer.echo(f"  policy      {paths.policy}")
+    if allow_insecure_sim:
+        typer.echo(
+            "  WARNING     the policy accepts INSECURE sim keeps: development only", err=True
+        )
+    typer.echo("next: motte steward serve")
+    return int(ExitStatus.OK)
+
+
+@app.command("serve")
+def serve(
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT", help="Where to listen (port 0: any).")
+    ] = "127.0.0.1:8440",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", metavar="FILE", help="The private key of --tls-cert (PEM)."),
+    ] = None,
+    allow_insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-http",
+            help="Serve plain HTTP on an address that is not loopback (anyone on the path can "
+            "answer for the Steward).",
+        ),
+    ] = False,
+) -> int:
+    """Serve the Steward API: GET /nonce, POST /attest, GET /ca, GET /health.
+
+    Plain HTTP only on loopback unless --allow-insecure-http; give --tls-cert and --tls-key
+    otherwise. Each decision is logged on standard error and in the audit log.
+    """
+    from motte.steward import Steward
+    from motte.steward._server import serve as run_server
+
+    with Steward() as steward:
+        run_server(
+            steward,
+            listen,
+            tls_cert=str(tls_cert) if tls_cert else None,
+            tls_key=str(tls_key) if tls_key else None,
+            allow_insecure_http=allow_insecure_http,
+        )
+    return int(ExitStatus.OK)
+
+
+@app.command("audit")
+def audit(
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", metavar="N", help="Only the last N decisions.")
+    ] = None,
+    rejected: Annotated[bool, typer.Option("--rejected", help="Only refusals.")] = False,
+    json: Json = False,
+) -> int:
+    """Show the Steward's decisions, oldest first: who asked, for what, and why it was
+    accepted or refused (--json: every rule and the whole verdict)."""
+    from motte.steward import Steward
+
+    with Steward() as steward:
+        records = steward.store.audit(limit=limit, decision="rejected" if rejected else None)
+    if json:
+        from motte.cli._output import emit_json
+
+        emit_json([r.to_dict() for r in records])
+        return int(ExitStatus.OK)
+    if not records:
+        typer.echo("no decisions yet")
+    for r in records:
+        what = f"{r.kind or '?'} {r.workload_digest or '(no workload)'}"
+        typer.echo(f"{r.id:>5}  {r.time}  {r.decision.upper():8}  {r.client}  {what}")
+        if r.decision == "accepted":
+            typer.echo(
+                f"       certificate {r.serial} until {r.not_after}, names {', '.join(r.sans)}"
+            )
+        else:
+            for rule in r.rules:
+                if rule["outcome"] == "fail":
+                    typer.echo(f"       {rule['rule']}: {rule['reason']}")
+            for rule in (r.verdict or {}).get("rules", ()):
+                if rule["outcome"] == "fail":
+                    typer.echo(f"       {rule['rule']}: {rule['reason']}")
+    return int(ExitStatus.OK)

@@ -1,0 +1,223 @@
+"""Start a Keep the way ``motte run`` does: name the workload, attest, fetch, prepare.
+
+What ``motte run TARGET`` may be pointed at:
+
+* a local ``.wasm``, a ``Motte.toml``, a directory holding one, or a ``sha256:`` digest of a
+  module in the local store (:func:`motte.manifest.resolve_target`); an existing path wins;
+* otherwise a package reference, ``[registry/]namespace/name[:tag][@sha256:...]`` (the local
+  OCI store, or a registry): a tag is resolved once, to a digest, before anything else.
+
+The **workload digest** a Keep attests and its certificate names is the package digest for
+a package (it covers Motte.toml and the module), and the module's digest for a local run.
+
+With a Steward (``--steward`` or the manifest's ``steward``) the order is fixed:
+
+1. know the digest (from the reference, the tag's resolution, the manifest's ``workload =
+   "sha256:..."``, or the module file read once);
+2. attest (:func:`motte.keep._attest.attest_keep`): the Steward verifies the evidence and
+   issues the certificate, or refuses and nothing is fetched;
+3. fetch by that digest and refuse bytes whose digest differs;
+4. prepare (compile, link) and hand back the workload and its TLS identity.
+
+A package's own ``steward`` cannot be honoured before the package is fetched, so a package
+whose Motte.toml names one must be run with ``--steward``: motte refuses rather than run a
+workload its author meant to be attested.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from motte.errors import NotFoundError, UsageError
+from motte.keep._digest import workload_digest
+
+if TYPE_CHECKING:
+    from motte.keep._attest import KeepIdentity
+    from motte.keep._workload import PreparedWorkload
+    from motte.manifest import Manifest
+    from motte.oci import Reference
+
+
+class Launched:
+    """A prepared workload, what it was started from, and its identity (None: no Steward)."""
+
+    def __init__(
+        self,
+        workload: PreparedWorkload,
+        *,
+        digest: str,
+        identity: KeepIdentity | None,
+        reference: Reference | None,
+    ) -> None:
+        self.workload = workload
+        self.manifest = workload.manifest
+        #: The workload digest attested (the package digest, or the module's for a local run).
+        self.digest = digest
+        self.identity = identity
+        self.reference = reference
+
+
+def _looks_local(target: str) -> bool:
+    return target.startswith("sha256:") or os.path.lexists(target)
+
+
+def _reference(target: str) -> Reference | None:
+    from motte.oci import ReferenceSyntaxError, parse_reference
+
+    try:
+        return parse_reference(target)
+    except ReferenceSyntaxError:
+        return None
+
+
+def launch(
+    target: str,
+    *,
+    steward: str | None = None,
+    backend: str | None = None,
+    allow_insecure_sim: bool = False,
+    sans: Sequence[str] = (),
+    overrides: Callable[[Manifest], Manifest] = lambda m: m,
+    on_attested: Callable[[KeepIdentity], None] | None = None,
+) -> Launched:
+    """Attest (when a Steward is configured), fetch and prepare ``target``; see the module
+    docstring. ``overrides`` applies the command line's changes to the manifest."""
+    ref = None if _looks_local(target) else _reference(target)
+    if ref is None:
+        return _launch_local(
+            target, steward, backend, allow_insecure_sim, sans, overrides, on_attested
+        )
+    return _launch_package(ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested)
+
+
+def _check_flags(steward: str | None, backend: str | None, sans: Sequence[str]) -> None:
+    if steward is None and (backend is not None or sans):
+        flag = "--backend" if backend is not None else "--san"
+        raise UsageError(
+            f"{flag} needs a Steward: without one the Keep is not attested",
+            hint='add --steward URL (or steward = "https://..." in Motte.toml)',
+        )
+
+
+def _attest(
+    steward: str,
+    digest: str,
+    backend: str | None,
+    allow_insecure_sim: bool,
+    sans: Sequence[str],
+    on_attested: Callable[[KeepIdentity], None] | None,
+) -> KeepIdentity:
+    from motte.keep._attest import DEFAULT_SANS, attest_keep
+    from motte.keep.backends import choose_backend
+    from motte.steward import check_steward_url
+
+    check_steward_url(steward)
+    chosen = choose_backend(backend, allow_insecure_sim=allow_insecure_sim)
+    identity = attest_keep(steward, digest, chosen, sans=tuple(sans) or DEFAULT_SANS)
+    if on_attested is not None:
+        on_attested(identity)
+    return identity
+
+
+def _launch_local(
+    target: str,
+    steward: str | None,
+    backend: str | None,
+    allow_insecure_sim: bool,
+    sans: Sequence[str],
+    overrides: Callable[[Manifest], Manifest],
+    on_attested: Callable[[KeepIdentity], None] | None,
+) -> Launched:
+    from motte.keep._workload import MAX_WORKLOAD_BYTES, PreparedWorkload, WorkloadError
+    from motte.manifest import resolve_target
+
+    manifest = overrides(resolve_target(target))
+    steward = steward or manifest.steward
+    _check_flags(steward, backend, sans)
+    identity = None
+    module = None
+    if steward is None:
+        workload = PreparedWorkload.prepare(manifest)
+        return Launched(workload, digest=workload.digest, identity=None, reference=None)
+    if manifest.workload.digest is not None:
+        digest = manifest.workload.digest
+    else:
+        # Read once: the bytes whose digest is attested are the bytes that run.
+        assert manifest.workload.path is not None
+        where = manifest.workload.where or str(manifest.workload.path)
+        try:
+            with open(manifest.workload.path, "rb") as f:
+                module = f.read(MAX_WORKLOAD_BYTES + 1)
+        except OSError as e:
+            raise NotFoundError(
+                f"{where}: cannot read {manifest.workload.path}: {e.strerror}"
+            ) from None
+        if len(module) > MAX_WORKLOAD_BYTES:
+            raise WorkloadError(f"{where}: workload is larger than 256 MiB")
+        digest = workload_digest(module)
+    identity = _attest(steward, digest, backend, allow_insecure_sim, sans, on_attested)
+    workload = PreparedWorkload.prepare(manifest, module=module)
+    if workload.digest != digest:  # a digest-named blob is verified by prepare; be explicit
+        raise WorkloadError(f"the workload is {workload.digest}, not the attested {digest}")
+    return Launched(workload, digest=digest, identity=identity, reference=None)
+
+
+def _launch_package(
+    ref: Reference,
+    steward: str | None,
+    backend: str | None,
+    allow_insecure_sim: bool,
+    sans: Sequence[str],
+    overrides: Callable[[Manifest], Manifest],
+    on_attested: Callable[[KeepIdentity], None] | None,
+) -> Launched:
+    from motte.keep._workload import PreparedWorkload, WorkloadError
+    from motte.manifest import parse_manifest
+    from motte.oci import load_workload, open_repository
+
+    _check_flags(steward, backend, sans)
+    digest = ref.digest
+    if digest is None:
+        # The tag is resolved once; from here on the package is named by its digest.
+        with open_repository(ref) as repo:
+            desc, _ = repo.resolve(ref)
+        digest = desc.digest
+    pinned = ref.with_digest(digest)
+    identity = None
+    if steward is not None:
+        identity = _attest(steward, digest, backend, allow_insecure_sim, sans, on_attested)
+    package = load_workload(pinned)
+    if package.digest != digest:
+        raise WorkloadError(
+            f"{pinned}: the fetched package is {package.digest}, not the attested {digest}"
+        )
+    name = f"{pinned.pinned}/Motte.toml"
+    try:
+        text = package.manifest.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WorkloadError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    # Host paths a package's manifest grants (dir.host, file streams) are relative to the
+    # directory motte run is started in: a package carries no host files.
+    manifest = parse_manifest(text, base_dir=Path.cwd(), name=name)
+    if manifest.steward is not None and steward is None:
+        raise UsageError(
+            f"{name}: the package names steward {manifest.steward}, but the Keep was not "
+            "attested before fetching it",
+            hint=f"run it with --steward {manifest.steward}",
+        )
+    manifest = overrides(manifest)
+    workload = PreparedWorkload.prepare(manifest, module=package.module)
+    return Launched(workload, digest=digest, identity=identity, reference=pinned)
+
+
+def describe(identity: KeepIdentity) -> str:
+    """One line for the operator (standard error)."""
+    c = identity.certificate
+    warning = " INSECURE: a sim keep, no hardware protects it;" if c.insecure else ""
+    return (
+        f"attested by {identity.steward} ({identity.backend}):{warning} certificate {c.serial} "
+        f"for {', '.join(c.names)} until {c.not_after.isoformat(timespec='seconds')}"
+    )

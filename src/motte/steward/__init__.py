@@ -1,0 +1,92 @@
+"""The Steward: an attestation service and CA for Keeps, and the clients that talk to it.
+
+A Keep proves what it is to the Steward and gets a short-lived certificate; a client that
+pins the Steward's CA then knows, from the TLS handshake alone, which TEE, measurement and
+workload it talks to::
+
+    Keep:    GET /nonce -> evidence(bind_report_data(key, workload digest, nonce))
+             -> POST /attest (CSR carrying the evidence) -> certificate chain
+    Steward: verify the evidence (motte.attest) under its policy, check the binding, the
+             nonce and the names -> issue, or refuse with every failed rule; audit both
+    Client:  connect_keep(url, steward_ca=..., expect_digest=...) -> verified identity
+
+:class:`Steward` is the decision core (no HTTP), :func:`init_steward` creates one,
+:class:`StewardClient` is the Keep's side and :func:`connect_keep` the client's. See
+docs/keeps.md for the formats, OIDs and API.
+"""
+
+from typing import Any
+
+from motte.steward._asn1 import KeepEvidence, VerdictSummary
+from motte.steward._client import StewardClient, check_steward_url
+from motte.steward._config import SanPattern, StewardConfig, StewardPaths, steward_dir
+from motte.steward._csr import build_keep_csr, parse_csr_request
+from motte.steward._identity import KeepCertificate
+from motte.steward._oids import (
+    MOTTE_ARC,
+    OID_KEEP_EVIDENCE,
+    OID_MEASUREMENT,
+    OID_TEE_KIND,
+    OID_VERDICT,
+    OID_WORKLOAD_DIGEST,
+)
+from motte.steward.errors import (
+    AttestationRefusedError,
+    KeepIdentityError,
+    StewardConfigError,
+    StewardError,
+    StewardNotInitialisedError,
+    StewardUnreachableError,
+)
+
+__all__ = [
+    "MOTTE_ARC",
+    "OID_KEEP_EVIDENCE",
+    "OID_MEASUREMENT",
+    "OID_TEE_KIND",
+    "OID_VERDICT",
+    "OID_WORKLOAD_DIGEST",
+    "AttestationRefusedError",
+    "Decision",
+    "KeepCertificate",
+    "KeepConnection",
+    "KeepEvidence",
+    "KeepIdentityError",
+    "SanPattern",
+    "Steward",
+    "StewardClient",
+    "StewardConfig",
+    "StewardConfigError",
+    "StewardError",
+    "StewardNotInitialisedError",
+    "StewardPaths",
+    "StewardUnreachableError",
+    "VerdictSummary",
+    "build_keep_csr",
+    "check_steward_url",
+    "connect_keep",
+    "init_steward",
+    "parse_csr_request",
+    "steward_dir",
+]
+
+# The decision core imports motte.attest's verifiers, the client side only the stdlib and
+# cryptography: load each on first use so a Keep or a client does not pay for the other.
+_LAZY = {
+    "Decision": "motte.steward._service",
+    "Steward": "motte.steward._service",
+    "init_steward": "motte.steward._setup",
+    "KeepConnection": "motte.steward._connect",
+    "connect_keep": "motte.steward._connect",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motte.steward' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,218 @@
+"""``motte steward serve``: the Steward's HTTP API on FastAPI and uvicorn.
+
+::
+
+    GET  /health          {"status": "ok", "ca_sha256", "policy"}
+    GET  /nonce           {"nonce": <base64url, 32 bytes>, "expires_at", "lifetime"}  no-store
+    POST /attest          a CSR (application/pkcs10 DER, or PEM) -> the chain, leaf then CA
+                          (application/pem-certificate-chain); refusals are RFC 9457
+                          application/problem+json with every failed rule
+    GET  /ca              the CA certificate (PEM): what clients pin
+    GET  /problems/<type> what a problem type means
+
+Verification is CPU work (about a millisecond of signature checks per request) and runs on
+uvicorn's thread pool; each decision is also one line on standard error for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import json
+import socket
+import sys
+from typing import Any
+
+# Imported only to serve; FastAPI resolves the endpoints' annotations from module globals.
+from fastapi import FastAPI, Request, Response
+
+from motte.errors import UsageError
+from motte.steward._csr import MAX_CSR_BYTES
+from motte.steward._service import PROBLEM_TYPES, Decision, Steward
+
+DER_TYPES = ("application/pkcs10",)
+PEM_TYPES = ("application/x-pem-file", "application/pem-certificate-request", "text/plain")
+CHAIN_TYPE = "application/pem-certificate-chain"
+
+
+def _json(doc: Any, status: int = 200, media: str = "application/json") -> Response:
+    return Response(
+        json.dumps(doc, indent=1) + "\n",
+        status_code=status,
+        media_type=media,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _problem(decision: Decision) -> Response:
+    return _json(decision.problem_document(), decision.status, "application/problem+json")
+
+
+def _say(line: str) -> None:
+    print(f"motte steward: {line}", file=sys.stderr, flush=True)
+
+
+def log_decision(decision: Decision, client: str) -> None:
+    if decision.accepted:
+        verdict = decision.verdict
+        kind = verdict.kind if verdict is not None else "?"
+        _say(
+            f"accepted {client}: {kind} keep, certificate {decision.serial} until "
+            f"{decision.not_after.isoformat() if decision.not_after else '?'} "
+            f"(audit {decision.audit_id})"
+        )
+    else:
+        reasons = decision.reasons
+        _say(f"rejected {client} (audit {decision.audit_id}): {'; '.join(reasons)}")
+
+
+def create_app(steward: Steward) -> FastAPI:
+    app = FastAPI(title="motte Steward", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    def health() -> Response:
+        return _json(
+            {"status": "ok", "ca_sha256": steward.ca.fingerprint, "policy": steward.policy.ref()}
+        )
+
+    @app.get("/nonce")
+    def nonce() -> Response:
+        grant = steward.new_nonce()
+        if grant is None:
+            doc = {
+                "type": "/problems/too-many-nonces",
+                "title": PROBLEM_TYPES["too-many-nonces"][0],
+                "status": 503,
+            }
+            return _json(doc, 503, "application/problem+json")
+        return _json(
+            {
+                "nonce": base64.urlsafe_b64encode(grant.nonce).rstrip(b"=").decode("ascii"),
+                "expires_at": grant.expires_at.isoformat(),
+                "lifetime": grant.lifetime,
+            }
+        )
+
+    @app.get("/ca")
+    def ca() -> Response:
+        return Response(steward.ca.cert_pem, media_type=CHAIN_TYPE)
+
+    @app.get("/problems/{name}")
+    def problem_type(name: str) -> Response:
+        if name not in PROBLEM_TYPES:
+            return Response("no such problem type\n", status_code=404, media_type="text/plain")
+        title, text = PROBLEM_TYPES[name]
+        return Response(f"{title}\n\n{text}\n", media_type="text/plain")
+
+    @app.post("/attest")
+    async def attest(request: Request) -> Response:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in DER_TYPES + PEM_TYPES:
+            decision = await asyncio.to_thread(
+                steward.refuse_request,
+                "unsupported-media-type",
+                415,
+                f"Content-Type {media or '(none)'!r}; send application/pkcs10",
+                client=client,
+            )
+            log_decision(decision, client)
+            return _problem(decision)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_CSR_BYTES:
+                decision = await asyncio.to_thread(
+                    steward.refuse_request,
+                    "request-too-large",
+                    413,
+                    f"more than {MAX_CSR_BYTES} bytes",
+                    client=client,
+                )
+                log_decision(decision, client)
+                return _problem(decision)
+        decision = await asyncio.to_thread(steward.attest, bytes(body), client=client)
+        log_decision(decision, client)
+        if not decision.accepted:
+            return _problem(decision)
+        assert decision.chain_pem is not None
+        return Response(
+            decision.chain_pem,
+            media_type=CHAIN_TYPE,
+            headers={"Cache-Control": "no-store", "X-Motte-Audit-Id": str(decision.audit_id)},
+        )
+
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
+        raise UsageError(f"--listen {listen!r}: expected HOST:PORT (e.g. 127.0.0.1:8440)")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    steward: Steward,
+    listen: str,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    allow_insecure_http: bool = False,
+) -> None:
+    """Bind ``listen`` (port 0 picks one), say where, serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    host, port = parse_listen(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls = tls_cert is not None
+    if not tls and not is_loopback_host(host) and not allow_insecure_http:
+        raise UsageError(
+            f"--listen {listen}: plain HTTP off loopback lets anyone on the path answer for "
+            "the Steward",
+            hint="give --tls-cert and --tls-key, listen on 127.0.0.1, or (knowingly) "
+            "--allow-insecure-http",
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"--listen {listen}: cannot listen: {e.strerror}") from None
+    sock.listen(1024)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    scheme = "https" if tls else "http"
+    if steward.policy.allow_insecure_sim:
+        _say(
+            f"WARNING: policy {steward.paths.policy} accepts INSECURE sim evidence: "
+            "certificates from this Steward prove nothing about hardware"
+        )
+    if steward.config.unsafe_allow_unbound_enarx_csrs:
+        _say("WARNING: unsafe_allow_unbound_enarx_csrs: Enarx CSRs are accepted without a nonce")
+    if not tls and not is_loopback_host(host):
+        _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
+    _say(f"CA {steward.ca.fingerprint} ({steward.paths.ca_cert})")
+    _say(f"serving on {scheme}://{shown}:{bound}")
+    config = uvicorn.Config(
+        create_app(steward),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,49 @@
+"""Errors of the Steward and of its clients (the Keep asking, the client connecting).
+
+Split by who is at fault, as elsewhere in motte: :class:`StewardConfigError` is the
+operator's own files; :class:`AttestationRefusedError` is the Steward saying no to a Keep
+(with every failed rule); :class:`KeepIdentityError` is a client refusing what a Keep
+presented over TLS.
+"""
+
+from __future__ import annotations
+
+from motte.errors import ConfigError, MotteError, NotFoundError, RemoteError, VerificationError
+
+
+class StewardError(MotteError):
+    """Base of every Steward error."""
+
+
+class StewardConfigError(StewardError, ConfigError):
+    """The Steward's config, CA or policy is missing, malformed or inconsistent."""
+
+
+class StewardNotInitialisedError(StewardError, NotFoundError):
+    """``motte steward serve`` before ``motte steward init``."""
+
+
+class StewardUnreachableError(StewardError, RemoteError):
+    """The Steward could not be reached, or answered outside the protocol."""
+
+
+class AttestationRefusedError(StewardError, VerificationError):
+    """The Steward refused a Keep's attestation; ``reasons`` lists every failed rule."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reasons: tuple[str, ...] = (),
+        audit_id: int | None = None,
+        problem: dict[str, object] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reasons = reasons
+        self.audit_id = audit_id
+        self.problem = problem or {}
+
+
+class KeepIdentityError(StewardError, VerificationError):
+    """What a Keep presented (its TLS chain, its certificate's claims) is not what was expected."""
