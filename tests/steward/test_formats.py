@@ -103,7 +103,7 @@ def test_config_defaults_and_round_trip():
 
     config = StewardConfig()
     assert parse_config(config.to_toml(), source="c") == config
-    assert config.certificate_lifetime == 3600 and config.nonce_lifetime == 60
+    assert config.certificate_lifetime == 86400 and config.nonce_lifetime == 60
     assert not config.unsafe_allow_unbound_enarx_csrs and not config.online_collateral
 
 

@@ -58,7 +58,7 @@ def test_sim_keep_is_accepted_with_the_claims_in_its_certificate(steward):
     assert claims.verdict.policy_name == "dev-insecure-sim"
     assert claims.names == ("localhost", "127.0.0.1")
     lifetime = claims.not_after - claims.not_before
-    assert lifetime.total_seconds() == 3600 + 60  # certificate_lifetime + the skew allowance
+    assert lifetime.total_seconds() == 86400 + 60  # certificate_lifetime + the skew allowance
     ca = x509.load_pem_x509_certificates(decision.chain_pem)[1]
     cert.verify_directly_issued_by(ca)
     assert cert.subject == x509.Name([])

@@ -11,7 +11,7 @@ Under ``motte_home()/steward`` (mode 0700)::
 config.toml::
 
     san_allow = ["localhost", "127.0.0.1", "::1"]   # names a Keep may ask for
-    certificate_lifetime = 3600                     # seconds a Keep certificate is valid
+    certificate_lifetime = 86400                    # seconds a Keep certificate is valid
     nonce_lifetime = 60                             # seconds a nonce may be used in
     online_collateral = false                       # fetch VCEKs, CRLs, TCB info if missing
     unsafe_allow_unbound_enarx_csrs = false         # accept Enarx CSRs: no workload, no nonce
@@ -35,7 +35,7 @@ from motte.home import motte_home
 from motte.steward.errors import StewardConfigError
 
 DEFAULT_SAN_ALLOW = ("localhost", "127.0.0.1", "::1")
-DEFAULT_CERTIFICATE_LIFETIME = 3600
+DEFAULT_CERTIFICATE_LIFETIME = 24 * 3600
 DEFAULT_NONCE_LIFETIME = 60
 MIN_CERTIFICATE_LIFETIME, MAX_CERTIFICATE_LIFETIME = 60, 7 * 24 * 3600
 MIN_NONCE_LIFETIME, MAX_NONCE_LIFETIME = 1, 600
