@@ -97,6 +97,14 @@ def test_defaults_are_the_empty_grant():
     assert m.steward is None
 
 
+def test_a_local_steward_may_be_plain_http_on_loopback_only():
+    for url in ("http://127.0.0.1:8440", "http://localhost:8440", "http://[::1]:8440"):
+        assert parse(f'workload = "a.wasm"\nsteward = "{url}"').steward == url
+    with pytest.raises(ManifestError, match="must be an https:// URL") as e:
+        parse('workload = "a.wasm"\nsteward = "http://10.0.0.1:8440"')
+    assert "loopback" in (e.value.hint or "")
+
+
 def test_where_names_the_line_of_each_grant():
     m = parse(FULL)
     assert m.workload.where == "Motte.toml:1"

@@ -78,7 +78,7 @@ def test_parse_splits_guest_arguments_at_the_first_double_dash():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "the following arguments are required: PATH_OR_MANIFEST"),
+        ([], "the following arguments are required: WORKLOAD"),
         (["x.wasm", "extra"], "unrecognized arguments: extra"),
         (["--memory", "lots", "x.wasm"], "argument --memory: invalid int value: 'lots'"),
         (["--cpu", "1", "x.wasm"], "unrecognized arguments: --cpu"),  # no abbreviations
@@ -93,7 +93,7 @@ def test_usage_errors(argv, message):
 def test_help_is_typer_and_guest_dash_h_is_the_guests(motte):
     r = motte("run", "--help")
     assert r.exit_code == 0
-    assert "PATH_OR_MANIFEST" in r.stdout and "--cpu-time" in r.stdout
+    assert "WORKLOAD" in r.stdout and "--cpu-time" in r.stdout
     r = motte("run", HELLO, "--", "-h")
     assert (r.exit_code, r.stdout.splitlines()[0]) == (0, "Hello, -h!")
 

@@ -25,7 +25,7 @@ from motte.errors import ExitStatus, MotteError, UsageError
 #: Ctrl-C, before a guest blocked in a host call is ended with the process.
 STOP_GRACE = 0.5
 
-USAGE = "motte run [OPTIONS] PATH_OR_MANIFEST [-- ARGS...]"
+USAGE = "motte run [OPTIONS] WORKLOAD [-- ARGS...]"
 
 
 class RunOptions:
@@ -42,6 +42,10 @@ class RunOptions:
         cpu_time: float | None = None,
         wall_time: float | None = None,
         json: bool = False,
+        steward: str | None = None,
+        backend: str | None = None,
+        allow_insecure_sim: bool = False,
+        san: list[str] | None = None,
     ) -> None:
         self.target = target
         self.args = args
@@ -51,6 +55,10 @@ class RunOptions:
         self.cpu_time = cpu_time
         self.wall_time = wall_time
         self.json = json
+        self.steward = steward
+        self.backend = backend
+        self.allow_insecure_sim = allow_insecure_sim
+        self.san = san or []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,13 +68,17 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="motte run", usage=USAGE, add_help=False, allow_abbrev=False)
-    p.add_argument("target", metavar="PATH_OR_MANIFEST")
+    p.add_argument("target", metavar="WORKLOAD")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--dir", action="append", default=[], metavar="HOST:GUEST[:writable]")
     p.add_argument("--memory", type=int, metavar="MIB")
     p.add_argument("--cpu-time", type=float, metavar="SECONDS")
     p.add_argument("--wall-time", type=float, metavar="SECONDS")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--steward", metavar="URL")
+    p.add_argument("--backend", choices=("snp", "tdx", "sgx", "sim"))
+    p.add_argument("--allow-insecure-sim", action="store_true")
+    p.add_argument("--san", action="append", default=[], metavar="NAME")
     return p
 
 
@@ -87,6 +99,10 @@ def parse(argv: list[str]) -> RunOptions:
         cpu_time=ns.cpu_time,
         wall_time=ns.wall_time,
         json=ns.json,
+        steward=ns.steward,
+        backend=ns.backend,
+        allow_insecure_sim=ns.allow_insecure_sim,
+        san=ns.san,
     )
 
 
@@ -94,7 +110,11 @@ def build_manifest(opts: RunOptions) -> Any:
     """The manifest ``motte run`` will grant: the target's, with the flags applied."""
     from motte.manifest import resolve_target
 
-    manifest = resolve_target(opts.target)
+    return apply_flags(resolve_target(opts.target), opts)
+
+
+def apply_flags(manifest: Any, opts: RunOptions) -> Any:
+    """``manifest`` with the command line's arguments, environment, directories and limits."""
     flags = (
         ("memory", "--memory", opts.memory),
         ("cpu_time", "--cpu-time", opts.cpu_time),
@@ -173,17 +193,18 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     to run this one workload.
     """
     try:
-        manifest = build_manifest(opts)
+        launched = _launch(opts)
         from motte.keep._outcome import limit_trap
-        from motte.keep._workload import PreparedWorkload
-
-        workload = PreparedWorkload.prepare(manifest)
     except MotteError as e:
         _report(e)
         # Only a limit keeps its own status; anything else that stops the start is 125.
         if e.exit_status == ExitStatus.MEMORY_LIMIT:
             return int(e.exit_status)
         return int(ExitStatus.RUN_ERROR)
+    workload = launched.workload
+    manifest = workload.manifest
+    if manifest.listen:
+        return _serve(workload, opts, launched.identity)
     capture = "capture" if opts.json else None
     streams = {
         "stdout": capture if manifest.stdout.kind == "inherit" else None,
@@ -199,7 +220,7 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
         _report(e)
         return int(ExitStatus.RUN_ERROR)
     if opts.json:
-        _emit_json(workload, result)
+        _emit_json(launched, result)
         return result.status
     if result.trap is not None:
         line = result.trap.message
@@ -220,6 +241,42 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     return result.status
 
 
+def _launch(opts: RunOptions) -> Any:
+    """Name the workload, attest it when a Steward is configured, fetch and prepare it."""
+    from motte.keep._launch import launch
+
+    return launch(
+        opts.target,
+        steward=opts.steward,
+        backend=opts.backend,
+        allow_insecure_sim=opts.allow_insecure_sim,
+        sans=opts.san,
+        overrides=lambda manifest: apply_flags(manifest, opts),
+        on_attested=_say_attested,
+    )
+
+
+def _say_attested(identity: Any) -> None:
+    from motte.keep._launch import describe
+
+    sys.stderr.write(f"motte: {describe(identity)}\n")
+    sys.stderr.flush()
+
+
+def _serve(workload: Any, opts: RunOptions, identity: Any = None) -> int:
+    """A manifest with [[listen]] entries is served until SIGTERM or Ctrl-C, a fresh instance
+    per HTTP request or TCP connection (motte.keep.serve), instead of run once. An attested
+    Keep serves the Steward's certificate; without a Steward, a self-signed one."""
+    from motte.keep.serve import serve_workload
+
+    try:
+        tls = identity.tls_identity() if identity is not None else None
+        return serve_workload(workload, identity=tls, json=opts.json)
+    except MotteError as e:
+        _report(e)
+        return int(ExitStatus.RUN_ERROR)
+
+
 def _is_limit(result: Any) -> bool:
     return result.trap.kind in ("cpu_time", "wall_time", "memory", "output_limit", "interrupted")
 
@@ -228,14 +285,28 @@ def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", errors="replace")
 
 
-def _emit_json(workload: Any, result: Any) -> None:
+def _emit_json(launched: Any, result: Any) -> None:
     from motte.cli._output import emit_json
 
+    workload = launched.workload
+    identity = launched.identity
     trap = result.trap
+    if launched.reference is not None:
+        name = str(launched.reference)
+    else:
+        name = str(workload.manifest.workload.path or workload.manifest.workload.digest)
     emit_json(
         {
-            "workload": str(workload.manifest.workload.path or workload.manifest.workload.digest),
+            "workload": name,
             "digest": workload.digest,
+            "workload_digest": launched.digest,
+            "attestation": None
+            if identity is None
+            else {
+                "steward": identity.steward,
+                "backend": identity.backend,
+                "certificate": identity.certificate.to_dict(),
+            },
             "kind": workload.kind,
             "cache": workload.cache_status,
             "status": result.status,

@@ -23,9 +23,10 @@ def run(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="PATH_OR_MANIFEST",
-            help="A .wasm module or component, a Motte.toml, a directory holding one, "
-            "or a sha256: digest in the local store.",
+            metavar="WORKLOAD",
+            help="A .wasm module or component, a Motte.toml, a directory holding one, a "
+            "sha256: digest in the local store, or a package reference "
+            "([REGISTRY/]NAMESPACE/NAME[:TAG][@sha256:...]).",
             show_default=False,
         ),
     ],
@@ -66,6 +67,43 @@ def run(
         bool,
         typer.Option("--json", help="Print the outcome as JSON, with the guest's output in it."),
     ] = False,
+    steward: Annotated[
+        str | None,
+        typer.Option(
+            "--steward",
+            metavar="URL",
+            help="Attest to this Steward before fetching or running anything (overrides the "
+            "manifest's steward). https://, or http:// to loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            metavar="snp|tdx|sgx|sim",
+            help="Where the evidence comes from; default: the first available of snp, tdx, "
+            "sgx (see motte platform info). Needs a Steward.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_insecure_sim: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-sim",
+            help="Consent to --backend sim: an INSECURE software keep, for development.",
+        ),
+    ] = False,
+    san: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--san",
+            metavar="NAME",
+            help="A name to ask the Steward for in the certificate (repeat); default: "
+            "localhost, 127.0.0.1, ::1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Run a WebAssembly workload in a Keep, with exactly what its manifest grants.
 
@@ -73,10 +111,17 @@ def run(
     arguments come after --. Flags add to the manifest (--env, --dir) or replace
     its values (the limits). Defaults: 256 MiB, 60 s CPU, 300 s wall clock.
 
+    With a Steward (--steward or the manifest's steward), the Keep first attests: fresh
+    key, the Steward's nonce, evidence binding both and the workload digest; only with
+    the Steward's certificate does it fetch the workload, by that digest. A manifest
+    with [[listen]] entries is served (TLS with that certificate) instead of run once.
+
     \b
       motte run examples/hello -- Alice Bob
       motte run app.wasm --env LANG=C --dir ./data:/data -- /data/in.txt
       motte run examples/sha256 --cpu-time 2 --json
+      motte run acme/web@sha256:... --steward https://steward.example:8440
+      motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
@@ -94,8 +139,20 @@ def run(
             cpu_time=cpu_time,
             wall_time=wall_time,
             json=json,
+            steward=steward,
+            backend=_backend(backend),
+            allow_insecure_sim=allow_insecure_sim,
+            san=list(san or ()),
         )
     )
+
+
+def _backend(name: str | None) -> str | None:
+    if name is not None and name not in ("snp", "tdx", "sgx", "sim"):
+        raise typer.BadParameter(
+            f"{name!r} is not one of snp, tdx, sgx, sim", param_hint="--backend"
+        )
+    return name
 
 
 cache_app = typer.Typer(

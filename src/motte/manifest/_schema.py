@@ -284,14 +284,30 @@ def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
         port = parts.port  # raises ValueError on a malformed port
     except ValueError as e:
         raise Invalid(path, f"not a URL: {e}") from None
-    if parts.scheme != "https" or not parts.hostname:
-        raise Invalid(path, f"{url!r} must be an https:// URL with a host")
+    loopback = parts.scheme == "http" and _is_loopback(parts.hostname or "")
+    if (parts.scheme != "https" and not loopback) or not parts.hostname:
+        raise Invalid(
+            path,
+            f"{url!r} must be an https:// URL with a host",
+            hint="plain http:// is accepted only to a loopback address (a local Steward)",
+        )
     if parts.username or parts.password:
         raise Invalid(path, "must not carry credentials (user:password@)")
     if parts.query or parts.fragment:
         raise Invalid(path, "must not have a query or fragment")
     del port
     return url
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 Validator = Callable[[Any, KeyPath, _Context], Any]
