@@ -175,8 +175,8 @@ def _launch_package(
     on_attested: Callable[[KeepIdentity], None] | None,
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
-    from motte.manifest import parse_manifest
-    from motte.oci import load_workload, open_repository
+    from motte.manifest import Workload, parse_manifest
+    from motte.oci import load_workload, open_repository, pull
 
     _check_flags(steward, backend, sans)
     digest = ref.digest
@@ -189,7 +189,11 @@ def _launch_package(
     identity = None
     if steward is not None:
         identity = _attest(steward, digest, backend, allow_insecure_sim, sans, on_attested)
-    package = load_workload(pinned)
+    if not pinned.is_local:
+        # Into the local store (verified, by digest): a listener's worker processes load the
+        # module from there, by its digest, as the parent did.
+        pull(pinned)
+    package = load_workload(pinned.local())
     if package.digest != digest:
         raise WorkloadError(
             f"{pinned}: the fetched package is {package.digest}, not the attested {digest}"
@@ -202,6 +206,11 @@ def _launch_package(
     # Host paths a package's manifest grants (dir.host, file streams) are relative to the
     # directory motte run is started in: a package carries no host files.
     manifest = parse_manifest(text, base_dir=Path.cwd(), name=name)
+    # The module runs from the package, named by its digest (in the local store, verified
+    # on every read), never from a file the manifest's path would name here.
+    manifest = manifest.replace(
+        workload=Workload(digest=workload_digest(package.module), where=name)
+    )
     if manifest.steward is not None and steward is None:
         raise UsageError(
             f"{name}: the package names steward {manifest.steward}, but the Keep was not "
