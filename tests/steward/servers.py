@@ -46,9 +46,9 @@ def steward_server(steward: Steward) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def tls_server(chain_pem: bytes, key_pem: bytes, *, body: bytes = b"hello\n") -> Iterator[int]:
+def tls_server(chain_pem: bytes, key_pem: bytes, *, body: bytes | None = None) -> Iterator[int]:
     """A TLS 1.3 server presenting ``chain_pem`` that answers one HTTP response per
-    connection; yields its port."""
+    connection (``body``, or the request line it received); yields its port."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     with tempfile.TemporaryDirectory() as d:
@@ -80,10 +80,11 @@ def tls_server(chain_pem: bytes, key_pem: bytes, *, body: bytes = b"hello\n") ->
                             break
                         request += chunk
                     if request:
+                        answer = body if body is not None else request.split(b"\r\n")[0]
                         tls.sendall(
                             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                            + body
+                            + f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n".encode()
+                            + answer
                         )
             except (OSError, ssl.SSLError):
                 pass  # the client refused us: that is what several tests want

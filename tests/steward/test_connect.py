@@ -53,19 +53,21 @@ def minted(steward, extensions, *, names=("127.0.0.1",), now=None, lifetime=600)
 
 
 def connect(port: int, ca: bytes, digest: str = DIGEST, host: str = "127.0.0.1", **kw):
-    return connect_keep(f"https://{host}:{port}/x", steward_ca=ca, expect_digest=digest, **kw)
+    return connect_keep(
+        f"https://{host}:{port}/x?name=a%20b", steward_ca=ca, expect_digest=digest, **kw
+    )
 
 
 def test_a_verified_keep_and_a_request_over_the_same_connection(steward):
     chain, key = attested(steward, sans=("127.0.0.1",))
     with (
-        tls_server(chain, key, body=b"inside\n") as port,
+        tls_server(chain, key) as port,
         connect(port, steward.ca.cert_pem, allow_insecure_sim=True) as keep,
     ):
         assert keep.identity.kind == "sim" and keep.identity.workload_digest == DIGEST
         assert keep.tls_version == "TLSv1.3"
         response = keep.request()
-    assert (response.status, response.body) == (200, b"inside\n")
+    assert (response.status, response.body) == (200, b"GET /x?name=a%20b HTTP/1.1")
 
 
 def test_a_sim_keep_needs_the_loud_flag(steward):

@@ -67,7 +67,10 @@ class KeepConnection:
 
     def request(self, method: str = "GET", path: str | None = None, body: bytes = b"") -> Response:
         """One HTTP/1.1 request over this connection (which it then closes)."""
-        target = path or urlsplit(self.url).path or "/"
+        if path is None:
+            parts = urlsplit(self.url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = path
         head = (
             f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n"
             f"User-Agent: motte-connect\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
