@@ -1,5 +1,6 @@
 #!/bin/sh
-# The motte demo (`make demo`): workloads running in a Keep, narrated.
+# The motte demo (`make demo`): workloads running in a Keep, then the attested path (a
+# Steward, a Keep serving over attested TLS, a client checking what it talks to), narrated.
 #
 # Each step prints what it shows, runs real commands and checks their exit status, so a
 # broken step fails the demo instead of scrolling past. Add a step with:
@@ -75,5 +76,109 @@ expect 152 "$MOTTE" run examples/runaway
 expect 134 "$MOTTE" run examples/runaway/bomb.wasm --memory 16
 expect 134 "$MOTTE" run examples/runaway/recurse.wasm
 
-printf '\n%sDone.%s The demo kept its state in %s (rm -rf it to start over).\n' \
-    "$bold" "$off" "$MOTTE_HOME"
+# -- The attested path: Steward, Keep, client ------------------------------------------------
+# Everything below runs in a temporary MOTTE_HOME, with real processes on 127.0.0.1 that the
+# trap stops on any exit. motte never picks the sim keep by itself; here it is allowed,
+# loudly, because this machine has no TEE (see `motte platform info`).
+
+FIRST_HOME=$MOTTE_HOME
+ATTESTED_HOME=$(mktemp -d "${TMPDIR:-/tmp}/motte-demo.XXXXXX")
+MOTTE_HOME=$ATTESTED_HOME
+export MOTTE_HOME
+pids=""
+cleanup() {
+    for pid in $pids; do kill "$pid" 2>/dev/null; done
+    for pid in $pids; do wait "$pid" 2>/dev/null; done
+    rm -rf "$ATTESTED_HOME"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for FILE PATTERN: until a line of FILE matches PATTERN (30 s at most); prints it.
+wait_for() {
+    i=0
+    while [ "$i" -lt 300 ]; do
+        line=$(grep -m1 -E "$2" "$1" 2>/dev/null) && { printf '%s\n' "$line"; return 0; }
+        i=$((i + 1))
+        sleep 0.1
+    done
+    printf 'demo: timed out waiting for "%s" in %s:\n' "$2" "$1" >&2
+    cat "$1" >&2
+    exit 1
+}
+
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+step "Which TEE is here?" \
+"A Keep gets its evidence from a backend: AMD SEV-SNP or Intel TDX (configfs-tsm), Intel SGX \
+under Gramine, or the software keep 'sim', which protects nothing and says so. This machine \
+is no confidential guest, so the demo uses sim, with the flag that names the danger."
+expect 0 "$MOTTE" platform info
+
+step "A Steward: attestation service and CA" \
+"The Steward verifies a Keep's evidence against its policy and issues a short-lived \
+certificate naming the TEE, the measurement and the workload. --allow-insecure-sim writes a \
+development policy that accepts this installation's sim keeps, and says so loudly."
+expect 0 "$MOTTE" steward init --allow-insecure-sim
+"$MOTTE" steward serve --listen 127.0.0.1:0 \
+    2>"$ATTESTED_HOME/steward.log" &
+pids="$pids $!"
+STEWARD=$(wait_for "$ATTESTED_HOME/steward.log" "serving on http://" | sed 's/.*serving on //')
+printf '%s(the Steward serves on %s)%s\n' "$dim" "$STEWARD" "$off"
+
+step "Package the workload" \
+"examples/http-hello answers HTTP requests, a fresh WebAssembly instance per request. \
+Packaged, it has one digest covering the module and its Motte.toml: the name the Keep \
+attests and the certificate carries."
+PORT=$(free_port)
+mkdir "$ATTESTED_HOME/http-hello"
+cp examples/http-hello/http-hello.wasm "$ATTESTED_HOME/http-hello/"
+sed "s/^port = .*/port = $PORT/" examples/http-hello/Motte.toml >"$ATTESTED_HOME/http-hello/Motte.toml"
+expect 0 "$MOTTE" package "$ATTESTED_HOME/http-hello" --tag demo/http-hello:1.0
+DIGEST=$("$MOTTE" package "$ATTESTED_HOME/http-hello" \
+    --tag demo/http-hello:1.0 --json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["digest"])')
+
+step "A Keep that proves what it is before it fetches anything" \
+"motte run makes a fresh key, gets the Steward's nonce, asks the backend for evidence binding \
+key, workload digest and nonce, and sends it in a CSR. Only with the Steward's certificate \
+does it load the package, by that digest, and serve it over TLS 1.3 with the certificate."
+printf '%s$ %s run demo/http-hello:1.0 --steward %s --backend sim --allow-insecure-sim &%s\n' \
+    "$bold" "$MOTTE" "$STEWARD" "$off"
+"$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" \
+    --backend sim --allow-insecure-sim 2>"$ATTESTED_HOME/keep.log" &
+pids="$pids $!"
+wait_for "$ATTESTED_HOME/keep.log" "listening: " >/dev/null
+sed 's/^/  /' "$ATTESTED_HOME/keep.log"
+
+step "The client checks what it talks to" \
+"motte connect trusts only the Steward's CA, checks the name, then the certificate's claims: \
+the TEE kind (sim only with the flag) and the workload digest it expects. Then it sends the \
+request over that same verified connection."
+expect 0 "$MOTTE" connect "https://127.0.0.1:$PORT/?name=newcomer" \
+    --steward-ca "$ATTESTED_HOME/steward/ca.pem" --expect-digest "$DIGEST" --allow-insecure-sim
+
+step "Refused: another workload, and an insecure keep without consent" \
+"A client that expects a different workload is refused with the reason, and so is one that \
+did not accept sim keeps. Both exit with status 1."
+expect 1 "$MOTTE" connect "https://127.0.0.1:$PORT/" \
+    --steward-ca "$ATTESTED_HOME/steward/ca.pem" \
+    --expect-digest sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+    --allow-insecure-sim
+expect 1 "$MOTTE" connect "https://127.0.0.1:$PORT/" \
+    --steward-ca "$ATTESTED_HOME/steward/ca.pem" --expect-digest "$DIGEST"
+
+step "Refused by the Steward: a name it does not allow" \
+"A Keep asking for a certificate for a name outside the Steward's allow-list is refused \
+before it fetches anything: motte run exits 125 with every failed rule."
+expect 125 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" --backend sim \
+    --allow-insecure-sim --san keep.evil.example
+
+step "The Steward's audit log" \
+"Every decision, accepted or not, with every rule's outcome (--json for all of it)."
+expect 0 "$MOTTE" steward audit
+
+printf '\n%sDone.%s The Steward and the Keep are stopped and %s removed; the first part kept\n' \
+    "$bold" "$off" "$ATTESTED_HOME"
+printf 'its state in %s (rm -rf it to start over).\n' "$FIRST_HOME"
