@@ -102,6 +102,13 @@ def test_a_refused_keep_fetches_nothing(strict_steward, tmp_path):
         sim(strict_steward, "acme/hello:1.0")
 
 
+def test_a_mistyped_path_is_not_mistaken_for_a_package():
+    from motte.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="examples/helo: no such file or directory, and no"):
+        launch("examples/helo")
+
+
 def test_a_package_that_names_a_steward_must_be_run_with_one(tmp_path):
     package(tmp_path, manifest_extra='steward = "https://steward.example"\n')
     with pytest.raises(UsageError, match="not attested before fetching it") as e:

@@ -51,3 +51,18 @@ def test_init_refuses_a_bad_policy_or_name_before_writing(cli, motte_home, tmp_p
 def test_serve_without_init_says_what_to_do(cli):
     r = cli("steward", "serve", "--listen", "127.0.0.1:0")
     assert r.exit_code == 1 and "motte steward init" in r.stderr
+
+
+def test_every_command_has_help(cli):
+    for argv in (
+        ("connect", "--help"),
+        ("steward", "--help"),
+        ("steward", "init", "--help"),
+        ("steward", "serve", "--help"),
+        ("steward", "audit", "--help"),
+        ("platform", "info", "--help"),
+        ("run", "--help"),
+    ):
+        r = cli(*argv)
+        assert r.exit_code == 0, (argv, r.stderr)
+        assert "Usage: motte" in r.stdout and "internal error" not in r.stderr

@@ -16,8 +16,8 @@ def connect(
         str,
         typer.Argument(
             metavar="URL",
-            help="https://HOST:PORT[/PATH] (verify, then GET PATH over the same connection) "
-            "or tls://HOST:PORT (verify only).",
+            help="https://HOST:PORT/PATH (verify, then GET the path and query over the same "
+            "connection) or tls://HOST:PORT (verify only).",
             show_default=False,
         ),
     ],

@@ -25,8 +25,8 @@ def run(
         typer.Argument(
             metavar="WORKLOAD",
             help="A .wasm module or component, a Motte.toml, a directory holding one, a "
-            "sha256: digest in the local store, or a package reference "
-            "([REGISTRY/]NAMESPACE/NAME[:TAG][@sha256:...]).",
+            "sha256: digest in the local store, or a package reference: NAMESPACE/NAME:TAG "
+            "or NAMESPACE/NAME@sha256:..., optionally after REGISTRY/.",
             show_default=False,
         ),
     ],
@@ -114,7 +114,7 @@ def run(
     With a Steward (--steward or the manifest's steward), the Keep first attests: fresh
     key, the Steward's nonce, evidence binding both and the workload digest; only with
     the Steward's certificate does it fetch the workload, by that digest. A manifest
-    with [[listen]] entries is served (TLS with that certificate) instead of run once.
+    that declares listeners is served (TLS with that certificate) instead of run once.
 
     \b
       motte run examples/hello -- Alice Bob

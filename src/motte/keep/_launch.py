@@ -90,7 +90,20 @@ def launch(
         return _launch_local(
             target, steward, backend, allow_insecure_sim, sans, overrides, on_attested
         )
-    return _launch_package(ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested)
+    from motte.oci import ArtifactNotFoundError
+
+    try:
+        return _launch_package(
+            ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested
+        )
+    except ArtifactNotFoundError as e:
+        if ref.is_local and not any(c in target for c in ":@"):
+            # Spelled like a path, and no such path either: say both.
+            raise NotFoundError(
+                f"{target}: no such file or directory, and no package {target} in the local store",
+                hint=e.hint,
+            ) from None
+        raise
 
 
 def _check_flags(steward: str | None, backend: str | None, sans: Sequence[str]) -> None:

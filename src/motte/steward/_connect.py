@@ -164,7 +164,8 @@ def connect_keep(
     except BaseException:
         sock.close()
         raise
-    netloc = f"{host}:{port}" if parts.port else host
+    shown = f"[{host}]" if ":" in host else host
+    netloc = f"{shown}:{port}" if parts.port else shown
     return KeepConnection(sock, identity, url, netloc)
 
 
