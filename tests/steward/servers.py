@@ -16,8 +16,9 @@ from motte.steward import Steward
 
 
 @contextlib.contextmanager
-def steward_server(steward: Steward) -> Iterator[str]:
-    """Serve ``steward`` on a free loopback port; yields its URL."""
+def steward_server(steward: Steward, *, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve ``steward`` on a free loopback port (HTTPS with ``tls`` = (cert, key)); yields
+    its URL."""
     import uvicorn
 
     from motte.steward._server import create_app
@@ -27,7 +28,12 @@ def steward_server(steward: Steward) -> Iterator[str]:
     sock.listen(64)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(steward), log_level="error", access_log=False, lifespan="off"
+        create_app(steward),
+        log_level="error",
+        access_log=False,
+        lifespan="off",
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -38,7 +44,7 @@ def steward_server(steward: Steward) -> Iterator[str]:
             raise RuntimeError("the Steward did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)

@@ -96,3 +96,49 @@ def test_keep_side_refuses_unsafe_steward_urls(url):
 
     with pytest.raises(UsageError):
         StewardClient(url)
+
+
+def test_a_keep_verifies_a_tls_steward(tmp_path):
+    """HTTPS to the Steward: trusted through the usual store (here SSL_CERT_FILE's CA)."""
+    import ssl
+
+    from motte.steward import StewardUnreachableError
+    from tests.steward.helpers import make_steward as steward_at
+
+    with steward_at(tmp_path / "tls-ca") as tls_ca:  # any CA will do to mint the server cert
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from motte.steward._csr import san_general_name
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = tls_ca.ca.issue(
+            key.public_key(),
+            [san_general_name("127.0.0.1")],
+            [],
+            lifetime=600,
+            now=tls_ca.now(),
+        )
+        cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        trusted = ssl.create_default_context(cafile=None, cadata=tls_ca.ca.cert_pem.decode())
+    with (
+        make_steward(tmp_path / "s") as steward,
+        steward_server(steward, tls=(cert_file, key_file)) as url,
+    ):
+        assert url.startswith("https://")
+        with StewardClient(url, context=trusted) as client:
+            assert client.attest(keep_csr(client.nonce())).count(b"BEGIN CERTIFICATE") == 2
+        with (
+            StewardClient(url) as client,
+            pytest.raises(StewardUnreachableError, match="TLS certificate does not verify") as e,
+        ):
+            client.nonce()
+        assert "SSL_CERT_FILE" in (e.value.hint or "")

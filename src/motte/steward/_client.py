@@ -96,6 +96,12 @@ class StewardClient:
             resp = self._conn.getresponse()
             limit = MAX_PROBLEM if resp.status >= 400 else MAX_SMALL
             data = resp.read(limit + 1)
+        except ssl.SSLCertVerificationError as e:
+            self._conn.close()
+            raise StewardUnreachableError(
+                f"Steward {where}: its TLS certificate does not verify: {e.verify_message}",
+                hint="trust the CA of the Steward's --tls-cert (SSL_CERT_FILE=ca.pem)",
+            ) from None
         except (OSError, http.client.HTTPException) as e:
             self._conn.close()
             raise StewardUnreachableError(
