@@ -61,14 +61,26 @@ def publish(tmp_path, *, size: int = 50_000):
     return result.digest, key, vkey
 
 
-def fresh_home(tmp_path, monkeypatch, name: str, log_vkey: str | None = None):
+def fresh_home(
+    tmp_path, monkeypatch, name: str, log_vkey: str | None = None, log_url: str | None = None
+):
     home = tmp_path / name
     monkeypatch.setenv("MOTTE_HOME", str(home))
     if log_vkey:
         from motte.tlog import add_trusted
 
-        add_trusted(log_vkey)
+        add_trusted(log_vkey, log_url)
     return home
+
+
+def serve_publisher_log(request) -> str:
+    """Serve this home's log: a consumer needs its URL to check two checkpoints don't fork."""
+    from motte.home import motte_home
+    from tests.tlog._servers import start
+
+    served = start(["log", "serve"], env_home=motte_home())
+    request.addfinalizer(served.stop)
+    return served.url
 
 
 def store_is_empty() -> bool:
@@ -78,8 +90,9 @@ def store_is_empty() -> bool:
     return not blobs and not ingest and not store.index().manifests
 
 
-def test_push_pull_round_trip_with_attestations(registry, tmp_path, monkeypatch):
+def test_push_pull_round_trip_with_attestations(registry, tmp_path, monkeypatch, request):
     digest, key, vkey = publish(tmp_path)
+    log_url = serve_publisher_log(request)
     ref = parse_reference(f"{registry.url}/acme/hello:1.0")
 
     first = push(ref)
@@ -106,7 +119,7 @@ def test_push_pull_round_trip_with_attestations(registry, tmp_path, monkeypatch)
         "https://slsa.dev/provenance/v1",
     }
 
-    fresh_home(tmp_path, monkeypatch, "consumer", vkey)
+    fresh_home(tmp_path, monkeypatch, "consumer", vkey, log_url)
     pulled = pull(ref)
     assert pulled.digest == digest and len(pulled.referrers) == 2
     loaded = load_workload("acme/hello:1.0")
@@ -119,8 +132,9 @@ def test_push_pull_round_trip_with_attestations(registry, tmp_path, monkeypatch)
     assert remote.digest == digest
 
 
-def test_referrers_api_is_used_when_the_registry_has_it(registry, tmp_path, monkeypatch):
+def test_referrers_api_is_used_when_the_registry_has_it(registry, tmp_path, monkeypatch, request):
     digest, key, vkey = publish(tmp_path)
+    log_url = serve_publisher_log(request)
     with ReferrersProxy(registry.url) as proxy:
         push(parse_reference(f"{proxy.url}/acme/hello:1.0"))
         assert len(proxy.referrers[("acme/hello", digest)]) == 2
@@ -130,7 +144,7 @@ def test_referrers_api_is_used_when_the_registry_has_it(registry, tmp_path, monk
             == 404
         )
 
-        fresh_home(tmp_path, monkeypatch, "consumer", vkey)
+        fresh_home(tmp_path, monkeypatch, "consumer", vkey, log_url)
         proxy.requests.clear()
         pulled = pull(parse_reference(f"{proxy.url}/acme/hello:1.0"))
         assert len(pulled.referrers) == 2
