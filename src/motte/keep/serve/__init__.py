@@ -9,21 +9,48 @@
 
 The identity is a :class:`TlsIdentity`: the Steward-issued chain of an attested Keep, or
 :func:`self_signed_identity` when there is no Steward (the listeners then log a loud
-warning: such a certificate attests nothing). docs/keeps.md ("Listeners") describes what
-a guest sees and what it must answer.
+warning: such a certificate attests nothing). :func:`serve_workload` is ``motte run``'s
+path (logging, warnings, the self-signed default, ``--json``). docs/keeps.md ("Listeners")
+describes what a guest sees and what it must answer.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from motte.keep.serve._errors import BadGatewayError, BadRequestError, IdentityError, ServeError
 from motte.keep.serve._identity import TlsIdentity, self_signed_identity, server_context
+from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats
+
+if TYPE_CHECKING:
+    from motte.keep.serve._run import serve_workload
+    from motte.keep.serve._server import serve
 
 __all__ = [
     "BadGatewayError",
     "BadRequestError",
+    "BoundListener",
     "IdentityError",
     "ServeError",
+    "ServeOptions",
+    "ServeStats",
     "TlsIdentity",
     "self_signed_identity",
+    "serve",
+    "serve_workload",
     "server_context",
 ]
+
+# asyncio and h11 load when serving starts, not when an identity is built.
+_LAZY = {"serve": "motte.keep.serve._server", "serve_workload": "motte.keep.serve._run"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motte.keep.serve' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

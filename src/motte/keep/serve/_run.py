@@ -1,0 +1,142 @@
+"""``motte run`` for a manifest with ``[[listen]]`` entries: serve until SIGTERM or Ctrl-C.
+
+Logs go to standard error, one line each (``motte: ...``). A listener serving the
+self-signed identity, or plain text, is announced with a warning that says what it means.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from motte.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from motte.keep import PreparedWorkload
+    from motte.keep.serve._identity import TlsIdentity
+    from motte.keep.serve._options import BoundListener, ServeOptions
+
+log = logging.getLogger("motte.keep.serve")
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (tests replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"motte: {record.levelname.lower()}: {text}"
+        return f"motte: {text}"
+
+
+def configure_logging() -> None:
+    """Send the listeners' log to stderr, unless the embedding program configured logging."""
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _describe(listener: BoundListener, identity: TlsIdentity | None) -> str:
+    kind = listener.protocol.upper()
+    if not listener.tls or identity is None:
+        return f"{kind}, plain text"
+    trust = "attested" if identity.attested else "SELF-SIGNED, attests nothing"
+    return f"{kind}, TLS 1.3, {trust}"
+
+
+def warn_about(listeners: list[BoundListener], identity: TlsIdentity | None) -> None:
+    """The loud lines: an unattested certificate, and any listener without TLS."""
+    tls = [b.name for b in listeners if b.tls]
+    if tls and identity is not None and not identity.attested:
+        log.warning(
+            "UNATTESTED KEEP: listener(s) %s present a self-signed certificate "
+            "(sha256 %s) that attests NOTHING: a client cannot tell this Keep from any "
+            "other program; configure a Steward for an attested certificate",
+            ", ".join(repr(n) for n in tls),
+            identity.leaf_sha256,
+        )
+    for b in listeners:
+        if not b.tls:
+            log.warning(
+                "listener %r serves PLAIN TEXT (tls = false): anyone on the path can read "
+                "and change its traffic",
+                b.name,
+            )
+
+
+def serve_workload(
+    workload: PreparedWorkload,
+    *,
+    identity: TlsIdentity | None = None,
+    json: bool = False,
+    options: ServeOptions | None = None,
+) -> int:
+    """Serve the workload's listeners until SIGTERM/SIGINT; the exit status (0 once stopped).
+
+    Without an ``identity``, TLS listeners present :func:`self_signed_identity`'s; without
+    ``options``, one process serves per CPU.
+    """
+    from motte.keep.serve._identity import self_signed_identity
+    from motte.keep.serve._options import ServeOptions, cpus
+    from motte.keep.serve._server import serve
+
+    configure_logging()
+    if options is None:
+        options = ServeOptions(processes=cpus())
+    listeners = workload.manifest.listen
+    if identity is None and any(listen.tls for listen in listeners):
+        identity = self_signed_identity()
+    bound: list[BoundListener] = []
+
+    def ready(listening: list[BoundListener]) -> None:
+        bound.extend(listening)
+        warn_about(listening, identity)
+        for b in listening:
+            log.info("listening: %s %s (%s)", b.name, b.url, _describe(b, identity))
+        log.info("serving %s (%s); stop with SIGTERM or Ctrl-C", workload.digest, workload.kind)
+
+    stats = serve(workload, listeners, identity, ready=ready, options=options)
+    counts = stats.as_dict()
+    log.info("stopped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    if json:
+        from motte.cli._output import emit_json
+
+        emit_json(
+            {
+                "digest": workload.digest,
+                "listeners": [
+                    {
+                        "name": b.name,
+                        "protocol": b.protocol,
+                        "tls": b.tls,
+                        "url": b.url,
+                        "addresses": [list(a) for a in b.addresses],
+                    }
+                    for b in bound
+                ],
+                "identity": None
+                if identity is None
+                else {
+                    "attested": identity.attested,
+                    "description": identity.description,
+                    "certificate_sha256": identity.leaf_sha256,
+                },
+                "stats": counts,
+            }
+        )
+    return int(ExitStatus.OK)

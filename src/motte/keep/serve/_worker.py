@@ -1,0 +1,286 @@
+"""Worker processes: more than one Python interpreter serving the same listening sockets.
+
+An instance per request costs a few hundred microseconds of Python and wasmtime calls, and
+most of that holds the interpreter's lock, so one process serves about one core's worth of
+requests however many threads it has (bench/serve.py; docs/performance.md). ``serve`` with
+``processes = N`` binds the sockets once, starts N - 1 workers with
+``python -m motte.keep.serve._worker``, and serves in its own process too; the kernel hands
+each new connection to one of the processes.
+
+A worker gets, on its standard input, one JSON document: the manifest (every field, so the
+command line's overrides hold), the workload digest the parent prepared, the TLS identity
+(the key travels through the pipe, never a file), the options and the listening sockets'
+descriptor numbers (inherited). It prepares the workload itself (a cache hit: the parent
+compiled it), refuses to serve if the digest differs, writes ``ready`` on standard output,
+serves until SIGTERM, and writes its counters as one JSON line before it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from motte.keep._record import Record
+from motte.keep.serve._errors import ServeError
+
+log = logging.getLogger("motte.keep.serve")
+
+#: How long a worker may take to prepare the workload and listen (a cache miss compiles).
+READY_TIMEOUT = 120.0
+#: Beyond the stop timeout, how long the parent waits for a worker before killing it.
+FINISH_SLACK = 5.0
+
+#: The manifest's value types a worker may rebuild, by name (nothing else is constructed).
+_RECORD_TYPES = ("Manifest", "Workload", "Stdio", "Dir", "Limits", "Listen")
+
+
+def encode_record(value: Any) -> Any:
+    """A manifest (or any of its parts) as JSON-able data that :func:`decode_record` rebuilds."""
+    if isinstance(value, Record):
+        name = type(value).__name__
+        if name not in _RECORD_TYPES:
+            raise TypeError(f"cannot send a {name} to a worker")
+        return {"$record": name, **{f: encode_record(getattr(value, f)) for f in value._fields()}}
+    if isinstance(value, Path):
+        return {"$path": str(value)}
+    if isinstance(value, tuple | list):
+        return [encode_record(v) for v in value]
+    if isinstance(value, Mapping):
+        return {"$map": {str(k): encode_record(v) for k, v in value.items()}}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot send a {type(value).__name__} to a worker")
+
+
+def decode_record(data: Any) -> Any:
+    import motte.manifest as manifest_types
+
+    if isinstance(data, list):
+        return tuple(decode_record(v) for v in data)
+    if isinstance(data, dict):
+        if "$path" in data:
+            return Path(data["$path"])
+        if "$map" in data:
+            return MappingProxyType({k: decode_record(v) for k, v in data["$map"].items()})
+        name = data.get("$record")
+        if name not in _RECORD_TYPES:
+            raise ValueError(f"unknown record type {name!r}")
+        cls = getattr(manifest_types, name)
+        return cls(**{k: decode_record(v) for k, v in data.items() if k != "$record"})
+    return data
+
+
+def worker_config(
+    prepared: Any,
+    listeners: Any,
+    identity: Any,
+    options: Any,
+    fds: list[list[int]],
+    index: int,
+) -> bytes:
+    """The JSON document a worker reads on its standard input."""
+    return json.dumps(
+        {
+            "index": index,
+            "manifest": encode_record(prepared.manifest),
+            "digest": prepared.digest,
+            "listeners": encode_record(tuple(listeners)),
+            "identity": None
+            if identity is None
+            else {
+                "chain": identity.certificate_chain_pem.decode("ascii"),
+                "key": identity.private_key_pem.decode("ascii"),
+                "attested": identity.attested,
+                "description": identity.description,
+            },
+            "options": {f: getattr(options, f) for f in options._fields()},
+            "fds": fds,
+        }
+    ).encode()
+
+
+class Workers:
+    """The parent's side: start the worker processes, wait until they listen, tell them to
+    stop (close their stdin), force them (SIGTERM), and collect their counters."""
+
+    def __init__(
+        self,
+        prepared: Any,
+        listeners: Any,
+        identity: Any,
+        options: Any,
+        sockets: list[list[socket.socket]],
+    ) -> None:
+        self._args = (prepared, listeners, identity, options)
+        self._sockets = sockets
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._stop_timeout = (
+            options.stop_timeout
+            if options.stop_timeout is not None
+            else prepared.manifest.limits.wall_time
+        )
+        self.count = options.processes - 1
+
+    def start(self) -> None:
+        """Start the workers and return once each listens; ServeError if one cannot."""
+        fds = [[sock.fileno() for sock in socks] for socks in self._sockets]
+        for index in range(1, self.count + 1):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "motte.keep.serve._worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=[fd for group in fds for fd in group],
+            )
+            self._procs.append(proc)
+            assert proc.stdin is not None
+            proc.stdin.write(worker_config(*self._args, fds, index) + b"\n")
+            proc.stdin.flush()
+        for index, proc in enumerate(self._procs, start=1):
+            line = _read_line(proc, READY_TIMEOUT)
+            if line.strip() == b"ready":
+                continue
+            self.force()
+            self.finish()
+            try:
+                reason = json.loads(line)["error"]
+            except (ValueError, KeyError, TypeError):
+                reason = f"exited with {proc.poll()}" if line == b"" else repr(line[:200])
+            raise ServeError(f"worker process {index} could not start: {reason}")
+
+    def stop(self) -> None:
+        """Graceful: a worker stops when its stdin ends."""
+        for proc in self._procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+                proc.stdin = None  # communicate() must not flush it
+
+    def force(self) -> None:
+        """Skip the wait for in-flight work (a worker's second stop request)."""
+        self.stop()
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGTERM)
+
+    def finish(self) -> dict[str, int]:
+        """Stop the workers if they still run, wait for them, and sum their counters."""
+        self.stop()
+        total: dict[str, int] = {}
+        deadline = time.monotonic() + self._stop_timeout + FINISH_SLACK
+        for index, proc in enumerate(self._procs, start=1):
+            try:
+                out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+                log.warning("worker process %d did not stop in time; killed", index)
+            counts = None
+            for line in out.splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    counts = json.loads(line)["stats"]
+            if counts is None:
+                if proc.returncode:
+                    log.warning(
+                        "worker process %d exited with %s; its counters are lost",
+                        index,
+                        proc.returncode,
+                    )
+                continue
+            for name, value in counts.items():
+                total[name] = total.get(name, 0) + int(value)
+        self._procs.clear()
+        return total
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """One line from a worker's stdout, or b"" if it ends or says nothing in time."""
+    assert proc.stdout is not None
+    box: list[bytes] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    return box[0] if box else b""
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    """Entry point of a worker process (``python -m motte.keep.serve._worker``)."""
+    from motte.errors import MotteError
+    from motte.keep import PreparedWorkload
+    from motte.keep.serve._identity import TlsIdentity
+    from motte.keep.serve._options import ServeOptions
+    from motte.keep.serve._run import configure_logging
+    from motte.keep.serve._server import serve_sockets
+
+    # The terminal's Ctrl-C reaches the whole process group; the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = json.loads(sys.stdin.buffer.readline())
+    # The real stdout carries the protocol; anything else written to it goes to stderr.
+    sys.stdout = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    configure_logging()
+    try:
+        manifest = decode_record(config["manifest"])
+        prepared = PreparedWorkload.prepare(manifest)
+        if prepared.digest != config["digest"]:
+            raise MotteError(
+                f"the workload changed on disk: {prepared.digest}, not {config['digest']}"
+            )
+        ident = config["identity"]
+        identity = (
+            None
+            if ident is None
+            else TlsIdentity(
+                ident["chain"].encode(),
+                ident["key"].encode(),
+                attested=ident["attested"],
+                description=ident["description"],
+            )
+        )
+        listeners = decode_record(config["listeners"])
+        sockets = [[socket.socket(fileno=fd) for fd in fds] for fds in config["fds"]]
+        options = ServeOptions(**config["options"])
+    except MotteError as e:
+        _say(json.dumps({"error": e.message}))
+        return 1
+    stop = threading.Event()
+
+    def parent_gone() -> None:
+        sys.stdin.buffer.read()  # returns at end of file: the parent closed it, or died
+        stop.set()
+
+    threading.Thread(target=parent_gone, name="motte-parent", daemon=True).start()
+    stats = serve_sockets(
+        prepared,
+        listeners,
+        identity,
+        sockets,
+        options=options,
+        ready=lambda _bound: _say("ready"),
+        stop=stop,
+        signals=(signal.SIGTERM,),
+        tag=f"w{config['index']}",
+    )
+    _say(json.dumps({"stats": stats.as_dict()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

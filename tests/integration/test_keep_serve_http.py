@@ -1,0 +1,365 @@
+"""HTTP listeners on 127.0.0.1: real TLS 1.3, real h11, a real instance per request.
+
+Each test serves a manifest in this process (tests.keep.serve.harness) and talks to it
+with the standard library's clients or raw sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from motte.keep import PreparedWorkload
+from motte.keep.serve import ServeError, ServeOptions, self_signed_identity, serve
+from motte.manifest import Listen, load_manifest
+from tests.conftest import REPO
+from tests.keep.serve import cgi_guests as g
+from tests.keep.serve.harness import Running, get, read_all
+
+pytestmark = pytest.mark.integration
+
+HELLO = REPO / "examples" / "http-hello" / "Motte.toml"
+LOGGER = "motte.keep.serve"
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """examples/http-hello served once for the tests that only read from it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOTTE_HOME", str(tmp_path_factory.mktemp("motte-home")))
+        with Running(HELLO) as keep:
+            yield keep
+
+
+def test_hello_over_tls13_with_the_identity(hello: Running) -> None:
+    conn = hello.https()
+    conn.request("GET", "/?name=Alice")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"Hello, Alice!\n")
+    assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+    assert response.getheader("Date")
+    tls = conn.sock
+    assert tls.version() == "TLSv1.3"
+    assert tls.selected_alpn_protocol() == "http/1.1"
+    assert tls.getpeercert(binary_form=True) == hello.identity.leaf_der
+    conn.close()
+
+
+def test_tls12_is_refused(hello: Running) -> None:
+    ctx = hello.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        socket.create_connection(("127.0.0.1", hello.port())) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_the_guest_sees_the_cgi_environment(hello: Running) -> None:
+    status, _, body = get(hello, "/env?x=1&y=%20", headers={"X-Thing": "t1", "X_Sneaky": "no"})
+    assert status == 200
+    env = dict(line.split("=", 1) for line in body.decode().splitlines())
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["PATH_INFO"] == "/env"
+    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["HTTP_X_THING"] == "t1"
+    assert "HTTP_X_SNEAKY" not in env
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(hello.port())
+    assert env["SERVER_NAME"] == "localhost"
+    assert env["HTTPS"] == "on"
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert "CONTENT_LENGTH" not in env
+
+
+def test_the_body_is_stdin(hello: Running) -> None:
+    payload = bytes(range(256)) * 400
+    status, headers, body = get(
+        hello, "/echo", method="POST", body=payload, headers={"Content-Type": "app/x"}
+    )
+    assert (status, body) == (200, payload)
+    assert headers["Content-Type"] == "app/x"
+
+
+def test_a_chunked_body_is_stdin(hello: Running) -> None:
+    with hello.tls_socket() as s:
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: t/t\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\nhello world")
+
+
+def test_head_has_the_length_but_no_body(hello: Running) -> None:
+    conn = hello.https()
+    conn.request("HEAD", "/")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Length") == str(len(b"Hello, world!\n"))
+    assert response.read() == b""
+    conn.close()
+
+
+def test_routes_and_statuses_of_the_example(hello: Running) -> None:
+    assert get(hello, "/nope")[0] == 404
+    status, headers, _ = get(hello, "/", method="DELETE")
+    assert (status, headers["Allow"]) == (405, "GET, HEAD")
+
+
+def test_keep_alive_and_a_fresh_instance_per_request(tmp_path: Path) -> None:
+    with Running(g.manifest(tmp_path, g.COUNTER)) as keep:
+        conn = keep.https()
+        answers = []
+        for _ in range(4):
+            conn.request("GET", "/")
+            answers.append(conn.getresponse().read())
+        conn.close()
+        stats = keep.stop_and_wait()
+    assert answers == [b"1"] * 4  # a reused instance would count 1, 2, 3, 4
+    assert stats is not None
+    assert (stats.connections, stats.requests) == (1, 4)
+
+
+def test_bad_guest_output_is_a_502_with_the_reason_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    with Running(g.manifest(tmp_path, g.writes(b"no headers at all"))) as keep:
+        status, _, body = get(keep, "/")
+        conn = keep.https()  # the connection stays usable after a 502
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 502
+        conn.close()
+        stats = keep.stop_and_wait()
+    assert status == 502
+    assert b"no blank line" not in body  # the reason is for the log, not the client
+    assert b"reason in the Keep's log" in body
+    assert "502 bad gateway: no blank line after the headers" in caplog.text
+    assert stats is not None and stats.bad_gateway == 2
+
+
+@pytest.mark.parametrize(
+    ("wat", "limits", "reason"),
+    [
+        (g.UNREACHABLE, "cpu_time = 2\nwall_time = 5", "unreachable instruction"),
+        (g.SPIN, "cpu_time = 0.2\nwall_time = 5", "CPU time limit reached: 0.2 s"),
+        (g.SPIN, "cpu_time = 5\nwall_time = 0.2", "wall-clock time limit reached: 0.2 s"),
+        (
+            g.writes(b"Content-Type: a/b\nConnection: close\n\n"),
+            "cpu_time = 2\nwall_time = 5",
+            "Connection is a hop-by-hop header",
+        ),
+    ],
+)
+def test_guests_that_fail_get_a_502(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, wat: str, limits: str, reason: str
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    with Running(g.manifest(tmp_path, wat, limits="memory = 16\n" + limits)) as keep:
+        status, _, _ = get(keep, "/")
+    assert status == 502
+    assert reason in caplog.text
+
+
+def test_a_guest_blocked_past_its_wall_time_is_answered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Blocked in a host call, the guest cannot be stopped; its client is not left hanging."""
+    caplog.set_level(logging.INFO, LOGGER)
+    wat = g.sleeps_then_writes(4000, b"Content-Type: a/b\n\nlate")
+    manifest = g.manifest(tmp_path, wat, limits="memory = 16\ncpu_time = 5\nwall_time = 0.3")
+    with Running(manifest, options=ServeOptions(stop_timeout=0)) as keep:
+        status, _, _ = get(keep, "/")
+    assert status == 502
+    assert "did not finish within its wall time of 0.3 s" in caplog.text
+
+
+def test_guest_stderr_goes_to_the_keeps_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with Running(g.manifest(tmp_path, g.STDERR_AND_ANSWER)) as keep:
+        assert get(keep, "/")[2] == b"ok\n"
+    assert "guest says hi" in capfd.readouterr().err
+
+
+def test_guest_stderr_file_is_appended_per_request(tmp_path: Path) -> None:
+    manifest = g.manifest(tmp_path, g.STDERR_AND_ANSWER, extra='stderr = { file = "err.log" }')
+    with Running(manifest) as keep:
+        get(keep, "/")
+        get(keep, "/")
+    assert (tmp_path / "err.log").read_text() == "guest says hi\n" * 2
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "options", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", ServeOptions(), 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+            ServeOptions(max_body=1000),
+            413,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"400\r\n"
+            + b"x" * 1024
+            + b"\r\n" * 2,
+            ServeOptions(max_body=1000),
+            413,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 20 + b"\r\n",
+            ServeOptions(max_headers=10),
+            431,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 4000 + b"\r\n\r\n",
+            ServeOptions(max_header_bytes=1024),
+            431,
+        ),
+        (b"GET /%ff HTTP/1.1\r\nHost: x\r\n\r\n", ServeOptions(), 400),
+    ],
+    ids=["malformed", "content-length", "chunked", "header-count", "header-bytes", "not-utf8"],
+)
+def test_requests_the_keep_refuses(
+    request_bytes: bytes, options: ServeOptions, status: int
+) -> None:
+    with Running(HELLO, options=options) as keep, keep.tls_socket() as s:
+        s.sendall(request_bytes)
+        answer = read_all(s)  # and the Keep closes the connection
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:80]
+
+
+def test_a_slow_client_gets_408() -> None:
+    with Running(HELLO, options=ServeOptions(request_timeout=0.3)) as keep:
+        with keep.tls_socket() as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and never the blank line
+            answer = read_all(s)
+        stats = keep.stop_and_wait()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert stats is not None and stats.client_errors == 1
+
+
+def test_an_idle_keep_alive_connection_is_closed() -> None:
+    with (
+        Running(HELLO, options=ServeOptions(keepalive_timeout=0.2)) as keep,
+        keep.tls_socket() as s,
+    ):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_all(s)  # returns when the Keep closes the idle connection
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"Hello, world!\n")
+
+
+def test_saturation_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    wat = g.sleeps_then_writes(600, b"Content-Type: a/b\n\nslow")
+    options = ServeOptions(max_instances=1, max_queued=0)
+    with Running(g.manifest(tmp_path, wat), options=options) as keep:
+        first: list[int] = []
+        busy = threading.Thread(target=lambda: first.append(get(keep, "/")[0]))
+        busy.start()
+        time.sleep(0.2)  # the first request holds the only slot
+        status, headers, _ = get(keep, "/")
+        busy.join()
+        stats = keep.stop_and_wait()
+    assert first == [200]
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert stats is not None and stats.rejected == 1
+
+
+def test_plain_http_listener(tmp_path: Path) -> None:
+    manifest = g.manifest(
+        tmp_path,
+        g.COUNTER,
+        listen='name = "plain"\nport = 8080\nprotocol = "http"\ntls = false',
+    )
+    with Running(manifest) as keep, keep.plain_socket() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\n1")
+
+
+def test_worker_processes_serve_and_report(tmp_path: Path) -> None:
+    with Running(g.manifest(tmp_path, g.COUNTER), options=ServeOptions(processes=2)) as keep:
+        for _ in range(6):
+            assert get(keep, "/")[2] == b"1"
+        stats = keep.stop_and_wait()
+    assert stats is not None
+    assert (stats.connections, stats.requests) == (6, 6)  # summed over both processes
+
+
+# -- stopping -----------------------------------------------------------------------------
+
+
+def test_stop_finishes_in_flight_requests(tmp_path: Path) -> None:
+    wat = g.sleeps_then_writes(700, b"Content-Type: a/b\n\nfinished")
+    with Running(g.manifest(tmp_path, wat)) as keep:
+        result: list[tuple[int, bytes]] = []
+        client = threading.Thread(target=lambda: result.append(get(keep, "/")[::2]))
+        client.start()
+        time.sleep(0.3)
+        keep.stop.set()  # while the request is in flight
+        time.sleep(0.1)
+        with pytest.raises(OSError):  # no longer accepting
+            socket.create_connection(("127.0.0.1", keep.port()), timeout=2).close()
+        client.join()
+        stats = keep.stop_and_wait()
+    assert result == [(200, b"finished")]
+    assert stats is not None and stats.interrupted == 0
+
+
+def test_stop_past_the_deadline_stops_the_instance(tmp_path: Path) -> None:
+    manifest = g.manifest(tmp_path, g.SPIN, limits="memory = 16\ncpu_time = 30\nwall_time = 30")
+    with Running(manifest, options=ServeOptions(stop_timeout=0.3)) as keep:
+        result: list[int] = []
+        client = threading.Thread(target=lambda: result.append(get(keep, "/")[0]))
+        client.start()
+        time.sleep(0.3)
+        stats = keep.stop_and_wait(timeout=20)
+        client.join()
+    assert result == [503]
+    assert stats is not None and stats.interrupted == 1
+
+
+# -- refusals before serving --------------------------------------------------------------
+
+
+def test_a_manifest_that_sets_stdout_is_refused(tmp_path: Path) -> None:
+    manifest = g.manifest(tmp_path, g.COUNTER, extra='stdout = { file = "out.txt" }')
+    workload = PreparedWorkload.prepare(load_manifest(manifest))
+    with pytest.raises(ServeError, match=r"Motte.toml:\d+: stdout cannot be set .* answer"):
+        serve(workload, workload.manifest.listen, None)
+
+
+def test_tls_needs_an_identity() -> None:
+    workload = PreparedWorkload.prepare(load_manifest(HELLO))
+    with pytest.raises(ServeError, match="'web' needs TLS but no identity"):
+        serve(workload, workload.manifest.listen, None)
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    workload = PreparedWorkload.prepare(load_manifest(HELLO))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listen = Listen("web", port, "http", where="Motte.toml:17")
+        with pytest.raises(ServeError, match=f"Motte.toml:17: listener 'web'.*:{port}") as info:
+            serve(
+                workload,
+                (listen,),
+                self_signed_identity(),
+                options=ServeOptions(host="127.0.0.1"),
+            )
+    assert info.value.hint is not None and "another process" in info.value.hint
