@@ -37,6 +37,7 @@ C_EXAMPLES = [
     ("hello/hello.c", "hello/hello.wasm"),
     ("files/files.c", "files/files.wasm"),
     ("sha256/sha256.c", "sha256/sha256.wasm"),
+    ("http-hello/http-hello.c", "http-hello/http-hello.wasm"),
 ]
 WAT_EXAMPLES = [
     ("runaway/spin.wat", "runaway/spin.wasm"),

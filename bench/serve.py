@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""HTTP listener throughput: the example HTTP workload through a Keep (TLS 1.3, a fresh
+instance per request) against a minimal plain-Python HTTPS server answering the same bytes,
+driven by the same load generator in the same run.
+
+    python bench/serve.py [--rounds 5] [--duration 5] [--connections 16] [--json]
+
+The two servers run as their own processes: ``motte run`` on a copy of
+examples/http-hello/Motte.toml (a free port), and ``http.server.ThreadingHTTPServer`` with
+an ``ssl`` socket (TLS 1.3 only, HTTP/1.1 keep-alive, no request log) answering
+``Hello, world!`` with the same headers. The load generator is wrk (``apt-get install
+wrk``): written in C, it leaves the two cores to the servers as far as it can; both servers
+get the same command line. Rounds alternate between the servers; each figure is the median
+over the rounds. Target: the Keep reaches >= 0.8 x the plain server's requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from _harness import ROOT, dump
+
+TARGET = 0.8
+BODY = b"Hello, world!\n"
+
+PLAIN_SERVER = textwrap.dedent(
+    """
+    import http.server, ssl, sys
+    BODY = b"Hello, world!\\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"          # keep-alive, as the Keep
+        disable_nagle_algorithm = True         # as asyncio does: no 40 ms delayed-ACK stalls
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()                 # send_response adds Server and Date
+            self.wfile.write(BODY)
+
+        def log_message(self, *args):          # no per-request log, as the Keep
+            pass
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server.daemon_threads = True
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print("ready", flush=True)
+    server.serve_forever()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_tls(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench/serve.py: a server exited with {proc.returncode}")
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                assert tls.version() == "TLSv1.3", tls.version()
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench/serve.py: nothing listens on port {port}")
+
+
+def check_same_answer(port: int) -> bytes:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    import http.client
+
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    if response.status != 200 or body != BODY:
+        raise SystemExit(f"bench/serve.py: port {port} answered {response.status} {body!r}")
+    return body
+
+
+def _seconds(text: str) -> float:
+    value, suffix = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[suffix]
+
+
+def wrk(port: int, duration: float, connections: int, threads: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            f"https://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock_errors = re.search(r"Socket errors: (.*)", out)
+    if errors or sock_errors:
+        raise SystemExit(f"bench/serve.py: errors under load on port {port}:\n{out}")
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _seconds(latency["50"]),
+        "p99": _seconds(latency["99"]),
+    }
+
+
+def start_servers(tmp: Path) -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+    from motte.keep.serve import self_signed_identity
+
+    identity = self_signed_identity()
+    (tmp / "cert.pem").write_bytes(identity.certificate_chain_pem)
+    (tmp / "key.pem").write_bytes(identity.private_key_pem)
+    (tmp / "plain.py").write_text(PLAIN_SERVER)
+    ports = {"plain": free_port(), "keep": free_port()}
+    example = ROOT / "examples" / "http-hello"
+    manifest = (example / "Motte.toml").read_text()
+    manifest = manifest.replace('"http-hello.wasm"', f'"{example / "http-hello.wasm"}"')
+    manifest = re.sub(r"port = \d+", f"port = {ports['keep']}", manifest)
+    (tmp / "Motte.toml").write_text(manifest)
+    env = {**os.environ, "MOTTE_HOME": str(tmp / "home")}
+    motte = shutil.which("motte", path=str(Path(sys.executable).parent)) or "motte"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(tmp / "plain.py"), str(ports["plain"]), "cert.pem", "key.pem"],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "plain.log", "wb"),  # noqa: SIM115 (closed with the process)
+        ),
+        subprocess.Popen(
+            [motte, "run", str(tmp / "Motte.toml")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "keep.log", "wb"),  # noqa: SIM115 (closed with the process)
+        ),
+    ]
+    for port, proc in zip(ports.values(), procs, strict=True):
+        wait_for_tls(port, proc)
+        check_same_answer(port)
+    return ports, procs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per round")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/serve.py: wrk not found: apt-get install wrk")
+    samples: dict[str, list[dict[str, float]]] = {"plain": [], "keep": []}
+    with tempfile.TemporaryDirectory(prefix="motte-bench-serve-") as tmp:
+        ports, procs = start_servers(Path(tmp))
+        try:
+            for port in ports.values():  # warm-up, not recorded
+                wrk(port, 1.0, ns.connections, ns.threads)
+            for _ in range(ns.rounds):
+                for name, port in ports.items():
+                    samples[name].append(wrk(port, ns.duration, ns.connections, ns.threads))
+        finally:
+            procs[1].send_signal(signal.SIGTERM)  # the Keep stops gracefully
+            procs[0].terminate()
+            keep_status = procs[1].wait(30)
+            procs[0].wait(30)
+        if keep_status != 0:
+            sys.exit(f"bench/serve.py: motte run exited with {keep_status} on SIGTERM")
+    return report(samples, ns)
+
+
+def report(samples: dict[str, list[dict[str, float]]], ns: argparse.Namespace) -> int:
+    def med(name: str, key: str) -> float:
+        return statistics.median(s[key] for s in samples[name])
+
+    def spread(name: str, key: str) -> float:
+        values = [s[key] for s in samples[name]]
+        if len(values) < 4:
+            return 0.0
+        q = statistics.quantiles(values, n=4)
+        return (q[2] - q[0]) / statistics.median(values)
+
+    labels = {
+        "plain": "plain Python HTTPS (baseline)",
+        "keep": "motte Keep, instance per request",
+    }
+    print(
+        f"\nHTTPS GET /, {ns.connections} connections, {ns.threads} wrk threads, "
+        f"{ns.duration:g} s x {ns.rounds} rounds (medians; spread = IQR/median of rps)"
+    )
+    print(f"  {'server':<34} {'req/s':>9} {'spread':>7} {'p50':>9} {'p99':>9} {'ratio':>6}")
+    rows = []
+    base = med("plain", "rps")
+    for name in ("plain", "keep"):
+        rps = med(name, "rps")
+        row = {
+            "server": name,
+            "rps": rps,
+            "spread": spread(name, "rps"),
+            "p50_s": med(name, "p50"),
+            "p99_s": med(name, "p99"),
+            "ratio": rps / base,
+            "rounds": len(samples[name]),
+        }
+        rows.append(row)
+        print(
+            f"  {labels[name]:<34} {rps:>9.0f} {row['spread']:>6.0%} "
+            f"{row['p50_s'] * 1e3:>7.2f}ms {row['p99_s'] * 1e3:>7.2f}ms {row['ratio']:>6.2f}"
+        )
+    ratio = rows[1]["ratio"]
+    met = "met" if ratio >= TARGET else "MISSED"
+    print(f"\nKeep throughput vs plain server: {ratio:.2f} (target >= {TARGET}: {met})")
+    if ns.json:
+        dump(rows, {"target": TARGET, "ratio": ratio, "load": vars(ns)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
