@@ -2,12 +2,13 @@
 # Install the Debian packages a task needs, only those missing.
 #   venv  python3-venv (Debian splits ensurepip out of python3)
 #   test  the real peers the integration tests start on 127.0.0.1:
-#         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog
+#         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog,
+#         git (motte rebuild clones the recorded source)
 set -eu
 
 case "${1:-test}" in
   venv) pkgs="python3-venv" ;;
-  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git" ;;
   *) echo "usage: $0 venv|test" >&2; exit 2 ;;
 esac
 
