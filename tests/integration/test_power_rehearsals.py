@@ -374,6 +374,7 @@ def test_motte_secondary_follows_the_primary_and_shuts_down_on_fsd(tmp_path, mot
     plan = lab_plan(tmp_path, port, rec, policy="ride_through = 30\nsecondaries_wait = 10")
     pw = tmp_path / "observer.pw"
     pw.write_text("pw\n")
+    pw.chmod(0o600)
     sim = start(["power", "simulate", str(sc), "--listen", f"127.0.0.1:{port}"])
     try:
         time.sleep(0.3)
@@ -426,7 +427,7 @@ def test_the_cli_rehearses_a_whole_power_cut_with_the_examples(tmp_path, motte_h
     plan = work / "rehearsal.toml"
     plan.write_text(plan.read_text().replace("127.0.0.1:34930", f"127.0.0.1:{port}"))
     log = tmp_path / "rehearsal.log"
-    env = {**os.environ, "MOTTE_REHEARSAL_LOG": str(log)}
+    env = {**os.environ, "MOTTE_REHEARSAL_LOG": str(log), "MOTTE_REHEARSAL_PASSWORD": "rehearsal"}
     check = subprocess.run(
         [*MOTTE, "power", "plan", "check", str(plan)], capture_output=True, text=True, env=env
     )

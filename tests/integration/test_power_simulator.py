@@ -3,6 +3,7 @@
 import asyncio
 import datetime
 import ipaddress
+import json
 import shutil
 import ssl
 import subprocess
@@ -356,3 +357,83 @@ def wait_for_port(port, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listening on {port}")
+
+
+def test_the_monitor_reports_a_lost_server_once_and_reconnects(tmp_path):
+    from motte.power import UpsAddress, UpsConfig
+    from motte.power._monitor import Reading, UpsMonitor
+
+    sc = scenario(
+        tmp_path,
+        """
+        [[step]]
+        at = 0
+        status = "OL"
+        [[step]]
+        at = 0.5
+        offline = true
+        [[step]]
+        at = 2.0
+        offline = false
+        status = "OB DISCHRG"
+        """,
+    )
+
+    async def body(port, sim):
+        queue = asyncio.Queue()
+        config = UpsConfig(UpsAddress("rack", "127.0.0.1", port), tls="off")
+        monitor = asyncio.create_task(UpsMonitor(config, queue, role=None, poll_interval=0.1).run())
+        seen = []
+        try:
+            while not (seen and isinstance(seen[-1], Reading) and seen[-1].reading.on_battery):
+                seen.append(await asyncio.wait_for(queue.get(), 15))
+        finally:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+        return seen
+
+    seen = asyncio.run(serving(sc, body))
+    shapes = [type(item).__name__ for item in seen]
+    assert shapes == ["Reading", "Lost", "Reading"]  # one Lost, however many retries
+    assert seen[0].reading.status == ("OL",)
+
+
+def test_plan_check_can_ask_the_ups_for_its_runtime(tmp_path, cli):
+    from tests.power.rig import lab_plan, recorder
+
+    sc = scenario(tmp_path, '[[step]]\nat = 0\nstatus = "OL"\nruntime = 20\n')
+
+    async def body(port, sim):
+        rec, _ = recorder(tmp_path)
+        plan = lab_plan(tmp_path, port, rec, policy="ride_through = 5")
+        return await asyncio.to_thread(cli, "power", "plan", "check", plan, "--ask-ups", "--json")
+
+    r = asyncio.run(serving(sc, body))
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["runtime"] == 20
+    assert "the battery lasts 20s at the current load" in doc["errors"][0]
+
+
+def test_a_busy_monitor_always_stops_when_cancelled(tmp_path):
+    """Regression: asyncio.wait_for on 3.11 swallowed a cancellation racing a reply, and a
+    monitor polling every few milliseconds then ran forever (and so did the watch)."""
+    import random
+
+    from motte.power import UpsAddress, UpsConfig
+    from motte.power._monitor import UpsMonitor
+    from tests.power.rig import stop_tasks
+
+    sc = scenario(tmp_path, '[[step]]\nat = 0\nstatus = "OL"\n')
+
+    async def body(port, sim):
+        config = UpsConfig(UpsAddress("rack", "127.0.0.1", port), tls="off")
+        for _ in range(30):
+            queue = asyncio.Queue()
+            task = asyncio.create_task(
+                UpsMonitor(config, queue, role=None, poll_interval=0.001).run()
+            )
+            await asyncio.sleep(random.uniform(0.01, 0.05))
+            await stop_tasks(task, within=10)
+        return True
+
+    assert asyncio.run(serving(sc, body))

@@ -6,6 +6,7 @@ commands are scripts that record when they ran, so order and timing are asserted
 """
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,16 @@ from motte.power import (
     load_plan,
 )
 from motte.power._errors import UsernameRequiredError
-from tests.power.rig import as_root, calls, first, free_port, kinds, lab_plan, recorder
+from tests.power.rig import (
+    as_root,
+    calls,
+    first,
+    free_port,
+    kinds,
+    lab_plan,
+    recorder,
+    stop_tasks,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -174,6 +184,7 @@ def run_watch(tmp_path, server, until, *, policy, timeout=40):
     )
     plan_path.write_text(text)
     (tmp_path / "nut.pw").write_text("adminpass\n")
+    (tmp_path / "nut.pw").chmod(0o600)
 
     async def main():
         events = []
@@ -187,8 +198,7 @@ def run_watch(tmp_path, server, until, *, policy, timeout=40):
                 await asyncio.sleep(0.05)
             return events
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop_tasks(task)
 
     return asyncio.run(main()), calls(log)
 
@@ -255,3 +265,65 @@ def test_a_long_cut_shuts_down_in_dependency_order(tmp_path, upsd_factory):
         for e in events
     )
     assert first(events, "FSD")  # upsd latched FSD and showed it in ups.status
+
+
+def test_motte_secondary_follows_upsd_and_goes_on_fsd(tmp_path, upsd_factory):
+    import sys
+
+    server = upsd_factory(STEADY)
+    rec, log = recorder(tmp_path)
+    pw = tmp_path / "observer.pw"
+    pw.write_text("obspass\n")
+    pw.chmod(0o600)
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "motte",
+            "power",
+            "secondary",
+            f"dummy@127.0.0.1:{server.port}",
+            "--username",
+            "observer",
+            "--password-file",
+            str(pw),
+            "--shutdown",
+            f"{rec} shutdown",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MOTTE_HOST": "follower"},
+    )
+
+    async def primary():
+        async with await NutClient.connect("127.0.0.1", server.port, tls="off") as c:
+            await c.authenticate("admin", "adminpass")
+            await c.login("dummy")
+            await c.primary("dummy")
+            for _ in range(100):  # until the follower has logged in as a secondary
+                if await c.get_num_logins("dummy") == 2:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the secondary never logged in")
+            await c.fsd("dummy")
+            for _ in range(100):  # the primary waits for it to leave, as upsmon does
+                if await c.get_num_logins("dummy") == 1:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the secondary never logged out")
+
+    try:
+        asyncio.run(primary())
+        out, err = follower.communicate(timeout=20)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 0, err
+    assert [(h, w) for _, h, w in calls(log)] == [("follower", "shutdown")]
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["kind"] for e in events][-2:] == ["SHUTDOWN", "step-done"]
+    assert "the primary set FSD" in events[-2]["message"]

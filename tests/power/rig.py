@@ -74,6 +74,7 @@ def scenario(folder: Path, steps: str, *, extra: str = "") -> Path:
 def lab_plan(folder: Path, port: int, rec: Path, *, policy: str = "", hosts: str = "") -> Path:
     """Coordinator pi, app depends on nas, a switch; every command is the recorder."""
     (folder / "nut.pw").write_text("pw\n")
+    (folder / "nut.pw").chmod(0o600)
     settings = {"poll_interval": "0.1", "secondaries_wait": "2", "reserve": "0"}
     for line in policy.splitlines():  # the caller's settings win over these defaults
         if line.strip():
@@ -155,9 +156,15 @@ async def rehearse(
             await asyncio.sleep(0.05)
         return events
     finally:
-        for task in (watch_task, sim_task):
-            task.cancel()
-        await asyncio.gather(watch_task, sim_task, return_exceptions=True)
+        await stop_tasks(watch_task, sim_task)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any], within: float = 20.0) -> None:
+    """Cancel and wait; a task that ignores its cancellation fails the test, never hangs it."""
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=within)
+    assert not pending, f"tasks ignored their cancellation: {pending}"
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:

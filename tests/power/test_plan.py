@@ -169,6 +169,11 @@ def test_relative_commands_and_files_are_taken_from_the_plans_folder(tmp_path):
     assert p.hosts["pi"].stop == (str(tmp_path / "bin/halt.sh"), "now")
     assert p.ups.password_file == tmp_path / "pw"
     (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "pw").chmod(0o644)
+    with pytest.raises(PlanError, match="can be read by other users") as info:
+        p.ups.password()
+    assert info.value.hint == f"chmod 600 {tmp_path / 'pw'}"
+    (tmp_path / "pw").chmod(0o600)
     assert p.ups.password() == "s3cret"
 
 

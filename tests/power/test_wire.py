@@ -84,3 +84,49 @@ def test_line_buffer_survives_bytes_that_are_not_utf8():
     buf = LineBuffer(max_line=100)
     buf.feed(b"OK \xff\xfe\n")
     assert buf.pop_line().startswith("OK ")
+
+
+def reference_split(text):
+    """NUT's parseconf rules, one character at a time: the specification the fast path meets."""
+    words, current, in_word, in_quotes, escaped = [], [], False, False, False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = in_word = True
+        elif ch == '"':
+            in_quotes, in_word = not in_quotes, True
+        elif ch in " \t" and not in_quotes:
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        else:
+            current.append(ch)
+            in_word = True
+    if escaped or in_quotes:
+        raise ValueError("broken")
+    if in_word:
+        words.append("".join(current))
+    return tuple(words)
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab "\\\t.é')), max_size=30))
+def test_the_fast_splitter_follows_parseconf_character_by_character(text):
+    try:
+        expected = reference_split(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            split_words(text)
+        return
+    assert split_words(text).words == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["a" * 8000 + '"', 'x "' + "\\a" * 4000, " ".join(["w"] * 4000) + " \\", '"' * 8001],
+)
+def test_hostile_lines_fail_without_backtracking_forever(line):
+    """Linear-time matching: these would hang a regex with nested, overlapping repeats."""
+    with pytest.raises(ValueError):
+        split_words(line)

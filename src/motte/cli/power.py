@@ -287,7 +287,7 @@ def secondary(
     stays unreachable --dead-after seconds.
 
     Example: motte power secondary rack@nut.lan --username observer
-    --password-file /etc/motte/nut.pw --drain "motte keep drain --all"
+    --password-file /etc/motte/nut.pw --drain "systemctl stop motte-keeps.target"
     --shutdown "systemctl poweroff"
     """
     import shlex
@@ -348,7 +348,7 @@ def agent_serve(
     against replay); there is no unauthenticated mode. It listens on 127.0.0.1 unless told.
 
     Example: motte power agent serve --secret-file /etc/motte/agent.secret
-    --drain "motte keep drain --all" --stop "systemctl poweroff" --listen 0.0.0.0:3494
+    --drain "systemctl stop motte-keeps.target" --stop "systemctl poweroff" --listen 0.0.0.0:3494
     """
     import shlex
 

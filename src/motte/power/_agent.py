@@ -264,7 +264,8 @@ async def serve_agent(
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 5)
+            async with asyncio.timeout(5):
+                await task
 
 
 class AgentClient:

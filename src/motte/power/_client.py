@@ -135,7 +135,8 @@ class NutClient:
     ) -> NutClient:
         where = f"{host}:{port}"
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as e:
             raise NutConnectionError(
                 f"cannot connect to NUT server {where}: {e or 'timed out'}",
@@ -162,9 +163,8 @@ class NutClient:
             return
         context = ctx if ctx is not None else ssl.create_default_context()
         try:
-            await asyncio.wait_for(
-                self._writer.start_tls(context, server_hostname=host), self.timeout
-            )
+            async with asyncio.timeout(self.timeout):
+                await self._writer.start_tls(context, server_hostname=host)
         except (OSError, TimeoutError, ssl.SSLError) as e:
             self._broken = True
             raise NutConnectionError(
@@ -184,11 +184,13 @@ class NutClient:
         if not self._broken and not self._writer.is_closing():
             # Closing anyway: a goodbye is a courtesy, not a requirement.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.request(Logout()), min(self.timeout, 1.0))
+                async with asyncio.timeout(min(self.timeout, 1.0)):
+                    await self.request(Logout())
         self._broken = True
         self._writer.close()
         with contextlib.suppress(Exception):  # the peer may already be gone
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
 
     async def request(self, request: Request) -> Reply:
         """Send one request and return its reply; ``ERR`` raises the code's typed error."""
@@ -198,10 +200,12 @@ class NutClient:
             data = self._conn.send(request)
             try:
                 self._writer.write(data)
-                await asyncio.wait_for(self._writer.drain(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self._writer.drain()
                 event = self._conn.next_event()
                 while event is NEED_DATA:
-                    chunk = await asyncio.wait_for(self._reader.read(65536), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        chunk = await self._reader.read(65536)
                     if not chunk and not isinstance(request, Logout):
                         # The server went away before answering: a lost link, not a bad peer.
                         raise ConnectionResetError("the server closed the connection")

@@ -213,6 +213,8 @@ def _words(line: str) -> tuple[str, ...]:
 
 def _same(got: tuple[str, ...], want: tuple[str, ...]) -> bool:
     """Word lists equal, ignoring case (upsd echoes names in the client's case)."""
+    if got == want:  # the usual case, decided in C
+        return True
     return len(got) == len(want) and all(
         a.casefold() == b.casefold() for a, b in zip(got, want, strict=True)
     )

@@ -32,12 +32,18 @@ class UpsConfig:
     def password(self) -> str | None:
         """Read the NUT password from its file or environment variable (never the plan)."""
         if self.password_file is not None:
+            path = self.password_file
             try:
-                return self.password_file.read_text(encoding="utf-8").strip()
+                mode = path.stat().st_mode
+                text = path.read_text(encoding="utf-8").strip()
             except OSError as e:
+                raise PlanError(f"ups.password_file: cannot read {path}: {e.strerror}") from None
+            if mode & 0o077:  # anyone who can read it can FSD the UPS: shut everything down
                 raise PlanError(
-                    f"ups.password_file: cannot read {self.password_file}: {e.strerror}"
-                ) from None
+                    f"ups.password_file: {path} can be read by other users",
+                    hint=f"chmod 600 {path}",
+                )
+            return text
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if value is None:

@@ -71,7 +71,8 @@ async def run_command(
     except OSError as e:
         return CommandResult(None, False, f"{argv[0]}: {e.strerror or e}")
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), max(timeout, 0.0))
+        async with asyncio.timeout(max(timeout, 0.0)):
+            out, _ = await proc.communicate()
     except TimeoutError:
         await _kill_group(proc)
         return CommandResult(proc.returncode, True, f"no exit within {timeout:.0f}s")
@@ -89,7 +90,8 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), wait)
+            async with asyncio.timeout(wait):
+                await proc.wait()
 
 
 def ssh_argv(target: str, argv: tuple[str, ...]) -> list[str]:

@@ -144,7 +144,8 @@ async def run_secondary(
             wake = core.next_wakeup()
             timeout = None if wake is None else max(wake - clock(), 0.01)
             try:
-                item = await asyncio.wait_for(queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    item = await queue.get()
             except TimeoutError:
                 item = None
             if isinstance(item, LoginRefused):

@@ -105,10 +105,12 @@ class Watch:
             await self._act(self.coordinator.resume(self.clock()))
             while True:
                 wake = self.coordinator.next_wakeup()
-                # Never 0: asyncio.wait_for would cancel the get before it could take a reading.
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races with the result, and the watch would never stop.
                 timeout = None if wake is None else max(wake - self.clock(), 0.01)
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), timeout)
+                    async with asyncio.timeout(timeout):
+                        item = await self.queue.get()
                 except TimeoutError:
                     item = None
                 await self._act(self._feed(item))

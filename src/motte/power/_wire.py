@@ -55,40 +55,50 @@ class Line:
     text: str
 
 
+#: One word: quoted stretches, escaped characters and plain characters, glued together.
+#: Possessive quantifiers and disjoint alternatives keep matching linear on any input (a
+#: hostile server must not be able to make the regex backtrack: ReDoS).
+_PIECES = r'(?:"(?:[^"\\]|\\.)*+"|\\.|[^ \t"\\])++'
+_WORD = re.compile(_PIECES)
+#: A whole well-formed line: words separated by blanks (checked once, in C, per line).
+_LINE = re.compile(rf"[ \t]*+(?:{_PIECES}(?:[ \t]++{_PIECES})*+)?+[ \t]*+")
+_UNESCAPE = re.compile(r'\\(.)|"')
+
+
+def _unquote(span: str) -> tuple[str, bool]:
+    if "\\" not in span:  # quotes only, as in nearly every NUT value: drop them
+        return span.replace('"', ""), True
+    saw_quote = False
+
+    def undo(m: re.Match[str]) -> str:
+        nonlocal saw_quote
+        if m.group(1) is None:  # a quote: drop it
+            saw_quote = True
+            return ""
+        return m.group(1)  # an escaped character: keep it
+
+    return _UNESCAPE.sub(undo, span), saw_quote
+
+
 def split_words(text: str) -> Line:
     """Split one line (without its newline) into words, undoing quotes and escapes.
 
     Raises :class:`ValueError` on an unterminated quote or a trailing backslash.
     """
+    if _LINE.fullmatch(text) is None:
+        stripped = text.rstrip(" \t")
+        backslashes = len(stripped) - len(stripped.rstrip("\\"))
+        raise ValueError("line ends in a backslash" if backslashes % 2 else "unterminated quote")
     words: list[str] = []
     quoted: list[bool] = []
-    current: list[str] = []
-    in_word = in_quotes = was_quoted = escaped = False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = in_word = True
-        elif ch == '"':
-            in_quotes = not in_quotes
-            in_word = was_quoted = True
-        elif ch in " \t" and not in_quotes:
-            if in_word:
-                words.append("".join(current))
-                quoted.append(was_quoted)
-                current.clear()
-                in_word = was_quoted = False
-        else:
-            current.append(ch)
-            in_word = True
-    if escaped:
-        raise ValueError("line ends in a backslash")
-    if in_quotes:
-        raise ValueError("unterminated quote")
-    if in_word:
-        words.append("".join(current))
-        quoted.append(was_quoted)
+    for span in _WORD.findall(text):
+        if '"' in span or "\\" in span:
+            word, was_quoted = _unquote(span)
+            words.append(word)
+            quoted.append(was_quoted)
+        else:  # the common case: a bare name or number, nothing to undo
+            words.append(span)
+            quoted.append(False)
     return Line(tuple(words), tuple(quoted), text)
 
 
