@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from motte.errors import UsageError
-from motte.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir
+from motte.fsutil import atomic_write_text, fsync_dir
 from motte.steward._ca import StewardCa
 from motte.steward._config import (
     DEFAULT_SAN_ALLOW,
@@ -116,8 +116,3 @@ def init_steward(
         raise
     fsync_dir(target.parent)
     return StewardPaths(target)
-
-
-def write_ca_copy(paths: StewardPaths, dest: Path) -> None:
-    """Copy the CA certificate somewhere clients can take it from."""
-    atomic_write_bytes(dest, paths.ca_cert.read_bytes())

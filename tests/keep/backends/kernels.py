@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
-import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,12 +186,3 @@ def gramine_tree(root: Path, *, kind: str = "dcap", quote: bytes = b"") -> Path:
     (root / "user_report_data").write_bytes(b"")
     (root / "quote").write_bytes(quote)
     return root
-
-
-def clean(root: Path) -> None:
-    if root.exists():
-        shutil.rmtree(root)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
