@@ -418,6 +418,24 @@ def test_motte_secondary_follows_the_primary_and_shuts_down_on_fsd(tmp_path, mot
     )
 
 
+def test_a_login_the_ups_server_refuses_stops_the_watch_with_one_line(tmp_path):
+    port = free_port()
+    rec, _ = recorder(tmp_path)
+    sc = scenario(tmp_path, '[[step]]\nat = 0\nstatus = "OL"\n')
+    plan = lab_plan(tmp_path, port, rec)
+    (tmp_path / "nut.pw").write_text("wrong\n")
+    sim = start(["power", "simulate", str(sc), "--listen", f"127.0.0.1:{port}"])
+    try:
+        wait_logins(port, 0)  # listening
+        watch = start(["power", "watch", "--plan", str(plan)])
+        _, err = watch.communicate(timeout=30)
+    finally:
+        stop(sim)
+    assert watch.returncode == 1
+    assert err.startswith(f"motte: error: NUT server rack@127.0.0.1:{port} refused the login")
+    assert "ACCESS-DENIED" in err and "Traceback" not in err
+
+
 def test_the_cli_rehearses_a_whole_power_cut_with_the_examples(tmp_path, motte_home):
     """Done-when: `simulate` and `watch` rehearse a whole cut, order and timing shown."""
     examples = Path(__file__).resolve().parents[2] / "examples" / "power"
