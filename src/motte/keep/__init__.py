@@ -31,6 +31,10 @@ at the wall-time limit. Callers of ``run`` should give stdin as bytes, a file or
 feed.
 
 :func:`workload_digest` is the one function that names a workload by content.
+
+Attested Keeps build on this: :mod:`motte.keep.backends` produces a TEE's evidence, and
+``motte.keep._launch.launch`` (what ``motte run`` calls) attests to a Steward before it
+fetches the workload by the attested digest (docs/keeps.md).
 """
 
 from __future__ import annotations
