@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "log": ("motte.cli.log", "app", "The transparency log: serve, append, prove."),
     "trust": ("motte.cli.trust", "trust", "Do I trust this package? The five-area judgement."),
     "rebuild": ("motte.cli.trust", "rebuild", "Rebuild a package from its recorded source."),
+    "advise": ("motte.cli.trust", "advise", "Publish a signed advisory about package versions."),
     "power": ("motte.cli.power", "app", "Ride out power cuts and shut down in order."),
 }
 
