@@ -298,8 +298,12 @@ def test_an_expired_nonce_is_refused(home):
             time.sleep(1.5)  # past the one-second lifetime; no assertion on timing
             with pytest.raises(AttestationRefusedError, match="nonce: the nonce expired"):
                 client.attest(keep_csr(nonce))
+        wait_for(lambda: any("rejected" in line for line in steward.lines))
+        assert any("nonce: the nonce expired" in line for line in steward.lines)
     finally:
         steward.stop()
+    [row] = json.loads(motte(home, "steward", "audit", "--json").stdout)
+    assert row["reason"].startswith("nonce: the nonce expired")
 
 
 STEWARD_WITH_TEST_ROOTS = textwrap.dedent(
