@@ -473,3 +473,22 @@ def test_no_history_makes_a_spent_timer_or_a_crash(tmp_path_factory, history):
         # Only one step per host is ever in flight.
         hosts = [a.host for a in d.pending.values() if isinstance(a, RunStep)]
         assert len(hosts) == len(set(hosts))
+
+
+def test_our_own_latched_fsd_does_not_start_a_second_shutdown(lab):
+    d = Drive(lab)
+    d.see("OB LB", 0)
+    d.finish_all(1)  # ... FSD set by us, the coordinator asked to stop
+    assert d.c.p.fsd_ours
+    d.see("FSD OL CHRG", 10, charge=80)  # upsd keeps FSD until it restarts
+    d.tick(15)
+    d.finish_all(16)
+    assert d.phase is Phase.ONLINE and d.host("app") is HostState.UP
+    before = len(d.actions)
+    d.see("FSD OL", 20, charge=90)
+    assert d.steps(d.actions[before:]) == []  # no second shutdown
+    d.see("OL", 30)  # the latch is gone (upsd restarted)
+    assert not d.c.p.fsd_ours
+    out = d.see("FSD OL", 40)  # now FSD is someone else's decision
+    assert "another primary forced a shutdown" in out[1].message
+    assert d.steps(out) == [("app", "stop")]

@@ -114,6 +114,8 @@ class Coordinator:
         for kind in status_events(p.reading, reading):
             out.append(self._notify(kind, f"{_EVENT_TEXT[kind]}: {reading.describe()}"))
         p.reading, p.reading_at = reading, now
+        if "FSD" not in reading.status:
+            p.fsd_ours = False  # upsd restarted, or the UPS power-cycled: the latch is gone
         if reading.on_battery:
             p.mains_back_since = None
             if p.cut_since is None:
@@ -259,8 +261,10 @@ class Coordinator:
         p, pol, r = self.p, self.plan.policy, self.p.reading
         if r is None:
             return None
-        if r.critical:
-            return "the UPS reports " + ("FSD" if "FSD" in r.status else "low battery (OB LB)")
+        if "OB" in r.status and "LB" in r.status:
+            return "the UPS reports low battery (OB LB)"
+        if "FSD" in r.status and not p.fsd_ours:  # our own FSD stays latched in upsd
+            return "the UPS reports FSD (another primary forced a shutdown)"
         if not r.on_battery:
             return None
         lost_for = now - p.comm_lost_since if p.comm_lost_since is not None else 0.0
@@ -504,6 +508,8 @@ class Coordinator:
         ]
 
     def _final_done(self, task: Task, result: StepResult, text: str, now: float) -> list[Action]:
+        if task.step == "fsd" and result.ok:
+            self.p.fsd_ours = True
         return [Event("step-done", text, data={"step": task.step, "ok": result.ok})]
 
     # -- recovery --------------------------------------------------------------------------

@@ -183,6 +183,9 @@ class Progress:
     recovery: list[list[str]] = field(default_factory=list)
     recovery_stage: int = -1
     waiting_charge_logged: bool = False
+    #: We set FSD ourselves: upsd latches it until it restarts, and our own FSD must not
+    #: start a second shutdown once the hosts are back.
+    fsd_ours: bool = False
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     running: dict[str, Task] = field(default_factory=dict)
 
@@ -207,6 +210,7 @@ class Progress:
             "recovery": self.recovery,
             "recovery_stage": self.recovery_stage,
             "waiting_charge_logged": self.waiting_charge_logged,
+            "fsd_ours": self.fsd_ours,
             "hosts": {
                 name: {
                     "state": h.state.value,
@@ -255,6 +259,7 @@ class Progress:
                 recovery=[list(map(str, s)) for s in data["recovery"]],
                 recovery_stage=int(data["recovery_stage"]),
                 waiting_charge_logged=bool(data["waiting_charge_logged"]),
+                fsd_ours=bool(data["fsd_ours"]),
                 hosts={
                     name: HostProgress(
                         HostState(h["state"]), h["since"], str(h["detail"]), float(h["scale"])
