@@ -12,6 +12,10 @@ an ``ssl`` socket (TLS 1.3 only, HTTP/1.1 keep-alive, no request log) answering
 wrk``): written in C, it leaves the two cores to the servers as far as it can; both servers
 get the same command line. Rounds alternate between the servers; each figure is the median
 over the rounds. Target: the Keep reaches >= 0.8 x the plain server's requests per second.
+
+Beside throughput and latency it prints the servers' CPU time per request (from /proc,
+worker processes included): on a machine shared with other work, throughput moves with the
+neighbours' load, CPU per request much less.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 from pathlib import Path
 
 from _harness import ROOT, dump
+from motte.keep.serve._options import cpus
 
 TARGET = 0.8
 BODY = b"Hello, world!\n"
@@ -114,7 +119,24 @@ def _seconds(text: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[suffix]
 
 
-def wrk(port: int, duration: float, connections: int, threads: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (the Keep's worker processes)."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, duration: float, connections: int, threads: int, pid: int) -> dict[str, float]:
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
@@ -135,7 +157,9 @@ def wrk(port: int, duration: float, connections: int, threads: int) -> dict[str,
     if errors or sock_errors:
         raise SystemExit(f"bench/serve.py: errors under load on port {port}:\n{out}")
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
+        "cpu_per_request": (cpu_seconds(pid) - cpu_before) / max(1, requests),
         "rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50": _seconds(latency["50"]),
         "p99": _seconds(latency["99"]),
@@ -191,11 +215,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="motte-bench-serve-") as tmp:
         ports, procs = start_servers(Path(tmp))
         try:
-            for port in ports.values():  # warm-up, not recorded
-                wrk(port, 1.0, ns.connections, ns.threads)
+            pids = {"plain": procs[0].pid, "keep": procs[1].pid}
+            for name, port in ports.items():  # warm-up, not recorded
+                wrk(port, 1.0, ns.connections, ns.threads, pids[name])
             for _ in range(ns.rounds):
                 for name, port in ports.items():
-                    samples[name].append(wrk(port, ns.duration, ns.connections, ns.threads))
+                    samples[name].append(
+                        wrk(port, ns.duration, ns.connections, ns.threads, pids[name])
+                    )
         finally:
             procs[1].send_signal(signal.SIGTERM)  # the Keep stops gracefully
             procs[0].terminate()
@@ -225,7 +252,10 @@ def report(samples: dict[str, list[dict[str, float]]], ns: argparse.Namespace) -
         f"\nHTTPS GET /, {ns.connections} connections, {ns.threads} wrk threads, "
         f"{ns.duration:g} s x {ns.rounds} rounds (medians; spread = IQR/median of rps)"
     )
-    print(f"  {'server':<34} {'req/s':>9} {'spread':>7} {'p50':>9} {'p99':>9} {'ratio':>6}")
+    print(
+        f"  {'server':<34} {'req/s':>9} {'spread':>7} {'p50':>9} {'p99':>9} {'ratio':>6}"
+        f" {'CPU/req':>9}"
+    )
     rows = []
     base = med("plain", "rps")
     for name in ("plain", "keep"):
@@ -237,16 +267,24 @@ def report(samples: dict[str, list[dict[str, float]]], ns: argparse.Namespace) -
             "p50_s": med(name, "p50"),
             "p99_s": med(name, "p99"),
             "ratio": rps / base,
+            "cpu_per_request_s": med(name, "cpu_per_request"),
             "rounds": len(samples[name]),
         }
         rows.append(row)
         print(
             f"  {labels[name]:<34} {rps:>9.0f} {row['spread']:>6.0%} "
             f"{row['p50_s'] * 1e3:>7.2f}ms {row['p99_s'] * 1e3:>7.2f}ms {row['ratio']:>6.2f}"
+            f" {row['cpu_per_request_s'] * 1e6:>7.0f}µs"
         )
     ratio = rows[1]["ratio"]
     met = "met" if ratio >= TARGET else "MISSED"
     print(f"\nKeep throughput vs plain server: {ratio:.2f} (target >= {TARGET}: {met})")
+    print(
+        f"CPU per request (server processes, user + system): Keep "
+        f"{rows[1]['cpu_per_request_s'] / rows[0]['cpu_per_request_s']:.1f} x the plain "
+        f"server's; the Keep serves with {cpus()} process(es), the plain server is bound "
+        "to one core by its interpreter lock"
+    )
     if ns.json:
         dump(rows, {"target": TARGET, "ratio": ratio, "load": vars(ns)})
     return 0

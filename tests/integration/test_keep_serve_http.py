@@ -6,6 +6,7 @@ with the standard library's clients or raw sockets.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import ssl
@@ -15,9 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from motte.keep import PreparedWorkload
 from motte.keep.serve import ServeError, ServeOptions, self_signed_identity, serve
+from motte.keep.serve._server import bind
+from motte.keep.serve._worker import Workers
 from motte.manifest import Listen, load_manifest
 from tests.conftest import REPO
 from tests.keep.serve import cgi_guests as g
@@ -297,6 +301,52 @@ def test_worker_processes_serve_and_report(tmp_path: Path) -> None:
         stats = keep.stop_and_wait()
     assert stats is not None
     assert (stats.connections, stats.requests) == (6, 6)  # summed over both processes
+
+
+def _worker_only(tmp_path: Path, wat: str) -> tuple[Workers, int, PreparedWorkload]:
+    """A worker process alone on a bound socket: whatever answers, the worker did."""
+    workload = PreparedWorkload.prepare(load_manifest(g.manifest(tmp_path, wat)))
+    listeners = (Listen("web", 0, "http"),)
+    sockets = [bind(listeners[0], "127.0.0.1")]
+    identity = self_signed_identity()
+    workers = Workers(workload, listeners, identity, ServeOptions(processes=2), sockets)
+    return workers, sockets[0][0].getsockname()[1], workload
+
+
+def test_a_worker_process_serves_the_same_sockets(tmp_path: Path) -> None:
+    workers, port, _ = _worker_only(tmp_path, g.COUNTER)
+    workers.start()
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=_insecure())
+        for _ in range(3):
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"1"
+        conn.close()
+    finally:
+        counts = workers.finish()
+    assert (counts["connections"], counts["requests"]) == (1, 3)
+
+
+def test_a_worker_refuses_a_workload_changed_on_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    workers, _, workload = _worker_only(tmp_path, g.COUNTER)
+    assert workload.manifest.workload.path is not None
+    workload.manifest.workload.path.write_bytes(
+        wasmtime.wat2wasm(g.writes(b"Content-Type: a/b\n\nswapped"))
+    )
+    workers.start()
+    counts = workers.finish()
+    assert counts == {}
+    assert "worker process 1 could not start (the workload changed on disk" in caplog.text
+
+
+def _insecure() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 # -- stopping -----------------------------------------------------------------------------

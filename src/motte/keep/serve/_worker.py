@@ -5,7 +5,8 @@ most of that holds the interpreter's lock, so one process serves about one core'
 requests however many threads it has (bench/serve.py; docs/performance.md). ``serve`` with
 ``processes = N`` binds the sockets once, starts N - 1 workers with
 ``python -m motte.keep.serve._worker``, and serves in its own process too; the kernel hands
-each new connection to one of the processes.
+each new connection to one of the processes. The parent does not wait for its workers: it
+serves at once, alone until they listen too.
 
 A worker gets, on its standard input, one JSON document: the manifest (every field, so the
 command line's overrides hold), the workload digest the parent prepared, the TLS identity
@@ -33,12 +34,9 @@ from types import MappingProxyType
 from typing import Any
 
 from motte.keep._record import Record
-from motte.keep.serve._errors import ServeError
 
 log = logging.getLogger("motte.keep.serve")
 
-#: How long a worker may take to prepare the workload and listen (a cache miss compiles).
-READY_TIMEOUT = 120.0
 #: Beyond the stop timeout, how long the parent waits for a worker before killing it.
 FINISH_SLACK = 5.0
 
@@ -111,9 +109,42 @@ def worker_config(
     ).encode()
 
 
+class _Worker:
+    """One worker process and the lines it has written (a thread reads them as they come)."""
+
+    def __init__(self, index: int, proc: subprocess.Popen[bytes]) -> None:
+        self.index = index
+        self.proc = proc
+        self.lines: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, name=f"motte-worker-{index}", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if not line.startswith(b"{"):
+                continue
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                reason = json.loads(line)["error"]
+                log.warning(
+                    "worker process %d could not start (%s); serving with fewer processes",
+                    self.index,
+                    reason,
+                )
+
+    def counts(self) -> dict[str, int] | None:
+        for line in self.lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return dict(json.loads(line)["stats"])
+        return None
+
+
 class Workers:
-    """The parent's side: start the worker processes, wait until they listen, tell them to
-    stop (close their stdin), force them (SIGTERM), and collect their counters."""
+    """The parent's side: start the worker processes (they listen when they are ready; until
+    then the parent takes every connection), tell them to stop (close their stdin), force
+    them (SIGTERM), and collect their counters. A worker that cannot start is logged, and
+    the others serve on."""
 
     def __init__(
         self,
@@ -125,7 +156,7 @@ class Workers:
     ) -> None:
         self._args = (prepared, listeners, identity, options)
         self._sockets = sockets
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self._workers: list[_Worker] = []
         self._stop_timeout = (
             options.stop_timeout
             if options.stop_timeout is not None
@@ -134,7 +165,6 @@ class Workers:
         self.count = options.processes - 1
 
     def start(self) -> None:
-        """Start the workers and return once each listens; ServeError if one cannot."""
         fds = [[sock.fileno() for sock in socks] for socks in self._sockets]
         for index in range(1, self.count + 1):
             proc = subprocess.Popen(
@@ -143,76 +173,54 @@ class Workers:
                 stdout=subprocess.PIPE,
                 pass_fds=[fd for group in fds for fd in group],
             )
-            self._procs.append(proc)
             assert proc.stdin is not None
             proc.stdin.write(worker_config(*self._args, fds, index) + b"\n")
             proc.stdin.flush()
-        for index, proc in enumerate(self._procs, start=1):
-            line = _read_line(proc, READY_TIMEOUT)
-            if line.strip() == b"ready":
-                continue
-            self.force()
-            self.finish()
-            try:
-                reason = json.loads(line)["error"]
-            except (ValueError, KeyError, TypeError):
-                reason = f"exited with {proc.poll()}" if line == b"" else repr(line[:200])
-            raise ServeError(f"worker process {index} could not start: {reason}")
+            self._workers.append(_Worker(index, proc))
 
     def stop(self) -> None:
         """Graceful: a worker stops when its stdin ends."""
-        for proc in self._procs:
+        for worker in self._workers:
+            proc = worker.proc
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-                proc.stdin = None  # communicate() must not flush it
+                proc.stdin = None
 
     def force(self) -> None:
         """Skip the wait for in-flight work (a worker's second stop request)."""
         self.stop()
-        for proc in self._procs:
-            if proc.poll() is None:
+        for worker in self._workers:
+            if worker.proc.poll() is None:
                 with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGTERM)
+                    worker.proc.send_signal(signal.SIGTERM)
 
     def finish(self) -> dict[str, int]:
         """Stop the workers if they still run, wait for them, and sum their counters."""
         self.stop()
         total: dict[str, int] = {}
         deadline = time.monotonic() + self._stop_timeout + FINISH_SLACK
-        for index, proc in enumerate(self._procs, start=1):
+        for worker in self._workers:
             try:
-                out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-                log.warning("worker process %d did not stop in time; killed", index)
-            counts = None
-            for line in out.splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    counts = json.loads(line)["stats"]
+                worker.proc.kill()
+                worker.proc.wait()
+                log.warning("worker process %d did not stop in time; killed", worker.index)
+            worker.reader.join(5)
+            counts = worker.counts()
             if counts is None:
-                if proc.returncode:
+                if worker.proc.returncode and not any(b"error" in ln for ln in worker.lines):
                     log.warning(
                         "worker process %d exited with %s; its counters are lost",
-                        index,
-                        proc.returncode,
+                        worker.index,
+                        worker.proc.returncode,
                     )
                 continue
             for name, value in counts.items():
                 total[name] = total.get(name, 0) + int(value)
-        self._procs.clear()
+        self._workers.clear()
         return total
-
-
-def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """One line from a worker's stdout, or b"" if it ends or says nothing in time."""
-    assert proc.stdout is not None
-    box: list[bytes] = []
-    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    return box[0] if box else b""
 
 
 def _say(line: str) -> None:
