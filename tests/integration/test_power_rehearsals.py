@@ -520,3 +520,28 @@ def test_the_cli_rehearses_a_whole_power_cut_with_the_examples(tmp_path, motte_h
         "nas": "up",
         "app": "up",
     }
+
+
+def test_a_second_watch_for_the_same_plan_is_refused(tmp_path):
+    from motte.power import PowerError, Watch, load_plan
+
+    port = free_port()
+    rec, _ = recorder(tmp_path)
+    plan = load_plan(lab_plan(tmp_path, port, rec))
+
+    async def main():
+        first_watch = asyncio.create_task(Watch(plan).run())
+        await asyncio.sleep(0.3)  # it holds the plan's lock (the UPS need not be up)
+        try:
+            with pytest.raises(PowerError, match=f"running plan 'rig' \\(pid {os.getpid()}\\)"):
+                await Watch(plan).run()
+        finally:
+            first_watch.cancel()
+            await asyncio.gather(first_watch, return_exceptions=True)
+        again = asyncio.create_task(Watch(plan).run())  # released: a new watch may start
+        await asyncio.sleep(0.3)
+        assert not again.done()
+        again.cancel()
+        await asyncio.gather(again, return_exceptions=True)
+
+    asyncio.run(main())

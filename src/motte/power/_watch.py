@@ -11,6 +11,7 @@ issued again with their original deadlines (so stop commands must be safe to rep
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import time
@@ -97,6 +98,13 @@ class Watch:
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
+        lock = _lock_plan(self.plan.name)
+        try:
+            await self._run()
+        finally:
+            os.close(lock)
+
+    async def _run(self) -> None:
         self._log = EventLog(self.log_path)
         monitor = asyncio.create_task(self.monitor.run(), name="ups-monitor")
         self._monitor_task = monitor
@@ -231,6 +239,25 @@ class Watch:
             self.state_file, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o640
         )
         self._saved = text
+
+
+def _lock_plan(name: str) -> int:
+    """One watch per plan: two would both act on the same hosts and fight over the state."""
+    path = power_dir() / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise PowerError(
+            f"another motte power watch is running plan {name!r} (pid {holder})",
+            hint="stop it first; `motte power status` shows what it is doing",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class _Timeout(PowerError):
