@@ -1,4 +1,4 @@
-"""enforce() (what motte run and a Keep call), the policy a run applies, [trust] in Motte.toml."""
+"""enforce() (what motte run and a Keep call) and motte run --trust-policy."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from motte.trust import (
     TrustRefusedError,
     TrustUsageError,
     enforce,
-    host_policy_path,
-    policy_for_run,
-    trust_from_manifest,
 )
 from tests.trust.test_scenarios import REF, good_release
 
@@ -65,50 +62,46 @@ def test_refusals_are_not_remembered_acceptances_are(world):
     assert set(load_memory("acme/hello").signers) == {world.alice.keyid}
 
 
-def test_which_policy_applies_to_a_run(tmp_path, world):
-    flag, manifest = tmp_path / "flag.toml", tmp_path / "manifest.toml"
-    flag.write_text('require = ["integrity"]\n')
-    manifest.write_text('require = ["provenance"]\n')
-    assert policy_for_run(None, None) is None
-    host = host_policy_path()
+# -- motte run enforces it ---------------------------------------------------------------------
+
+#: A WASI command that exits 0, minus the 8-byte header world.release's build prepends.
+COMMAND_BODY = __import__("wasmtime").wat2wasm('(module (func (export "_start")))')[8:]
+
+
+def _policy_file(world, tmp_path) -> Path:
+    path = tmp_path / "prod.toml"
+    path.write_text(world.policy_text())
+    return path
+
+
+def test_run_refuses_a_package_the_policy_refuses_naming_the_area(world, tmp_path, cli):
+    world.release("1.0", COMMAND_BODY)  # signed and logged; no rebuild, no audit
+    r = cli("run", REF, "--trust-policy", _policy_file(world, tmp_path))
+    assert r.exit_code == ExitStatus.RUN_ERROR
+    assert "refused under policy" in r.stderr
+    assert "build unknown" in r.stderr and "expertise unknown" in r.stderr
+
+
+def test_run_runs_a_package_the_policy_accepts(world, tmp_path, cli):
+    good_release(world, payload=COMMAND_BODY)
+    r = cli("run", REF, "--trust-policy", _policy_file(world, tmp_path))
+    assert (r.exit_code, r.stderr) == (0, "")
+
+
+def test_the_hosts_policy_applies_to_every_run(world, tmp_path, cli, motte_home):
+    world.release("1.0", COMMAND_BODY)
+    assert cli("run", REF).exit_code == 0  # no policy configured: nothing to enforce
+    host = motte_home / "trust" / "policy.toml"
     host.parent.mkdir(parents=True, exist_ok=True)
-    host.write_text('require = ["responsiveness"]\n')
-    assert policy_for_run(None, None).require == {"responsiveness"}
-    assert policy_for_run(None, manifest).require == {"provenance"}
-    assert policy_for_run(flag, manifest).require == {"integrity"}
+    host.write_text(world.policy_text())
+    r = cli("run", REF)
+    assert r.exit_code == ExitStatus.RUN_ERROR and "build unknown" in r.stderr
 
 
-# -- [trust] in Motte.toml -------------------------------------------------------------------
-
-
-def _validate(text: str, base: Path):
-    import tomllib
-
-    from motte.manifest._locate import key_lines
-    from motte.manifest._schema import _Context
-
-    ctx = _Context(base, "Motte.toml", key_lines(text))
-    return trust_from_manifest(tomllib.loads(text)["trust"], ("trust",), ctx)
-
-
-def test_the_manifest_names_a_policy_relative_to_itself(tmp_path):
-    t = _validate('workload = "x.wasm"\n[trust]\npolicy = "p/prod.toml"\n', tmp_path)
-    assert t.policy == tmp_path / "p" / "prod.toml" and t.where == "Motte.toml:3"
-
-
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ("[trust]\npolicy = 3\n", "expected a path to a trust policy file, got an integer"),
-        ("[trust]\npolcy = 'x'\n", "unknown key"),
-        ("[trust]\n", "missing required key 'policy'"),
-        ("[trust]\npolicy = ' '\n", "is empty"),
-        ("trust = 'x.toml'\n", "expected a table"),
-    ],
-)
-def test_a_bad_trust_table_is_refused_with_its_key(tmp_path, text, reason):
-    from motte.manifest._schema import Invalid
-
-    with pytest.raises(Invalid) as e:
-        _validate(text, tmp_path)
-    assert e.value.path[0] == "trust" and reason in e.value.reason
+def test_a_local_workload_cannot_run_under_a_trust_policy(world, tmp_path, cli):
+    module = tmp_path / "m.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0" + COMMAND_BODY)
+    assert cli("run", module).exit_code == 0
+    r = cli("run", module, "--trust-policy", _policy_file(world, tmp_path))
+    assert r.exit_code == ExitStatus.RUN_ERROR
+    assert "a local workload is not a package it can judge" in r.stderr

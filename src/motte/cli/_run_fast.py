@@ -46,6 +46,7 @@ class RunOptions:
         backend: str | None = None,
         allow_insecure_sim: bool = False,
         san: list[str] | None = None,
+        trust_policy: str | None = None,
     ) -> None:
         self.target = target
         self.args = args
@@ -59,6 +60,7 @@ class RunOptions:
         self.backend = backend
         self.allow_insecure_sim = allow_insecure_sim
         self.san = san or []
+        self.trust_policy = trust_policy
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("snp", "tdx", "sgx", "sim"))
     p.add_argument("--allow-insecure-sim", action="store_true")
     p.add_argument("--san", action="append", default=[], metavar="NAME")
+    p.add_argument("--trust-policy", metavar="FILE")
     return p
 
 
@@ -103,6 +106,7 @@ def parse(argv: list[str]) -> RunOptions:
         backend=ns.backend,
         allow_insecure_sim=ns.allow_insecure_sim,
         san=ns.san,
+        trust_policy=ns.trust_policy,
     )
 
 
@@ -251,6 +255,7 @@ def _launch(opts: RunOptions) -> Any:
         backend=opts.backend,
         allow_insecure_sim=opts.allow_insecure_sim,
         sans=opts.san,
+        trust_policy=opts.trust_policy,
         overrides=lambda manifest: apply_flags(manifest, opts),
         on_attested=_say_attested,
     )

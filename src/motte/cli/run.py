@@ -104,6 +104,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    trust_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--trust-policy",
+            metavar="FILE",
+            help="Refuse a package this trust policy refuses (motte trust); default: "
+            "MOTTE_HOME/trust/policy.toml when it exists.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Run a WebAssembly workload in a Keep, with exactly what its manifest grants.
 
@@ -113,7 +123,8 @@ def run(
 
     With a Steward (--steward or the manifest's steward), the Keep first attests: fresh
     key, the Steward's nonce, evidence binding both and the workload digest; only with
-    the Steward's certificate does it fetch the workload, by that digest. A manifest
+    the Steward's certificate does it fetch the workload, by that digest. With a trust
+    policy, a package runs only when the policy accepts it (motte trust). A manifest
     that declares listeners is served (TLS with that certificate) instead of run once.
 
     \b
@@ -122,6 +133,7 @@ def run(
       motte run examples/sha256 --cpu-time 2 --json
       motte run acme/web@sha256:... --steward https://steward.example:8440
       motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
+      motte run acme/web:1.0 --trust-policy production.toml
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
@@ -143,6 +155,7 @@ def run(
             backend=_backend(backend),
             allow_insecure_sim=allow_insecure_sim,
             san=list(san or ()),
+            trust_policy=trust_policy,
         )
     )
 

@@ -19,6 +19,12 @@ With a Steward (``--steward`` or the manifest's ``steward``) the order is fixed:
 3. fetch by that digest and refuse bytes whose digest differs;
 4. prepare (compile, link) and hand back the workload and its TLS identity.
 
+With a trust policy (``--trust-policy FILE``, else this host's
+``MOTTE_HOME/trust/policy.toml`` when it exists), a package runs only if the policy accepts
+it (:func:`motte.trust.enforce`, after the fetch and before anything is prepared), and a
+local file or module digest does not run at all: there is no package to judge. A package's
+own Motte.toml never chooses the policy it is judged by.
+
 A package's own ``steward`` cannot be honoured before the package is fetched, so a package
 whose Motte.toml names one must be run with ``--steward``: motte refuses rather than run a
 workload its author meant to be attested.
@@ -80,13 +86,25 @@ def launch(
     backend: str | None = None,
     allow_insecure_sim: bool = False,
     sans: Sequence[str] = (),
+    trust_policy: str | os.PathLike[str] | None = None,
     overrides: Callable[[Manifest], Manifest] = lambda m: m,
     on_attested: Callable[[KeepIdentity], None] | None = None,
 ) -> Launched:
-    """Attest (when a Steward is configured), fetch and prepare ``target``; see the module
-    docstring. ``overrides`` applies the command line's changes to the manifest."""
+    """Attest (when a Steward is configured), fetch, judge (when a trust policy is
+    configured) and prepare ``target``; see the module docstring. ``overrides`` applies the
+    command line's changes to the manifest."""
     ref = None if _looks_local(target) else _reference(target)
+    policy = _trust_policy_path(trust_policy)
     if ref is None:
+        if policy is not None:
+            from motte.trust import TrustUsageError
+
+            raise TrustUsageError(
+                f"{target}: a trust policy ({policy}) applies to this run, and a local "
+                "workload is not a package it can judge",
+                hint="package, sign and log it (motte package, motte sign), then run it by "
+                "reference",
+            )
         return _launch_local(
             target, steward, backend, allow_insecure_sim, sans, overrides, on_attested
         )
@@ -94,7 +112,7 @@ def launch(
 
     try:
         return _launch_package(
-            ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested
+            ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested, policy
         )
     except ArtifactNotFoundError as e:
         if ref.is_local and not any(c in target for c in ":@"):
@@ -104,6 +122,16 @@ def launch(
                 hint=e.hint,
             ) from None
         raise
+
+
+def _trust_policy_path(flag: str | os.PathLike[str] | None) -> Path | None:
+    """The policy file a run enforces: the flag, else the host's when it exists."""
+    if flag is not None:
+        return Path(flag)
+    from motte.home import motte_home
+
+    host = motte_home() / "trust" / "policy.toml"
+    return host if host.is_file() else None
 
 
 def _check_flags(steward: str | None, backend: str | None, sans: Sequence[str]) -> None:
@@ -186,6 +214,7 @@ def _launch_package(
     sans: Sequence[str],
     overrides: Callable[[Manifest], Manifest],
     on_attested: Callable[[KeepIdentity], None] | None,
+    trust_policy: Path | None = None,
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
     from motte.manifest import Workload, parse_manifest
@@ -211,6 +240,11 @@ def _launch_package(
         raise WorkloadError(
             f"{pinned}: the fetched package is {package.digest}, not the attested {digest}"
         )
+    if trust_policy is not None:
+        from motte.trust import enforce
+
+        # Raises TrustRefusedError naming each failing area and its deciding rule.
+        enforce(pinned.local(), trust_policy)
     name = f"{pinned.pinned}/Motte.toml"
     try:
         text = package.manifest.decode("utf-8")

@@ -14,12 +14,12 @@ entries, statement digests, signer keyids). Gathering evidence (:mod:`._gather`)
 I/O; deciding (:func:`decide`) is a pure function of evidence, policy and time.
 
 Also here: ``motte rebuild`` (:func:`rebuild`), advisories (:func:`publish_advisory`),
-signing a verdict (:func:`sign_verdict`), and the ``[trust]`` manifest table
-(:func:`trust_from_manifest`).
+and signing a verdict (:func:`sign_verdict`). ``motte run --trust-policy FILE`` (or this
+host's ``MOTTE_HOME/trust/policy.toml``) calls :func:`enforce` before a package runs.
 """
 
 from motte.trust._advise import AdvisoryResult, publish_advisory
-from motte.trust._assess import assess, enforce, host_policy_path, policy_for_run
+from motte.trust._assess import assess, enforce
 from motte.trust._decide import decide
 from motte.trust._errors import (
     PolicyError,
@@ -30,7 +30,6 @@ from motte.trust._errors import (
 )
 from motte.trust._evidence import Evidence, FoundStatement, LogPlace, PublisherKeys
 from motte.trust._gather import gather
-from motte.trust._manifest import TrustSettings, trust_from_manifest
 from motte.trust._policy import AREAS, Party, Policy, load_policy, parse_policy
 from motte.trust._predicates import (
     ADVISORY,
@@ -72,7 +71,6 @@ __all__ = [
     "Status",
     "TrustError",
     "TrustRefusedError",
-    "TrustSettings",
     "TrustUsageError",
     "TrustVerdict",
     "Version",
@@ -80,13 +78,10 @@ __all__ = [
     "decide",
     "enforce",
     "gather",
-    "host_policy_path",
     "load_policy",
     "parse_policy",
-    "policy_for_run",
     "publish_advisory",
     "rebuild",
     "sign_verdict",
-    "trust_from_manifest",
     "verdict_statement",
 ]

@@ -4,9 +4,8 @@
 policy is configured: it returns the verdict when the policy accepts, and raises
 :class:`TrustRefusedError` naming each failing area and its deciding rule otherwise.
 
-Which policy applies to a run (:func:`policy_for_run`): ``--trust-policy FILE``, else the
-manifest's ``[trust] policy``, else this host's ``MOTTE_HOME/trust/policy.toml``; none of
-them means no trust policy is configured.
+Which policy applies to a run is the run's business (:mod:`motte.keep._launch`):
+``--trust-policy FILE``, else this host's ``MOTTE_HOME/trust/policy.toml`` when it exists.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from motte.home import motte_home
 from motte.oci import NO_PROGRESS, LocalStore, Progress, Reference
 from motte.sign import PUBLICATION
 from motte.trust._decide import decide
@@ -94,18 +92,3 @@ def enforce(
         raise TrustRefusedError(verdict)
     return verdict
 
-
-def host_policy_path() -> Path:
-    """This host's default trust policy: applies to every run when the file exists."""
-    return motte_home() / "trust" / "policy.toml"
-
-
-def policy_for_run(
-    flag: str | os.PathLike[str] | None, manifest_policy: str | os.PathLike[str] | None
-) -> Policy | None:
-    """The trust policy for a run: the flag, else the manifest's, else the host's, else None."""
-    for candidate in (flag, manifest_policy):
-        if candidate is not None:
-            return load_policy(candidate)
-    host = host_policy_path()
-    return load_policy(host) if host.is_file() else None
