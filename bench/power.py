@@ -1,4 +1,4 @@
-"""Benchmarks for motte.power (not collected by pytest; run: python -m tests.power.bench_power).
+"""Benchmarks for motte.power: python bench/power.py
 
 1. Parsing: the sans-IO core reading a 120-variable ``LIST VAR`` reply, against a baseline
    measured in the same run (splitting the same bytes into lines and words with
@@ -16,11 +16,15 @@ import asyncio
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _harness import ROOT
 from motte.power import ListVar, NutConnection
+
+sys.path.insert(0, str(ROOT))  # for tests.power.rig (the rehearsal lab the tests use)
 
 
 def _list_var_reply(n: int = 120) -> bytes:
@@ -57,8 +61,9 @@ def bench_parse(rounds: int = 300) -> tuple[float, float]:
 
 
 async def _one_reaction(folder: Path, poll: float) -> float:
-    from motte.power import Simulator, Watch, load_plan, load_scenario
     from tests.power.rig import free_port, lab_plan, recorder, scenario
+
+    from motte.power import Simulator, Watch, load_plan, load_scenario
 
     port = free_port()
     rec, _ = recorder(folder)
