@@ -55,7 +55,9 @@ def _describe(listener: BoundListener, identity: TlsIdentity | None) -> str:
     kind = listener.protocol.upper()
     if not listener.tls or identity is None:
         return f"{kind}, plain text"
-    trust = "attested" if identity.attested else "SELF-SIGNED, attests nothing"
+    trust = (
+        f"attested: {identity.description}" if identity.attested else "SELF-SIGNED, attests nothing"
+    )
     return f"{kind}, TLS 1.3, {trust}"
 
 
