@@ -268,6 +268,9 @@ def main() -> int:
     except MotteError as e:
         _say(json.dumps({"error": e.message}))
         return 1
+    except Exception as e:  # a bug, or a broken hand-over: the parent logs it
+        _say(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+        return 1
     stop = threading.Event()
 
     def parent_gone() -> None:
