@@ -87,7 +87,7 @@ def test_broken_policy_names_key_and_line(cli, tmp_path: Path) -> None:
     policy.write_text("[snp]\n\nmeasurement = []\n")
     r = cli("attest", "verify", path(*REPORT), "--policy", policy)
     assert r.exit_code == 1
-    assert f"motte: error: {policy}, line 3: snp.measurement: unknown key" in r.stderr
+    assert f"motte: error: {policy}:3: snp.measurement: unknown key" in r.stderr
     assert "hint: keys in [snp]: measurements" in r.stderr
 
 

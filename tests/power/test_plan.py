@@ -152,9 +152,9 @@ def test_structural_errors(tmp_path, old, new, message):
 
 
 def test_missing_and_broken_files(tmp_path):
-    with pytest.raises(PlanError, match="no such file"):
+    with pytest.raises(PlanError, match=r"nope\.toml: no such shutdown plan"):
         load_plan(tmp_path / "nope.toml")
-    with pytest.raises(PlanError, match="not valid TOML"):
+    with pytest.raises(PlanError, match=r"plan\.toml:1: invalid TOML"):
         load_plan(write_plan(tmp_path, "[ups\n"))
 
 

@@ -117,7 +117,7 @@ def test_config_defaults_and_round_trip():
         ('san_allow = ["*.com"]\n', "a wildcard is"),
         ("san_allow = []\n", "non-empty list"),
         ('online_collateral = "yes"\n', "true or false"),
-        ("= broken", "not valid TOML"),
+        ("= broken", ":1: invalid TOML"),
     ],
 )
 def test_config_errors_name_the_key_and_line(text, message):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from motte._toml import KeyPath, key_lines, location, parse_toml, read_text
 from motte.attest.errors import PolicyError
 
 TEE_KINDS = ("snp", "tdx", "sgx", "sim")
@@ -143,19 +143,13 @@ _HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 
 
 def _loc(ctx: _Ctx, key: str) -> str:
-    parts = key.split(".")
-    line = ctx.lines.get(((*ctx.table, *parts[:-1]), parts[-1])) or ctx.lines.get(
-        (ctx.table, parts[0])
-    )
-    where = f"{ctx.path}, line {line}" if line else ctx.path
-    full = ".".join((*ctx.table, key))
-    return f"{where}: {full}"
+    return location(ctx.path, ctx.lines, (*ctx.table, *key.split(".")))
 
 
 @dataclass
 class _Ctx:
     path: str
-    lines: dict[tuple[tuple[str, ...], str], int]
+    lines: dict[KeyPath, int]
     table: tuple[str, ...] = ()
 
 
@@ -302,33 +296,10 @@ SCHEMA: dict[str, dict[str, _Conv]] = {
 _SECTION_TYPES = {"snp": SnpPolicy, "tdx": TdxPolicy, "sgx": SgxPolicy, "sim": SimPolicy}
 
 
-def _key_lines(text: str) -> dict[tuple[tuple[str, ...], str], int]:
-    """(table path, key) -> 1-based line, for error messages (a light scan, not a parser)."""
-    lines: dict[tuple[tuple[str, ...], str], int] = {}
-    table: tuple[str, ...] = ()
-    header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
-    assign = re.compile(r"^\s*([A-Za-z0-9_\-\"]+(?:\s*\.\s*[A-Za-z0-9_\-\"]+)*)\s*=")
-    for n, line in enumerate(text.splitlines(), 1):
-        m = header.match(line)
-        if m:
-            table = tuple(p.strip().strip('"') for p in m.group(1).split("."))
-            lines.setdefault((table[:-1], table[-1]), n)
-            continue
-        m = assign.match(line)
-        if m:
-            parts = tuple(p.strip().strip('"') for p in m.group(1).split("."))
-            for i in range(len(parts)):
-                lines.setdefault(((*table, *parts[:i]), parts[i]), n)
-    return lines
-
-
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """A Policy from TOML text; raises PolicyError naming the key and line."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"{source}: not valid TOML: {e}") from None
-    ctx = _Ctx(source, _key_lines(text))
+    data = parse_toml(text, source=source, error=PolicyError)
+    ctx = _Ctx(source, key_lines(text))
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
@@ -368,15 +339,5 @@ def _convert_table(ctx: _Ctx, table: str, values: dict[str, Any]) -> dict[str, A
 
 def load_policy(path: str | Path) -> Policy:
     """Read a policy file; PolicyError names the file, the key and the line."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise PolicyError(f"{p}: cannot read policy: {e.strerror or e}") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{p}: {len(raw)} bytes is too large for a policy")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"{p}: not UTF-8 (byte {e.start})") from None
-    return parse_policy(text, source=str(p))
+    text = read_text(path, what="policy", max_bytes=MAX_POLICY_BYTES, error=PolicyError)
+    return parse_policy(text, source=str(path))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from motte.errors import NotFoundError
@@ -15,9 +14,6 @@ from motte.manifest._model import MANIFEST_NAME, Manifest, Workload
 #: Bound on a manifest's size: a manifest is a page of TOML, not a data file.
 MAX_MANIFEST_BYTES = 1024 * 1024
 WASM_MAGIC = b"\0asm"
-
-_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
-_TOML_AT_END = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
 
 
 def _display(path: Path) -> str:
@@ -31,26 +27,10 @@ def _display(path: Path) -> str:
 
 def parse_manifest(text: str, *, base_dir: Path, name: str = MANIFEST_NAME) -> Manifest:
     """Parse and validate manifest text; relative paths resolve against ``base_dir``."""
-    import tomllib
-
-    from motte.manifest._locate import key_lines
+    from motte._toml import key_lines, parse_toml
     from motte.manifest._schema import manifest_from_dict
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = _TOML_POSITION.match(str(e))
-        if m:
-            raise ManifestError(
-                f"{name}:{m['line']}: invalid TOML: {m['msg']} (column {m['col']})"
-            ) from None
-        m = _TOML_AT_END.match(str(e))
-        if m:
-            last = text.count("\n") + (0 if text.endswith("\n") else 1)
-            raise ManifestError(
-                f"{name}:{last}: invalid TOML: {m['msg']} (at the end of the file)"
-            ) from None
-        raise ManifestError(f"{name}: invalid TOML: {e}") from None
+    data = parse_toml(text, source=name, error=ManifestError)
     return manifest_from_dict(data, base_dir=base_dir, name=name, lines=key_lines(text))
 
 
@@ -58,22 +38,16 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and validate a Motte.toml file."""
     source = Path(path).absolute()
     name = _display(source)
-    try:
-        with open(source, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{name}: no such manifest") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{name}: is a directory, not a manifest") from None
-    except OSError as e:
-        raise ManifestError(f"{name}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{name}: larger than {MAX_MANIFEST_BYTES // 1024} KiB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ManifestError(f"{name}:{line}: not UTF-8 text (byte {e.start})") from None
+    from motte._toml import read_text
+
+    text = read_text(
+        source,
+        what="manifest",
+        max_bytes=MAX_MANIFEST_BYTES,
+        error=ManifestError,
+        name=name,
+        missing=NotFoundError,
+    )
     manifest = parse_manifest(text, base_dir=source.parent, name=name)
     return manifest.replace(source=source)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from motte.power._client import TlsMode, UpsAddress
 from motte.power._errors import PlanError
 from motte.power._status import NOTIFY_EVENTS
-from motte.power._toml import Table, load_toml
+from motte.power._toml import Table, load_table
 
 Command = tuple[str, ...]
 
@@ -149,7 +149,7 @@ class Plan:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and structurally validate a plan; raises :class:`PlanError` naming file and key."""
     source = Path(path)
-    top = Table(load_toml(source, PlanError), "", source, PlanError)
+    top = load_table(source, PlanError, what="shutdown plan")
     name = top.str("name", source.stem)
     if not name.replace("-", "").replace("_", "").isalnum():
         raise top.fail("name", f"must be letters, digits, - and _ only, not {name!r}")

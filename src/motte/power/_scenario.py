@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from motte.power._errors import ScenarioError
-from motte.power._toml import Table, load_toml
+from motte.power._toml import Table, load_table
 from motte.power._wire import check_name, check_sendable
 
 DEFAULT_COMMANDS = ("shutdown.return", "shutdown.stayoff", "load.off", "load.on")
@@ -119,7 +119,7 @@ def _vars(t: Table, name: str) -> dict[str, str]:
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     source = Path(path)
-    top = Table(load_toml(source, ScenarioError), "", source, ScenarioError)
+    top = load_table(source, ScenarioError, what="scenario")
     ups = top.str("ups", "ups")
     try:
         check_name(ups, "UPS name")
@@ -152,7 +152,7 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         raise top.fail("step", "is required: a list of [[step]] tables")
     steps = []
     for i, raw in enumerate(raw_steps):
-        st = Table(raw, f"step[{i}]", source, ScenarioError)
+        st = Table(raw, ("step", i), source, ScenarioError, top.lines)
         at = st.num("at")
         if at is None:
             raise st.fail("at", "is required (seconds from the start)")

@@ -1,51 +1,56 @@
 """Strict reading of TOML tables: every key checked, every unknown key refused.
 
 A typo in a shutdown plan (``depend_on``) must fail loudly, not silently leave a host out of
-the order. Errors name the file and the dotted key, as ``plan.toml: hosts.nas.stop_time``.
+the order. Errors name the file, the line and the key, as
+``plan.toml:12: hosts.nas.stop_time``.
 """
 
 from __future__ import annotations
 
 import shlex
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from motte._toml import KeyPath, key_lines, location, read_toml
 from motte.errors import MotteError
 
+#: A plan or scenario is a page of TOML, not a data file.
+MAX_TOML_BYTES = 1024 * 1024
 
-def load_toml(path: Path, error: type[MotteError]) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{path}: cannot read: {e}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise error(f"{path}: not valid TOML: {e}") from None
+
+def load_table(path: Path, error: type[MotteError], *, what: str) -> Table:
+    """The top table of the TOML file at ``path``; ``error`` names the file and line."""
+    data, text = read_toml(path, what=what, max_bytes=MAX_TOML_BYTES, error=error)
+    return Table(data, (), path, error, key_lines(text))
 
 
 class Table:
     """One TOML table being read; :meth:`done` refuses keys nobody asked for."""
 
-    def __init__(self, data: Any, where: str, source: Path, error: type[MotteError]) -> None:
-        self.where = where
+    def __init__(
+        self,
+        data: Any,
+        path: KeyPath,
+        source: Path,
+        error: type[MotteError],
+        lines: dict[KeyPath, int] | None = None,
+    ) -> None:
+        self.path = path
         self.source = source
         self.error = error
+        self.lines = lines or {}
         if not isinstance(data, dict):
-            raise self._fail(where, f"must be a table, not {_kind(data)}")
+            raise self._fail(path, f"must be a table, not {_kind(data)}")
         self.data: dict[str, Any] = data
         self._seen: set[str] = set()
 
-    def _fail(self, key: str, message: str, hint: str | None = None) -> MotteError:
-        return self.error(f"{self.source}: {key}: {message}", hint=hint)
+    def _fail(self, path: KeyPath, message: str, hint: str | None = None) -> MotteError:
+        return self.error(f"{location(str(self.source), self.lines, path)}: {message}", hint=hint)
 
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
+    def key(self, name: str | int) -> KeyPath:
+        return (*self.path, name)
 
-    def fail(self, name: str, message: str, hint: str | None = None) -> MotteError:
+    def fail(self, name: str | int, message: str, hint: str | None = None) -> MotteError:
         return self._fail(self.key(name), message, hint)
 
     def has(self, name: str) -> bool:
@@ -61,7 +66,7 @@ class Table:
             if required:
                 raise self.fail(name, "is required")
             return None
-        return Table(value, self.key(name), self.source, self.error)
+        return Table(value, self.key(name), self.source, self.error, self.lines)
 
     def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
         value = self.raw(name)

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from motte._toml import key_lines, location, parse_toml, read_text
 from motte.home import motte_home
 from motte.steward.errors import StewardConfigError
 
@@ -181,28 +181,19 @@ def _toml_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _line(text: str, key: str) -> str:
-    for n, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"\s*{re.escape(key)}\s*=", line):
-            return f":{n}"
-    return ""
-
-
 def parse_config(text: str, *, source: str) -> StewardConfig:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise StewardConfigError(f"{source}: not valid TOML: {e}") from None
+    data = parse_toml(text, source=source, error=StewardConfigError)
+    lines = key_lines(text)
+
+    def where(key: str) -> str:
+        return location(source, lines, (key,))
+
     known = set(StewardConfig.__dataclass_fields__)
     for key in data:
         if key not in known:
             raise StewardConfigError(
-                f"{source}{_line(text, key)}: {key}: unknown key",
-                hint=f"known keys: {', '.join(sorted(known))}",
+                f"{where(key)}: unknown key", hint=f"known keys: {', '.join(sorted(known))}"
             )
-
-    def where(key: str) -> str:
-        return f"{source}{_line(text, key)}: {key}"
 
     kw: dict[str, Any] = {}
     if "san_allow" in data:
@@ -234,16 +225,7 @@ def parse_config(text: str, *, source: str) -> StewardConfig:
 
 
 def load_config(path: Path) -> StewardConfig:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise StewardConfigError(f"{path}: no Steward config") from None
-    except OSError as e:
-        raise StewardConfigError(f"{path}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise StewardConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise StewardConfigError(f"{path}: not UTF-8 (byte {e.start})") from None
+    text = read_text(
+        path, what="Steward config", max_bytes=MAX_CONFIG_BYTES, error=StewardConfigError
+    )
     return parse_config(text, source=str(path))

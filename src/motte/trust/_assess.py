@@ -91,4 +91,3 @@ def enforce(
     if not verdict.accepted:
         raise TrustRefusedError(verdict)
     return verdict
-

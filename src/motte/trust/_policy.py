@@ -39,13 +39,12 @@ import difflib
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from motte.manifest._locate import KeyPath, format_path, key_lines, line_of
+from motte._toml import KeyPath, format_path, key_lines, location, parse_toml, read_text
 from motte.sign import PublicKey, SignError
 from motte.trust._errors import PolicyError
 
@@ -54,8 +53,6 @@ AREAS = ("build", "integrity", "responsiveness", "provenance", "expertise")
 MAX_POLICY_BYTES = 1024 * 1024
 _URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 _PEM_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", re.S)
-_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
-_TOML_AT_END = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,26 +273,12 @@ def _check_satisfiable(p: Policy, data: Mapping[str, Any]) -> None:
 def parse_policy(text: str, *, name: str, digest: str | None = None) -> Policy:
     """A Policy from TOML text; ``name`` is how errors name the file."""
     digest = digest or "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = _TOML_POSITION.match(str(e))
-        if m:
-            raise PolicyError(f"{name}:{m['line']}: invalid TOML: {m['msg']}") from None
-        m = _TOML_AT_END.match(str(e))
-        if m:
-            last = text.count("\n") + (0 if text.endswith("\n") else 1)
-            raise PolicyError(f"{name}:{last}: invalid TOML: {m['msg']} (at the end)") from None
-        raise PolicyError(f"{name}: invalid TOML: {e}") from None
+    data = parse_toml(text, source=name, error=PolicyError)
     try:
         return policy_from_dict(data, name=name, digest=digest)
     except _Invalid as e:
-        line = line_of(key_lines(text), e.path) if e.path else None
-        where = f"{name}:{line}" if line else name
-        key = format_path(e.path)
-        raise PolicyError(
-            f"{where}: {key}: {e.reason}" if key else f"{where}: {e.reason}", hint=e.hint
-        ) from None
+        where = location(name, key_lines(text), e.path)
+        raise PolicyError(f"{where}: {e.reason}", hint=e.hint) from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
@@ -303,20 +286,8 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     import dataclasses
 
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_POLICY_BYTES + 1)
-    except FileNotFoundError:
-        raise PolicyError(f"{p}: no such trust policy") from None
-    except OSError as e:
-        raise PolicyError(f"{p}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{p}: larger than {MAX_POLICY_BYTES // 1024} KiB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise PolicyError(f"{p}:{line}: not UTF-8 text (byte {e.start})") from None
+    text = read_text(p, what="trust policy", max_bytes=MAX_POLICY_BYTES, error=PolicyError)
+    raw = text.encode("utf-8")
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     policy = parse_policy(text, name=str(p), digest=digest)
     return dataclasses.replace(policy, path=p.absolute())

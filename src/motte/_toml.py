@@ -1,4 +1,9 @@
-"""Find the line where each key of a TOML document is defined.
+"""Configuration files in TOML, read one way everywhere: bounded, UTF-8, and every error
+naming the file, the line and the key (manifests, attestation and trust policies, the
+Steward's config, power plans).
+
+:func:`read_toml` reads and decodes a file and parses it; :func:`key_lines` finds the line
+where each key is defined.
 
 ``tomllib`` returns plain dicts without positions, so an error such as "limits.memory must be
 a whole number" could not say where to look. :func:`key_lines` scans the source once more and
@@ -16,8 +21,13 @@ enclosing key it knows.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from motte.errors import MotteError
 
 KeyPath = tuple[str | int, ...]
 
@@ -256,3 +266,91 @@ def format_path(path: KeyPath) -> str:
         else:
             out += f".{part}" if out else part
     return out
+
+
+def location(source: str, lines: dict[KeyPath, int], path: KeyPath) -> str:
+    """``source:line: key`` (or ``source: key`` when the line is unknown) for an error."""
+    line = line_of(lines, path)
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {format_path(path)}" if path else where
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    max_bytes: int,
+    error: type[MotteError],
+    name: str | None = None,
+    missing: type[MotteError] | None = None,
+) -> str:
+    """The UTF-8 text of a configuration file of at most ``max_bytes``.
+
+    Failures raise ``error`` (``missing`` for a file that does not exist, when given) naming
+    the file as ``name`` (default: the path) and, for a byte that is not UTF-8, its line.
+    ``what`` names the kind of file in messages ("manifest", "trust policy").
+    """
+    name = str(path) if name is None else name
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise (missing or error)(f"{name}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{name}: is a directory, not a {what}") from None
+    except OSError as e:
+        raise error(f"{name}: cannot read: {e.strerror or e}") from None
+    if len(raw) > max_bytes:
+        raise error(f"{name}: larger than {max_bytes // 1024} KiB for a {what}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise error(f"{name}:{line}: not UTF-8 text (byte {e.start})") from None
+
+
+_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TOML_AT_END = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
+
+
+def parse_toml(text: str, *, source: str, error: type[MotteError]) -> dict[str, Any]:
+    """``tomllib.loads`` with its error turned into ``error`` naming ``source`` and the line."""
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_POSITION.match(str(e))
+        if m:
+            raise error(
+                f"{source}:{m['line']}: invalid TOML: {m['msg']} (column {m['col']})"
+            ) from None
+        m = _TOML_AT_END.match(str(e))
+        if m:
+            last = text.count("\n") + (0 if text.endswith("\n") else 1)
+            raise error(
+                f"{source}:{last}: invalid TOML: {m['msg']} (at the end of the file)"
+            ) from None
+        raise error(f"{source}: invalid TOML: {e}") from None
+
+
+def read_toml(
+    path: str | os.PathLike[str], *, what: str, max_bytes: int, error: type[MotteError]
+) -> tuple[dict[str, Any], str]:
+    """The parsed document and its text (for :func:`key_lines`)."""
+    source = str(path)
+    text = read_text(path, what=what, max_bytes=max_bytes, error=error)
+    return parse_toml(text, source=source, error=error), text
+
+
+__all__ = [
+    "KeyPath",
+    "Path",
+    "format_path",
+    "key_lines",
+    "line_of",
+    "location",
+    "parse_toml",
+    "read_text",
+    "read_toml",
+]

@@ -8,7 +8,7 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motte.manifest._locate import format_path, key_lines, line_of
+from motte._toml import format_path, key_lines, line_of
 
 DOC = '''\
 # a comment with key = "value"
