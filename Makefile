@@ -28,14 +28,16 @@ system-deps:
 	@sh scripts/system-deps.sh test
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
+# MOTTE_REQUIRE_PEERS: a missing peer (upsd, the registry, Go, zig) fails the run instead of
+# skipping the tests that need it.
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests bench examples
+	MOTTE_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: Public attestation samples, read from the shared folder beside the project, never copied.
 SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when a real peer or tool is missing (``what`` says which and how to install it),
+    unless MOTTE_REQUIRE_PEERS is set: ``make test`` sets it, so a missing peer fails CI
+    instead of turning its tests into silent skips."""
+    if available:
+        return
+    if os.environ.get("MOTTE_REQUIRE_PEERS"):
+        pytest.fail(f"required by make test, but missing: {what}", pytrace=False)
+    pytest.skip(f"missing: {what}")
 
 
 def shared_testdata(*parts: str) -> Path:

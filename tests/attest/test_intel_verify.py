@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import importlib.util
 import json
 from datetime import UTC, datetime
 
@@ -57,7 +58,7 @@ from tests.attest.test_intel_fakes import (
     sgx_extension,
     verify,
 )
-from tests.conftest import shared_testdata
+from tests.conftest import require, shared_testdata
 
 JUNE_2025 = datetime(2025, 6, 20, tzinfo=UTC)
 FEB_2026 = datetime(2026, 2, 19, tzinfo=UTC)
@@ -182,7 +183,9 @@ def test_samples_without_their_collateral_verify_up_to_the_tcb_step(
 
 def test_dcap_qvl_agrees_on_the_samples() -> None:
     """Differential check against Phala's Rust verifier where both give a status."""
-    dcap_qvl = pytest.importorskip("dcap_qvl")
+    require(importlib.util.find_spec("dcap_qvl") is not None, "dcap-qvl (pip install dcap-qvl)")
+    import dcap_qvl
+
     for quote, coll in [
         (("dcap-qvl", "tdx_quote"), "tdx_quote_collateral.json"),
         (("dcap-qvl", "sgx_quote"), "sgx_quote_collateral.json"),

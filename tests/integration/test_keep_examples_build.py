@@ -3,18 +3,23 @@ PyPI's ziglang; the component step needs npm and is not repeated here)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
 import pytest
 
+from tests.conftest import require
 from tests.keep.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
 
 def test_committed_modules_are_reproducible():
-    pytest.importorskip("ziglang", reason="zig is needed to rebuild: pip install ziglang")
+    require(
+        importlib.util.find_spec("ziglang") is not None,
+        "zig, to rebuild the examples (pip install ziglang)",
+    )
     r = subprocess.run(
         [sys.executable, str(EXAMPLES / "build.py"), "--check", "--no-component"],
         capture_output=True,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.power.rig import calls, first, free_port, kinds, lab_plan, recorder, rehearse, scenario
 
 pytestmark = pytest.mark.integration
@@ -280,8 +281,8 @@ def test_a_coordinator_killed_mid_shutdown_resumes_without_repeating(tmp_path, m
     assert "nas:drain" in resumed[0]["data"]["running"]
 
 
-@pytest.mark.skipif(not Path("/lib/nut/upsmon").exists(), reason="nut-client not installed")
 def test_a_real_upsmon_secondary_goes_on_our_fsd_and_is_waited_for(tmp_path, motte_home):
+    require(Path("/lib/nut/upsmon").exists(), "upsmon (apt-get install nut-client)")
     port = free_port()
     rec, log = recorder(tmp_path)
     sc = scenario(

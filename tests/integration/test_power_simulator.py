@@ -28,6 +28,7 @@ from motte.power._errors import (
     UsernameRequiredError,
     VarNotSupportedError,
 )
+from tests.conftest import require
 from tests.power.rig import free_port, scenario
 
 pytestmark = pytest.mark.integration
@@ -293,12 +294,13 @@ def test_primary_falls_back_to_master_on_an_older_server(tmp_path):
 
 # -- Debian's nut-client tools against the simulator ---------------------------------------
 
-needs_nut_client = pytest.mark.skipif(
-    shutil.which("upsc") is None, reason="nut-client (upsc) not installed"
-)
+
+@pytest.fixture
+def needs_nut_client() -> None:
+    require(shutil.which("upsc") is not None, "upsc, upsrw, upscmd (apt-get install nut-client)")
 
 
-@needs_nut_client
+@pytest.mark.usefixtures("needs_nut_client")
 def test_upsc_upsrw_and_upscmd_work_against_the_simulator(tmp_path):
     port = free_port()
     sc = scenario(tmp_path, STEPS)

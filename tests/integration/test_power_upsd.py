@@ -26,6 +26,7 @@ from motte.power import (
     load_plan,
 )
 from motte.power._errors import UsernameRequiredError
+from tests.conftest import require
 from tests.power.rig import (
     as_root,
     calls,
@@ -37,10 +38,12 @@ from tests.power.rig import (
     stop_tasks,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path("/lib/nut/upsd").exists(), reason="nut-server not installed"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs_upsd() -> None:
+    require(Path("/lib/nut/upsd").exists(), "upsd and dummy-ups (apt-get install nut-server)")
 
 
 class Upsd:

@@ -31,6 +31,7 @@ from motte.tlog import (
 )
 from motte.tlog._merkle import leaf_hash
 from motte.tlog._witness import format_add_checkpoint, init_witness, open_witness
+from tests.conftest import require
 from tests.tlog._servers import start
 
 pytestmark = pytest.mark.integration
@@ -44,8 +45,10 @@ INDEXES = [0, 1, 2, 6, 7, 8, 254, 255, 256, 300, 510, 599]
 @pytest.fixture(scope="module")
 def go_helper(tmp_path_factory) -> Path:
     go = shutil.which("go")
-    if go is None or not (XMOD / "sumdb" / "tlog").is_dir():
-        pytest.skip("needs go and golang-golang-x-mod-dev (scripts/system-deps.sh test)")
+    require(
+        go is not None and (XMOD / "sumdb" / "tlog").is_dir(),
+        "go and golang-golang-x-mod-dev (scripts/system-deps.sh test)",
+    )
     tmp = tmp_path_factory.mktemp("go")
     env = dict(
         os.environ,

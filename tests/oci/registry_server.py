@@ -23,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.conftest import require
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -65,14 +66,16 @@ def bcrypt_hash(password: str) -> str:
     try:
         import bcrypt
     except ImportError:
-        pytest.skip("no bcrypt implementation (crypt module or the bcrypt package) for htpasswd")
+        require(False, "a bcrypt implementation for htpasswd (Python's crypt or pip's bcrypt)")
     return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode())
 
 
 @contextlib.contextmanager
 def run_registry(tmp: Path, *, auth_yaml: str = "") -> Iterator[Registry]:
-    if not Path(REGISTRY_BIN).exists() and shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    require(
+        Path(REGISTRY_BIN).exists() or shutil.which("docker-registry") is not None,
+        "docker-registry (apt-get install docker-registry)",
+    )
     binary = REGISTRY_BIN if Path(REGISTRY_BIN).exists() else str(shutil.which("docker-registry"))
     port = free_port()
     storage = tmp / "registry-data"

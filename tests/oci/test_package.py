@@ -150,7 +150,6 @@ def test_only_motte_workloads_are_loaded(tmp_path):
 
 
 def test_the_manifest_is_validated_as_motte_run_would(tmp_path):
-    pytest.importorskip("motte.manifest")
     wl = make_workload(tmp_path / "w")
     (wl / "Motte.toml").write_text('workload = "hello.wasm"\nno_such_key = 1\n')
     with pytest.raises(ConfigError, match="no_such_key"):
