@@ -196,8 +196,13 @@ class PreparedWorkload:
             from_manifest(manifest.stderr),
         )
         self._where = manifest.workload.where or manifest.workload.name
+        self._engine = _capi.address(rt.engine.ptr())
+        #: Whether instantiating runs guest code (a start function): assume so until
+        #: prepare() has read the module.
+        self._start_function = True
         if kind == MODULE:
             self._pre = self._link_module(compiled)
+            self._pre_address = _capi.address(self._pre.ptr())
         else:
             self._linker, self._run_index = self._link_component(compiled)
 
@@ -234,9 +239,11 @@ class PreparedWorkload:
         kind = detect_kind(data, where)
         rt = runtime(settings)
         compiled, status = load_compiled(rt, data, digest, kind, where, use_cache=use_cache)
-        return cls(
+        prepared = cls(
             manifest, rt=rt, kind=kind, digest=digest, compiled=compiled, cache_status=status
         )
+        prepared._start_function = kind == MODULE and _capi.has_start(data)
+        return prepared
 
     def _link_module(self, module: wasmtime.Module) -> wasmtime.InstancePre:
         import wasmtime
@@ -303,18 +310,15 @@ class PreparedWorkload:
         writes more is stopped (``output_limit``). Setting ``cancel`` stops the guest at
         the next tick (``interrupted``). The manifest's limits apply.
         """
-        import wasmtime
-
-        manifest = self.manifest
         argv, env_names, env_values = self._argv, self._env_names, self._env_values
         if args is not None:
             if any("\0" in a for a in args):
                 raise UsageError("arguments must not contain NUL")
             argv = _capi.CStrings([self._argv0, *args])
         if env:
-            merged = {**manifest.env, **env}
             if any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
                 raise UsageError("environment names must be non-empty, without '=' or NUL")
+            merged = {**self.manifest.env, **env} if self.manifest.env else env
             env_names = _capi.CStrings(list(merged))
             env_values = _capi.CStrings(list(merged.values()))
         streams = Streams(
@@ -322,19 +326,138 @@ class PreparedWorkload:
             self._defaults[1] if stdout is None else stdout,
             self._defaults[2] if stderr is None else stderr,
         )
-        limits = manifest.limits
-        store = wasmtime.Store(self._rt.engine)
         try:
-            wasi = wasmtime.WasiConfig()
+            wasi = self._wasi(argv, env_names, env_values, streams)
+            if self.kind == MODULE:
+                return self._run_module(wasi, streams, max_output, cancel)
+            return self._run_component(wasi, streams, max_output, cancel)
+        finally:
+            streams.close()
+
+    def _wasi(
+        self, argv: _capi.CStrings, names: _capi.CStrings, values: _capi.CStrings, streams: Streams
+    ) -> int:
+        """A new WASI configuration (a raw pointer for a store to take over)."""
+        wasi = _capi.wasi_new()
+        try:
             _capi.set_argv(wasi, argv)
-            _capi.set_env(wasi, env_names, env_values)
+            _capi.set_env(wasi, names, values)
             streams.configure(wasi)
             for host, guest, writable, where in self._dirs:
+                if not _capi.preopen_dir(wasi, host, guest, writable):
+                    raise KeepError(f"{where}: cannot open directory {host}")
+        except BaseException:
+            _capi.wasi_delete(wasi)
+            raise
+        return wasi
+
+    def _watch(
+        self, streams: Streams, max_output: int, cancel: threading.Event | None
+    ) -> _limits.Watch:
+        limits = self.manifest.limits
+        return _limits.Watch(
+            cpu_time=limits.cpu_time,
+            wall_time=limits.wall_time,
+            output_fds=tuple(streams.capture_fds.values()),
+            max_output=max_output,
+            cancel=cancel,
+        )
+
+    def _result(
+        self,
+        outcome: tuple[int | None, Trap | None, int | None],
+        watch: _limits.Watch,
+        streams: Streams,
+        max_output: int,
+    ) -> RunResult:
+        exit_code, trap, memory = outcome
+        wall, cpu = watch.elapsed()
+        return RunResult(
+            exit_code=exit_code,
+            trap=trap,
+            stdout=streams.captured("stdout", max_output),
+            stderr=streams.captured("stderr", max_output),
+            wall_time=wall,
+            cpu_time=cpu,
+            memory=memory,
+            memory_limit=self.manifest.limits.memory_bytes,
+        )
+
+    def _run_module(
+        self, wasi: int, streams: Streams, max_output: int, cancel: threading.Event | None
+    ) -> RunResult:
+        """A module's instance, its store handled through the C API alone (the hot path of
+        a Keep serving requests)."""
+        limits = self.manifest.limits
+        store, context = _capi.store_new(self._engine)
+        try:
+            _capi.set_wasi(context, wasi)
+            _capi.store_limits(
+                store,
+                memory_size=limits.memory_bytes,
+                table_elements=MAX_TABLE_ELEMENTS,
+                instances=MAX_INSTANCES,
+                tables=MAX_TABLES,
+                memories=MAX_MEMORIES,
+            )
+            watch = self._watch(streams, max_output, cancel)
+            with self._rt.ticker:
+                watch.arm(_StoreHandle(store, context))  # type: ignore[arg-type]
                 try:
-                    wasi.preopen_dir(host, guest, writable)
-                except wasmtime.WasmtimeError:
-                    raise KeepError(f"{where}: cannot open directory {host}") from None
-            store.set_wasi(wasi)
+                    outcome = self._enter_module(context, watch)
+                finally:
+                    watch.disarm()
+            return self._result(outcome, watch, streams, max_output)
+        finally:
+            _capi.store_delete(store)
+
+    def _enter_module(
+        self, context: int, watch: _limits.Watch
+    ) -> tuple[int | None, Trap | None, int | None]:
+        """Instantiate and call ``_start``; (exit code, trap, memory bytes)."""
+        import wasmtime
+
+        limits = self.manifest.limits
+        try:
+            instance = _capi.instantiate(
+                self._pre_address, context, runs_guest=self._start_function
+            )
+        except wasmtime.ExitTrap as e:  # a start function may call proc_exit
+            return e.code, None, None
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            return self._instantiation_failed(e, watch)
+        try:
+            _capi.call_export(context, instance, b"_start")
+            exit_code = 0
+        except wasmtime.ExitTrap as e:
+            exit_code = e.code
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            trap = _outcome.classify(e, watch, limits)
+            return None, trap, _capi.memory_size(context, instance)
+        return exit_code, None, _capi.memory_size(context, instance)
+
+    def _instantiation_failed(
+        self, e: Exception, watch: _limits.Watch
+    ) -> tuple[int | None, Trap | None, int | None]:
+        import wasmtime
+
+        limits = self.manifest.limits
+        if watch.stopped is None and not isinstance(e, wasmtime.Trap):
+            trap = _outcome.instantiation_trap(e, limits)  # type: ignore[arg-type]
+            if trap is None:
+                raise KeepError(f"{self._where}: cannot instantiate: {_first_line(e)}") from None
+            return None, trap, None
+        return None, _outcome.classify(e, watch, limits), None
+
+    def _run_component(
+        self, wasi: int, streams: Streams, max_output: int, cancel: threading.Event | None
+    ) -> RunResult:
+        import wasmtime
+
+        limits = self.manifest.limits
+        store = wasmtime.Store(self._rt.engine)
+        try:
+            _capi.set_wasi(_capi.address(store._context()), wasi)
             store.set_limits(
                 memory_size=limits.memory_bytes,
                 table_elements=MAX_TABLE_ELEMENTS,
@@ -342,76 +465,55 @@ class PreparedWorkload:
                 tables=MAX_TABLES,
                 memories=MAX_MEMORIES,
             )
-            watch = _limits.Watch(
-                cpu_time=limits.cpu_time,
-                wall_time=limits.wall_time,
-                output_fds=tuple(streams.capture_fds.values()),
-                max_output=max_output,
-                cancel=cancel,
-            )
+            watch = self._watch(streams, max_output, cancel)
             with self._rt.ticker:
                 watch.arm(store)
                 try:
-                    exit_code, trap, memory = self._enter(store, watch)
+                    outcome = self._enter_component(store, watch)
                 finally:
                     watch.disarm()
-                    wall, cpu = watch.elapsed()
-            return RunResult(
-                exit_code=exit_code,
-                trap=trap,
-                stdout=streams.captured("stdout", max_output),
-                stderr=streams.captured("stderr", max_output),
-                wall_time=wall,
-                cpu_time=cpu,
-                memory=memory,
-                memory_limit=limits.memory_bytes,
-            )
+            return self._result(outcome, watch, streams, max_output)
         finally:
-            streams.close()
             store.close()
 
-    def _enter(
+    def _enter_component(
         self, store: wasmtime.Store, watch: _limits.Watch
     ) -> tuple[int | None, Trap | None, int | None]:
-        """Instantiate and call the command's entry point; (exit code, trap, memory bytes)."""
+        """Instantiate and call ``wasi:cli/run``; (exit code, trap, None: a component's
+        memory is its own)."""
         import wasmtime
 
-        limits = self.manifest.limits
         try:
-            if self.kind == MODULE:
-                instance = self._pre.instantiate(store)
-            else:
-                instance = self._linker.instantiate(store, self._compiled)
-        except wasmtime.ExitTrap as e:  # a start function may call proc_exit
+            instance = self._linker.instantiate(store, self._compiled)
+        except wasmtime.ExitTrap as e:
             return e.code, None, None
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
-            if watch.stopped is None and not isinstance(e, wasmtime.Trap):
-                trap = _outcome.instantiation_trap(e, limits)
-                if trap is None:
-                    raise KeepError(
-                        f"{self._where}: cannot instantiate: {_first_line(e)}"
-                    ) from None
-                return None, trap, None
-            return None, _outcome.classify(e, watch, limits), None
+            return self._instantiation_failed(e, watch)
         try:
-            if self.kind == MODULE:
-                _capi.call_export(store, instance, b"_start")
-                exit_code = 0
-            else:
-                result = instance.get_func(store, self._run_index)(store)
-                # wasi:cli/run returns result<_, _>: err means failure (exit status 1).
-                exit_code = 0 if getattr(result, "tag", "ok") == "ok" else 1
+            result = instance.get_func(store, self._run_index)(store)
+            # wasi:cli/run returns result<_, _>: err means failure (exit status 1).
+            exit_code = 0 if getattr(result, "tag", "ok") == "ok" else 1
         except wasmtime.ExitTrap as e:
             exit_code = e.code
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
-            return None, _outcome.classify(e, watch, limits), self._memory(store, instance)
-        return exit_code, None, self._memory(store, instance)
+            return None, _outcome.classify(e, watch, self.manifest.limits), None
+        return exit_code, None, None
 
-    def _memory(self, store: wasmtime.Store, instance: Any) -> int | None:
-        """The guest's linear memory size in bytes (modules; components hide theirs)."""
-        if self.kind != MODULE:
-            return None
-        return _capi.memory_size(store, instance)
+
+class _StoreHandle:
+    """What ``motte.keep._limits.Watch`` asks of a store, for one made through ``_capi``."""
+
+    __slots__ = ("_context", "_store")
+
+    def __init__(self, store: Any, context: int) -> None:
+        self._store = store
+        self._context = context
+
+    def ptr(self) -> Any:
+        return self._store
+
+    def set_epoch_deadline(self, ticks: int) -> None:
+        _capi.set_epoch_deadline(self._context, ticks)
 
 
 def _check_grants(manifest: Manifest) -> None:
