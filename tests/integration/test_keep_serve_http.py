@@ -283,6 +283,84 @@ def test_saturation_is_a_503_with_retry_after(tmp_path: Path) -> None:
     assert stats is not None and stats.rejected == 1
 
 
+def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
+    with Running(HELLO) as keep, keep.tls_socket() as s:
+        s.sendall(
+            b"GET /?name=one HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /?name=two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        answer = read_all(s)
+    assert answer.count(b"HTTP/1.1 200 ") == 2
+    assert answer.index(b"Hello, one!") < answer.index(b"Hello, two!")
+    assert answer.endswith(b"Hello, two!\n")
+
+
+def test_expect_100_continue(hello: Running) -> None:
+    with hello.tls_socket() as s:
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: t/t\r\nContent-Length: 4\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        interim = s.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"ping")
+        answer = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] + read_all(s)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\nping")
+
+
+def test_past_max_connections_a_new_connection_gets_503_at_once(tmp_path: Path) -> None:
+    with Running(HELLO, options=ServeOptions(max_connections=1)) as keep:
+        with keep.tls_socket() as first:
+            first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert first.recv(65536).startswith(b"HTTP/1.1 200 ")  # holds the only slot
+            started = time.monotonic()
+            status, headers, _ = get(keep, "/")
+            refused_in = time.monotonic() - started
+        stats = keep.stop_and_wait()
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert refused_in < 5  # not after the first connection's keep-alive timeout (15 s)
+    assert stats is not None and stats.rejected == 1
+
+
+def test_a_client_that_never_handshakes_is_closed() -> None:
+    with (
+        Running(HELLO, options=ServeOptions(handshake_timeout=0.3)) as keep,
+        keep.plain_socket() as s,
+    ):
+        s.settimeout(10)
+        assert s.recv(1024) == b""  # closed by the Keep, with nothing sent
+
+
+def test_an_idle_connection_closes_at_once_when_the_keep_stops() -> None:
+    with Running(HELLO) as keep, keep.tls_socket() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        keep.stop_and_wait()  # the connection is idle: no wait for its keep-alive timeout
+        assert time.monotonic() - started < 5
+        assert read_all(s) == b""
+
+
+def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path) -> None:
+    chatty = g.writes(b"Content-Type: a/b\n\n" + b"z" * 60000)
+    options = ServeOptions(request_timeout=0.5)
+    with Running(g.manifest(tmp_path, chatty), options=options) as keep:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+        raw.settimeout(30)
+        raw.connect(("127.0.0.1", keep.port()))
+        with keep.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+            # 200 answers of 60 kB, pipelined and never read: more than the socket buffers
+            # hold, so the Keep's writes stall.
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            time.sleep(2.0)  # past request_timeout
+            started = time.monotonic()
+            answer = read_all(s)  # what was buffered, then the end
+            assert time.monotonic() - started < 5  # not the 15 s keep-alive of a live one
+    assert answer.count(b"HTTP/1.1 200 ") < 200
+
+
 def test_plain_http_listener(tmp_path: Path) -> None:
     manifest = g.manifest(
         tmp_path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -50,6 +51,56 @@ def test_half_close_gives_the_guest_end_of_file(tmp_path: Path) -> None:
         s.sendall(b"all of the request")
         s.shutdown(socket.SHUT_WR)  # the guest reads end of file, then answers
         assert read_all(s) == b"all of the request"
+
+
+def test_a_tls_close_notify_gives_the_guest_end_of_file(tmp_path: Path) -> None:
+    """TLS 1.3 lets a side that has sent close_notify go on reading: the guest reads end of
+    file and its answer still reaches the client (driven through memory BIOs: the standard
+    library's SSLSocket cannot read after its own close_notify)."""
+    with Running(g.manifest(tmp_path, g.ECHO_AT_EOF, listen=TLS)) as keep:
+        raw = keep.plain_socket()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = keep.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+        def flush() -> None:
+            if outgoing.pending:
+                raw.sendall(outgoing.read())
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                incoming.write(raw.recv(65536))
+        tls.write(b"all of the request")
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.unwrap()  # our close_notify; the Keep's comes after the answer
+        flush()
+        answer = b""
+        while data := raw.recv(65536):
+            incoming.write(data)
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                while chunk := tls.read(65536):
+                    answer += chunk
+        raw.close()
+    assert answer == b"all of the request"
+
+
+def test_past_max_connections_a_connection_is_closed_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    options = ServeOptions(max_connections=1)
+    with Running(g.manifest(tmp_path, g.STREAM_ECHO, listen=PLAIN), options=options) as keep:
+        with keep.plain_socket() as first:
+            first.sendall(b"a")
+            assert _recv_exactly(first, 1) == b"a"  # holds the only connection slot
+            with keep.plain_socket() as second:
+                assert read_all(second) == b""
+        stats = keep.stop_and_wait()
+    assert "every connection slot is busy" in caplog.text
+    assert stats is not None and stats.rejected == 1
 
 
 def test_each_connection_gets_a_fresh_instance(tmp_path: Path) -> None:

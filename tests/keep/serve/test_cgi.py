@@ -3,6 +3,7 @@ responses, and every way a guest's output is refused (each a 502 with a reason).
 
 from __future__ import annotations
 
+import h11
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from motte.keep.serve._cgi import (
     CgiRequest,
     CgiServer,
     cgi_environ,
+    encode_response,
     error_response,
     parse_cgi_response,
 )
@@ -230,6 +232,8 @@ BAD_OUTPUT = [
     (b"X-A: a\x00b\nContent-Type: a/b\n\n", "control character"),
     (b"X-A: a\rb\nContent-Type: a/b\n\n", "control character"),
     (b"X-A: a\x7fb\nContent-Type: a/b\n\n", "control character"),
+    (b"Status: 200 O\x01K\nContent-Type: a/b\n\n", "Status: control character"),
+    (b"Status: 200 a\rb\nContent-Type: a/b\n\n", "Status: control character"),
     (b"Content-Type: a/b\nContent-Length: 10\n\nshort", "says 10 bytes but the body has 5"),
     (b"Content-Type: a/b\nContent-Length: -1\n\n", "Content-Length '-1'"),
     (b"Content-Type: a/b\nConnection: close\n\n", "Connection is a hop-by-hop header"),
@@ -319,3 +323,89 @@ def test_error_response_is_plain_text() -> None:
     assert r.headers == ((b"Content-Type", b"text/plain; charset=utf-8"),)
     head = error_response(413, "x", head=True)
     assert head.body == b"" and head.content_length > 0
+
+
+# -- response -> bytes --------------------------------------------------------------------
+
+DATE = b"Thu, 26 Nov 2026 21:00:00 GMT"
+
+
+def test_encoded_response() -> None:
+    r = parse_cgi_response(b"Status: 404 Gone Fishing\nContent-Type: text/plain\nX-A: 1\n\nno\n")
+    assert encode_response(r, close=False, date=DATE) == (
+        b"HTTP/1.1 404 Gone Fishing\r\nContent-Type: text/plain\r\nX-A: 1\r\n"
+        b"Date: " + DATE + b"\r\nContent-Length: 3\r\n\r\nno\n"
+    )
+
+
+def test_encoded_response_that_closes_the_connection() -> None:
+    r = parse_cgi_response(b"Content-Type: a/b\n\nx")
+    assert b"\r\nConnection: close\r\n\r\nx" in encode_response(r, close=True, date=DATE)
+
+
+def test_no_content_length_for_204_and_a_head_announces_its_length() -> None:
+    no_content = encode_response(parse_cgi_response(b"Status: 204\n\n"), close=False, date=DATE)
+    assert b"Content-Length" not in no_content
+    assert no_content.endswith(b"\r\n\r\n")
+    head = parse_cgi_response(b"Content-Type: a/b\n\nabcdef", head=True)
+    assert encode_response(head, close=False, date=DATE).endswith(b"Content-Length: 6\r\n\r\n")
+
+
+def _read_as_client(data: bytes, method: bytes = b"GET") -> tuple[h11.Response, bytes]:
+    """What h11, as the client that sent a request, makes of ``data`` (it raises on
+    anything that breaks HTTP/1.1)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(data)
+    response = client.next_event()
+    body = b""
+    while True:
+        event = client.next_event()
+        if isinstance(event, h11.Data):
+            body += event.data
+        else:
+            assert isinstance(event, h11.EndOfMessage), event
+            return response, body
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.booleans(), st.booleans())
+def test_whatever_the_bridge_accepts_encodes_to_valid_http(
+    output: bytes, head: bool, close: bool
+) -> None:
+    """Nothing a guest wrote reaches the wire unchecked: every response the bridge accepts
+    is one h11, as a client, reads back whole, with the same status, headers and body."""
+    try:
+        r = parse_cgi_response(output, head=head)
+    except BadGatewayError:
+        return
+    response, body = _read_as_client(
+        encode_response(r, close=close, date=DATE), b"HEAD" if head else b"GET"
+    )
+    assert (response.status_code, bytes(response.reason)) == (r.status, r.reason)
+    got = [(bytes(n), bytes(v)) for n, v in response.headers.raw_items()]
+    assert got[: len(r.headers)] == list(r.headers)
+    assert body == r.body
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(200, 599),
+    st.binary(max_size=40),
+    st.lists(
+        st.tuples(st.from_regex(rb"\A[A-Za-z][A-Za-z0-9-]{0,10}\Z"), st.binary(max_size=20)),
+        max_size=5,
+    ),
+)
+def test_status_lines_and_headers_from_a_guest_are_checked(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    lines = [b"Status: %d %s" % (status, reason)] + [n + b": " + v for n, v in headers]
+    output = b"\n".join(lines) + b"\n\n"
+    try:
+        r = parse_cgi_response(output)
+    except BadGatewayError:
+        return
+    response, _ = _read_as_client(encode_response(r, close=False, date=DATE))
+    assert response.status_code == status

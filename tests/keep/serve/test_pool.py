@@ -1,59 +1,61 @@
-"""The instance pool: bounded admission, results and exceptions back on the loop."""
+"""The instance slots: bounded admission, bounded concurrency, waiting only when admitted."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
+import time
 
-import pytest
-
-from motte.keep.serve._pool import InstancePool
-
-
-def test_admission_is_bounded_by_workers_plus_queue() -> None:
-    pool = InstancePool(workers=2, queued=1)
-    assert [pool.admit() for _ in range(4)] == [True, True, True, False]
-    pool.release()
-    assert pool.admit() is True
+from motte.keep.serve._pool import InstanceSlots
 
 
-def test_runs_on_worker_threads_and_returns() -> None:
-    pool = InstancePool(workers=2, queued=0)
-
-    async def main() -> list[str]:
-        return list(await asyncio.gather(*(pool.run(_thread_name) for _ in range(4))))
-
-    names = asyncio.run(main())
-    assert all(n.startswith("motte-instance-") for n in names)
-    assert threading.current_thread().name not in names
-    assert pool.close(5.0) is True
+def test_admission_is_bounded_by_running_plus_queued() -> None:
+    slots = InstanceSlots(running=2, queued=1)
+    assert [slots.admit() for _ in range(4)] == [True, True, True, False]
+    assert slots.admitted == 3
+    slots.release()
+    assert slots.admit() is True
 
 
-def _thread_name() -> str:
-    return threading.current_thread().name
+def test_at_most_running_instances_at_once() -> None:
+    slots = InstanceSlots(running=2, queued=8)
+    lock = threading.Lock()
+    now = [0]
+    peak = [0]
+
+    def instance() -> None:
+        assert slots.admit()
+        slots.start()
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.02)
+        with lock:
+            now[0] -= 1
+        slots.finish()
+        slots.release()
+
+    threads = [threading.Thread(target=instance) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert peak[0] == 2
+    assert slots.admitted == 0
 
 
-def test_exceptions_reach_the_caller() -> None:
-    pool = InstancePool(workers=1, queued=0)
+def test_a_waiting_instance_starts_when_one_finishes() -> None:
+    slots = InstanceSlots(running=1, queued=1)
+    slots.start()
+    started = threading.Event()
 
-    def boom() -> None:
-        raise RuntimeError("inside")
+    def waiter() -> None:
+        slots.start()
+        started.set()
+        slots.finish()
 
-    with pytest.raises(RuntimeError, match="inside"):
-        asyncio.run(pool.run(boom))
-    assert pool.close(5.0) is True
-
-
-def test_close_reports_a_worker_that_does_not_finish() -> None:
-    pool = InstancePool(workers=1, queued=0)
-    release = threading.Event()
-
-    async def main() -> None:
-        task = asyncio.ensure_future(pool.run(release.wait))
-        await asyncio.sleep(0.05)
-        task.cancel()
-
-    asyncio.run(main())
-    assert pool.close(0.1) is False  # still blocked: the caller decides
-    release.set()
-    assert pool.close(5.0) is True
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert not started.wait(0.1)  # the only slot is taken
+    slots.finish()
+    assert started.wait(10)
+    thread.join(10)

@@ -1,6 +1,6 @@
 """The WAGI/CGI bridge: an HTTP request becomes a guest's environment and standard input,
 the guest's standard output becomes the HTTP response. Pure: values in, values out; no
-socket, no clock, no wasmtime (the asyncio adapter in ``_http`` does the I/O).
+socket, no clock, no wasmtime (``_http`` does the I/O).
 
 What a guest sees (RFC 3875 section 4, with WAGI's additions):
 
@@ -30,7 +30,9 @@ is refused with a :class:`BadGatewayError` (a 502, reason logged) when there is 
 line, the header block is too long or has too many lines, a name or value is malformed,
 Status/Content-Type/Location repeat, the status is not a final 200..599 one, a body comes
 with 204/304, the guest sets a hop-by-hop header, or its Content-Length disagrees with the
-body. The Keep frames the response itself (Content-Length from the body).
+body. The Keep frames the response itself (:func:`encode_response`: Content-Length from
+the body, Date, Connection) from the values checked here: nothing a guest wrote reaches the
+wire unchecked.
 """
 
 from __future__ import annotations
@@ -390,6 +392,22 @@ def response_from_run(result: RunResult, *, head: bool = False) -> tuple[CgiResp
         raise
     note = f"the guest exited with {result.exit_code}" if result.exit_code else None
     return response, note
+
+
+def encode_response(response: CgiResponse, *, close: bool, date: bytes) -> bytes:
+    """The bytes of ``response`` on an HTTP/1.1 connection: the status line, the headers
+    (as :func:`parse_cgi_response` validated them), ``Date``, ``Content-Length`` (none for
+    204 and 304) and ``Connection: close`` when the connection closes after it."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason)]
+    parts.extend(b"%s: %s\r\n" % header for header in response.headers)
+    parts.append(b"Date: %s\r\n" % date)
+    if response.status not in _NO_BODY_STATUSES:
+        parts.append(b"Content-Length: %d\r\n" % response.content_length)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(response.body)
+    return b"".join(parts)
 
 
 def error_response(status: int, text: str, *, head: bool = False) -> CgiResponse:

@@ -1,13 +1,21 @@
-"""HTTP listeners: h11 over an asyncio stream (TLS terminated by the transport), one fresh
-instance per request through the CGI bridge (:mod:`motte.keep.serve._cgi`).
+"""HTTP listeners: each connection on a thread of its own; h11 parses each request, a fresh
+instance answers it on the same thread through the CGI bridge (:mod:`motte.keep.serve._cgi`),
+and the answer is written in one piece.
 
-One coroutine per connection, keep-alive and pipelining as h11 allows. Every step that
-waits on the client is bounded: an idle keep-alive connection is closed after
-``keepalive_timeout``; once a request's first byte has arrived, the rest (head and body)
-must arrive within ``request_timeout`` (408 otherwise), and so must the client's reading of
-the answer. A head past ``max_header_bytes`` or with more than ``max_headers`` lines is a
-431, a body past ``max_body`` a 413, a malformed request a 400; the connection is closed
-after each. When every instance slot is taken the answer is a 503 with ``Retry-After``.
+Keep-alive and pipelining as HTTP/1.1 allows: each request is parsed by a fresh h11
+connection fed whatever the previous one had received beyond its request. The answer's
+bytes come from :func:`~motte.keep.serve._cgi.encode_response`, from values the bridge has
+already validated; h11 is not asked to check them a second time.
+
+Every step that waits on the client is bounded: an idle connection is closed after
+``keepalive_timeout`` (``request_timeout`` before its first request); once a request's
+first byte has arrived, its head and then its body must each arrive within
+``request_timeout`` (408 otherwise), and the client must take the answer within
+``request_timeout``. A head past ``max_header_bytes`` or with more than ``max_headers``
+lines is a 431, a body past ``max_body`` a 413, a malformed request a 400; the connection
+is closed after each. When every instance slot is taken the answer is a 503 with
+``Retry-After``. A guest blocked in a host call past its wall time (out of the epoch's
+reach) has its client answered with a 502 by the watchdog (``_conn``).
 
 The log never holds a request's path, query, headers or body (the host running a Keep is
 not trusted with them): only the listener, a request number, the status and the reason.
@@ -15,12 +23,13 @@ not trusted with them): only the listener, a request number, the status and the 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import email.utils
 import logging
+import socket
 import ssl
-import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -31,14 +40,18 @@ from motte.keep.serve._cgi import (
     CgiResponse,
     CgiServer,
     cgi_environ,
+    encode_response,
     error_response,
     response_from_run,
 )
+from motte.keep.serve._conn import INSTANCE, READING, WRITING
 from motte.keep.serve._errors import BadGatewayError, BadRequestError
+from motte.keep.serve._server import FRESH_GRACE, tls_handshake
 
 if TYPE_CHECKING:
     from motte.keep import RunResult
-    from motte.keep.serve._server import Serving, Tracked
+    from motte.keep.serve._conn import Conn
+    from motte.keep.serve._server import Listening, Serving
 
 log = logging.getLogger("motte.keep.serve")
 
@@ -46,14 +59,12 @@ READ_SIZE = 64 * 1024
 #: Past its wall time, how long an instance blocked in a host call (where the limit cannot
 #: reach it) is waited for before its client gets a 502.
 OVERRUN_GRACE = 0.5
-#: How long, once the Keep is stopping, a connection accepted before the stop has to send
-#: its first request.
-FRESH_GRACE = 1.0
-#: What an idle connection waits for (Tracked.idle).
-FRESH = "fresh"
-KEEPALIVE = "keepalive"
+#: How long closing a connection after an answer may wait for the client to take it (the
+#: TLS close_notify, then the client's own close), so unread input does not reset it.
+CLOSE_TIMEOUT = 1.0
 #: Errors that mean the client has gone: nothing to answer, nobody to tell.
 GONE = (ConnectionError, ssl.SSLError, EOFError, OSError)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _Refuse(Exception):
@@ -67,10 +78,11 @@ class _Refuse(Exception):
 
 
 class _Closed(Exception):
-    """The client closed the connection, or stayed idle too long: close quietly."""
+    """The client closed the connection, stayed idle too long, or the connection was taken
+    over: close quietly."""
 
 
-_date_cache: list[Any] = [0, b""]
+_date: tuple[int, bytes] = (0, b"")
 
 
 def unmapped(address: str) -> str:
@@ -82,107 +94,99 @@ def unmapped(address: str) -> str:
 
 def http_date() -> bytes:
     """The Date header's value, formatted at most once a second."""
+    global _date
     now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = email.utils.formatdate(now, usegmt=True).encode("ascii")
-    return _date_cache[1]
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True).encode("ascii"))
+    return _date[1]
 
 
-async def serve_http(
-    serving: Serving,
-    server: CgiServer,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    tracked: Tracked,
-) -> None:
+def serve_http(conn: Conn, lst: Listening) -> None:
     """Answer requests on one connection until it closes, idles out or the Keep stops."""
-    opts = serving.options
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=opts.max_header_bytes)
-    peer = writer.get_extra_info("peername") or ("", 0)
-    remote = (unmapped(str(peer[0])), int(peer[1]))
-    first = True
+    if lst.context is not None and not tls_handshake(conn, lst.context):
+        return
+    serving = conn.serving
+    sock = conn.sock
+    try:
+        local = sock.getsockname()
+    except OSError:
+        return
+    server = CgiServer(lst.listen.name, lst.bound.port, lst.listen.tls, unmapped(str(local[0])))
+    remote = (unmapped(str(conn.peer[0])), int(conn.peer[1]))
+    max_head = serving.options.max_header_bytes
+    pending, closed, first = b"", False, True
     while True:
+        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+        if pending:
+            parser.receive_data(pending)
+        if closed:
+            parser.receive_data(b"")
         try:
-            request = await _next_request(serving, conn, reader, tracked, first)
+            request = _next_request(conn, parser, first, bool(pending))
         except _Closed:
             return
         except _Refuse as e:
-            serving.stats.client_errors += 1
-            await _answer_and_close(conn, writer, e, opts.request_timeout)
+            serving.count("client_errors")
+            _answer_and_close(conn, e)
             return
         first = False
         number = serving.next_request_number()
+        head = request.method == b"HEAD"
         try:
-            response, close = await _handle(
-                serving, server, conn, reader, writer, request, remote, number
-            )
+            response, close = _handle(conn, server, parser, request, remote, number, head)
         except _Refuse as e:
             if e.log_it:  # the reason is the Keep's business; the client gets the number
                 log.warning("%s #%s: %d: %s", server.listener, number, e.status, e.text)
                 e = _Refuse(e.status, f"request {number} failed; the reason is in the Keep's log")
             if e.status < 500:
-                serving.stats.client_errors += 1
-            await _answer_and_close(conn, writer, e, opts.request_timeout, head=_is_head(request))
+                serving.count("client_errors")
+            _answer_and_close(conn, e, head=head)
             return
         except _Closed:
             return
-        close = close or serving.stopping
+        pending, closed = parser.trailing_data
+        close = close or closed or serving.stopping or parser.their_state is h11.MUST_CLOSE
         try:
-            data = _encode(conn, response, close=close)
-        except h11.LocalProtocolError as e:  # the bridge let through what h11 refuses: a bug
-            log.error("%s #%s: cannot send the answer (%s)", server.listener, number, e)
+            sock.sendall(encode_response(response, close=close, date=http_date()))
+        except GONE:
             return
-        if not await _write(writer, data, opts.request_timeout):
-            return
-        if close or conn.our_state is h11.MUST_CLOSE:
-            return
-        try:
-            conn.start_next_cycle()
-        except h11.LocalProtocolError:
+        if close:
+            _close_after_answer(sock)
             return
 
 
-async def _next_request(
-    serving: Serving,
-    conn: h11.Connection,
-    reader: asyncio.StreamReader,
-    tracked: Tracked,
-    first: bool,
-) -> h11.Request:
-    """The next request's head. Waiting for its first byte is idle time: a stop closes a
-    keep-alive connection then, and gives a new one FRESH_GRACE to send its request (it
-    may have been accepted just before the stop). From the first byte on, the head must
-    arrive within request_timeout."""
-    opts = serving.options
+def _event(parser: h11.Connection) -> Any:
     try:
-        event = conn.next_event()
+        return parser.next_event()
     except h11.RemoteProtocolError as e:
         raise _Refuse(e.error_status_hint, str(e)) from None
+
+
+def _next_request(conn: Conn, parser: h11.Connection, first: bool, partial: bool) -> h11.Request:
+    """The next request's head. Waiting for its first byte is idle time (the watchdog's
+    deadline: a stop closes a keep-alive connection then, and gives a new one FRESH_GRACE
+    to send its request). From the first byte on, the head must arrive within
+    request_timeout."""
+    opts = conn.serving.options
+    event = _event(parser)
     if event is h11.NEED_DATA:
-        if serving.stopping and not first:
+        if not partial:  # nothing of this request yet
+            wait = opts.request_timeout if first else opts.keepalive_timeout
+            if not conn.idle(first, wait, FRESH_GRACE):
+                raise _Closed
+            try:
+                data = conn.sock.recv(READ_SIZE)
+            except GONE:
+                data = b""
+            if not conn.enter(READING, None) or not data:
+                raise _Closed
+            parser.receive_data(data)
+            event = _event(parser)
+        elif not conn.enter(READING, None):
             raise _Closed
-        wait = opts.request_timeout if first else opts.keepalive_timeout
-        if serving.stopping:
-            wait = min(wait, FRESH_GRACE)
-        tracked.idle = FRESH if first else KEEPALIVE
-        try:
-            async with asyncio.timeout(wait):
-                data = await reader.read(READ_SIZE)
-        except TimeoutError:
-            raise _Closed from None
-        except GONE:
-            raise _Closed from None
-        finally:
-            tracked.idle = None
-        if not data:
-            raise _Closed
-        conn.receive_data(data)
-    try:
-        async with asyncio.timeout(opts.request_timeout):
-            event = await _event(conn, reader)
-    except TimeoutError:
-        raise _Refuse(408, "the request head did not arrive in time") from None
+        if event is h11.NEED_DATA:
+            deadline = time.monotonic() + opts.request_timeout
+            event = _read_slowly(conn.sock, parser, deadline, "head")
     if isinstance(event, h11.ConnectionClosed):
         raise _Closed
     if not isinstance(event, h11.Request):  # h11 yields a Request first on a server
@@ -196,19 +200,29 @@ async def _next_request(
     return event
 
 
-async def _event(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+def _read_slowly(sock: socket.socket, parser: h11.Connection, deadline: float, what: str) -> Any:
+    """The next event, reading with socket timeouts until ``deadline`` (408 past it). The
+    socket keeps its timeout: the caller makes it blocking again (:func:`_blocking`)."""
     while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as e:
-            raise _Refuse(e.error_status_hint, str(e)) from None
+        event = _event(parser)
         if event is not h11.NEED_DATA:
             return event
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Refuse(408, f"the request {what} did not arrive in time")
+        sock.settimeout(remaining)
         try:
-            data = await reader.read(READ_SIZE)
+            data = sock.recv(READ_SIZE)
+        except TimeoutError:
+            raise _Refuse(408, f"the request {what} did not arrive in time") from None
         except GONE:
             raise _Closed from None
-        conn.receive_data(data)
+        parser.receive_data(data)
+
+
+def _blocking(sock: socket.socket) -> None:
+    if sock.gettimeout() is not None:
+        sock.settimeout(None)
 
 
 def _declared_length(request: h11.Request) -> int | None:
@@ -224,33 +238,31 @@ def _has_body(request: h11.Request) -> bool:
     return any(name in (b"content-length", b"transfer-encoding") for name, _ in request.headers)
 
 
-def _is_head(request: h11.Request) -> bool:
-    return request.method == b"HEAD"
-
-
-async def _handle(
-    serving: Serving,
+def _handle(
+    conn: Conn,
     server: CgiServer,
-    conn: h11.Connection,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
+    parser: h11.Connection,
     request: h11.Request,
     remote: tuple[str, int],
-    number: int,
+    number: str,
+    head: bool,
 ) -> tuple[CgiResponse, bool]:
     """Read the body, run an instance, and return its answer (or raise :class:`_Refuse`)."""
+    serving = conn.serving
     opts = serving.options
     declared = _declared_length(request)
     if declared is not None and declared > opts.max_body:
         raise _Refuse(413, f"the body is larger than {opts.max_body} bytes")
-    if not serving.pool.admit():
-        serving.stats.rejected += 1
+    if not serving.slots.admit():
+        serving.count("rejected")
         raise _Refuse(503, "every instance is busy; try again shortly")
-    submitted = False
     try:
-        if conn.they_are_waiting_for_100_continue:
-            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-        body = await _read_body(conn, reader, opts.max_body, opts.request_timeout)
+        if parser.they_are_waiting_for_100_continue:
+            try:
+                conn.sock.sendall(CONTINUE)
+            except GONE:
+                raise _Closed from None
+        body = _read_body(conn, parser)
         try:
             env = cgi_environ(
                 CgiRequest(
@@ -265,35 +277,23 @@ async def _handle(
             )
         except BadRequestError as e:
             raise _Refuse(e.status, e.message) from None
-        head = _is_head(request)
-        cancel = threading.Event()
-        submitted = True
-        try:
-            result = await _run(serving, env, body, cancel)
-        except MotteError as e:
-            serving.stats.bad_gateway += 1
-            raise _Refuse(502, f"the instance could not start: {e.message}", log_it=True) from None
-        except _Overran:
-            serving.stats.bad_gateway += 1
-            wall = serving.prepared.manifest.limits.wall_time
-            raise _Refuse(
-                502,
-                f"the guest did not finish within its wall time of {wall:g} s "
-                "(blocked in a host call); it is stopped when the call returns",
-                log_it=True,
-            ) from None
+        result = _run(conn, env, body, number, head, server.listener)
     finally:
-        if not submitted:
-            serving.pool.release()
-    serving.stats.requests += 1
+        serving.slots.release()
+    if result is None:  # a forced stop came while it waited for a slot
+        serving.count("interrupted")
+        if not conn.enter(WRITING, time.monotonic() + opts.request_timeout):
+            raise _Closed
+        return error_response(503, "the Keep is stopping", head=head), True
+    serving.count("requests")
     serving.guest_stderr(f"{server.listener} #{number}", result.stderr)
-    if cancel.is_set():
-        serving.stats.interrupted += 1
+    if conn.cancel.is_set():
+        serving.count("interrupted")
         return error_response(503, "the Keep is stopping", head=head), True
     try:
         response, note = response_from_run(result, head=head)
     except BadGatewayError as e:
-        serving.stats.bad_gateway += 1
+        serving.count("bad_gateway")
         log.warning("%s #%s: 502 bad gateway: %s", server.listener, number, e.message)
         text = f"the workload's answer was invalid (request {number}; reason in the Keep's log)"
         return error_response(502, text, head=head), False
@@ -302,132 +302,140 @@ async def _handle(
     return response, False
 
 
-class _Overran(Exception):
-    """The instance ran past its wall time plus OVERRUN_GRACE without returning."""
-
-
-async def _run(
-    serving: Serving, env: dict[str, str], body: bytes, cancel: threading.Event
-) -> RunResult:
-    """Run the request's instance; its admission slot is released when it ends, which may
-    be after this returns: a guest blocked in a host call past its wall time is answered
-    for (:class:`_Overran`) but still holds its slot."""
-    loop = asyncio.get_running_loop()
-    started: list[float] = []
-
-    def instance() -> RunResult:
-        started.append(time.monotonic())
-        return serving.run_instance(env, body, cancel)
-
-    job = serving.pool.submit(instance)
-    serving.cancels.add(cancel)
-
-    def finished(fut: asyncio.Future[RunResult]) -> None:
-        serving.cancels.discard(cancel)
-        serving.pool.release()
-        if not fut.cancelled():
-            fut.exception()  # retrieved: nobody may be waiting any more
-
-    job.add_done_callback(finished)
-    waiter = asyncio.shield(job)
-    limit = serving.prepared.manifest.limits.wall_time + OVERRUN_GRACE
-    overran: list[bool] = []
-
-    def check() -> None:
-        # Armed at submission; an instance still queued has not started its clock.
-        remaining = (started[0] + limit - time.monotonic()) if started else limit
-        if job.done():
-            return
-        if remaining > 0:
-            handle[0] = loop.call_later(remaining, check)
-            return
-        overran.append(True)
-        cancel.set()
-        waiter.cancel()
-
-    handle = [loop.call_later(limit, check)]
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        if overran:
-            raise _Overran from None
-        raise
-    finally:
-        handle[0].cancel()
-
-
-async def _read_body(
-    conn: h11.Connection, reader: asyncio.StreamReader, limit: int, timeout: float
-) -> bytes:
+def _read_body(conn: Conn, parser: h11.Connection) -> bytes:
+    opts = conn.serving.options
     parts: list[bytes] = []
     size = 0
+    deadline: float | None = None
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await _event(conn, reader)
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > limit:
-                        raise _Refuse(413, f"the body is larger than {limit} bytes")
-                    parts.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(parts)
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise _Closed
-    except TimeoutError:
-        raise _Refuse(408, "the request body did not arrive in time") from None
+        while True:
+            event = _event(parser)
+            if event is h11.NEED_DATA:
+                if deadline is None:
+                    deadline = time.monotonic() + opts.request_timeout
+                event = _read_slowly(conn.sock, parser, deadline, "body")
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > opts.max_body:
+                    raise _Refuse(413, f"the body is larger than {opts.max_body} bytes")
+                parts.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _Closed
+    finally:
+        _blocking(conn.sock)
 
 
-def _encode(conn: h11.Connection, response: CgiResponse, *, close: bool) -> bytes:
-    headers = list(response.headers)
-    headers.append((b"Date", http_date()))
-    if response.status not in (204, 304):
-        headers.append((b"Content-Length", b"%d" % response.content_length))
-    if close:
-        headers.append((b"Connection", b"close"))
-    data = conn.send(
-        h11.Response(status_code=response.status, headers=headers, reason=response.reason)
+def _run(
+    conn: Conn, env: dict[str, str], body: bytes, number: str, head: bool, listener: str
+) -> RunResult | None:
+    """Run the request's instance on this thread; None when a forced stop came first.
+
+    It may outlive its wall time blocked in a host call: the watchdog then answers the
+    client (:func:`_answer_overrun`) and this returns, once the instance has, into
+    :class:`_Closed`."""
+    serving = conn.serving
+    slots = serving.slots
+    cancel = conn.cancel
+    slots.start()
+    try:
+        if cancel.is_set():
+            return None
+        wall = serving.prepared.manifest.limits.wall_time
+        conn.overrun = partial(_answer_overrun, number, head, listener, wall)
+        if not conn.enter(INSTANCE, time.monotonic() + wall + OVERRUN_GRACE):
+            raise _Closed
+        error = None
+        try:
+            result = serving.run_instance(env, body, cancel)
+        except MotteError as e:
+            error = e
+        if not conn.enter(WRITING, time.monotonic() + serving.options.request_timeout):
+            raise _Closed  # taken over: its client has had its answer
+    finally:
+        slots.finish()
+    if error is not None:
+        serving.count("bad_gateway")
+        raise _Refuse(502, f"the instance could not start: {error.message}", log_it=True)
+    return result
+
+
+def _answer_overrun(number: str, head: bool, listener: str, wall: float, conn: Conn) -> None:
+    """On a thread of its own: answer the client of an instance blocked past its wall time
+    (the instance's thread no longer touches the connection), then close it."""
+    serving = conn.serving
+    serving.count("bad_gateway")
+    log.warning(
+        "%s #%s: 502: the guest did not finish within its wall time of %g s (blocked in a "
+        "host call); it is stopped when the call returns",
+        listener,
+        number,
+        wall,
     )
-    assert data is not None
-    if response.body:
-        data += conn.send(h11.Data(data=response.body)) or b""
-    data += conn.send(h11.EndOfMessage()) or b""
-    return data
-
-
-async def _write(writer: asyncio.StreamWriter, data: bytes, timeout: float) -> bool:
-    """Write and wait until the client has taken it; False if it has gone or is too slow."""
+    refusal = _Refuse(502, f"request {number} failed; the reason is in the Keep's log")
     try:
-        writer.write(data)
-        async with asyncio.timeout(timeout):
-            await writer.drain()
-    except (TimeoutError, *GONE):
-        return False
-    return True
+        conn.sock.settimeout(serving.options.request_timeout)
+        conn.sock.sendall(_refusal_bytes(refusal, head))
+        _close_after_answer(conn.sock)
+    except GONE:
+        pass
+    finally:
+        conn.sock.close()
 
 
-async def _answer_and_close(
-    conn: h11.Connection,
-    writer: asyncio.StreamWriter,
-    refusal: _Refuse,
-    timeout: float,
-    *,
-    head: bool = False,
-) -> None:
-    """Send the Keep's own answer if the connection still allows one (it closes next)."""
-    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-        return
+def _refusal_bytes(refusal: _Refuse, head: bool) -> bytes:
     response = error_response(refusal.status, refusal.text, head=head)
-    headers_extra = [(b"Retry-After", b"1")] if refusal.status == 503 else []
-    response = CgiResponse(
-        response.status,
-        response.reason,
-        [*response.headers, *headers_extra],
-        response.body,
-        response.content_length,
-    )
-    try:
-        data = _encode(conn, response, close=True)
-    except h11.LocalProtocolError:
+    if refusal.status == 503:
+        response = response.replace(headers=(*response.headers, (b"Retry-After", b"1")))
+    return encode_response(response, close=True, date=http_date())
+
+
+def _answer_and_close(conn: Conn, refusal: _Refuse, *, head: bool = False) -> None:
+    """Send the Keep's own answer (the connection closes next)."""
+    timeout = conn.serving.options.request_timeout
+    if not conn.enter(WRITING, time.monotonic() + timeout):
         return
-    await _write(writer, data, timeout)
+    try:
+        conn.sock.sendall(_refusal_bytes(refusal, head))
+    except GONE:
+        return
+    _close_after_answer(conn.sock)
+
+
+def _close_after_answer(sock: socket.socket) -> None:
+    """Before the close: the TLS close_notify, the end of our side, then whatever the client
+    still sends, read and dropped until it closes (at most CLOSE_TIMEOUT): closing with
+    unread input would reset the connection and could destroy the answer in flight."""
+    with contextlib.suppress(*GONE, ValueError):
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(0.0)  # send our close_notify; do not wait for the client's
+            with contextlib.suppress(*GONE):
+                sock.unwrap()
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not socket.socket.recv(sock, READ_SIZE):  # raw bytes: TLS has ended
+                return
+
+
+def refuse_connection(
+    serving: Serving, raw: socket.socket, context: ssl.SSLContext | None, timeout: float
+) -> None:
+    """A connection past max_connections: answer 503 within ``timeout``, then close."""
+    sock = raw
+    try:
+        raw.settimeout(timeout)
+        if context is not None:
+            sock = context.wrap_socket(raw, server_side=True)
+        sock.recv(READ_SIZE)  # the request (its head at least), so the close resets nothing
+        sock.sendall(
+            _refusal_bytes(_Refuse(503, "every connection slot is busy; try again shortly"), False)
+        )
+        _close_after_answer(sock)
+    except (*GONE, ValueError):
+        pass
+    finally:
+        sock.close()
+        serving.refused()

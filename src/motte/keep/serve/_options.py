@@ -16,8 +16,8 @@ from motte.keep._record import Record
 
 def default_instances(processes: int = 1) -> int:
     """Instances that run at once in each of ``processes`` processes: four per CPU in all
-    (at least two per process). wasm runs without the GIL, and a TCP instance spends most
-    of its time waiting for its client."""
+    (at least two per process). wasm runs without the interpreter lock, and a TCP instance
+    spends most of its time waiting for its client."""
     return max(2, 4 * cpus() // max(1, processes))
 
 
@@ -34,10 +34,12 @@ class ServeOptions(Record):
     """Bounds on clients and concurrency. Sizes in bytes, times in seconds.
 
     ``processes``: how many processes serve (each with its own interpreter lock: one
-    process serves about one core's worth of short requests). ``max_instances``: instances
-    running at once in each process (None: four per CPU in all). ``max_queued``:
-    admitted requests or connections waiting for one; beyond both, HTTP answers 503 and TCP
-    closes at once. ``max_header_bytes``: a request's head (request line and headers), 431
+    process serves about one core's worth of short requests). ``max_connections``: open
+    connections in each process, each served by a thread of its own; beyond it a new HTTP
+    connection is answered 503 and a TCP one closed at once. ``max_instances``: instances
+    running at once in each process (None: four per CPU in all). ``max_queued``: admitted
+    requests or connections waiting for one; beyond both, HTTP answers 503 and TCP closes at
+    once. ``max_header_bytes``: a request's head (request line and headers), 431
     past it; ``max_headers``: header lines, 431 past it. ``max_body``: a request body, 413
     past it. ``max_response``: a guest's standard output per HTTP request; a guest that
     writes more is stopped (502). ``request_timeout``: from the first byte of a request to
@@ -53,6 +55,7 @@ class ServeOptions(Record):
         "host",
         "keepalive_timeout",
         "max_body",
+        "max_connections",
         "max_header_bytes",
         "max_headers",
         "max_instances",
@@ -63,6 +66,7 @@ class ServeOptions(Record):
         "stop_timeout",
     )
     processes: int
+    max_connections: int
     max_instances: int | None
     max_queued: int
     max_header_bytes: int
@@ -79,6 +83,7 @@ class ServeOptions(Record):
         self,
         *,
         processes: int = 1,
+        max_connections: int = 512,
         max_instances: int | None = None,
         max_queued: int = 256,
         max_header_bytes: int = 16 * 1024,
@@ -102,6 +107,8 @@ class ServeOptions(Record):
                 raise ValueError(f"{name} must not be negative")
         if processes < 1:
             raise ValueError("processes must be at least 1")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         if max_instances is not None and max_instances < 1:
             raise ValueError("max_instances must be at least 1")
         for name, seconds in (
@@ -115,6 +122,7 @@ class ServeOptions(Record):
             raise ValueError("stop_timeout must not be negative")
         self._set(
             processes=processes,
+            max_connections=max_connections,
             max_instances=max_instances,
             max_queued=max_queued,
             max_header_bytes=max_header_bytes,
@@ -165,7 +173,8 @@ class BoundListener(Record):
 
 
 class ServeStats:
-    """Counters, updated on the event loop's thread only; a snapshot is returned by serve."""
+    """Counters (a serving process updates them under a lock); serve returns them summed
+    over its processes once it has stopped."""
 
     __slots__ = (
         "bad_gateway",
@@ -183,7 +192,8 @@ class ServeStats:
         self.requests = 0
         #: HTTP answers that were 502 because of the guest; TCP instances that trapped.
         self.bad_gateway = 0
-        #: Requests and connections refused because every instance slot was taken (503).
+        #: Requests and connections refused because every instance slot and queue place,
+        #: or every connection slot, was taken (HTTP 503, TCP closed at once).
         self.rejected = 0
         #: Requests the Keep answered itself with a 4xx (malformed, too large, too slow).
         self.client_errors = 0

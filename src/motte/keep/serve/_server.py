@@ -1,85 +1,112 @@
-"""``serve``: the Keep's listeners on an asyncio loop, their instances on a bounded pool of
-threads, optionally in several processes, and a graceful stop.
+"""``serve``: the Keep's listeners, a thread per connection that runs its instances inline,
+optionally in several processes, and a graceful stop.
+
+In each serving process one thread accepts on every listening socket; each accepted
+connection gets a thread of its own (at most ``max_connections``), which does the TLS
+handshake and reads and writes in blocking mode (TLS in OpenSSL's C, never pumped through
+Python), parses with h11, and runs each request's instance on itself: no hand-off between
+threads on the path of a request. A watchdog thread enforces the deadlines a blocking call
+cannot (``_conn``). The worker processes (``_worker``) each do the same on the same
+listening sockets; the kernel hands each new connection to one of them.
 
 Stopping (SIGTERM or SIGINT in the main thread, or the caller's ``stop`` event):
 
 1. the listening sockets close: no new connections;
-2. idle keep-alive connections close; a request already arriving is still answered, with
-   ``Connection: close``;
+2. idle keep-alive connections close; a connection that has not sent its first request
+   gets ``FRESH_GRACE`` seconds to send it, and its answer says ``Connection: close``;
 3. in-flight instances (HTTP requests, TCP connections) get ``stop_timeout`` seconds (the
    manifest's wall time unless set) to finish;
 4. then whatever still runs is stopped (at the guest's next epoch tick, its pipes closed),
-   its HTTP client gets a 503, and serve returns.
+   its HTTP client gets a 503, and serve returns. A guest blocked in a host call cannot be
+   stopped before the call returns: its thread is a daemon and does not keep the process.
 
-A second SIGTERM or SIGINT skips the wait of step 3. Worker processes (``processes > 1``)
-stop the same way, told by the parent (see ``_worker``).
+A second SIGTERM or SIGINT skips the wait of step 3. Worker processes stop the same way,
+told by the parent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
+import selectors
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from motte.keep.serve._cgi import CgiServer
+from motte.keep.serve._conn import FRESH, HANDSHAKE, KEEPALIVE, Conn, Watchdog
 from motte.keep.serve._errors import ServeError
-from motte.keep.serve._http import FRESH_GRACE, serve_http, unmapped
 from motte.keep.serve._identity import TlsIdentity, server_context
 from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats, default_instances
-from motte.keep.serve._pool import InstancePool
+from motte.keep.serve._pool import InstanceSlots
 
 if TYPE_CHECKING:
+    import ssl
+
     from motte.keep import PreparedWorkload, RunResult
     from motte.manifest import Listen
 
 log = logging.getLogger("motte.keep.serve")
 
+#: How long, once the Keep is stopping, a connection accepted before the stop has to send
+#: its first request.
+FRESH_GRACE = 1.0
 #: How long, after a forced stop, instances get to notice it (one epoch tick is 10 ms).
 FORCE_GRACE = 1.0
-#: How often the caller's ``stop`` event is polled.
-STOP_POLL = 0.05
-#: How long closing a connection may wait for the TLS close_notify exchange.
-CLOSE_TIMEOUT = 1.0
+#: How often the main thread looks at the stop flags and, while stopping, at the
+#: connections still open.
+STOP_POLL = 0.02
 #: Bound on a guest's stderr written to the log per instance.
 MAX_LOGGED_STDERR = 4096
 BACKLOG = 1024
+#: Connections accepted at most per wake-up of the accepting thread, per socket.
+ACCEPT_BATCH = 32
+#: Connections past max_connections answered 503 at once (each on a short-lived thread
+#: bounded by REFUSE_TIMEOUT); beyond this many at a time they are closed unanswered.
+MAX_REFUSING = 16
+REFUSE_TIMEOUT = 1.0
 
 
-class Tracked:
-    """One open connection: whether it waits idle for a request (``"fresh"``: its first,
-    ``"keepalive"``: a next one), and how to force it."""
+class Listening:
+    """One listener as this process serves it: its sockets, its TLS context (None for
+    plain text) and what a caller is told about it."""
 
-    __slots__ = ("force", "idle", "task")
+    __slots__ = ("bound", "context", "http", "listen", "sockets")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.task = task
-        self.idle: str | None = None
-        self.force: Callable[[], None] | None = None
+    def __init__(
+        self, listen: Listen, sockets: list[socket.socket], context: ssl.SSLContext | None
+    ) -> None:
+        self.listen = listen
+        self.sockets = sockets
+        self.context = context
+        self.http = listen.protocol == "http"
+        addresses = tuple((str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets)
+        self.bound = BoundListener(
+            listen.name, listen.protocol, listen.tls, addresses[0][1], addresses
+        )
 
 
 class Serving:
-    """What every connection handler shares: the workload, the options, the pool, the
-    counters and the stop state. Used on the event loop's thread, except the two
-    ``run_*`` methods, which the pool's workers call."""
+    """What every connection of this process shares: the workload, the options, the
+    instance slots, the open connections, the counters and the stop state."""
 
     def __init__(self, prepared: PreparedWorkload, options: ServeOptions, tag: str = "") -> None:
         self.prepared = prepared
         self.options = options
-        workers = options.max_instances or default_instances(options.processes)
-        self.pool = InstancePool(workers, options.max_queued)
+        running = options.max_instances or default_instances(options.processes)
+        self.slots = InstanceSlots(running, options.max_queued)
         self.stats = ServeStats()
+        #: Set once a stop has begun (read without the lock: a plain flag).
         self.stopping = False
-        self.connections: set[Tracked] = set()
-        self.cancels: set[threading.Event] = set()
-        self._numbers = 0
+        self.connections: set[Conn] = set()
+        self.refusing = 0
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
         self._tag = tag
         manifest = prepared.manifest
         self._stderr_file: int | None = None
@@ -94,17 +121,55 @@ class Serving:
                     f"{manifest.stderr.where}: stderr.file {manifest.stderr.path}: {e.strerror}"
                 ) from None
         # "inherit": the guest writes to the Keep's stderr itself (no copy, no capture);
-        # a file is appended to by the Keep (each instance would truncate it otherwise).
+        # "null": nothing is captured; a file is appended to by the Keep (each instance
+        # would truncate it otherwise).
         self._stderr_spec = {"inherit": "inherit", "null": "null"}.get(
             manifest.stderr.kind, "capture"
         )
 
+    # -- shared state ---------------------------------------------------------------------
+
+    def count(self, name: str) -> None:
+        """Add one to a counter of :class:`ServeStats`."""
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def add(self, conn: Conn) -> None:
+        with self._lock:
+            self.connections.add(conn)
+            self.stats.connections += 1
+
+    def remove(self, conn: Conn) -> None:
+        with self._lock:
+            self.connections.discard(conn)
+
+    def refusing_one(self) -> bool:
+        """Take one of the MAX_REFUSING places for answering a connection with a 503."""
+        with self._lock:
+            if self.refusing >= MAX_REFUSING:
+                return False
+            self.refusing += 1
+            return True
+
+    def refused(self) -> None:
+        with self._lock:
+            self.refusing -= 1
+
+    def snapshot(self) -> list[Conn]:
+        with self._lock:
+            return list(self.connections)
+
+    def busy(self) -> int:
+        """Connections still open, not counting those whose client was answered for an
+        instance that overran (they wait only for their instance to return)."""
+        return sum(1 for conn in self.snapshot() if not conn.overran)
+
     def next_request_number(self) -> str:
         """A label for the log: ``17``, or ``w1.17`` in worker process 1."""
-        self._numbers += 1
-        return f"{self._tag}.{self._numbers}" if self._tag else str(self._numbers)
+        number = next(self._numbers)
+        return f"{self._tag}.{number}" if self._tag else str(number)
 
-    # -- on a worker thread ---------------------------------------------------------------
+    # -- instances ------------------------------------------------------------------------
 
     def run_instance(self, env: dict[str, str], body: bytes, cancel: threading.Event) -> RunResult:
         """One HTTP request's instance: the request on stdin, the answer captured."""
@@ -126,8 +191,6 @@ class Serving:
             max_output=self.options.max_response,
             cancel=cancel,
         )
-
-    # -- on the loop ----------------------------------------------------------------------
 
     def guest_stderr(self, label: str, data: bytes | None) -> None:
         """A captured stderr goes to the manifest's stderr file (appended) or to the log."""
@@ -255,6 +318,27 @@ def serve(
     return stats
 
 
+class _StopRequest:
+    """The stop flags: set by a signal handler or the caller's event, read by the main
+    thread (plain booleans: a signal handler must not take locks)."""
+
+    def __init__(self, stop: threading.Event | None, on_force: Callable[[], None] | None) -> None:
+        self.requested = False
+        self.forced = False
+        self._stop = stop
+        self._on_force = on_force
+
+    def asked(self) -> bool:
+        return self.requested or (self._stop is not None and self._stop.is_set())
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.asked():
+            self.forced = True
+            if self._on_force is not None:
+                self._on_force()
+        self.requested = True
+
+
 def serve_sockets(
     prepared: PreparedWorkload,
     listeners: Sequence[Listen],
@@ -271,182 +355,216 @@ def serve_sockets(
 ) -> ServeStats:
     """Serve on already bound sockets (one list per listener) in this process."""
     serving = Serving(prepared, options, tag)
+    request = _StopRequest(stop, on_force)
+    previous: dict[int, Any] = {}
+    watchdog = Watchdog(serving)
+    acceptor: Acceptor | None = None
     try:
-        coro = _main(serving, listeners, identity, sockets, ready, stop, on_stop, on_force, signals)
-        return asyncio.run(coro)
-    finally:
-        serving.close()
-
-
-async def _main(
-    serving: Serving,
-    listeners: Sequence[Listen],
-    identity: TlsIdentity | None,
-    sockets: list[list[socket.socket]],
-    ready: Callable[[list[BoundListener]], None] | None,
-    stop: threading.Event | None,
-    on_stop: Callable[[], None] | None,
-    on_force: Callable[[], None] | None,
-    signals: tuple[int, ...],
-) -> ServeStats:
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    force_requested = asyncio.Event()
-
-    def on_signal() -> None:
-        if stop_requested.is_set() or (stop is not None and stop.is_set()):
-            force_requested.set()
-            if on_force is not None:
-                on_force()
-        stop_requested.set()
-
-    handled: list[int] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in signals:
-            loop.add_signal_handler(sig, on_signal)
-            handled.append(sig)
-    servers: list[asyncio.base_events.Server] = []
-    try:
-        bound = []
-        for listen, socks in zip(listeners, sockets, strict=True):
-            server, info = await _listen(serving, listen, identity, socks)
-            servers.append(server)
-            bound.append(info)
+        listening = [
+            Listening(listen, socks, _context(listen, identity))
+            for listen, socks in zip(listeners, sockets, strict=True)
+        ]
+        if threading.current_thread() is threading.main_thread():
+            for sig in signals:
+                previous[sig] = signal.signal(sig, request.on_signal)
+        watchdog.start()
+        acceptor = Acceptor(serving, listening)
+        acceptor.start()
         if ready is not None:
-            ready(bound)
-        await _wait_for_stop(stop_requested, stop)
+            ready([lst.bound for lst in listening])
+        while not request.asked():
+            time.sleep(STOP_POLL)
         if on_stop is not None:
             on_stop()
-        await _stop(serving, servers, force_requested)
+        _stop(serving, acceptor, request)
     finally:
-        for server in servers:
-            server.close()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+        if acceptor is not None:
+            acceptor.stop()
+        watchdog.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        serving.close()
     return serving.stats
 
 
-async def _wait_for_stop(stop_requested: asyncio.Event, stop: threading.Event | None) -> None:
-    if stop is None:
-        await stop_requested.wait()
-        return
-    while not stop_requested.is_set() and not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_POLL):
-                await stop_requested.wait()
+def _context(listen: Listen, identity: TlsIdentity | None) -> ssl.SSLContext | None:
+    if not listen.tls:
+        return None
+    assert identity is not None
+    return server_context(identity, alpn=["http/1.1"] if listen.protocol == "http" else [])
 
 
-async def _listen(
-    serving: Serving,
-    listen: Listen,
-    identity: TlsIdentity | None,
-    socks: list[socket.socket],
-) -> tuple[asyncio.base_events.Server, BoundListener]:
+class Acceptor:
+    """The thread that accepts on every listening socket of this process and starts a
+    thread per connection; :meth:`stop` closes the sockets (no new connections)."""
+
+    def __init__(self, serving: Serving, listening: list[Listening]) -> None:
+        self._serving = serving
+        self._listening = listening
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="motte-accept", daemon=True)
+        self._stopped = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        try:
+            for lst in self._listening:
+                for sock in lst.sockets:
+                    sock.setblocking(False)
+                    selector.register(sock, selectors.EVENT_READ, lst)
+            selector.register(self._wake_r, selectors.EVENT_READ, None)
+            while True:
+                for key, _ in selector.select():
+                    if key.data is None:
+                        return
+                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+        finally:
+            selector.close()
+            for lst in self._listening:
+                for sock in lst.sockets:
+                    sock.close()  # this process's copy; the kernel refuses once all are closed
+
+    def _accept(self, sock: socket.socket, lst: Listening) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                raw, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors, or a connection reset in the queue
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("%s: cannot accept: %s", lst.listen.name, e.strerror)
+                    time.sleep(0.1)  # let connections close before trying again
+                return
+            start_connection(self._serving, raw, peer, lst)
+
+
+def start_connection(serving: Serving, raw: socket.socket, peer: Any, lst: Listening) -> None:
+    """Give an accepted connection its thread, or refuse it when every slot is taken."""
+    from motte.keep.serve._http import refuse_connection, serve_http
     from motte.keep.serve._tcp import serve_tcp
 
-    addresses = tuple((str(s.getsockname()[0]), int(s.getsockname()[1])) for s in socks)
-    port = addresses[0][1]
-    ssl_context = None
-    if listen.tls:
-        assert identity is not None
-        alpn = ["http/1.1"] if listen.protocol == "http" else []
-        ssl_context = server_context(identity, alpn=alpn)
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        tracked = Tracked(asyncio.current_task())
-        serving.connections.add(tracked)
-        serving.stats.connections += 1
-        try:
-            if listen.protocol == "http":
-                sockname = writer.get_extra_info("sockname") or ("", 0)
-                server = CgiServer(listen.name, port, listen.tls, unmapped(str(sockname[0])))
-                await serve_http(serving, server, reader, writer, tracked)
-            else:
-                await serve_tcp(serving, listen.name, reader, writer, tracked)
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug: log it, keep serving the other connections
-            log.exception("%s: internal error on a connection", listen.name)
-        finally:
-            writer.close()
-            # Never end cancelled: asyncio's stream callback would log the cancellation.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await writer.wait_closed()
-            serving.connections.discard(tracked)
-
-    servers = [
-        await asyncio.start_server(
-            on_connection,
-            sock=sock,
-            ssl=ssl_context,
-            ssl_handshake_timeout=serving.options.handshake_timeout if ssl_context else None,
-            limit=64 * 1024,
-        )
-        for sock in socks
-    ]
-    server = servers[0] if len(servers) == 1 else _Servers(servers)
-    return server, BoundListener(listen.name, listen.protocol, listen.tls, port, addresses)
+    options = serving.options
+    if len(serving.connections) >= options.max_connections:
+        serving.count("rejected")
+        if lst.http and serving.refusing_one():
+            threading.Thread(
+                target=refuse_connection,
+                args=(serving, raw, lst.context, REFUSE_TIMEOUT),
+                name="motte-refuse",
+                daemon=True,
+            ).start()
+            return
+        if not lst.http:
+            log.warning("%s: connection refused: every connection slot is busy", lst.listen.name)
+        raw.close()
+        return
+    with contextlib.suppress(OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Conn(serving, raw, peer, time.monotonic() + options.handshake_timeout)
+    serving.add(conn)
+    handler = serve_http if lst.http else serve_tcp
+    thread = threading.Thread(
+        target=_connection, args=(handler, conn, lst), name="motte-conn", daemon=True
+    )
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (a process limit): refuse, keep serving
+        serving.remove(conn)
+        raw.close()
+        log.warning("%s: cannot start a thread for a connection", lst.listen.name)
 
 
-class _Servers:
-    """Several asyncio servers closed as one (a listener bound on more than one socket)."""
+def _connection(handler: Callable[[Conn, Listening], None], conn: Conn, lst: Listening) -> None:
+    try:
+        handler(conn, lst)
+    except Exception:  # a bug: log it, keep serving the other connections
+        log.exception("%s: internal error on a connection", lst.listen.name)
+    finally:
+        # A connection taken over by the watchdog is closed by whoever answers for it.
+        if not conn.overran:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+        conn.serving.remove(conn)
 
-    def __init__(self, servers: list[Any]) -> None:
-        self._servers = servers
 
-    def close(self) -> None:
-        for server in self._servers:
-            server.close()
+def tls_handshake(conn: Conn, context: ssl.SSLContext) -> bool:
+    """Wrap the connection's socket in TLS and handshake (bounded by the watchdog); False
+    if the client failed it, went away or was too slow."""
+    import ssl
+
+    with conn.lock:
+        if conn.expired:
+            return False
+        conn.sock = context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        conn.sock.do_handshake()  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError, ValueError):
+        return False
+    return True
 
 
-async def _stop(serving: Serving, servers: list[Any], force: asyncio.Event) -> None:
+def _stop(serving: Serving, acceptor: Acceptor, request: _StopRequest) -> None:
     serving.stopping = True
-    for server in servers:
-        server.close()
-    loop = asyncio.get_running_loop()
-    for tracked in list(serving.connections):
-        if tracked.task is None:
-            continue
-        if tracked.idle == "keepalive":
-            tracked.task.cancel()
-        elif tracked.idle == "fresh":  # accepted before the stop: its request may be coming
-            loop.call_later(FRESH_GRACE, _cancel_if_still_waiting, tracked)
+    acceptor.stop()
+    now = time.monotonic()
+    for conn in serving.snapshot():
+        with conn.lock:
+            if conn.expired:
+                continue
+            if conn.state == KEEPALIVE:
+                conn.shut_down()
+            elif conn.state in (FRESH, HANDSHAKE) and conn.deadline is not None:
+                # Accepted before the stop: its request may be on its way.
+                conn.deadline = min(conn.deadline, now + FRESH_GRACE)
     limit = serving.options.stop_timeout
     if limit is None:
         limit = serving.prepared.manifest.limits.wall_time
-    busy = len(serving.connections)
+    busy = serving.busy()
     if busy:
         log.info("stopping: waiting up to %g s for %d connection(s) to finish", limit, busy)
-    if not await _until_drained(serving, limit, force):
-        left = len(serving.connections)
-        log.warning("stopping: %d connection(s) still busy; stopping their instances", left)
-        for cancel in list(serving.cancels):
-            cancel.set()
-        for tracked in list(serving.connections):
-            if tracked.force is not None:
-                tracked.force()
-        await _until_drained(serving, FORCE_GRACE, None)
-        for tracked in list(serving.connections):
-            if tracked.task is not None:
-                tracked.task.cancel()
-        await _until_drained(serving, FORCE_GRACE, None)
-    await asyncio.get_running_loop().run_in_executor(None, partial(serving.pool.close, FORCE_GRACE))
+    if not _until_drained(serving, limit, request):
+        log.warning(
+            "stopping: %d connection(s) still busy; stopping their instances", serving.busy()
+        )
+        for conn in serving.snapshot():
+            conn.cancel.set()
+            if conn.force is not None:
+                conn.force()
+        _until_drained(serving, FORCE_GRACE, None)
+        for conn in serving.snapshot():
+            with conn.lock:
+                if not conn.expired:
+                    conn.shut_down()
+        _until_drained(serving, FORCE_GRACE, None)
+    # Instances still running for clients already answered (they overran their wall time,
+    # blocked in a host call): stopped when the call returns; waited for a moment only.
+    leftover = serving.snapshot()
+    for conn in leftover:
+        conn.cancel.set()
+    deadline = time.monotonic() + FORCE_GRACE
+    while serving.connections and leftover and time.monotonic() < deadline:
+        time.sleep(STOP_POLL)
 
 
-def _cancel_if_still_waiting(tracked: Tracked) -> None:
-    if tracked.idle == "fresh" and tracked.task is not None:
-        tracked.task.cancel()
-
-
-async def _until_drained(serving: Serving, limit: float, force: asyncio.Event | None) -> bool:
-    """Wait until no connection is open (True), ``limit`` passes or ``force`` is set."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while serving.connections:
-        if force is not None and force.is_set():
+def _until_drained(serving: Serving, limit: float, request: _StopRequest | None) -> bool:
+    """Wait until no connection is busy (True), ``limit`` passes or a forced stop."""
+    deadline = time.monotonic() + limit
+    while serving.busy():
+        if request is not None and request.forced:
             return False
-        if loop.time() >= deadline:
+        if time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(0.02)
+        time.sleep(STOP_POLL)
     return True
