@@ -239,8 +239,14 @@ def breakdown(iterations: int = 2000) -> dict[str, float]:
     import h11
 
     from motte.keep import PreparedWorkload
-    from motte.keep.serve._cgi import CgiRequest, CgiServer, cgi_environ, response_from_run
-    from motte.keep.serve._http import _encode
+    from motte.keep.serve._cgi import (
+        CgiRequest,
+        CgiServer,
+        cgi_environ,
+        encode_response,
+        response_from_run,
+    )
+    from motte.keep.serve._http import http_date
     from motte.manifest import load_manifest
 
     workload = PreparedWorkload.prepare(
@@ -250,7 +256,7 @@ def breakdown(iterations: int = 2000) -> dict[str, float]:
     raw = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nUser-Agent: bench\r\n\r\n"
 
     def one(stage: int) -> None:
-        conn = h11.Connection(h11.SERVER)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
         conn.receive_data(raw)
         request = conn.next_event()
         conn.next_event()
@@ -272,7 +278,7 @@ def breakdown(iterations: int = 2000) -> dict[str, float]:
         result = workload.run(env=env, stdin=b"", stdout="capture", stderr="inherit")
         if stage == 2:
             return
-        _encode(conn, response_from_run(result)[0], close=False)
+        encode_response(response_from_run(result)[0], close=False, date=http_date())
 
     totals = {}
     for stage, name in enumerate(("h11 parse", "+ CGI environment", "+ instance", "+ answer")):

@@ -41,7 +41,7 @@ __all__ = [
     "server_context",
 ]
 
-# asyncio and h11 load when serving starts, not when an identity is built.
+# h11 and the serving machinery load when serving starts, not when an identity is built.
 _LAZY = {"serve": "motte.keep.serve._server", "serve_workload": "motte.keep.serve._run"}
 
 
