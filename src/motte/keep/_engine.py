@@ -10,6 +10,15 @@ One configuration, chosen for the sandbox and measured (docs/performance.md):
 
 Compiled artifacts are only valid for the engine configuration and wasmtime build that made
 them, so :func:`engine_fingerprint` names both and is part of every cache key.
+
+A process that starts many short instances (a Keep serving requests) asks for a *pooling*
+runtime (``runtime(settings, pooling=True)``): wasmtime's pooling allocator reserves the
+address space of :data:`POOL_INSTANCES` instances once and reuses it, so an instance costs
+no mmap, mprotect or munmap (each of which, in a process with many threads, takes the
+whole process's memory-map lock and interrupts the other CPUs to flush their TLBs). Its
+bounds per module are set to the store limits of ``motte.keep._workload``, so a workload
+that runs on its own also runs pooled; compiled artifacts are the same for both allocators
+(the cache key does not change).
 """
 
 from __future__ import annotations
@@ -30,6 +39,17 @@ if TYPE_CHECKING:
 #: a running instance pays for one limit check (a few microseconds).
 TICK_SECONDS = 0.010
 MAX_WASM_STACK = 512 * 1024
+#: Instances (and linear memories, tables) alive at once in a pooling runtime: wasmtime's
+#: own default. Each memory slot reserves 4 GiB of address space plus guard pages (never
+#: memory until used): about 4 TiB in all, of the 128 TiB a 64-bit Linux process has.
+POOL_INSTANCES = 1000
+#: Per module, as the store limits of motte.keep._workload allow (pooling's own defaults
+#: are 1 memory, 1 table of 20,000 elements).
+POOL_MEMORIES_PER_MODULE = 100
+POOL_TABLES_PER_MODULE = 100
+POOL_TABLE_ELEMENTS = 1_000_000
+#: Bound on an instance's runtime metadata (wasmtime's VMContext; default 1 MiB).
+POOL_INSTANCE_METADATA = 16 * 1024 * 1024
 
 
 class EngineSettings(Record):
@@ -148,28 +168,69 @@ class EpochTicker:
             self._engine.increment_epoch()
 
 
-class Runtime:
-    """The shared engine and its ticker (one per settings per process)."""
+def pooling_possible() -> bool:
+    """Whether this process may reserve a pool's address space: not under an address-space
+    limit (``ulimit -v``), where wasmtime would abort the process instead of failing."""
+    import resource
 
-    def __init__(self, settings: EngineSettings) -> None:
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError):
+        return False
+    return soft == resource.RLIM_INFINITY
+
+
+def _use_pooling(cfg: wasmtime.Config) -> None:
+    from wasmtime import _ffi as ffi
+
+    pool = ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        for name, value in (
+            ("total_core_instances", POOL_INSTANCES),
+            ("total_component_instances", POOL_INSTANCES),
+            ("total_memories", POOL_INSTANCES),
+            ("total_tables", POOL_INSTANCES),
+            ("max_memories_per_module", POOL_MEMORIES_PER_MODULE),
+            ("max_tables_per_module", POOL_TABLES_PER_MODULE),
+            ("table_elements", POOL_TABLE_ELEMENTS),
+            ("max_core_instance_size", POOL_INSTANCE_METADATA),
+            ("max_component_instance_size", POOL_INSTANCE_METADATA),
+        ):
+            getattr(ffi, f"wasmtime_pooling_allocation_config_{name}_set")(pool, value)
+        ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
+    finally:
+        ffi.wasmtime_pooling_allocation_config_delete(pool)
+
+
+class Runtime:
+    """The shared engine and its ticker (one per settings and allocator per process)."""
+
+    def __init__(self, settings: EngineSettings, *, pooling: bool = False) -> None:
         import wasmtime
 
         self.settings = settings
-        self.engine = wasmtime.Engine(settings.config())
+        self.pooling = pooling
+        cfg = settings.config()
+        if pooling:
+            _use_pooling(cfg)
+        self.engine = wasmtime.Engine(cfg)
         self.ticker = EpochTicker(self.engine)
         self.fingerprint = engine_fingerprint(settings)
 
 
-_runtimes: dict[EngineSettings, Runtime] = {}
+_runtimes: dict[tuple[EngineSettings, bool], Runtime] = {}
 _runtimes_lock = threading.Lock()
 
 
-def runtime(settings: EngineSettings = DEFAULT_SETTINGS) -> Runtime:
-    """The process-wide :class:`Runtime` for ``settings``, created on first use."""
-    rt = _runtimes.get(settings)
+def runtime(settings: EngineSettings = DEFAULT_SETTINGS, *, pooling: bool = False) -> Runtime:
+    """The process-wide :class:`Runtime` for ``settings``, created on first use; with
+    ``pooling``, one whose engine pools instances (the plain one where the process cannot
+    reserve a pool: see :func:`pooling_possible`)."""
+    pooling = pooling and pooling_possible()
+    rt = _runtimes.get((settings, pooling))
     if rt is None:
         with _runtimes_lock:
-            rt = _runtimes.get(settings)
+            rt = _runtimes.get((settings, pooling))
             if rt is None:
-                rt = _runtimes[settings] = Runtime(settings)
+                rt = _runtimes[settings, pooling] = Runtime(settings, pooling=pooling)
     return rt

@@ -245,6 +245,29 @@ class PreparedWorkload:
         prepared._start_function = kind == MODULE and _capi.has_start(data)
         return prepared
 
+    def for_many_instances(self) -> PreparedWorkload:
+        """This workload on a pooling runtime (``motte.keep._engine``), for a process that
+        starts many short instances: a Keep serving requests. The compiled code moves to
+        the pooling engine as it is (the same artifact, not compiled again). Itself when it
+        is pooled already, or when this process cannot reserve a pool."""
+        if self._rt.pooling:
+            return self
+        rt = runtime(self._rt.settings, pooling=True)
+        if not rt.pooling:
+            return self
+        # Our own engine's artifact, handed from one engine to the other in this process.
+        compiled = _artifact_class(self.kind).deserialize(rt.engine, self._compiled.serialize())
+        moved = type(self)(
+            self.manifest,
+            rt=rt,
+            kind=self.kind,
+            digest=self.digest,
+            compiled=compiled,
+            cache_status=self.cache_status,
+        )
+        moved._start_function = self._start_function
+        return moved
+
     def _link_module(self, module: wasmtime.Module) -> wasmtime.InstancePre:
         import wasmtime
 

@@ -69,3 +69,39 @@ def test_the_request_body_is_stdin(tmp_path: Path) -> None:
     result = run(tmp_path, g.ECHO_AT_EOF, stdin=b"Content-Type: a/b\n\nbody")
     response, _ = response_from_run(result)
     assert response.body == b"body"
+
+
+#: Two memories and a table past the pooling allocator's own default bounds (1 memory, a
+#: table of 20,000 elements): a served workload runs what a single run runs.
+BIG_TABLE_TWO_MEMORIES = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (memory $second 3)
+  (table 100000 funcref)
+  (data (i32.const 1024) "Content-Type: a/b\\0a\\0aok")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 21))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+
+def test_a_pooled_workload_runs_what_a_plain_one_runs(tmp_path: Path) -> None:
+    workload = PreparedWorkload.prepare(load_manifest(g.manifest(tmp_path, BIG_TABLE_TWO_MEMORIES)))
+    pooled = workload.for_many_instances()
+    assert pooled is not workload and pooled.digest == workload.digest
+    for w in (workload, pooled):
+        response, _ = response_from_run(w.run(stdout="capture", stderr="capture"))
+        assert response.body == b"ok"
+    assert pooled.for_many_instances() is pooled
+
+
+def test_pooled_instances_are_fresh_and_limited(tmp_path: Path) -> None:
+    pooled = PreparedWorkload.prepare(load_manifest(g.manifest(tmp_path, g.COUNTER)))
+    pooled = pooled.for_many_instances()
+    assert [pooled.run(stdout="capture").stdout for _ in range(3)] == [
+        b"Content-Type: text/plain\n\n1"
+    ] * 3  # a reused slot starts from the module's own memory and globals
+    spin = PreparedWorkload.prepare(
+        load_manifest(g.manifest(tmp_path, g.SPIN, limits="memory = 16\ncpu_time = 0.1"))
+    ).for_many_instances()
+    assert spin.run(stdout="capture").trap.kind == "cpu_time"  # type: ignore[union-attr]
