@@ -16,8 +16,9 @@ instance, so any change in the C API fails the test suite at once.
 
 from __future__ import annotations
 
+import array
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import wasmtime
@@ -136,14 +137,31 @@ def _error(pointer: int) -> wasmtime.WasmtimeError:
 
 
 class CStrings:
-    """A ``char **`` built once and reused for every instance (wasmtime copies it)."""
+    """A ``char **`` (NULL-terminated) over ``strings``, built in one piece: the strings in
+    one buffer, their addresses in one array of machine words, no ctypes object per string
+    (a request's environment is a few dozen strings). wasmtime copies what it is given."""
 
-    __slots__ = ("array", "count")
+    __slots__ = ("_buffer", "_pointers", "array", "count")
 
     def __init__(self, strings: Sequence[str]) -> None:
-        # A c_char_p array keeps its bytes alive itself.
-        self.array = (ctypes.c_char_p * len(strings))(*(s.encode("utf-8") for s in strings))
-        self.count = len(strings)
+        encoded = [s.encode("utf-8") for s in strings]
+        buffer = bytearray(b"\0".join(encoded))
+        buffer.append(0)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+        pointers = array.array(_WORD)
+        for item in encoded:
+            pointers.append(address)
+            address += len(item) + 1
+        pointers.append(0)
+        self._buffer = buffer  # both stay alive (and unmoved) while this object is
+        self._pointers = pointers
+        #: The address of the first pointer.
+        self.array: int = pointers.buffer_info()[0]
+        self.count = len(encoded)
+
+
+_WORD = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
+_WORD_BYTES = ctypes.sizeof(ctypes.c_void_p)
 
 
 # -- a store ---------------------------------------------------------------------------------
@@ -193,8 +211,15 @@ def set_argv(wasi: int, argv: CStrings) -> None:
         raise wasmtime.WasmtimeError("failed to configure argv")
 
 
-def set_env(wasi: int, names: CStrings, values: CStrings) -> None:
-    if not _wasi_env(wasi, names.count, names.array, values.array):
+def env_strings(env: Mapping[str, str]) -> CStrings:
+    """The environment as :func:`set_env` takes it: the names, then the values."""
+    return CStrings([*env, *env.values()])
+
+
+def set_env(wasi: int, env: CStrings) -> None:
+    """Set the environment from :func:`env_strings`."""
+    count = env.count // 2
+    if not _wasi_env(wasi, count, env.array, env.array + count * _WORD_BYTES):
         raise wasmtime.WasmtimeError("failed to configure the environment")
 
 

@@ -187,8 +187,7 @@ class PreparedWorkload:
         self._compiled = compiled
         self._argv0 = manifest.workload.name
         self._argv = _capi.CStrings([self._argv0, *manifest.args])
-        self._env_names = _capi.CStrings(list(manifest.env))
-        self._env_values = _capi.CStrings(list(manifest.env.values()))
+        self._env = _capi.env_strings(manifest.env)
         self._dirs = tuple((str(d.host), d.guest, d.writable, d.where) for d in manifest.dir)
         self._defaults = (
             from_manifest(manifest.stdin),
@@ -333,38 +332,35 @@ class PreparedWorkload:
         writes more is stopped (``output_limit``). Setting ``cancel`` stops the guest at
         the next tick (``interrupted``). The manifest's limits apply.
         """
-        argv, env_names, env_values = self._argv, self._env_names, self._env_values
+        argv, env_strings = self._argv, self._env
         if args is not None:
             if any("\0" in a for a in args):
                 raise UsageError("arguments must not contain NUL")
             argv = _capi.CStrings([self._argv0, *args])
         if env:
-            if any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
+            names = "".join(env)
+            if "" in env or "=" in names or "\0" in names or "\0" in "".join(env.values()):
                 raise UsageError("environment names must be non-empty, without '=' or NUL")
-            merged = {**self.manifest.env, **env} if self.manifest.env else env
-            env_names = _capi.CStrings(list(merged))
-            env_values = _capi.CStrings(list(merged.values()))
+            env_strings = _capi.env_strings({**self.manifest.env, **env})
         streams = Streams(
             self._defaults[0] if stdin is None else stdin,
             self._defaults[1] if stdout is None else stdout,
             self._defaults[2] if stderr is None else stderr,
         )
         try:
-            wasi = self._wasi(argv, env_names, env_values, streams)
+            wasi = self._wasi(argv, env_strings, streams)
             if self.kind == MODULE:
                 return self._run_module(wasi, streams, max_output, cancel)
             return self._run_component(wasi, streams, max_output, cancel)
         finally:
             streams.close()
 
-    def _wasi(
-        self, argv: _capi.CStrings, names: _capi.CStrings, values: _capi.CStrings, streams: Streams
-    ) -> int:
+    def _wasi(self, argv: _capi.CStrings, env: _capi.CStrings, streams: Streams) -> int:
         """A new WASI configuration (a raw pointer for a store to take over)."""
         wasi = _capi.wasi_new()
         try:
             _capi.set_argv(wasi, argv)
-            _capi.set_env(wasi, names, values)
+            _capi.set_env(wasi, env)
             streams.configure(wasi)
             for host, guest, writable, where in self._dirs:
                 if not _capi.preopen_dir(wasi, host, guest, writable):
