@@ -50,6 +50,12 @@ POOL_TABLES_PER_MODULE = 100
 POOL_TABLE_ELEMENTS = 1_000_000
 #: Bound on an instance's runtime metadata (wasmtime's VMContext; default 1 MiB).
 POOL_INSTANCE_METADATA = 16 * 1024 * 1024
+#: The start of a linear memory a slot keeps mapped between instances, zeroed with memset
+#: instead of being given back to the kernel and faulted in again, page by page, by the
+#: next instance. A guest built with a small stack (wasm-ld's default of 64 KiB) keeps its
+#: stack, data and first allocations there: ~25 % less per instance for such a build of
+#: examples/http-hello (docs/performance.md), no difference for the 1 MiB-stack one.
+POOL_KEEP_RESIDENT = 256 * 1024
 
 
 class EngineSettings(Record):
@@ -195,6 +201,7 @@ def _use_pooling(cfg: wasmtime.Config) -> None:
             ("table_elements", POOL_TABLE_ELEMENTS),
             ("max_core_instance_size", POOL_INSTANCE_METADATA),
             ("max_component_instance_size", POOL_INSTANCE_METADATA),
+            ("linear_memory_keep_resident", POOL_KEEP_RESIDENT),
         ):
             getattr(ffi, f"wasmtime_pooling_allocation_config_{name}_set")(pool, value)
         ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)

@@ -95,12 +95,37 @@ def test_a_pooled_workload_runs_what_a_plain_one_runs(tmp_path: Path) -> None:
     assert pooled.for_many_instances() is pooled
 
 
+#: Increments a byte of its linear memory (start 0) at ``address`` and answers it (a digit).
+def memory_counter(address: int) -> str:
+    return f"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 64)
+  (data (i32.const 1024) "Content-Type: text/plain\\0a\\0a")
+  (func (export "_start")
+    (i32.store8 (i32.const {address}) (i32.add (i32.load8_u (i32.const {address})) (i32.const 1)))
+    (i32.store8 (i32.const 1050) (i32.add (i32.const 48) (i32.load8_u (i32.const {address}))))
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 27))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+
+@pytest.mark.parametrize("address", [2048, 200 * 1024, 3 * 1024 * 1024])
+def test_a_pooled_slot_starts_from_fresh_memory(tmp_path: Path, address: int) -> None:
+    """Inside and beyond the part of memory a pool slot keeps mapped between instances:
+    each instance sees the module's own initial memory, never the previous one's."""
+    manifest = g.manifest(tmp_path, memory_counter(address), limits="memory = 8")
+    pooled = PreparedWorkload.prepare(load_manifest(manifest)).for_many_instances()
+    assert [pooled.run(stdout="capture").stdout for _ in range(4)] == [
+        b"Content-Type: text/plain\n\n1"
+    ] * 4
+
+
 def test_pooled_instances_are_fresh_and_limited(tmp_path: Path) -> None:
     pooled = PreparedWorkload.prepare(load_manifest(g.manifest(tmp_path, g.COUNTER)))
     pooled = pooled.for_many_instances()
     assert [pooled.run(stdout="capture").stdout for _ in range(3)] == [
         b"Content-Type: text/plain\n\n1"
-    ] * 3  # a reused slot starts from the module's own memory and globals
+    ] * 3  # a reused slot starts from the module's own globals
     spin = PreparedWorkload.prepare(
         load_manifest(g.manifest(tmp_path, g.SPIN, limits="memory = 16\ncpu_time = 0.1"))
     ).for_many_instances()
