@@ -283,6 +283,40 @@ def test_saturation_is_a_503_with_retry_after(tmp_path: Path) -> None:
     assert stats is not None and stats.rejected == 1
 
 
+def _answer_to(keep: Running, pieces: list[bytes]) -> bytes:
+    with keep.tls_socket() as s:
+        for piece in pieces:
+            s.sendall(piece)
+            time.sleep(0.2)  # each piece arrives on its own
+        return read_all(s).split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_request_reads_the_same_whole_or_in_pieces(hello: Running) -> None:
+    """Whole, a request is read by the fast path; in pieces (its head or body still
+    arriving), by h11: the guest sees the same environment and body either way."""
+    env = (
+        b"GET /env?q=1 HTTP/1.1\r\nHost: keep.example\r\nX-Thing:  t1 \r\n"
+        b"Cookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n"
+    )
+    whole, split = (_answer_to(hello, p) for p in ([env], [env[:40], env[40:]]))
+    seen = dict(line.split("=", 1) for line in whole.decode().splitlines())
+    assert (seen["HTTP_X_THING"], seen["HTTP_COOKIE"], seen["QUERY_STRING"]) == (
+        "t1",
+        "a=1; b=2",
+        "q=1",
+    )
+
+    def without_port(answer: bytes) -> list[bytes]:
+        return [ln for ln in answer.split(b"\n") if not ln.startswith(b"REMOTE_PORT=")]
+
+    assert without_port(whole) == without_port(split)
+    echo = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: t/t\r\nContent-Length: 4\r\n"
+        b"Connection: close\r\n\r\nbody"
+    )
+    assert _answer_to(hello, [echo]) == _answer_to(hello, [echo[:-2], echo[-2:]]) == b"body"
+
+
 def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
     with Running(HELLO) as keep, keep.tls_socket() as s:
         s.sendall(

@@ -1,11 +1,14 @@
-"""HTTP listeners: each connection on a thread of its own; h11 parses each request, a fresh
+"""HTTP listeners: each connection on a thread of its own; each request is parsed, a fresh
 instance answers it on the same thread through the CGI bridge (:mod:`motte.keep.serve._cgi`),
 and the answer is written in one piece.
 
-Keep-alive and pipelining as HTTP/1.1 allows: each request is parsed by a fresh h11
-connection fed whatever the previous one had received beyond its request. The answer's
-bytes come from :func:`~motte.keep.serve._cgi.encode_response`, from values the bridge has
-already validated; h11 is not asked to check them a second time.
+A request that arrived whole in the common form (one head, no body or a Content-Length
+one) is read by :mod:`~motte.keep.serve._request`, a strict subset of h11 checked against
+it; any other (chunked, ``Expect: 100-continue``, still arriving, malformed) is read by h11,
+which stays the parser of record. Keep-alive and pipelining as HTTP/1.1 allows: the bytes
+after one request start the next. The answer's bytes come from
+:func:`~motte.keep.serve._cgi.encode_response`, from values the bridge has already
+validated.
 
 Every step that waits on the client is bounded: an idle connection is closed after
 ``keepalive_timeout`` (``request_timeout`` before its first request); once a request's
@@ -46,6 +49,7 @@ from motte.keep.serve._cgi import (
 )
 from motte.keep.serve._conn import INSTANCE, READING, WRITING
 from motte.keep.serve._errors import BadGatewayError, BadRequestError
+from motte.keep.serve._request import CommonRequest, parse_common_request
 from motte.keep.serve._server import FRESH_GRACE, tls_handshake
 
 if TYPE_CHECKING:
@@ -113,27 +117,45 @@ def serve_http(conn: Conn, lst: Listening) -> None:
         return
     server = CgiServer(lst.listen.name, lst.bound.port, lst.listen.tls, unmapped(str(local[0])))
     remote = (unmapped(str(conn.peer[0])), int(conn.peer[1]))
-    max_head = serving.options.max_header_bytes
     pending, closed, first = b"", False, True
     while True:
-        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
-        if pending:
-            parser.receive_data(pending)
-        if closed:
-            parser.receive_data(b"")
+        if not pending:
+            if closed:
+                return
+            try:
+                pending = _wait_for_request(conn, first)
+            except _Closed:
+                return
+        elif not conn.enter(READING, None):
+            return
+        number = None
+        head = False
         try:
-            request = _next_request(conn, parser, first, bool(pending))
+            common = parse_common_request(pending)
+            if common is not None:
+                request, pending = common
+                _check_head(conn.serving.options, request.target, request.headers)
+                first = False
+                number = serving.next_request_number()
+                head = request.method == b"HEAD"
+                response, close = _handle_common(conn, server, request, remote, number, head)
+                close = close or not request.keep_alive
+            else:
+                parser = h11.Connection(
+                    h11.SERVER, max_incomplete_event_size=serving.options.max_header_bytes
+                )
+                parser.receive_data(pending)
+                if closed:
+                    parser.receive_data(b"")
+                event = _h11_request(conn, parser)
+                first = False
+                number = serving.next_request_number()
+                head = event.method == b"HEAD"
+                response, close = _handle_h11(conn, server, parser, event, remote, number, head)
+                pending, closed = parser.trailing_data
+                close = close or closed or parser.their_state is h11.MUST_CLOSE
         except _Closed:
             return
-        except _Refuse as e:
-            serving.count("client_errors")
-            _answer_and_close(conn, e)
-            return
-        first = False
-        number = serving.next_request_number()
-        head = request.method == b"HEAD"
-        try:
-            response, close = _handle(conn, server, parser, request, remote, number, head)
         except _Refuse as e:
             if e.log_it:  # the reason is the Keep's business; the client gets the number
                 log.warning("%s #%s: %d: %s", server.listener, number, e.status, e.text)
@@ -142,10 +164,7 @@ def serve_http(conn: Conn, lst: Listening) -> None:
                 serving.count("client_errors")
             _answer_and_close(conn, e, head=head)
             return
-        except _Closed:
-            return
-        pending, closed = parser.trailing_data
-        close = close or closed or serving.stopping or parser.their_state is h11.MUST_CLOSE
+        close = close or serving.stopping
         try:
             sock.sendall(encode_response(response, close=close, date=http_date()))
         except GONE:
@@ -162,42 +181,49 @@ def _event(parser: h11.Connection) -> Any:
         raise _Refuse(e.error_status_hint, str(e)) from None
 
 
-def _next_request(conn: Conn, parser: h11.Connection, first: bool, partial: bool) -> h11.Request:
-    """The next request's head. Waiting for its first byte is idle time (the watchdog's
-    deadline: a stop closes a keep-alive connection then, and gives a new one FRESH_GRACE
-    to send its request). From the first byte on, the head must arrive within
-    request_timeout."""
+def _wait_for_request(conn: Conn, first: bool) -> bytes:
+    """The first bytes of the next request. Waiting for them is idle time (the watchdog's
+    deadline: request_timeout for a connection's first request, keepalive_timeout for the
+    next ones; a stop closes a keep-alive connection then, and gives a new one FRESH_GRACE
+    to send its request)."""
+    opts = conn.serving.options
+    wait = opts.request_timeout if first else opts.keepalive_timeout
+    if not conn.idle(first, wait, FRESH_GRACE):
+        raise _Closed
+    try:
+        data = conn.sock.recv(READ_SIZE)
+    except GONE:
+        data = b""
+    if not conn.enter(READING, None) or not data:
+        raise _Closed
+    return data
+
+
+def _h11_request(conn: Conn, parser: h11.Connection) -> h11.Request:
+    """The request's head through h11, read on within request_timeout (408 past it)."""
     opts = conn.serving.options
     event = _event(parser)
     if event is h11.NEED_DATA:
-        if not partial:  # nothing of this request yet
-            wait = opts.request_timeout if first else opts.keepalive_timeout
-            if not conn.idle(first, wait, FRESH_GRACE):
-                raise _Closed
-            try:
-                data = conn.sock.recv(READ_SIZE)
-            except GONE:
-                data = b""
-            if not conn.enter(READING, None) or not data:
-                raise _Closed
-            parser.receive_data(data)
-            event = _event(parser)
-        elif not conn.enter(READING, None):
-            raise _Closed
-        if event is h11.NEED_DATA:
-            deadline = time.monotonic() + opts.request_timeout
+        deadline = time.monotonic() + opts.request_timeout
+        try:
             event = _read_slowly(conn.sock, parser, deadline, "head")
+        finally:
+            _blocking(conn.sock)
     if isinstance(event, h11.ConnectionClosed):
         raise _Closed
     if not isinstance(event, h11.Request):  # h11 yields a Request first on a server
         raise _Refuse(400, "expected a request")
-    if len(event.headers) > opts.max_headers:
+    _check_head(opts, event.target, event.headers)
+    return event
+
+
+def _check_head(opts: Any, target: bytes, headers: Any) -> None:
+    if len(headers) > opts.max_headers:
         raise _Refuse(431, f"more than {opts.max_headers} header lines")
     # h11 bounds only a head still arriving; one that arrived whole is measured here.
-    size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+    size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
     if size > opts.max_header_bytes:
         raise _Refuse(431, f"the request head is larger than {opts.max_header_bytes} bytes")
-    return event
 
 
 def _read_slowly(sock: socket.socket, parser: h11.Connection, deadline: float, what: str) -> Any:
@@ -225,20 +251,56 @@ def _blocking(sock: socket.socket) -> None:
         sock.settimeout(None)
 
 
-def _declared_length(request: h11.Request) -> int | None:
-    for name, value in request.headers:
+def _declared_length(headers: Any) -> int | None:
+    for name, value in headers:
         if name == b"content-length":
             return int(value)
     return None
 
 
-def _has_body(request: h11.Request) -> bool:
+def _has_body(headers: Any) -> bool:
     """Whether the request carries a body (possibly empty): RFC 3875's test for setting
     CONTENT_LENGTH."""
-    return any(name in (b"content-length", b"transfer-encoding") for name, _ in request.headers)
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
 
 
-def _handle(
+def _admit(conn: Conn, headers: Any) -> None:
+    """Refuse a body past max_body by its declared length, and a request past every
+    instance slot; otherwise take a slot (the caller releases it)."""
+    serving = conn.serving
+    declared = _declared_length(headers)
+    if declared is not None and declared > serving.options.max_body:
+        raise _Refuse(413, f"the body is larger than {serving.options.max_body} bytes")
+    if not serving.slots.admit():
+        serving.count("rejected")
+        raise _Refuse(503, "every instance is busy; try again shortly")
+
+
+def _handle_common(
+    conn: Conn,
+    server: CgiServer,
+    request: CommonRequest,
+    remote: tuple[str, int],
+    number: str,
+    head: bool,
+) -> tuple[CgiResponse, bool]:
+    """Answer a request the fast path read whole (or raise :class:`_Refuse`)."""
+    _admit(conn, request.headers)
+    try:
+        cgi = CgiRequest(
+            request.method.decode("ascii"),
+            request.target,
+            request.http_version.decode("ascii"),
+            request.headers,
+            len(request.body) if _has_body(request.headers) else None,
+            remote,
+        )
+        return _answer(conn, server, cgi, request.body, number, head)
+    finally:
+        conn.serving.slots.release()
+
+
+def _handle_h11(
     conn: Conn,
     server: CgiServer,
     parser: h11.Connection,
@@ -247,15 +309,8 @@ def _handle(
     number: str,
     head: bool,
 ) -> tuple[CgiResponse, bool]:
-    """Read the body, run an instance, and return its answer (or raise :class:`_Refuse`)."""
-    serving = conn.serving
-    opts = serving.options
-    declared = _declared_length(request)
-    if declared is not None and declared > opts.max_body:
-        raise _Refuse(413, f"the body is larger than {opts.max_body} bytes")
-    if not serving.slots.admit():
-        serving.count("rejected")
-        raise _Refuse(503, "every instance is busy; try again shortly")
+    """Read the body through h11, then answer (or raise :class:`_Refuse`)."""
+    _admit(conn, request.headers)
     try:
         if parser.they_are_waiting_for_100_continue:
             try:
@@ -263,23 +318,30 @@ def _handle(
             except GONE:
                 raise _Closed from None
         body = _read_body(conn, parser)
-        try:
-            env = cgi_environ(
-                CgiRequest(
-                    request.method.decode("ascii"),
-                    bytes(request.target),
-                    request.http_version.decode("ascii"),
-                    request.headers,
-                    len(body) if _has_body(request) else None,
-                    remote,
-                ),
-                server,
-            )
-        except BadRequestError as e:
-            raise _Refuse(e.status, e.message) from None
-        result = _run(conn, env, body, number, head, server.listener)
+        cgi = CgiRequest(
+            request.method.decode("ascii"),
+            bytes(request.target),
+            request.http_version.decode("ascii"),
+            request.headers,
+            len(body) if _has_body(request.headers) else None,
+            remote,
+        )
+        return _answer(conn, server, cgi, body, number, head)
     finally:
-        serving.slots.release()
+        conn.serving.slots.release()
+
+
+def _answer(
+    conn: Conn, server: CgiServer, request: CgiRequest, body: bytes, number: str, head: bool
+) -> tuple[CgiResponse, bool]:
+    """Run an instance for the request and make its answer: (response, close after it)."""
+    serving = conn.serving
+    opts = serving.options
+    try:
+        env = cgi_environ(request, server)
+    except BadRequestError as e:
+        raise _Refuse(e.status, e.message) from None
+    result = _run(conn, env, body, number, head, server.listener)
     if result is None:  # a forced stop came while it waited for a slot
         serving.count("interrupted")
         if not conn.enter(WRITING, time.monotonic() + opts.request_timeout):
