@@ -362,11 +362,11 @@ def _content_length(value: bytes, number: int) -> None:
         raise BadGatewayError(f"header line {number}: Content-Length {_show(value)}")
 
 
+_REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return _REASONS.get(status, b"")
 
 
 def _show(data: bytes, limit: int = 40) -> str:

@@ -348,7 +348,8 @@ def _answer(
             raise _Closed
         return error_response(503, "the Keep is stopping", head=head), True
     serving.count("requests")
-    serving.guest_stderr(f"{server.listener} #{number}", result.stderr)
+    if result.stderr:
+        serving.guest_stderr(f"{server.listener} #{number}", result.stderr)
     if conn.cancel.is_set():
         serving.count("interrupted")
         return error_response(503, "the Keep is stopping", head=head), True
