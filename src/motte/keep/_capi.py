@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -144,20 +145,21 @@ class CStrings:
     __slots__ = ("_buffer", "_pointers", "array", "count")
 
     def __init__(self, strings: Sequence[str]) -> None:
-        encoded = [s.encode("utf-8") for s in strings]
-        buffer = bytearray(b"\0".join(encoded))
+        joined = "\0".join(strings)
+        buffer = bytearray(joined.encode("utf-8"))
         buffer.append(0)
-        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-        pointers = array.array(_WORD)
-        for item in encoded:
-            pointers.append(address)
-            address += len(item) + 1
-        pointers.append(0)
+        sizes = [len(s) + 1 for s in strings]
+        if len(buffer) != len(joined) + 1:  # not all ASCII: lengths in bytes differ
+            sizes = [len(s.encode("utf-8")) + 1 for s in strings]
+        start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+        # The address of each string, then (in place of the end of the last) NULL.
+        pointers = array.array(_WORD, itertools.accumulate(sizes, initial=start))
+        pointers[-1] = 0
         self._buffer = buffer  # both stay alive (and unmoved) while this object is
         self._pointers = pointers
         #: The address of the first pointer.
         self.array: int = pointers.buffer_info()[0]
-        self.count = len(encoded)
+        self.count = len(sizes)
 
 
 _WORD = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
