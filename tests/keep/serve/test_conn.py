@@ -98,3 +98,9 @@ def test_the_watchdog_ends_what_has_waited_too_long(pair: tuple[Conn, socket.soc
     finally:
         watchdog.stop()
     assert conn.expired
+
+
+def test_a_watchdog_never_started_stops_quietly() -> None:
+    # serve() stops it in a finally: a listener that failed to set up (a bad TLS identity)
+    # must report that failure, not "cannot join thread before it is started".
+    Watchdog(_Serving()).stop()  # type: ignore[arg-type]

@@ -144,7 +144,8 @@ class Watchdog:
 
     def stop(self) -> None:
         self._done.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._done.wait(self._tick):
