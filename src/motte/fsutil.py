@@ -49,3 +49,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+@contextlib.contextmanager
+def locked_directory(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (created if missing) for the block: the
+    read-modify-write of its files by one process at a time. The lock is ``.lock`` in it
+    (flock, so a crashed holder releases it with its descriptor)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

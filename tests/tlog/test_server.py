@@ -13,7 +13,6 @@ from motte.tlog import (
     LocalLog,
     RemoteLog,
     Tile,
-    TlogUsageError,
     check_and_remember,
     leaf_hash,
     parse_checkpoint_unverified,
@@ -21,7 +20,7 @@ from motte.tlog import (
     verify_checkpoint,
     verify_inclusion_bundle,
 )
-from motte.tlog._server import create_log_app, create_witness_app, parse_listen
+from motte.tlog._server import create_log_app, create_witness_app
 from motte.tlog._tiles import decode_entry_bundle
 from motte.tlog._witness import init_witness, open_witness
 
@@ -145,14 +144,6 @@ def test_witness_endpoint_speaks_tlog_witness(tmp_path, log):
         r = c.post("/add-checkpoint", content=b"garbage")
         assert r.status_code == 400
         assert c.get("/vkey").text.strip() == w.verifier_key
-
-
-def test_parse_listen():
-    assert parse_listen("127.0.0.1:8470") == ("127.0.0.1", 8470)
-    assert parse_listen(":0") == ("127.0.0.1", 0)
-    assert parse_listen("[::1]:9") == ("::1", 9)
-    with pytest.raises(TlogUsageError, match=r"HOST:PORT"):
-        parse_listen("8470")
 
 
 def test_checkpoint_note_has_log_signature_line(client, log):

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
-import socket
 import sys
 from typing import Any
 
 # Imported only to serve; FastAPI resolves the endpoints' annotations from module globals.
 from fastapi import FastAPI, Request, Response
 
+from motte._listen import bind_listener, is_loopback_host, parse_listen
 from motte.errors import UsageError
 from motte.steward._csr import MAX_CSR_BYTES
 from motte.steward._service import PROBLEM_TYPES, Decision, Steward
+
+EXAMPLE_LISTEN = "127.0.0.1:8440"
 
 DER_TYPES = ("application/pkcs10",)
 PEM_TYPES = ("application/x-pem-file", "application/pem-certificate-request", "text/plain")
@@ -146,22 +147,6 @@ def create_app(steward: Steward) -> FastAPI:
     return app
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
-        raise UsageError(f"--listen {listen!r}: expected HOST:PORT (e.g. 127.0.0.1:8440)")
-    return host.strip("[]"), int(port)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
     steward: Steward,
     listen: str,
@@ -173,7 +158,7 @@ def serve(
     """Bind ``listen`` (port 0 picks one), say where, serve until SIGINT/SIGTERM."""
     import uvicorn
 
-    host, port = parse_listen(listen)
+    host, _ = parse_listen(listen, example=EXAMPLE_LISTEN)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     tls = tls_cert is not None
@@ -184,17 +169,7 @@ def serve(
             hint="give --tls-cert and --tls-key, listen on 127.0.0.1, or (knowingly) "
             "--allow-insecure-http",
         )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise UsageError(f"--listen {listen}: cannot listen: {e.strerror}") from None
-    sock.listen(1024)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    sock, where = bind_listener(listen, example=EXAMPLE_LISTEN)
     scheme = "https" if tls else "http"
     if steward.policy.allow_insecure_sim:
         _say(
@@ -206,7 +181,7 @@ def serve(
     if not tls and not is_loopback_host(host):
         _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
     _say(f"CA {steward.ca.fingerprint} ({steward.paths.ca_cert})")
-    _say(f"serving on {scheme}://{shown}:{bound}")
+    _say(f"serving on {scheme}://{where}")
     config = uvicorn.Config(
         create_app(steward),
         log_level="warning",

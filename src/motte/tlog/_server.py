@@ -30,7 +30,6 @@ import base64
 import contextlib
 import gzip
 import logging
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from motte._listen import bind_listener
 from motte.tlog._errors import (
     LogNotFoundError,
     TlogError,
@@ -222,31 +222,11 @@ def create_witness_app(witness: Witness, *, clock: Callable[[], float] = time.ti
     return app
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise TlogUsageError(f"--listen {listen!r}: expected HOST:PORT (e.g. 127.0.0.1:8470)")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def serve(app: FastAPI, listen: str, *, what: str) -> None:
     """Bind ``listen`` (port 0 picks one), say where on stderr, serve until interrupted."""
     import uvicorn
 
-    host, port = parse_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the
-    # listening socket says TCP, and without it keep-alive responses wait ~40 ms (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise TlogUsageError(f"cannot listen on {listen}: {e.strerror}") from None
-    sock.listen(1024)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"motte log: serving {what} on http://{shown}:{bound}", file=sys.stderr, flush=True)
+    sock, where = bind_listener(listen, example="127.0.0.1:8470")
+    print(f"motte log: serving {what} on http://{where}", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])

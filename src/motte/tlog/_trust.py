@@ -13,14 +13,11 @@ consistency proof joins it to that one, in whichever direction; otherwise it rai
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
-from motte.fsutil import atomic_write_bytes
+from motte.fsutil import atomic_write_bytes, locked_directory
 from motte.home import motte_home
 from motte.tlog._bundle import InclusionBundle, verify_inclusion_bundle
 from motte.tlog._checkpoint import Checkpoint, TrustedLogs, parse_checkpoint_unverified
@@ -122,18 +119,6 @@ def _seen_file(origin: str, log_key: str) -> Path:
     return seen_dir() / digest
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    d = seen_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def last_seen(origin: str, log_key: str) -> tuple[int, bytes, bytes] | None:
     """(size, root, note) of the largest checkpoint accepted from this log, if any."""
     path = _seen_file(origin, log_key)
@@ -169,7 +154,7 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
     must have the same root; an older one must be a prefix of it. Raises :class:`ForkError`
     otherwise. Returns the checkpoint now remembered.
     """
-    with _locked():
+    with locked_directory(seen_dir()):
         prev = last_seen(checkpoint.origin, checkpoint.log_key)
         if prev is None:
             _remember(checkpoint)

@@ -14,18 +14,15 @@ so nothing here can be backdated by one. Writes are atomic, under a lock.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motte.fsutil import atomic_write_bytes
+from motte.fsutil import atomic_write_bytes, locked_directory
 from motte.home import motte_home
 
 #: Versions remembered per package (the oldest are dropped first).
@@ -72,18 +69,6 @@ def load_memory(package: str) -> PackageMemory:
     )
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    d = memory_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def remember_accepted(
     package: str,
     digest: str,
@@ -94,7 +79,7 @@ def remember_accepted(
 ) -> None:
     """Record that ``digest`` of ``package``, signed by ``signers``, was accepted at ``now``."""
     when = now.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    with _locked():
+    with locked_directory(memory_dir()):
         mem = load_memory(package)
         signer_list = sorted(set(signers))
         for keyid in signer_list:
