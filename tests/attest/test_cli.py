@@ -86,7 +86,8 @@ def test_broken_policy_names_key_and_line(cli, tmp_path: Path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text("[snp]\n\nmeasurement = []\n")
     r = cli("attest", "verify", path(*REPORT), "--policy", policy)
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # the caller's input, not a rejected TEE
+    assert "Traceback" not in r.stderr
     assert f"motte: error: {policy}:3: snp.measurement: unknown key" in r.stderr
     assert "hint: keys in [snp]: measurements" in r.stderr
 
@@ -189,3 +190,31 @@ def test_evidence_from_stdin(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", Stdin())
     r = cli("attest", "verify", "-", "--certs", path(*VCEK), "--at", AT)
     assert r.exit_code == 0, r.stdout
+
+
+def test_a_file_that_is_no_certificate_is_named_once(cli) -> None:
+    r = cli(
+        "attest",
+        "verify",
+        path(*REPORT),
+        "--certs",
+        path("dcap-qvl", "tdx_quote_collateral.json"),
+        "--at",
+        AT,
+    )
+    assert r.exit_code == 1
+    assert "collateral           certificate file 1: contents: neither PEM" in r.stdout
+    assert "certificate file 1: certificate file 1" not in r.stdout
+
+
+def test_lone_tcb_info_says_what_a_cli_user_can_do(cli) -> None:
+    r = cli(
+        "attest",
+        "verify",
+        path("trustee", "tdx_quote_6.dat"),
+        "--collateral",
+        path("trustee", "tcbInfo.json"),
+    )
+    assert r.exit_code == 1
+    assert "collateral: collateral:" not in r.stdout  # the rule's name is not repeated
+    assert "lone PCS TCB info" in r.stdout and "--online" in r.stdout

@@ -126,3 +126,38 @@ def test_debug_td_is_refused_unless_allowed() -> None:
     assert not [
         r for r in validate_intel(debug, parse_policy("allow_debug = true")) if r.outcome == "fail"
     ]
+
+
+@pytest.mark.parametrize(
+    ("quote", "field", "coll"),
+    [
+        ("trustee/tdx_quote_4.dat", "TDATTRIBUTES.DEBUG", None),
+        ("trustee/occlum_quote.dat", "ATTRIBUTES.DEBUG", None),
+        # Another FMSPC's collateral: every signature verifies, then tcb-info-mismatch.
+        ("trustee/tdx_quote_4.dat", "TDATTRIBUTES.DEBUG", OUTDATED_COLL),
+    ],
+)
+def test_real_debug_samples_are_refused_as_debug(quote: str, field: str, coll: str | None):
+    """The two real debug TEEs: no public collateral matches them, so verification stops
+    first, and the verdict still says that the policy refuses a debug TEE."""
+    v = verify_evidence(sample(quote), collateral=sample(coll) if coll else None, now=JULY_2025)
+    assert not v.accepted
+    debug = [r for r in v.rules if r.rule == "debug"]
+    assert [(r.stage, r.outcome) for r in debug] == [("policy", "fail")]
+    assert debug[0].reason.startswith(f"{field} is set")
+    assert "did not complete" in debug[0].reason  # said to come from unverified evidence
+    allowed = verify_evidence(
+        sample(quote),
+        collateral=sample(coll) if coll else None,
+        now=JULY_2025,
+        policy=parse_policy("allow_debug = true"),
+    )
+    assert not allowed.accepted  # unverified evidence is never accepted
+    assert not [r for r in allowed.rules if r.rule == "debug"]
+
+
+@pytest.mark.parametrize("quote", ["dcap-qvl/tdx_quote", "trustee/tdx_quote_6.dat"])
+def test_a_production_tee_that_fails_verification_gets_no_debug_rule(quote: str) -> None:
+    v = verify_evidence(sample(quote), now=JULY_2025)
+    assert not v.accepted
+    assert not [r for r in v.rules if r.rule == "debug"]

@@ -151,6 +151,7 @@ class _Run:
             self.rules.append(RuleResult("verify", "collateral", "fail", reason))
         if not self.verified and self.unverified is not None:
             self.claims = self.unverified.to_dict()
+            self.rules.extend(_debug_seen_unverified(self.unverified, self.policy))
         accepted = self.verified and not any(r.outcome == "fail" for r in self.rules)
         return Verdict(
             accepted=accepted,
@@ -400,9 +401,31 @@ class _Run:
         for name, blob in self.certs:
             try:
                 bundle.extend(load_bundle(blob, name))
-            except EvidenceParseError as e:
-                raise CollateralError(f"{name}: {e.message}") from None
+            except EvidenceParseError as e:  # its message names the file already
+                raise CollateralError(e.message, hint=e.hint) from None
         return bundle
+
+
+def _debug_seen_unverified(evidence: Any, policy: Policy) -> list[RuleResult]:
+    """The debug rule on evidence that parsed but did not verify, when it fails: a debug TEE
+    is refused whatever else went wrong, and the operator should see that reason too (a
+    missing collateral can be fetched; a debug TEE stays one). Only ever a failure, on a
+    verdict already rejected: unverified claims never pass a rule."""
+    debug = getattr(getattr(evidence, "body", evidence), "debug", False)
+    if debug is not True or policy.allow_debug:
+        return []
+    field = {"tdx": "TDATTRIBUTES.DEBUG", "sgx": "ATTRIBUTES.DEBUG"}.get(
+        getattr(evidence, "tee", None), "POLICY.DEBUG"
+    )
+    return [
+        RuleResult(
+            "policy",
+            "debug",
+            "fail",
+            f"{field} is set: a debug TEE exposes its memory; the policy forbids it "
+            "(read from the evidence as parsed: its verification did not complete)",
+        )
+    ]
 
 
 def _fetch_order(report: Report, products: tuple[str, ...]) -> tuple[str, ...]:

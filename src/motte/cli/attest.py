@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from motte.cli._output import console, emit_json
-from motte.errors import ExitStatus
+from motte.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from motte.attest import Verdict
@@ -189,19 +189,25 @@ def verify(
     ] = False,
     json: Json = False,
 ) -> int:
-    """Verify EVIDENCE against pinned vendor roots and a policy. Exit 0 accepted, 1 rejected."""
+    """Verify EVIDENCE against pinned vendor roots and a policy. Exit 0 accepted, 1 rejected,
+    2 a usage error (a bad option, a missing or malformed input of yours such as the policy)."""
     from motte.attest import load_policy, verify_evidence
     from motte.attest.collateral import CollateralCache
+    from motte.attest.errors import PolicyError
 
     now = _parse_at(at)
     expected = _parse_report_data(report_data)
     raw, kind = _read_evidence(evidence, kind)
+    try:
+        rules = load_policy(policy) if policy else None
+    except PolicyError as e:  # the caller's own file: 2, so a script tells it from a rejection
+        raise UsageError(e.message, hint=e.hint) from None
     verdict = verify_evidence(
         raw,
         kind=kind.value if kind else None,
         certs=[p.read_bytes() for p in certs or ()],
         collateral=collateral.read_bytes() if collateral else None,
-        policy=load_policy(policy) if policy else None,
+        policy=rules,
         now=now,
         report_data=expected,
         cache=CollateralCache(),

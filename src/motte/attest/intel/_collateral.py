@@ -183,8 +183,11 @@ def parse_collateral(data: bytes) -> Collateral:
         raise EvidenceParseError("collateral", "document", "not a JSON object")
     if "tcbInfo" in doc or "enclaveIdentity" in doc:
         raise CollateralError(
-            "collateral: this is a lone PCS TCB info or enclave identity, not full collateral",
-            hint="use parse_tcb_info/parse_qe_identity and add issuer chains and CRLs",
+            "this is a lone PCS TCB info or enclave identity, not full collateral: it lacks "
+            "the issuer chains and the PCK CRLs",
+            hint="pass the whole collateral JSON, as dcap-qvl or a PCCS writes it, or --online "
+            "to fetch it from Intel; in Python, parse_tcb_info and parse_qe_identity read "
+            "the pieces",
         )
     p = _Fields(doc, "collateral", "")
     tcb_sig = p.hex_bytes("tcb_info_signature", 64)
