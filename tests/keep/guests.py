@@ -13,6 +13,16 @@ _WASI = "wasi_snapshot_preview1"
 SPIN = """(module (memory (export "memory") 1)
   (func (export "_start") (loop $l (br $l))))"""
 
+#: The same loop as a WASI 0.2 command component (wasi:cli/run, no imports): the Keep's
+#: limits must hold for components as for modules.
+SPIN_COMPONENT = """(component
+  (core module $m
+    (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $cli (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $cli)))"""
+
 
 def exit_with(code: int) -> str:
     return f"""(module

@@ -157,3 +157,19 @@ def test_component_needing_more_memory_than_the_limit_stops_with_137():
     assert r.trap.kind == "memory"
     assert r.status == ExitStatus.MEMORY_LIMIT
     assert "more memory at start than its limit of 1 MiB" in r.trap.message
+
+
+@pytest.mark.parametrize(
+    ("limits", "kind", "status"),
+    [
+        ({"cpu_time": 0.2}, "cpu_time", ExitStatus.CPU_TIME),
+        ({"cpu_time": 60, "wall_time": 0.2}, "wall_time", ExitStatus.WALL_TIME),
+    ],
+)
+def test_a_looping_component_is_stopped_like_a_module(guest, limits, kind, status):
+    path = guest("spin-component", guests.SPIN_COMPONENT)
+    workload = prepare(path, **limits)
+    assert workload.kind == "component"
+    r = workload.run()
+    assert r.exit_code is None
+    assert (r.trap.kind, r.status) == (kind, status)
