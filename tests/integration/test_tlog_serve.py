@@ -94,3 +94,17 @@ def test_cli_against_the_served_log(served, cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     cp = json.loads(cli("log", "checkpoint", "--log", server.url, "--json").stdout)
     assert cp["size"] == index2["index"] + 1 and "witness.example/w" in cp["signers"]
+
+
+def test_serving_a_directory_without_a_log_says_it_created_a_new_one(tmp_path):
+    fresh = start(["log", "serve", "--dir", str(tmp_path / "typo")], env_home=tmp_path / "home")
+    try:
+        said = [line for line in fresh.stderr if "created a NEW one" in line]
+        assert len(said) == 1 and str(tmp_path / "typo") in said[0]
+    finally:
+        fresh.stop()
+    again = start(["log", "serve", "--dir", str(tmp_path / "typo")], env_home=tmp_path / "home")
+    try:
+        assert not [line for line in again.stderr if "NEW" in line]  # the same log, reopened
+    finally:
+        again.stop()

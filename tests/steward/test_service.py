@@ -82,6 +82,24 @@ def test_evidence_bound_to_another_workload_is_refused(steward):
     assert failed(decision) == ["report-data"]
 
 
+def test_evidence_bound_to_another_key_is_refused(steward):
+    """Evidence a real Keep produced for its own key, replayed in a CSR signed by another
+    key (whoever holds that key would get the Keep's certificate)."""
+    from motte.attest import bind_report_data
+    from motte.keep.backends import SimBackend
+    from motte.steward import build_keep_csr
+
+    nonce = steward.new_nonce().nonce
+    keeps, thiefs = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    evidence = SimBackend(allow_insecure_sim=True).evidence(
+        bind_report_data(keeps.public_key(), DIGEST, nonce)
+    )
+    csr = build_keep_csr(thiefs, evidence, workload_digest=DIGEST, nonce=nonce, sans=["localhost"])
+    decision = steward.attest(csr, client="t")
+    assert not decision.accepted
+    assert failed(decision) == ["report-data"]
+
+
 def test_a_replayed_nonce_is_refused(steward):
     nonce = steward.new_nonce().nonce
     assert steward.attest(keep_csr(nonce), client="t").accepted

@@ -303,9 +303,19 @@ def serve(
     new checkpoint before appends are acknowledged.
     """
     from motte.tlog import LocalLog, default_log_dir
+    from motte.tlog._log import KEY_FILE
     from motte.tlog._server import create_log_app, serve
 
-    log = LocalLog(directory or default_log_dir(), origin=origin)
+    where = directory or default_log_dir()
+    new = not (where / KEY_FILE).exists()
+    log = LocalLog(where, origin=origin)
+    if new:  # a mistyped --dir must not pass for the log the operator meant
+        print(
+            f"motte log: {where} held no log: created a NEW one, origin {log.origin}, key "
+            f"{log.verifier_key} (`motte log init` creates one explicitly)",
+            file=sys.stderr,
+            flush=True,
+        )
     serve(create_log_app(log), listen, what=f"log {log.origin}")
     log.close()
     return 0
