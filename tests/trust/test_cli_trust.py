@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from motte.errors import ExitStatus
 from motte.oci import open_repository, parse_reference
 from motte.sign import Envelope, Statement, read_statements, save_key_pair
 from motte.trust import TRUST_VERDICT
 from tests.trust.test_scenarios import REF, good_release
-
-
-@pytest.fixture
-def advise_registered(monkeypatch):
-    """``motte advise`` until it is in motte.cli.COMMANDS (the report asks for it)."""
-    from motte.cli import COMMANDS
-
-    monkeypatch.setitem(
-        COMMANDS, "advise", ("motte.cli.trust", "advise", "Publish a signed advisory.")
-    )
 
 
 def _policy_file(world, tmp_path, **kw):
@@ -143,7 +131,7 @@ def test_rebuild_takes_the_policy_builders(cli, world, tmp_path):
 # -- advise ----------------------------------------------------------------------------------
 
 
-def test_advise_publishes_and_trust_refuses(cli, world, tmp_path, advise_registered):
+def test_advise_publishes_and_trust_refuses(cli, world, tmp_path):
     good_release(world)
     save_key_pair(world.alice, "alice")
     r = cli(
@@ -170,14 +158,14 @@ def test_advise_publishes_and_trust_refuses(cli, world, tmp_path, advise_registe
     assert "✘ responsiveness not satisfied advisory MOTTE-2026-0001 (high) affects" in r.stdout
 
 
-def test_advise_refuses_two_packages_in_one_advisory(cli, world, advise_registered):
+def test_advise_refuses_two_packages_in_one_advisory(cli, world):
     save_key_pair(world.alice, "alice")
     r = cli("advise", REF, "acme/other:1.0", "--key", "alice", "--id", "X-1")
     assert r.exit_code == ExitStatus.USAGE
     assert "an advisory is about one package" in r.stderr
 
 
-def test_advise_withdraw(cli, world, tmp_path, advise_registered):
+def test_advise_withdraw(cli, world, tmp_path):
     good_release(world)
     save_key_pair(world.alice, "alice")
     assert cli("advise", REF, "--key", "alice", "--id", "X-2").exit_code == 0

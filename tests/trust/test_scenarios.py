@@ -279,3 +279,64 @@ def test_an_unsigned_package_is_unknown_or_refused(world, area):
         assert "0 of the 1 required publisher signature(s)" in v.area(area).deciding.message
     else:
         assert v.area(area).status == U
+
+
+def test_a_statement_changed_after_signing_fails_integrity(world):
+    """A publication whose payload was edited after alice signed it, logged and attached
+    as it is: the log has it, the signature no longer covers it."""
+    import base64
+    import json
+
+    from motte.oci import open_repository, parse_reference
+    from motte.sign._attach import attach_statement
+    from motte.sign._dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+    from motte.sign._logging import log_envelope
+    from motte.sign._statement import Statement, Subject
+
+    good_release(world)
+    ref = parse_reference(REF)
+    with open_repository(ref) as repo:
+        desc, _ = repo.resolve(ref)
+        statement = Statement(
+            (Subject.for_digest(ref.repository, desc.digest),),
+            "https://motte.dev/review/v1",
+            {"reviewer": "mailto:x@example.org", "result": "fail"},
+        )
+        envelope = json.loads(
+            sign_envelope(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), [world.alice]).to_bytes()
+        )
+        payload = json.loads(base64.b64decode(envelope["payload"]))
+        payload["predicate"]["result"] = "pass"  # the edit the signature does not cover
+        envelope["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+        forged = json.dumps(envelope).encode()
+        _, bundle, _ = log_envelope(forged)
+        attach_statement(
+            repo,
+            desc,
+            forged,
+            bundle,
+            predicate_type=statement.predicate_type,
+            keyids=[world.alice.keyid],
+            now=world.now,
+        )
+    v = assess(REF, world.policy())
+    integ = v.area("integrity")
+    assert integ.status == N and not v.accepted
+    assert integ.deciding.rule == "integrity.signatures"
+    assert integ.deciding.message.endswith(
+        "does not verify: the statement or signature was changed"
+    )
+
+
+def test_a_publication_by_a_key_outside_the_roots_rotation_is_a_note_not_a_signer(world):
+    from motte.sign import sign_artifact
+
+    good_release(world)
+    eve = generate_key()
+    sign_artifact(REF, [eve])  # a valid, logged signature by a key nobody delegated
+    v = assess(REF, world.policy())
+    assert v.accepted  # alice's publication still carries it; eve's adds nothing
+    notes = [r for r in v.area("provenance").rules if r.rule == "provenance.rotation"]
+    assert len(notes) == 1 and notes[0].status == Status.NOTE
+    assert f"signed by {eve.keyid[:16]}, which" in notes[0].message
+    assert "outside its rotation): not counted" in notes[0].message
