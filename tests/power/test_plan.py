@@ -9,7 +9,7 @@ from tests.power.plans import BASE, plan, write_plan
 def test_the_base_plan_loads_and_checks(tmp_path):
     p = plan(tmp_path)
     assert p.name == "lab"
-    assert str(p.ups.address) == "rack@127.0.0.1:3493"
+    assert str(p.upses[0].address) == "rack@127.0.0.1:3493"
     assert p.hosts["nas"].needs == 60
     result = check_plan(p)
     assert result.ok, result.errors
@@ -167,19 +167,19 @@ def test_relative_commands_and_files_are_taken_from_the_plans_folder(tmp_path):
         },
     )
     assert p.hosts["pi"].stop == (str(tmp_path / "bin/halt.sh"), "now")
-    assert p.ups.password_file == tmp_path / "pw"
+    assert p.upses[0].password_file == tmp_path / "pw"
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "pw").chmod(0o644)
     with pytest.raises(PlanError, match="can be read by other users") as info:
-        p.ups.password()
+        p.upses[0].password()
     assert info.value.hint == f"chmod 600 {tmp_path / 'pw'}"
     (tmp_path / "pw").chmod(0o600)
-    assert p.ups.password() == "s3cret"
+    assert p.upses[0].password() == "s3cret"
 
 
 def test_password_from_the_environment(tmp_path, monkeypatch):
     p = plan(tmp_path)
     with pytest.raises(PlanError, match="MOTTE_TEST_NUT_PASSWORD is not set"):
-        p.ups.password()
+        p.upses[0].password()
     monkeypatch.setenv("MOTTE_TEST_NUT_PASSWORD", "pw")
-    assert p.ups.password() == "pw"
+    assert p.upses[0].password() == "pw"

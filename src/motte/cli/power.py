@@ -140,7 +140,8 @@ def plan_check(
     ask_ups: Annotated[
         bool,
         typer.Option(
-            "--ask-ups", help="Read battery.runtime from the plan's UPS (one NUT request)."
+            "--ask-ups",
+            help="Read battery.runtime from each of the plan's UPSes (the shortest counts).",
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -165,15 +166,19 @@ def plan_check(
 
 
 async def _ups_runtime(plan: Any) -> float:
+    """The shortest battery.runtime of the plan's UPSes: the first to run out decides."""
     from motte.power import NutClient, PowerError
 
-    addr = plan.ups.address
-    async with await NutClient.connect(addr.host, addr.port, tls=plan.ups.tls) as client:
-        value = await client.get_var(addr.ups, "battery.runtime")
-    try:
-        return float(value)
-    except ValueError:
-        raise PowerError(f"{addr}: battery.runtime is not a number: {value!r}") from None
+    runtimes = []
+    for ups in plan.upses:
+        addr = ups.address
+        async with await NutClient.connect(addr.host, addr.port, tls=ups.tls) as client:
+            value = await client.get_var(addr.ups, "battery.runtime")
+        try:
+            runtimes.append(float(value))
+        except ValueError:
+            raise PowerError(f"{addr}: battery.runtime is not a number: {value!r}") from None
+    return min(runtimes)
 
 
 @app.command()
@@ -184,7 +189,7 @@ def watch(
         bool, typer.Option("--json", help="One JSON object per event on stdout.")
     ] = False,
 ) -> int:
-    """Watch the UPS and run the plan: ride through, shut down in order, bring hosts back.
+    """Watch the plan's UPSes and run the plan: ride through, shut down in order, bring hosts back.
 
     Progress is saved under MOTTE_HOME/power/ after every step, so a restarted watch resumes
     where it was. Every event goes to the plan's JSON-lines log too. Stop with Ctrl-C.
@@ -217,7 +222,7 @@ def status(
     events: Annotated[int, typer.Option("--events", help="How many recent events to show.")] = 8,
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> int:
-    """Show the UPS state and the plan's progress, as the last `watch` saved them."""
+    """Show each UPS's state and the plan's progress, as the last `watch` saved them."""
     from motte.power import _render as render
     from motte.power._watch import power_dir
 

@@ -6,6 +6,10 @@ A pure state machine, as the protocol core is: no sockets, no processes, no cloc
 (:meth:`Coordinator.tick`, at :meth:`Coordinator.next_wakeup`), and carries out the
 :class:`~._progress.Action` values it returns. Tests drive it with made-up times.
 
+A plan that watches several UPSes feeds it one combined reading (:mod:`._combine`), and then
+announces each UPS's own upsmon events itself (ONBATT, COMMBAD, ... naming the UPS that
+changed); with one UPS the coordinator announces them, as upsmon does.
+
 The rules, in the order they are applied:
 
 - A cut starts the ride-through. A return of mains ends the cut only once it has lasted
@@ -70,6 +74,9 @@ class Coordinator:
         self.stages = [list(s) for s in check.stages]
         assert check.coordinator is not None
         self.me = check.coordinator
+        #: With several UPSes the driver announces each one's events; the combined view's
+        #: changes would name no UPS, so the coordinator stays quiet about them.
+        self.ups_events = len(plan.upses) == 1
         self.p = progress if progress is not None else Progress(plan=plan.name)
         # The plan may have changed since the state was written: new hosts start as up.
         self.p.hosts = {n: self.p.hosts.get(n, HostProgress()) for n in plan.hosts}
@@ -108,10 +115,11 @@ class Coordinator:
         p, out = self.p, []
         if not p.comm_ok:
             p.comm_ok, p.comm_lost_since = True, None
-            out.append(self._notify("COMMOK", f"UPS reachable again: {reading.describe()}"))
+            if self.ups_events:
+                out.append(self._notify("COMMOK", f"UPS reachable again: {reading.describe()}"))
         if reading.waiting:  # upsd is (re)connecting to its driver: learn nothing from it
             return out + self._evaluate(now)
-        for kind in status_events(p.reading, reading):
+        for kind in status_events(p.reading, reading) if self.ups_events else []:
             out.append(self._notify(kind, f"{_EVENT_TEXT[kind]}: {reading.describe()}"))
         p.reading, p.reading_at = reading, now
         if "FSD" not in reading.status:
@@ -138,7 +146,8 @@ class Coordinator:
                 if on_batt
                 else ""
             )
-            out.append(self._notify("COMMBAD", f"UPS unreachable: {reason}{tail}"))
+            if self.ups_events:
+                out.append(self._notify("COMMBAD", f"UPS unreachable: {reason}{tail}"))
         return out + self._evaluate(now)
 
     def completed(self, result: StepResult, now: float) -> list[Action]:
@@ -356,7 +365,7 @@ class Coordinator:
         return secondaries + me.needs
 
     def _fsd_enabled(self) -> bool:
-        return self.plan.policy.fsd and self.plan.ups.username is not None
+        return self.plan.policy.fsd and any(u.username for u in self.plan.upses)
 
     def _host_step(
         self, name: str, step: str, now: float, deadline: float | None = None
@@ -573,7 +582,8 @@ class Coordinator:
         return out
 
     def _notify(self, kind: str, message: str, data: dict[str, object] | None = None) -> Event:
-        return Event(kind, f"{self.plan.ups.address.ups}: {message}", data=dict(data or {}))
+        names = ",".join(u.address.ups for u in self.plan.upses)
+        return Event(kind, f"{names}: {message}", data=dict(data or {}))
 
 
 _EVENT_TEXT = {

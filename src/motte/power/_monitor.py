@@ -1,5 +1,8 @@
 """Watching one UPS: poll it, report changes, survive the server going away.
 
+A plan that watches several UPSes runs one monitor each; every item a monitor queues names
+its UPS.
+
 NUT has no push, so the monitor polls (``LIST VAR``, one request) every ``poll_interval``
 seconds, half a second by default, and reports a reading only when it changed: the
 coordinator reacts within one poll of a status change, not on upsmon's 5 s cycle.
@@ -49,19 +52,25 @@ _REFUSALS = (
 )
 
 
+# Each item names the UPS it comes from (``str(UpsAddress)``): a plan may watch several.
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     reading: UpsReading
+    ups: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
     reason: str
+    ups: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class LoginRefused:
     error: PowerError
+    ups: str = ""
 
 
 class UpsMonitor:
@@ -109,19 +118,19 @@ class UpsMonitor:
                         reading = UpsReading.from_variables(await client.list_var(self.ups))
                     except (DataStaleError, DriverNotConnectedError) as e:
                         if not lost:
-                            await self.queue.put(Lost(f"{addr}: {e.code}"))
+                            await self.queue.put(Lost(f"{addr}: {e.code}", str(addr)))
                             lost = True
                     else:
                         if lost or reading != last:
-                            await self.queue.put(Reading(reading))
+                            await self.queue.put(Reading(reading, str(addr)))
                             lost, last = False, reading
                     await asyncio.sleep(self.poll_interval)
             except _REFUSALS as e:
-                await self.queue.put(LoginRefused(e))
+                await self.queue.put(LoginRefused(e, str(addr)))
                 return
             except (NutConnectionError, RemoteProtocolError, NutServerError) as e:
                 if not lost:
-                    await self.queue.put(Lost(str(e)))
+                    await self.queue.put(Lost(str(e), str(addr)))
                     lost = True
             finally:
                 self._client = None

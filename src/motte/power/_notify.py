@@ -82,10 +82,11 @@ class Notifier:
     def wants(self, kind: str) -> bool:
         return self.command is not None and kind in NOTIFY_EVENTS and kind in self.events
 
-    async def notify(self, kind: str, message: str) -> CommandResult:
+    async def notify(self, kind: str, message: str, ups: str | None = None) -> CommandResult:
+        """Run the command; ``UPSNAME`` is ``ups`` (the UPS that changed) or the default."""
         assert self.command is not None
         return await run_command(
             (*self.command, message),
             timeout=NOTIFY_TIMEOUT,
-            env={"NOTIFYTYPE": kind, "UPSNAME": self.ups},
+            env={"NOTIFYTYPE": kind, "UPSNAME": self.ups if ups is None else ups},
         )

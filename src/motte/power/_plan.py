@@ -1,4 +1,4 @@
-"""The shutdown plan: which UPS, when to act, and how to stop and start each host.
+"""The shutdown plan: which UPSes, when to act, and how to stop and start each host.
 
 A plan is a TOML file (see docs/power.md and examples/power/homelab.toml). Loading it checks
 its structure (types, ranges, unknown keys, passwords kept out of it); :mod:`._plancheck`
@@ -136,7 +136,9 @@ class Notify:
 class Plan:
     name: str
     source: Path
-    ups: UpsConfig
+    #: Every UPS the plan watches (``[ups]`` or ``[[ups]]``), each named by its address.
+    #: All are required supplies: the plan acts when any one of them is critical.
+    upses: tuple[UpsConfig, ...]
     policy: Policy
     notify: Notify
     hosts: dict[str, Host] = field(default_factory=dict)
@@ -153,7 +155,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     name = top.str("name", source.stem)
     if not name.replace("-", "").replace("_", "").isalnum():
         raise top.fail("name", f"must be letters, digits, - and _ only, not {name!r}")
-    ups = _ups(_required(top, "ups"), source.parent)
+    upses = _upses(top, source.parent)
     policy_table = top.table("policy")
     policy = _policy(policy_table) if policy_table else Policy()
     notify_table = top.table("notify")
@@ -168,7 +170,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     top.done()
     if not hosts:
         raise PlanError(f"{source}: hosts: the plan has no hosts")
-    return Plan(name, source, ups, policy, notify, hosts)
+    return Plan(name, source, upses, policy, notify, hosts)
 
 
 def _required(table: Table, name: str) -> Table:
@@ -190,6 +192,35 @@ def _path(value: str | None, base: Path) -> Path | None:
         return None
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
+
+
+def _upses(top: Table, base: Path) -> tuple[UpsConfig, ...]:
+    """``[ups]`` (one table) or ``[[ups]]`` (several); no two may name the same address."""
+    raw = top.raw("ups")
+    if raw is None:
+        raise top.fail("ups", "is required (ups@host[:port] of the UPS to watch)")
+    if isinstance(raw, list):
+        if not raw:
+            raise top.fail("ups", "lists no UPS")
+        tables = [
+            Table(item, (*top.key("ups"), i), top.source, top.error, top.lines)
+            for i, item in enumerate(raw)
+        ]
+    else:
+        tables = [Table(raw, top.key("ups"), top.source, top.error, top.lines)]
+    upses: list[UpsConfig] = []
+    seen: dict[UpsAddress, int] = {}
+    for i, t in enumerate(tables):
+        config = _ups(t, base)
+        if config.address in seen:
+            raise t.fail(
+                "address",
+                f"{config.address} is already watched by ups[{seen[config.address]}]",
+                hint="each UPS is named by its address: list it once",
+            )
+        seen[config.address] = i
+        upses.append(config)
+    return tuple(upses)
 
 
 def _ups(t: Table, base: Path) -> UpsConfig:

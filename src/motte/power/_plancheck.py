@@ -156,14 +156,20 @@ def check_plan(plan: Plan, *, runtime: float | None = None) -> PlanCheck:
             )
     if coordinator and plan.hosts[coordinator].stop is None:
         warnings.append(f"hosts.{coordinator}: the coordinator has no stop command")
-    if plan.ups.username is None:
+    for i, ups in enumerate(plan.upses):
+        if ups.username is not None:
+            continue
+        key = "ups" if len(plan.upses) == 1 else f"ups[{i}]"
         if plan.policy.cut_power:
             errors.append(
-                f"{src}: policy.cut_power: needs a NUT login (ups.username) with instcmds"
+                f"{src}: policy.cut_power: needs a NUT login ({key}.username) with instcmds"
+                + ("" if len(plan.upses) == 1 else f" on every UPS ({ups.address} has none)")
             )
         if plan.policy.fsd:
             warnings.append(
-                "ups.username: no NUT login, so FSD cannot be set: NUT secondaries are not told"
+                f"{key}.username: no NUT login, so FSD cannot be set"
+                + ("" if len(plan.upses) == 1 else f" on {ups.address}")
+                + ": NUT secondaries are not told"
             )
 
     stages = [] if (cycle or errors) else shutdown_stages(plan)
@@ -213,7 +219,7 @@ def _timeline(
             entries.append(TimelineEntry(begin, begin + host.stop_time, f"stage {i}: stop", name))
             length = max(length, host.needs)
         t += length
-    if plan.policy.fsd and plan.ups.username:
+    if plan.policy.fsd and any(u.username for u in plan.upses):
         entries.append(TimelineEntry(t, t, "set FSD: NUT secondaries shut down"))
         entries.append(TimelineEntry(t, t + pol.secondaries_wait, "wait for secondaries"))
         t += pol.secondaries_wait

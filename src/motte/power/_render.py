@@ -110,15 +110,21 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
     c = _console()
     verdict = "[green]OK[/green]" if result.ok else f"[red]{len(result.errors)} error(s)[/red]"
     c.print(f"[bold]Plan {plan.name}[/bold] ({plan.source}): {verdict}")
-    role = f" as {plan.ups.username} (primary)" if plan.ups.username else " (read-only)"
-    c.print(f"UPS {plan.ups.address}{role}")
+    for ups in plan.upses:
+        role = f" as {ups.username} (primary)" if ups.username else " (read-only)"
+        c.print(f"UPS {ups.address}{role}")
+    if len(plan.upses) > 1:
+        c.print(
+            f"Every UPS is a required supply: the plan runs when any of the "
+            f"{len(plan.upses)} is critical"
+        )
     c.print(f"Runs when: {_triggers(plan)}")
     if result.stages or result.coordinator:
         c.print("Order:")
         for i, stage in enumerate(result.stages, 1):
             c.print(f"  stage {i}: {', '.join(stage)}")
         tail = []
-        if plan.policy.fsd and plan.ups.username:
+        if plan.policy.fsd and any(u.username for u in plan.upses):
             tail.append(f"FSD, wait up to {plan.policy.secondaries_wait:g}s for NUT secondaries")
         if plan.policy.cut_power:
             tail.append("ask the UPS for shutdown.return")
@@ -173,7 +179,11 @@ def _check_dict(plan: Plan, result: PlanCheck) -> dict[str, Any]:
         "plan": plan.name,
         "source": str(plan.source),
         "ok": result.ok,
-        "ups": str(plan.ups.address),
+        # "ups": the one UPS (several: their addresses joined with commas); "upses": each.
+        "ups": ",".join(str(u.address) for u in plan.upses),
+        "upses": [
+            {"address": str(u.address), "username": u.username, "tls": u.tls} for u in plan.upses
+        ],
         "stages": [list(s) for s in result.stages],
         "kept_up": list(result.kept_up),
         "coordinator": result.coordinator,
@@ -194,11 +204,28 @@ def watch_banner(
     if json_out:
         return
     order = " -> ".join(", ".join(s) for s in result.stages) or "(no hosts to stop)"
+    watched = ", ".join(str(u.address) for u in plan.upses)
     _console().print(
-        f"[bold]Watching {plan.ups.address}[/bold] for plan {plan.name}: stop order {order}, "
+        f"[bold]Watching {watched}[/bold] for plan {plan.name}: stop order {order}, "
         f"then {result.coordinator}; kept up: {', '.join(result.kept_up) or 'nothing'}\n"
         f"  progress: {state_file}\n  events:   {log_path}\n"
     )
+
+
+def _ups_line(u: dict[str, Any], now: float) -> str:
+    r = u.get("reading")
+    if not r:
+        text = "not read yet"
+    else:
+        nums = ", ".join(
+            f"{k} {r[k]:g}{unit}"
+            for k, unit in (("charge", "%"), ("runtime", "s"), ("load", "%"))
+            if r.get(k) is not None
+        )
+        at = u.get("reading_at")
+        seen = f" (changed {now - at:.0f}s ago)" if at else ""
+        text = f"{r['status']}{', ' + nums if nums else ''}{seen}"
+    return text + ("" if u.get("comm_ok", True) else " [red](unreachable)[/red]")
 
 
 def _alive(pid: Any) -> bool:
@@ -220,6 +247,8 @@ def status_dict(path: Path, events: int) -> dict[str, Any]:
     assert progress is not None
     data = progress.to_dict()
     data["watch"] = {**meta, "running": _alive(meta.get("pid"))}
+    # Each UPS as the watch last saw it (older state files: none, the combined reading only).
+    data["upses"] = data["watch"].pop("upses", [])
     log = meta.get("log")
     data["events"] = read_events(Path(log), events) if log else []
     return data
@@ -257,6 +286,9 @@ def status(files: list[Path], events: int, json_out: bool) -> None:
             )
             seen = f" (changed {age:.0f}s ago)" if age is not None else ""
             c.print(f"  UPS: {r['status']}{', ' + nums if nums else ''}{seen}{link}")
+        if len(doc["upses"]) > 1:
+            for u in doc["upses"]:
+                c.print(f"    {u['address']}: {_ups_line(u, now)}")
         if doc["stages"]:
             c.print(
                 "  stages: "

@@ -1,11 +1,16 @@
 """``motte power watch``: the asyncio driver around the coordinator's state machine.
 
-One loop: wait for the next input (a reading or a lost link from the monitor, a step result
+One loop: wait for the next input (a reading or a lost link from a UPS's monitor, a step result
 from a runner) or for the coordinator's next timer, hand it to the coordinator, **save its
 progress**, then carry out the actions it returned. Saving before acting means a coordinator
 killed at any point restarts knowing every step it had started; the steps in flight are
 issued again with their original deadlines (so stop commands must be safe to repeat, as
 ``poweroff`` is).
+
+A plan may watch several UPSes: one monitor runs per UPS, and :class:`~._combine.Supplies`
+turns their news into the one view the coordinator acts on (every UPS a required supply).
+Actions on the UPS (FSD, ``shutdown.return``) go to every UPS; the wait for NUT secondaries
+counts their logins over all of them.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from typing import Any
 
 from motte.fsutil import atomic_write_text
 from motte.home import motte_home
+from motte.power._combine import Supplies, Update
 from motte.power._coordinator import Coordinator
 from motte.power._errors import PowerError
 from motte.power._monitor import LoginRefused, Lost, Reading, UpsMonitor
 from motte.power._notify import EventLog, Notifier, event_record
-from motte.power._plan import Plan
+from motte.power._plan import Plan, UpsConfig
 from motte.power._progress import (
     Action,
     Cancel,
@@ -84,17 +90,27 @@ class Watch:
         progress, _ = load_state(self.state_file)
         self.coordinator = Coordinator(plan, progress)
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        role = "primary" if plan.ups.username else None
-        self.monitor = UpsMonitor(
-            plan.ups, self.queue, role=role, poll_interval=plan.policy.poll_interval
-        )
+        self.monitors = {
+            str(ups.address): UpsMonitor(
+                ups,
+                self.queue,
+                role="primary" if ups.username else None,
+                poll_interval=plan.policy.poll_interval,
+            )
+            for ups in plan.upses
+        }
+        self.upses = {str(ups.address): ups for ups in plan.upses}
+        self.supplies = Supplies([ups.address for ups in plan.upses])
         self.runner = HostRunner(plan, clock=clock)
-        self.notifier = Notifier(plan.notify.command, plan.notify.events, plan.ups.address.ups)
+        #: Plan-level events (SHUTDOWN, steps) name every UPS, joined with commas.
+        self.all_names = ",".join(ups.address.ups for ups in plan.upses)
+        self.all_addresses = ",".join(self.upses)
+        self.notifier = Notifier(plan.notify.command, plan.notify.events, self.all_names)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._saved: str | None = None
         self._log: EventLog | None = None
-        self._monitor_task: asyncio.Task[None] | None = None
+        self._monitor_tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
@@ -106,9 +122,10 @@ class Watch:
 
     async def _run(self) -> None:
         self._log = EventLog(self.log_path)
-        monitor = asyncio.create_task(self.monitor.run(), name="ups-monitor")
-        self._monitor_task = monitor
-        monitor.add_done_callback(lambda _: self.queue.put_nowait(_MONITOR_ENDED))
+        for address, m in self.monitors.items():
+            task = asyncio.create_task(m.run(), name=f"ups-monitor {address}")
+            task.add_done_callback(lambda t: self.queue.put_nowait(_MonitorEnded(t)))
+            self._monitor_tasks.append(task)
         try:
             await self._act(self.coordinator.resume(self.clock()))
             while True:
@@ -123,30 +140,32 @@ class Watch:
                     item = None
                 await self._act(self._feed(item))
         finally:
-            monitor.cancel()
-            for task in [*self._tasks.values(), *self._background]:
+            for task in [*self._monitor_tasks, *self._tasks.values(), *self._background]:
                 task.cancel()
             await asyncio.gather(
-                monitor, *self._tasks.values(), *self._background, return_exceptions=True
+                *self._monitor_tasks,
+                *self._tasks.values(),
+                *self._background,
+                return_exceptions=True,
             )
             self._log.close()
 
     def _feed(self, item: object) -> list[Action]:
         now, c = self.clock(), self.coordinator
         if isinstance(item, Reading):
-            actions = c.observe(item.reading, now)
+            actions = self._supply(item.ups, self.supplies.observe(item.ups, item.reading, now))
         elif isinstance(item, Lost):
-            actions = c.comm_lost(now, item.reason)
+            actions = self._supply(item.ups, self.supplies.comm_lost(item.ups, item.reason))
         elif isinstance(item, StepResult):
             self._tasks.pop(item.key, None)
             actions = c.completed(item, now)
-        elif item is _MONITOR_ENDED:
-            assert self._monitor_task is not None
-            self._monitor_task.result()  # re-raise its crash, if it crashed
+        elif isinstance(item, _MonitorEnded):
+            if not item.task.cancelled():
+                item.task.result()  # re-raise its crash, if it crashed
             return []  # it ended after reporting LoginRefused, which is handled below
         elif isinstance(item, LoginRefused):
             raise PowerError(
-                f"NUT server {self.plan.ups.address} refused the login: {item.error}",
+                f"NUT server {item.ups} refused the login: {item.error}",
                 hint=item.error.hint or "check ups.username and its password, and upsd.users",
             )
         else:
@@ -155,6 +174,18 @@ class Watch:
         if item is not None and wake is not None and wake <= now:
             actions += c.tick(now)  # a busy queue must not starve the timers
         return actions
+
+    def _supply(self, address: str, update: Update) -> list[Action]:
+        """One UPS's news: its own events (several UPSes), then what the coordinator hears."""
+        now, c = self.clock(), self.coordinator
+        if not c.ups_events:  # several UPSes: name the one that changed
+            for kind, message in update.events:
+                self._emit(Event(kind, message), ups=self.upses[address])
+        if update.lost is not None:
+            return c.comm_lost(now, update.lost)
+        if update.reading is not None:
+            return c.observe(update.reading, now)
+        return []
 
     async def _act(self, actions: list[Action]) -> None:
         self._save()
@@ -187,38 +218,59 @@ class Watch:
         await self.queue.put(result)
 
     async def _ups_step(self, action: SetFsd | WaitSecondaries | CutPower) -> str:
-        if isinstance(action, SetFsd):
-            await self.monitor.fsd()
-            return "FSD set"
-        if isinstance(action, CutPower):
-            await self.monitor.instcmd("shutdown.return")
+        if isinstance(action, SetFsd | CutPower):
+            # Every UPS the plan logs into: each one's secondaries must hear FSD, and each
+            # one's load is cut. One UPS refusing does not spare the others.
+            many = len(self.monitors) > 1
+            done, failed = [], []
+            for address, m in self.monitors.items():
+                if isinstance(action, SetFsd) and self.upses[address].username is None:
+                    continue  # no login: FSD cannot be set there (plan check warned)
+                try:
+                    if isinstance(action, SetFsd):
+                        await m.fsd()
+                    else:
+                        await m.instcmd("shutdown.return")
+                    done.append(address)
+                except PowerError as e:
+                    failed.append(f"{address}: {e}" if many else str(e))
+            if failed:
+                raise PowerError("; ".join(failed))
+            if isinstance(action, SetFsd):
+                return f"FSD set on {', '.join(done)}" if many else "FSD set"
+            if many:
+                return f"{', '.join(done)} accepted shutdown.return"
             return "the UPS accepted shutdown.return"
         while True:
-            try:
-                count = await self.monitor.num_logins()
-            except PowerError:
-                count = None  # reconnecting: try again until the deadline
-            if count is not None and count <= 1:
+            waiting, unknown = 0, False
+            for address, m in self.monitors.items():
+                ours = 1 if self.upses[address].username else 0
+                try:
+                    waiting += max(await m.num_logins() - ours, 0)
+                except PowerError:
+                    unknown = True  # reconnecting: try again until the deadline
+            if not unknown and waiting == 0:
                 return "every secondary logged out"
             if self.clock() >= action.deadline:
-                raise _Timeout(f"{'?' if count is None else count - 1} secondaries still logged in")
+                raise _Timeout(f"{'?' if unknown else waiting} secondaries still logged in")
             await asyncio.sleep(0.5)
 
-    def _emit(self, event: Event) -> None:
-        record = event_record(
-            event, plan=self.plan.name, ups=str(self.plan.ups.address), now=self.clock()
-        )
+    def _emit(self, event: Event, ups: UpsConfig | None = None) -> None:
+        """Log and show ``event``, naming ``ups`` (the UPS it is about) or every UPS."""
+        address = str(ups.address) if ups is not None else self.all_addresses
+        record = event_record(event, plan=self.plan.name, ups=address, now=self.clock())
         assert self._log is not None
         self._log.write(record)
         if self.on_event is not None:
             self.on_event(record)
         if self.notifier.wants(event.kind):
-            task = asyncio.create_task(self._notify(event))
+            task = asyncio.create_task(self._notify(event, ups))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _notify(self, event: Event) -> None:
-        result = await self.notifier.notify(event.kind, event.message)
+    async def _notify(self, event: Event, ups: UpsConfig | None) -> None:
+        name = ups.address.ups if ups is not None else None
+        result = await self.notifier.notify(event.kind, event.message, name)
         if not result.ok:
             self._emit(
                 Event("notify-failed", f"notify command for {event.kind}: {result.describe()}")
@@ -226,7 +278,8 @@ class Watch:
 
     def _save(self) -> None:
         data = self.coordinator.p.to_dict()
-        text = json.dumps(data, sort_keys=True)
+        upses = self.supplies.to_list()
+        text = json.dumps([data, upses], sort_keys=True)
         if text == self._saved:
             return
         data["watch"] = {
@@ -234,6 +287,7 @@ class Watch:
             "plan": str(self.plan.source),
             "log": str(self.log_path),
             "saved": self.clock(),
+            "upses": upses,
         }
         atomic_write_text(
             self.state_file, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o640
@@ -264,4 +318,8 @@ class _Timeout(PowerError):
     pass
 
 
-_MONITOR_ENDED = object()
+class _MonitorEnded:
+    """A UPS monitor's task ended (after a refused login, or a crash to re-raise)."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
