@@ -180,3 +180,41 @@ def first(events: list[dict[str, Any]], kind: str, host: str | None = None) -> d
 
 def as_root() -> bool:
     return os.geteuid() == 0
+
+
+async def rehearse_many(
+    plan_path: Path,
+    simulators: list[tuple[Path, int]],
+    until: Callable[[list[dict[str, Any]]], bool],
+    *,
+    timeout: float = 30.0,
+    said: list[tuple[int, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """As :func:`rehearse`, with one simulator per (scenario, port): a plan with several UPSes.
+
+    What each simulator says (FSD set, shutdown.return, ...) goes to ``said`` as (port, text).
+    """
+    sims = []
+    for path, port in simulators:
+        on_event = None
+        if said is not None:
+            on_event = (lambda p: lambda _t, text: said.append((p, text)))(port)
+        sim = Simulator(load_scenario(path), port=port, on_event=on_event)
+        await sim.start()
+        sims.append(sim)
+    sim_tasks = [asyncio.create_task(sim.run()) for sim in sims]
+    events: list[dict[str, Any]] = []
+    watch = Watch(load_plan(plan_path), on_event=events.append)
+    watch_task = asyncio.create_task(watch.run())
+    start = time.monotonic()
+    try:
+        while not until(events):
+            if watch_task.done():
+                watch_task.result()
+                raise AssertionError("the watch stopped")
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"timed out; events: {[e['kind'] for e in events]}")
+            await asyncio.sleep(0.05)
+        return events
+    finally:
+        await stop_tasks(watch_task, *sim_tasks)

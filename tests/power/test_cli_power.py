@@ -182,3 +182,47 @@ def test_simulate_names_a_bad_scenario(cli, tmp_path):
     r = cli("power", "simulate", bad)
     assert r.exit_code == ExitStatus.FAILURE
     assert "step[0].volts: unknown key" in r.stderr
+
+
+def test_plan_check_of_the_two_ups_example_lists_every_ups(cli):
+    r = cli("power", "plan", "check", EXAMPLES / "two-ups.toml")
+    assert r.exit_code == 0, r.stderr
+    assert "UPS rack@127.0.0.1:34930 as motte (primary)" in r.stdout
+    assert "UPS aux@127.0.0.1:34931 as motte (primary)" in r.stdout
+    assert "the plan runs when any of the 2 is critical" in r.stdout
+    assert "ask every UPS for shutdown.return" in r.stdout
+    doc = json.loads(cli("power", "plan", "check", EXAMPLES / "two-ups.toml", "--json").stdout)
+    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34930", "aux@127.0.0.1:34931"]
+    assert doc["ups"] == "rack@127.0.0.1:34930,aux@127.0.0.1:34931"
+    one = json.loads(cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--json").stdout)
+    assert one["ups"] == "rack@127.0.0.1:3493" and len(one["upses"]) == 1
+
+
+def test_status_shows_each_ups_of_a_plan_with_several(cli, tmp_path, motte_home):
+    from motte.fsutil import atomic_write_text
+    from motte.power import load_plan
+    from motte.power._combine import Supplies
+
+    text = BASE.replace("[ups]\n", "[[ups]]\n").replace(
+        "[policy]\n", '[[ups]]\naddress = "aux@10.0.0.2"\n[policy]\n'
+    )
+    plan = load_plan(write_plan(tmp_path, text))
+    supplies = Supplies([u.address for u in plan.upses])
+    supplies.observe("rack@127.0.0.1:3493", UpsReading(("OL",), 100, 1800), 1000.0)
+    supplies.observe("aux@10.0.0.2:3493", UpsReading(("OB", "LB"), 12, 240), 1000.0)
+    supplies.comm_lost("aux@10.0.0.2:3493", "connection refused")
+    c = Coordinator(plan)
+    c.observe(UpsReading(("OB", "LB"), 12, 240), 1000.0)
+    state = c.p.to_dict()
+    state["watch"] = {"pid": os.getpid(), "plan": str(plan.source), "upses": supplies.to_list()}
+    atomic_write_text(motte_home / "power" / "lab.state.json", json.dumps(state))
+
+    r = cli("power", "status")
+    assert r.exit_code == 0, r.stderr
+    assert "UPSes (combined): OB LB, charge 12%, runtime 240s" in r.stdout
+    assert "rack@127.0.0.1:3493: OL, charge 100%, runtime 1800s" in r.stdout
+    assert re.search(r"aux@10\.0\.0\.2:3493: OB LB, charge 12%.*\(unreachable\)", r.stdout)
+    doc = json.loads(cli("power", "status", "--json").stdout)["plans"][0]
+    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:3493", "aux@10.0.0.2:3493"]
+    assert [u["comm_ok"] for u in doc["upses"]] == [True, False]
+    assert doc["reading"]["status"] == "OB LB"  # the combined view, as for one UPS

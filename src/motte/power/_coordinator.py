@@ -480,6 +480,10 @@ class Coordinator:
         p.final_steps, p.final = steps, -1
         return [Event("final", "every stage done: " + (", ".join(steps) or "nothing left"))]
 
+    @property
+    def _the_ups(self) -> str:
+        return "the UPS" if len(self.plan.upses) == 1 else "every UPS"
+
     def _final_running(self) -> bool:
         return any(t.kind == "final" for t in self.p.running.values())
 
@@ -503,10 +507,10 @@ class Coordinator:
         if step in ("self-drain", "self-stop"):
             p.hosts[self.me].state = STEP_STATE[step.removeprefix("self-")]
         text = {
-            "fsd": "setting FSD on the UPS for NUT secondaries",
+            "fsd": f"setting FSD on {self._the_ups} for NUT secondaries",
             "secondaries": f"waiting up to {span:g}s for NUT secondaries to log out",
             "self-drain": f"draining the coordinator {self.me}",
-            "cut-power": "asking the UPS to cut power and restore it (shutdown.return)",
+            "cut-power": f"asking {self._the_ups} to cut power and restore it (shutdown.return)",
             "self-stop": f"stopping the coordinator {self.me}",
         }[step]
         return [

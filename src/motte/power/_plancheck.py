@@ -229,7 +229,8 @@ def _timeline(
             entries.append(TimelineEntry(t, t + host.drain_time, "drain", coordinator))
             t += host.drain_time
         if pol.cut_power:
-            entries.append(TimelineEntry(t, t, "ask the UPS for shutdown.return"))
+            which = "the UPS" if len(plan.upses) == 1 else "every UPS"
+            entries.append(TimelineEntry(t, t, f"ask {which} for shutdown.return"))
         entries.append(TimelineEntry(t, t + host.stop_time, "stop the coordinator", coordinator))
         t += host.stop_time
     return entries, t - t0

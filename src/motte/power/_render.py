@@ -127,7 +127,8 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
         if plan.policy.fsd and any(u.username for u in plan.upses):
             tail.append(f"FSD, wait up to {plan.policy.secondaries_wait:g}s for NUT secondaries")
         if plan.policy.cut_power:
-            tail.append("ask the UPS for shutdown.return")
+            which = "the UPS" if len(plan.upses) == 1 else "every UPS"
+            tail.append(f"ask {which} for shutdown.return")
         if result.coordinator:
             tail.append(f"{result.coordinator} (the coordinator)")
         c.print("  then: " + " -> ".join(tail))
@@ -285,7 +286,8 @@ def status(files: list[Path], events: int, json_out: bool) -> None:
                 if r.get(k) is not None
             )
             seen = f" (changed {age:.0f}s ago)" if age is not None else ""
-            c.print(f"  UPS: {r['status']}{', ' + nums if nums else ''}{seen}{link}")
+            label = "UPS" if len(doc["upses"]) < 2 else "UPSes (combined)"
+            c.print(f"  {label}: {r['status']}{', ' + nums if nums else ''}{seen}{link}")
         if len(doc["upses"]) > 1:
             for u in doc["upses"]:
                 c.print(f"    {u['address']}: {_ups_line(u, now)}")

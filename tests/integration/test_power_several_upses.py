@@ -1,0 +1,204 @@
+"""A plan with two UPSes, each a simulator: every supply is required.
+
+One UPS stays on mains while the other goes on battery: a long cut on either is enough to
+shut the plan down in order (upsmon's MINSUPPLIES with every supply required); a short one is
+ridden out. Events and notifications name the UPS that changed.
+"""
+
+import asyncio
+import stat
+import textwrap
+
+import pytest
+
+from motte.power import PowerError
+from tests.power.rig import (
+    USERS,
+    calls,
+    first,
+    free_port,
+    kinds,
+    lab_plan,
+    recorder,
+    rehearse_many,
+    write,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def ups_scenario(folder, name: str, steps: str):
+    return write(folder, f"{name}.toml", f'ups = "{name}"\n{textwrap.dedent(steps)}\n{USERS}')
+
+
+def two_ups_plan(folder, rack_port: int, aux_port: int, rec, *, policy: str, aux_user="motte"):
+    """The rig's lab plan, watching rack (on rack_port) and aux (on aux_port)."""
+    path = lab_plan(folder, rack_port, rec, policy=policy)
+    text = path.read_text()
+    one = f'[ups]\naddress = "rack@127.0.0.1:{rack_port}"\n'
+    assert one in text
+    second = (
+        f'[[ups]]\naddress = "aux@127.0.0.1:{aux_port}"\nusername = "{aux_user}"\n'
+        'password_file = "nut.pw"\ntls = "off"\n'
+    )
+    text = text.replace(one, f'[[ups]]\naddress = "rack@127.0.0.1:{rack_port}"\n')
+    text = text.replace("[policy]\n", second + "[policy]\n", 1)
+    notify = folder / "notify.sh"
+    notify.write_text(f'#!/bin/sh\necho "$NOTIFYTYPE $UPSNAME" >> {folder / "notified.log"}\n')
+    notify.chmod(notify.stat().st_mode | stat.S_IXUSR)
+    text = text.replace("[hosts.switch]", f'[notify]\ncommand = ["{notify}"]\n[hosts.switch]', 1)
+    path.write_text(text)
+    return path
+
+
+ON_LINE = """
+[[step]]
+at = 0
+status = "OL"
+charge = 100
+runtime = 1800
+"""
+
+
+def notified(folder) -> list[str]:
+    path = folder / "notified.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_one_ups_on_battery_then_low_shuts_the_plan_down_in_order(tmp_path):
+    rack_port, aux_port = free_port(), free_port()
+    rec, log = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE)
+    aux = ups_scenario(
+        tmp_path,
+        "aux",
+        ON_LINE
+        + """
+        [[step]]
+        at = 0.5
+        status = "OB DISCHRG"
+        charge = 80
+        runtime = 900
+        [[step]]
+        at = 2
+        status = "OB DISCHRG LB"
+        charge = 20
+        runtime = 240
+        """,
+    )
+    plan = two_ups_plan(
+        tmp_path, rack_port, aux_port, rec, policy="ride_through = 30\ncut_power = true"
+    )
+    said: list[tuple[int, str]] = []
+    events = asyncio.run(
+        rehearse_many(
+            plan,
+            [(rack, rack_port), (aux, aux_port)],
+            lambda ev: "down" in kinds(ev) and len(notified(tmp_path)) >= 3,
+            said=said,
+        )
+    )
+    rack_addr, aux_addr = f"rack@127.0.0.1:{rack_port}", f"aux@127.0.0.1:{aux_port}"
+    order = [(host, what) for _, host, what in calls(log)]
+    assert order == [
+        ("app", "drain"),
+        ("app", "poweroff"),
+        ("nas", "drain"),
+        ("nas", "poweroff"),
+        ("pi", "poweroff"),
+    ]
+    # aux went on battery, then low: the plan ran at LB, not after the 30 s ride-through
+    onbatt, lowbatt, shutdown = (first(events, k) for k in ("ONBATT", "LOWBATT", "SHUTDOWN"))
+    assert onbatt["ups"] == aux_addr and onbatt["message"].startswith("aux: on battery")
+    assert lowbatt["ups"] == aux_addr
+    assert shutdown["ups"] == f"{rack_addr},{aux_addr}"
+    assert shutdown["message"].startswith("rack,aux: shutdown started: the UPS reports low")
+    assert shutdown["ts"] - onbatt["ts"] < 10
+    assert [e["ups"] for e in events if e["kind"] == "ONBATT"] == [aux_addr]  # rack stayed OL
+    # FSD and shutdown.return went to both UPSes, for each one's secondaries and load
+    for port in (rack_port, aux_port):
+        texts = [t for p, t in said if p == port]
+        assert any("FSD" in t for t in texts), texts
+        assert any("shutdown.return" in t for t in texts), texts
+    # the notify command heard which UPS changed, and every UPS for the plan's own events
+    lines = notified(tmp_path)
+    assert "ONBATT aux" in lines and "LOWBATT aux" in lines and "SHUTDOWN rack,aux" in lines
+    assert "ONBATT rack" not in lines and "LOWBATT rack" not in lines  # rack stayed on mains
+
+
+def test_a_short_cut_on_the_second_ups_is_ridden_out(tmp_path):
+    rack_port, aux_port = free_port(), free_port()
+    rec, log = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE)
+    aux = ups_scenario(
+        tmp_path,
+        "aux",
+        ON_LINE
+        + """
+        [[step]]
+        at = 0.5
+        status = "OB DISCHRG"
+        charge = 90
+        [[step]]
+        at = 2
+        status = "OL CHRG"
+        """,
+    )
+    plan = two_ups_plan(
+        tmp_path, rack_port, aux_port, rec, policy="ride_through = 4\nmains_stable = 1"
+    )
+    events = asyncio.run(
+        rehearse_many(
+            plan,
+            [(rack, rack_port), (aux, aux_port)],
+            lambda ev: "ridden-out" in kinds(ev),
+            timeout=15,
+        )
+    )
+    aux_addr = f"aux@127.0.0.1:{aux_port}"
+    assert [(e["kind"], e["ups"]) for e in events if e["kind"] in ("ONBATT", "ONLINE")] == [
+        ("ONBATT", aux_addr),
+        ("ONLINE", aux_addr),
+    ]
+    assert "riding-through" in kinds(events)
+    assert "SHUTDOWN" not in kinds(events) and calls(log) == []
+
+
+def test_a_login_refused_by_either_ups_stops_the_watch_naming_it(tmp_path):
+    rack_port, aux_port = free_port(), free_port()
+    rec, _ = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE)
+    aux = ups_scenario(tmp_path, "aux", ON_LINE)
+    plan = two_ups_plan(tmp_path, rack_port, aux_port, rec, policy="", aux_user="intruder")
+    with pytest.raises(PowerError, match=f"aux@127.0.0.1:{aux_port} refused the login"):
+        asyncio.run(
+            rehearse_many(plan, [(rack, rack_port), (aux, aux_port)], lambda ev: False, timeout=10)
+        )
+
+
+def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
+    from motte.cli.power import _ups_runtime
+    from motte.power import Simulator, load_plan, load_scenario
+
+    rack_port, aux_port = free_port(), free_port()
+    rec, _ = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE)
+    aux = ups_scenario(tmp_path, "aux", ON_LINE.replace("runtime = 1800", "runtime = 700"))
+    plan = load_plan(two_ups_plan(tmp_path, rack_port, aux_port, rec, policy=""))
+
+    async def main() -> float:
+        sims = [
+            Simulator(load_scenario(rack), port=rack_port),
+            Simulator(load_scenario(aux), port=aux_port),
+        ]
+        for sim in sims:
+            await sim.start()
+        tasks = [asyncio.create_task(sim.run()) for sim in sims]
+        try:
+            return await _ups_runtime(plan)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert asyncio.run(main()) == 700
