@@ -202,3 +202,42 @@ def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     assert asyncio.run(main()) == 700
+
+
+def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
+    from motte.power import NutClient
+
+    rack_port, aux_port = free_port(), free_port()
+    rec, log = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE + '[[step]]\nat = 0.5\nstatus = "OB LB"\n')
+    aux = ups_scenario(tmp_path, "aux", ON_LINE)
+    plan = two_ups_plan(
+        tmp_path, rack_port, aux_port, rec, policy="ride_through = 30\nsecondaries_wait = 1.5"
+    )
+
+    async def main() -> list[dict]:
+        secondary: list[NutClient] = []
+
+        async def follow_aux() -> None:  # a NUT secondary of aux only, never logging out
+            await asyncio.sleep(0.3)  # the simulator is up
+            client = await NutClient.connect("127.0.0.1", aux_port)
+            await client.authenticate("observer", "pw")
+            await client.login("aux")
+            secondary.append(client)
+
+        follower = asyncio.create_task(follow_aux())
+        try:
+            return await rehearse_many(
+                plan, [(rack, rack_port), (aux, aux_port)], lambda ev: "down" in kinds(ev)
+            )
+        finally:
+            await follower
+            for client in secondary:
+                await client.close()
+
+    events = asyncio.run(main())
+    waited = next(
+        e for e in events if e["kind"] == "step-done" and e["data"]["step"] == "secondaries"
+    )
+    assert waited["message"] == "secondaries timed out: 1 secondaries still logged in"
+    assert calls(log)[-1][1:] == ("pi", "poweroff")  # the battery does not wait for them
