@@ -241,3 +241,33 @@ def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
     )
     assert waited["message"] == "secondaries timed out: 1 secondaries still logged in"
     assert calls(log)[-1][1:] == ("pi", "poweroff")  # the battery does not wait for them
+
+
+def test_a_cut_is_acted_on_while_a_ups_last_seen_on_mains_is_unreachable(tmp_path):
+    """rack's server goes away while on mains (a dead switch, say): it is assumed on mains,
+    as upsmon assumes, and aux's cut still shuts the plan down without waiting for rack."""
+    rack_port, aux_port = free_port(), free_port()
+    rec, log = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE + "\n[[step]]\nat = 0.5\noffline = true\n")
+    aux = ups_scenario(
+        tmp_path,
+        "aux",
+        ON_LINE
+        + """
+        [[step]]
+        at = 1.5
+        status = "OB DISCHRG LB"
+        charge = 20
+        runtime = 240
+        """,
+    )
+    plan = two_ups_plan(tmp_path, rack_port, aux_port, rec, policy="ride_through = 30")
+    events = asyncio.run(
+        rehearse_many(plan, [(rack, rack_port), (aux, aux_port)], lambda ev: "down" in kinds(ev))
+    )
+    rack_addr = f"rack@127.0.0.1:{rack_port}"
+    commbad, shutdown = first(events, "COMMBAD"), first(events, "SHUTDOWN")
+    assert commbad["ups"] == rack_addr and commbad["ts"] < shutdown["ts"]
+    assert not [e for e in events if e["kind"] == "COMMOK"]  # rack never came back
+    assert "low" in shutdown["message"]
+    assert [host for _, host, _ in calls(log)] == ["app", "app", "nas", "nas", "pi"]

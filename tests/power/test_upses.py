@@ -136,22 +136,51 @@ def test_nothing_is_fed_until_every_ups_was_read():
     assert second.events == []
 
 
-def test_a_lost_ups_is_a_lost_link_until_every_ups_answers_again():
+def test_a_ups_lost_on_line_is_assumed_on_line_and_the_others_still_count():
+    """upsmon's rule for a dead UPS last seen on line: a cut on another UPS must be acted on
+    while the lost one (behind a dead switch, say) is away."""
     s = Supplies([A, B])
     s.observe(SA, r("OL", 100), 1.0)
     s.observe(SB, r("OL", 100), 1.0)
     lost = s.comm_lost(SB, "connection refused")
-    assert lost.lost == "connection refused" and lost.reading is None
+    assert lost.lost is None  # the coordinator keeps its view
     assert lost.events == [("COMMBAD", "aux: UPS unreachable: connection refused")]
     again = s.comm_lost(SB, "connection refused")
-    assert again.lost == "connection refused" and again.events == []  # one COMMBAD per loss
-    # the other UPS changes: the coordinator still hears nothing while aux is lost
+    assert again.lost is None and again.events == []  # one COMMBAD per loss
     meanwhile = s.observe(SA, r("OB", 90), 2.0)
-    assert meanwhile.reading is None and [k for k, _ in meanwhile.events] == ["ONBATT"]
+    assert meanwhile.reading == r("OB", 90) and [k for k, _ in meanwhile.events] == ["ONBATT"]
+    assert [u["comm_ok"] for u in s.to_list()] == [True, False]
     back = s.observe(SB, r("OL", 100), 3.0)
     assert back.events == [("COMMOK", "aux: UPS reachable again: OL, charge 100%")]
     assert back.reading == r("OB", 90)
     assert [u["comm_ok"] for u in s.to_list()] == [True, True]
+
+
+def test_a_ups_lost_on_battery_is_a_lost_link_until_it_answers_again():
+    """Last seen on battery: the coordinator hears the loss, and its dead-UPS rule runs."""
+    s = Supplies([A, B])
+    s.observe(SA, r("OL", 100), 1.0)
+    s.observe(SB, r("OB", 80), 1.0)
+    lost = s.comm_lost(SB, "connection refused")
+    assert lost.lost == "connection refused" and lost.reading is None
+    assert s.comm_lost(SB, "connection refused").lost == "connection refused"
+    meanwhile = s.observe(SA, r("OL", 100), 2.0)
+    assert meanwhile.reading is None  # the view waits for the dead one
+    back = s.observe(SB, r("OL", 100), 3.0)
+    assert back.reading == r("OL", 100)
+
+
+def test_a_ups_never_read_is_a_lost_link():
+    s = Supplies([A, B])
+    s.observe(SA, r("OL", 100), 1.0)
+    assert s.comm_lost(SB, "connection refused").lost == "connection refused"
+    assert s.observe(SA, r("OB", 90), 2.0).reading is None
+
+
+def test_one_ups_lost_on_line_is_still_a_lost_link():
+    s = Supplies([A])
+    s.observe(SA, r("OL", 100), 1.0)
+    assert s.comm_lost(SA, "gone").lost == "gone"  # one UPS: as before the several-UPS change
 
 
 def test_each_ups_raises_its_own_events_and_a_waiting_one_says_nothing():

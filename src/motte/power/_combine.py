@@ -11,10 +11,14 @@ reading (:func:`combine`):
   the load the highest.
 
 :class:`Supplies` keeps each UPS's last reading and link, and says what the coordinator must
-hear: the combined reading, only once every UPS has been read since the start and none is
-unreachable; and a lost link whenever any UPS is lost (the coordinator's dead-UPS rule then
-applies to the combined view, as it does to one UPS). It also names the upsmon events of each
-UPS (ONBATT, COMMBAD, ...) so notifications say which UPS changed. Pure: no sockets, no clock.
+hear: the combined reading, once every UPS has been read since the start. An unreachable UPS
+is judged as upsmon judges a dead one: last seen on line, it is assumed still on line (its
+last reading stays in the view, so the others are still acted on: a cut on another UPS must
+not wait for a switch to come back); last seen on battery (or never seen), the coordinator
+hears a lost link and its dead-UPS rule applies (on battery and unreachable for
+``dead_after`` counts as critical). With one UPS the coordinator hears every lost link, as
+before. It also names the upsmon events of each UPS (ONBATT, COMMBAD, ...) so notifications
+say which UPS changed. Pure: no sockets, no clock.
 """
 
 from __future__ import annotations
@@ -104,15 +108,27 @@ class Supplies:
         return out
 
     def comm_lost(self, address: str, reason: str) -> Update:
-        out = Update(lost=reason)
+        out = Update()
         if self.lost[address] is None:
             self.lost[address] = reason
             out.events.append(("COMMBAD", f"{self.names[address]}: UPS unreachable: {reason}"))
+        if len(self.names) == 1 or self._dead(address):
+            out.lost = reason
         return out
 
+    def _dead(self, address: str) -> bool:
+        """Lost, and not to be assumed on line: last seen on battery, or never seen."""
+        if self.lost[address] is None:
+            return False
+        last = self.readings[address]
+        return last is None or last.waiting or last.on_battery
+
     def combined(self) -> UpsReading | None:
-        """The view the coordinator acts on: None until every UPS was read and while any is lost."""
-        if any(v is not None for v in self.lost.values()):
+        """The view the coordinator acts on: None until every UPS was read, and while a lost
+        UPS cannot be assumed on line (the coordinator then runs its dead-UPS rule)."""
+        if len(self.names) == 1 and any(v is not None for v in self.lost.values()):
+            return None
+        if any(self._dead(a) for a in self.names):
             return None
         readings = [r for r in self.readings.values() if r is not None]
         if len(readings) < len(self.readings):
