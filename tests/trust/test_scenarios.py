@@ -340,3 +340,36 @@ def test_a_publication_by_a_key_outside_the_roots_rotation_is_a_note_not_a_signe
     assert len(notes) == 1 and notes[0].status == Status.NOTE
     assert f"signed by {eve.keyid[:16]}, which" in notes[0].message
     assert "outside its rotation): not counted" in notes[0].message
+
+
+def test_provenance_that_names_no_exact_commit_fails_integrity_source(world):
+    """A signed, logged provenance whose commit is a branch name: the bytes cannot be tied
+    to a source, whatever else the statement says."""
+    from motte.sign import sign_statement
+    from motte.sign._predicates import BUILD_TYPE, SLSA_PROVENANCE
+
+    world.release("1.0", b"hello", provenance=False)
+    sign_statement(
+        REF,
+        [world.ci],
+        SLSA_PROVENANCE,
+        {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "source": "https://example.org/acme/hello",
+                    "commit": "main",
+                },
+                "resolvedDependencies": [],
+            },
+            "runDetails": {"builder": {"id": "https://ci.example.org/builder"}},
+        },
+    )
+    source = [
+        r
+        for r in assess(REF, world.policy()).area("integrity").rules
+        if r.rule == "integrity.source"
+    ]
+    assert [r.status for r in source] == [N]
+    assert "does not name an exact source" in source[0].message
+    assert "'main' is not a full git commit id" in source[0].message
