@@ -226,3 +226,20 @@ def test_status_shows_each_ups_of_a_plan_with_several(cli, tmp_path, motte_home)
     assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:3493", "aux@10.0.0.2:3493"]
     assert [u["comm_ok"] for u in doc["upses"]] == [True, False]
     assert doc["reading"]["status"] == "OB LB"  # the combined view, as for one UPS
+
+
+def test_simulate_says_why_it_cannot_listen(cli):
+    import socket
+
+    scenario = EXAMPLES / "long-cut.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = cli("power", "simulate", scenario, "--listen", f"127.0.0.1:{port}")
+    assert r.exit_code == ExitStatus.USAGE
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    assert "is a upsd already on that port?" in r.stderr
+    r = cli("power", "simulate", scenario, "--listen", "no-such-host.invalid:3493")
+    assert r.exit_code == ExitStatus.USAGE and "Traceback" not in r.stderr
+    assert "upsd already" not in r.stderr and "an address of this machine" in r.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -118,9 +119,12 @@ def simulate(
         try:
             bound = await sim.start()
         except OSError as e:
+            in_use = e.errno == errno.EADDRINUSE
             raise UsageError(
                 f"cannot listen on {listen}: {e.strerror}",
-                hint="is a upsd already on that port? try --listen 127.0.0.1:34930",
+                hint="is a upsd already on that port? try --listen 127.0.0.1:34930"
+                if in_use
+                else "give HOST:PORT with an address of this machine, e.g. 127.0.0.1:34930",
             ) from None
         render.simulator_banner(sc, host, bound, json_out)
         await sim.run(until_end=stop_after)
