@@ -18,7 +18,7 @@ workload reaches the machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ class KeepIdentity:
     certificate: KeepCertificate
     steward: str
     backend: str
+    #: The names asked for: a renewal asks for the same ones.
+    sans: tuple[str, ...] = DEFAULT_SANS
+    #: The backend that produced the evidence: a renewal asks it for fresh evidence.
+    source: Backend | None = field(default=None, compare=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -54,6 +58,26 @@ class KeepIdentity:
 
         return TlsIdentity(
             self.chain_pem, self.key_pem, attested=True, description=self.description
+        )
+
+    def reattest(self, *, timeout: float = 30.0) -> KeepIdentity:
+        """Attest again, exactly as at start: a fresh key, a fresh nonce, fresh evidence from
+        the same backend, the same workload digest and names. The Steward audits it and
+        judges it under its current policy; a refusal raises as at start.
+
+        The key is new on every renewal, never reused: the evidence binds a key made now,
+        as at start, so the Steward's decision is about this key in this Keep today; a key
+        that leaked (from a process dump, say) is useless once its certificate expires; and
+        nothing outside this process ever needs to know the key stayed the same."""
+        if self.source is None:
+            raise ValueError("this identity does not know its backend; it cannot be renewed")
+        assert self.certificate.workload_digest is not None
+        return attest_keep(
+            self.steward,
+            self.certificate.workload_digest,
+            self.source,
+            sans=self.sans,
+            timeout=timeout,
         )
 
 
@@ -94,7 +118,9 @@ def attest_keep(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return KeepIdentity(key_pem, chain_pem, certificate, steward, backend.name)
+    return KeepIdentity(
+        key_pem, chain_pem, certificate, steward, backend.name, tuple(sans), backend
+    )
 
 
 def check_issued_chain(
