@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from motte.keep import PreparedWorkload
     from motte.keep.serve._identity import TlsIdentity
     from motte.keep.serve._options import BoundListener, ServeOptions
+    from motte.keep.serve._renew import Renewer
 
 log = logging.getLogger("motte.keep.serve")
 
@@ -87,11 +88,13 @@ def serve_workload(
     identity: TlsIdentity | None = None,
     json: bool = False,
     options: ServeOptions | None = None,
+    renewer: Renewer | None = None,
 ) -> int:
     """Serve the workload's listeners until SIGTERM/SIGINT; the exit status (0 once stopped).
 
-    Without an ``identity``, TLS listeners present :func:`self_signed_identity`'s; without
-    ``options``, one process serves per CPU.
+    Without an ``identity``, TLS listeners present :func:`self_signed_identity`'s (never
+    renewed: it is valid for a day); without ``options``, one process serves per CPU. An
+    attested identity comes with its ``renewer``, which re-attests before it expires.
     """
     from motte.keep.serve._identity import self_signed_identity
     from motte.keep.serve._options import ServeOptions, cpus
@@ -112,7 +115,9 @@ def serve_workload(
             log.info("listening: %s %s (%s)", b.name, b.url, _describe(b, identity))
         log.info("serving %s (%s); stop with SIGTERM or Ctrl-C", workload.digest, workload.kind)
 
-    stats = serve(workload, listeners, identity, ready=ready, options=options)
+    stats = serve(workload, listeners, identity, ready=ready, options=options, renewer=renewer)
+    if renewer is not None:
+        identity = renewer.identities.current  # the one new connections got last
     counts = stats.as_dict()
     log.info("stopped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
     if json:

@@ -44,6 +44,7 @@ from motte.keep.serve._errors import ServeError
 from motte.keep.serve._identity import TlsIdentity, server_context
 from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats, default_instances
 from motte.keep.serve._pool import InstanceSlots
+from motte.keep.serve._renew import Identities, Renewer
 
 if TYPE_CHECKING:
     import ssl
@@ -278,24 +279,40 @@ def serve(
     ready: Callable[[list[BoundListener]], None] | None = None,
     stop: threading.Event | None = None,
     options: ServeOptions | None = None,
+    renewer: Renewer | None = None,
 ) -> ServeStats:
     """Serve ``listeners`` until a signal or ``stop``; return the counters (summed over the
     worker processes) after a graceful stop.
 
     ``identity`` is required when any listener has ``tls = true``. ``ready`` is called with
     the bound listeners once every socket listens, in every process. Signals are handled
-    only when called from the main thread; elsewhere set ``stop``.
+    only when called from the main thread; elsewhere set ``stop``. A ``renewer`` (an
+    attested identity's: :mod:`motte.keep.serve._renew`) runs while serving, and each
+    identity it installs is what every process's new TLS handshakes use from then on;
+    ``identity`` is then ignored for its ``renewer.identities.current``.
     """
     from motte.keep.serve._worker import Workers
 
     options = options or ServeOptions()
+    identities = None
+    if renewer is not None:
+        identities = renewer.identities
+        identity = identities.current
+    elif identity is not None:
+        identities = Identities(identity)
     check_serveable(prepared, listeners, identity)
     sockets: list[list[socket.socket]] = []
     try:
         for listen in listeners:
             sockets.append(bind(listen, options.host))
         workers = Workers(prepared, listeners, identity, options, sockets)
+        if identities is not None:
+            # Before start: the workers' first config carries the newest identity, and
+            # every later one follows on their standard input.
+            identities.watch(workers.send_identity)
         workers.start()
+        if renewer is not None:
+            renewer.start()
         try:
             stats = serve_sockets(
                 prepared,
@@ -307,8 +324,13 @@ def serve(
                 stop=stop,
                 on_stop=workers.stop,
                 on_force=workers.force,
+                identities=identities,
             )
         finally:
+            if renewer is not None:
+                renewer.stop()
+            if identities is not None:
+                identities.unwatch(workers.send_identity)
             worker_stats = workers.finish()
         stats.add(worker_stats)
     finally:
@@ -352,19 +374,31 @@ def serve_sockets(
     on_force: Callable[[], None] | None = None,
     signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
     tag: str = "",
+    identities: Identities | None = None,
 ) -> ServeStats:
-    """Serve on already bound sockets (one list per listener) in this process."""
+    """Serve on already bound sockets (one list per listener) in this process. With
+    ``identities``, new TLS handshakes use its current identity, swapped on each update;
+    ``identity`` is then only the first."""
     # An instance per request: the pooling allocator makes each one cheaper.
     serving = Serving(prepared.for_many_instances(), options, tag)
     request = _StopRequest(stop, on_force)
     previous: dict[int, Any] = {}
     watchdog = Watchdog(serving)
     acceptor: Acceptor | None = None
+    swap: Callable[[TlsIdentity], None] | None = None
     try:
-        listening = [
-            Listening(listen, socks, _context(listen, identity))
-            for listen, socks in zip(listeners, sockets, strict=True)
-        ]
+        if identities is None:
+            listening = [
+                Listening(listen, socks, _context(listen, identity))
+                for listen, socks in zip(listeners, sockets, strict=True)
+            ]
+        else:
+            listening = [
+                Listening(listen, socks, None)
+                for listen, socks in zip(listeners, sockets, strict=True)
+            ]
+            swap = _swapper(listening, tag)
+            identities.watch(swap)  # installs the current identity at once
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 previous[sig] = signal.signal(sig, request.on_signal)
@@ -379,6 +413,8 @@ def serve_sockets(
             on_stop()
         _stop(serving, acceptor, request)
     finally:
+        if identities is not None and swap is not None:
+            identities.unwatch(swap)
         if acceptor is not None:
             acceptor.stop()
         watchdog.stop()
@@ -386,6 +422,30 @@ def serve_sockets(
             signal.signal(sig, handler)
         serving.close()
     return serving.stats
+
+
+def _swapper(listening: list[Listening], tag: str) -> Callable[[TlsIdentity], None]:
+    """What installs a (renewed) identity: a new SSLContext per TLS listener, each swapped
+    in by one attribute assignment (atomic), so a new handshake gets the old context or
+    the new one, never a mix; a connection already open keeps the context it was
+    handshaken with. Every context is built before any is swapped: a chain OpenSSL refuses
+    changes nothing."""
+    first = True
+
+    def swap(identity: TlsIdentity) -> None:
+        nonlocal first
+        contexts = [_context(lst.listen, identity) for lst in listening]
+        for lst, context in zip(listening, contexts, strict=True):
+            lst.context = context
+        if not first and tag:  # the parent logs the renewal itself; a worker says it has it
+            log.info(
+                "%s: new connections get the renewed certificate (sha256 %s)",
+                tag,
+                identity.leaf_sha256,
+            )
+        first = False
+
+    return swap
 
 
 def _context(listen: Listen, identity: TlsIdentity | None) -> ssl.SSLContext | None:

@@ -8,12 +8,17 @@ requests however many threads it has (bench/serve.py; docs/performance.md). ``se
 each new connection to one of the processes. The parent does not wait for its workers: it
 serves at once, alone until they listen too.
 
-A worker gets, on its standard input, one JSON document: the manifest (every field, so the
+A worker gets, on its standard input, one JSON line: the manifest (every field, so the
 command line's overrides hold), the workload digest the parent prepared, the TLS identity
 (the key travels through the pipe, never a file), the options and the listening sockets'
 descriptor numbers (inherited). It prepares the workload itself (a cache hit: the parent
 compiled it), refuses to serve if the digest differs, writes ``ready`` on standard output,
 serves until SIGTERM, and writes its counters as one JSON line before it exits.
+
+After the config, each further line on its standard input is a message: today only
+``{"identity": {...}}``, a renewed identity (:mod:`motte.keep.serve._renew`) that the
+worker's new TLS handshakes use from then on (:func:`read_messages`). End of file means
+stop: the parent closed the pipe, or died.
 """
 
 from __future__ import annotations
@@ -95,18 +100,59 @@ def worker_config(
             "manifest": encode_record(prepared.manifest),
             "digest": prepared.digest,
             "listeners": encode_record(tuple(listeners)),
-            "identity": None
-            if identity is None
-            else {
-                "chain": identity.certificate_chain_pem.decode("ascii"),
-                "key": identity.private_key_pem.decode("ascii"),
-                "attested": identity.attested,
-                "description": identity.description,
-            },
+            "identity": encode_identity(identity),
             "options": {f: getattr(options, f) for f in options._fields()},
             "fds": fds,
         }
     ).encode()
+
+
+def encode_identity(identity: Any) -> dict[str, Any] | None:
+    """A TlsIdentity as JSON-able data (the key included: it travels through the pipe)."""
+    if identity is None:
+        return None
+    return {
+        "chain": identity.certificate_chain_pem.decode("ascii"),
+        "key": identity.private_key_pem.decode("ascii"),
+        "attested": identity.attested,
+        "description": identity.description,
+    }
+
+
+def decode_identity(data: Any) -> Any:
+    from motte.keep.serve._identity import TlsIdentity
+
+    if data is None:
+        return None
+    return TlsIdentity(
+        data["chain"].encode(),
+        data["key"].encode(),
+        attested=data["attested"],
+        description=data["description"],
+    )
+
+
+def identity_message(identity: Any) -> bytes:
+    """The line that tells a running worker to serve a renewed identity."""
+    return json.dumps({"identity": encode_identity(identity)}).encode() + b"\n"
+
+
+def read_messages(stream: Any, on_identity: Any) -> None:
+    """A worker's standard input after its config line: one JSON message per line, until
+    end of file (the parent closed it to stop the worker, or died). ``{"identity": ...}``
+    calls ``on_identity`` with the decoded TlsIdentity. A line that cannot be read is
+    logged and skipped: the worker keeps the identity it has."""
+    for line in stream:
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line)
+            identity = decode_identity(message["identity"])
+        except Exception as e:
+            log.warning("a message from the parent process was not understood: %s", e)
+            continue
+        if identity is not None:
+            on_identity(identity)
 
 
 class _Worker:
@@ -154,9 +200,16 @@ class Workers:
         options: Any,
         sockets: list[list[socket.socket]],
     ) -> None:
-        self._args = (prepared, listeners, identity, options)
+        self._prepared = prepared
+        self._listeners = listeners
+        self._identity = identity
+        self._options = options
         self._sockets = sockets
         self._workers: list[_Worker] = []
+        # Start and a renewal's send_identity take turns: a worker gets the newest identity
+        # in its config, or its config first and then the renewal. Re-entrant: a second
+        # SIGTERM's handler (force, then stop) may interrupt the main thread inside stop.
+        self._lock = threading.RLock()
         self._stop_timeout = (
             options.stop_timeout
             if options.stop_timeout is not None
@@ -166,26 +219,53 @@ class Workers:
 
     def start(self) -> None:
         fds = [[sock.fileno() for sock in socks] for socks in self._sockets]
-        for index in range(1, self.count + 1):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "motte.keep.serve._worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                pass_fds=[fd for group in fds for fd in group],
-            )
-            assert proc.stdin is not None
-            proc.stdin.write(worker_config(*self._args, fds, index) + b"\n")
-            proc.stdin.flush()
-            self._workers.append(_Worker(index, proc))
+        with self._lock:
+            for index in range(1, self.count + 1):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "motte.keep.serve._worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    pass_fds=[fd for group in fds for fd in group],
+                )
+                assert proc.stdin is not None
+                config = worker_config(
+                    self._prepared, self._listeners, self._identity, self._options, fds, index
+                )
+                proc.stdin.write(config + b"\n")
+                proc.stdin.flush()
+                self._workers.append(_Worker(index, proc))
+
+    def send_identity(self, identity: Any) -> None:
+        """Tell every running worker to present ``identity`` to new connections (one line
+        on its standard input); workers started later get it in their config."""
+        with self._lock:
+            if identity is self._identity:
+                return
+            self._identity = identity
+            line = identity_message(identity)
+            for worker in self._workers:
+                stdin = worker.proc.stdin
+                if stdin is None:  # stopping
+                    continue
+                try:
+                    stdin.write(line)
+                    stdin.flush()
+                except OSError as e:  # gone: finish() reports it
+                    log.warning(
+                        "worker process %d did not take the renewed certificate: %s",
+                        worker.index,
+                        e.strerror or e,
+                    )
 
     def stop(self) -> None:
         """Graceful: a worker stops when its stdin ends."""
-        for worker in self._workers:
-            proc = worker.proc
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-                proc.stdin = None
+        with self._lock:
+            for worker in self._workers:
+                proc = worker.proc
+                if proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                    proc.stdin = None
 
     def force(self) -> None:
         """Skip the wait for in-flight work (a worker's second stop request)."""
@@ -232,8 +312,8 @@ def main() -> int:
     """Entry point of a worker process (``python -m motte.keep.serve._worker``)."""
     from motte.errors import MotteError
     from motte.keep import PreparedWorkload
-    from motte.keep.serve._identity import TlsIdentity
     from motte.keep.serve._options import ServeOptions
+    from motte.keep.serve._renew import Identities
     from motte.keep.serve._run import configure_logging
     from motte.keep.serve._server import serve_sockets
 
@@ -251,17 +331,7 @@ def main() -> int:
             raise MotteError(
                 f"the workload changed on disk: {prepared.digest}, not {config['digest']}"
             )
-        ident = config["identity"]
-        identity = (
-            None
-            if ident is None
-            else TlsIdentity(
-                ident["chain"].encode(),
-                ident["key"].encode(),
-                attested=ident["attested"],
-                description=ident["description"],
-            )
-        )
+        identity = decode_identity(config["identity"])
         listeners = decode_record(config["listeners"])
         sockets = [[socket.socket(fileno=fd) for fd in fds] for fds in config["fds"]]
         options = ServeOptions(**config["options"])
@@ -272,9 +342,11 @@ def main() -> int:
         _say(json.dumps({"error": f"{type(e).__name__}: {e}"}))
         return 1
     stop = threading.Event()
+    identities = Identities(identity) if identity is not None else None
 
     def parent_gone() -> None:
-        sys.stdin.buffer.read()  # returns at end of file: the parent closed it, or died
+        # Renewed identities until end of file: the parent closed it, or died.
+        read_messages(sys.stdin.buffer, identities.update if identities else lambda _i: None)
         stop.set()
 
     threading.Thread(target=parent_gone, name="motte-parent", daemon=True).start()
@@ -288,6 +360,7 @@ def main() -> int:
         stop=stop,
         signals=(signal.SIGTERM,),
         tag=f"w{config['index']}",
+        identities=identities,
     )
     _say(json.dumps({"stats": stats.as_dict()}))
     return 0
