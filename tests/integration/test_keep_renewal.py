@@ -25,6 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+import motte.keep.serve
 from motte.keep import PreparedWorkload
 from motte.keep._attest import attest_keep
 from motte.keep.backends import get_backend
@@ -273,3 +274,52 @@ def test_a_refused_or_failed_renewal_keeps_the_old_certificate_and_says_why(
         decisions = [r.decision for r in s.store.audit()]
         assert decisions.count("accepted") == 1
         assert len(decisions) == 2 and decisions[-1] != "accepted"
+
+
+def test_motte_run_serves_an_attested_identity_with_a_renewer(tmp_path, steward, monkeypatch):
+    """``motte run``'s path: the renewer it hands the listeners re-attests through the
+    Steward that issued the first certificate, for the same workload and names."""
+    import motte.keep.serve._run as run_module
+    from motte.cli._run_fast import RunOptions, _serve
+
+    s, sock = steward
+    given: dict[str, object] = {}
+
+    def fake_serve_workload(workload, *, identity, json, renewer):
+        given.update(identity=identity, renewer=renewer)
+        return 0
+
+    # motte.cli._run_fast imports it from the package, which caches it once loaded.
+    monkeypatch.setattr(run_module, "serve_workload", fake_serve_workload)
+    monkeypatch.setattr(motte.keep.serve, "serve_workload", fake_serve_workload, raising=False)
+    with steward_at(s, sock) as url:
+        keep = Keep(tmp_path, url)  # attested, not serving
+        assert _serve(keep.workload, RunOptions(str(tmp_path)), keep.identity) == 0
+        renewer = given["renewer"]
+        assert isinstance(renewer, Renewer)
+        assert renewer.steward == url
+        assert renewer.identities.current is given["identity"]
+        assert renewer.renew_now() is True
+    new = x509.load_pem_x509_certificates(renewer.identities.current.certificate_chain_pem)[0]
+    assert format(new.serial_number, "x") != keep.identity.certificate.serial
+    rows = s.store.audit()
+    assert [r.decision for r in rows] == ["accepted", "accepted"]
+    assert rows[0].sans == rows[1].sans
+    assert {r.workload_digest for r in rows} == {keep.workload.digest}
+
+
+def test_a_keep_without_a_steward_has_no_renewer(tmp_path, monkeypatch):
+    import motte.keep.serve._run as run_module
+    from motte.cli._run_fast import RunOptions, _serve
+
+    given: dict[str, object] = {}
+
+    def fake_serve_workload(workload, **kw):
+        given.update(kw)
+        return 0
+
+    monkeypatch.setattr(run_module, "serve_workload", fake_serve_workload)
+    monkeypatch.setattr(motte.keep.serve, "serve_workload", fake_serve_workload, raising=False)
+    workload = PreparedWorkload.prepare(load_manifest(EXAMPLES / "http-hello" / "Motte.toml"))
+    assert _serve(workload, RunOptions("x")) == 0
+    assert given["identity"] is None and given["renewer"] is None

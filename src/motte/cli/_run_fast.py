@@ -271,12 +271,22 @@ def _say_attested(identity: Any) -> None:
 def _serve(workload: Any, opts: RunOptions, identity: Any = None) -> int:
     """A manifest with [[listen]] entries is served until SIGTERM or Ctrl-C, a fresh instance
     per HTTP request or TCP connection (motte.keep.serve), instead of run once. An attested
-    Keep serves the Steward's certificate; without a Steward, a self-signed one."""
+    Keep serves the Steward's certificate, renewed before it expires; without a Steward, a
+    self-signed one."""
     from motte.keep.serve import serve_workload
 
+    renewer = None
     try:
         tls = identity.tls_identity() if identity is not None else None
-        return serve_workload(workload, identity=tls, json=opts.json)
+        if identity is not None:
+            from motte.keep.serve._renew import Renewer
+
+            # The Steward's certificate is short-lived: attest again, the same way, before
+            # it expires (docs/keeps.md, "Renewal").
+            renewer = Renewer(
+                tls, lambda: identity.reattest().tls_identity(), steward=identity.steward
+            )
+        return serve_workload(workload, identity=tls, json=opts.json, renewer=renewer)
     except MotteError as e:
         _report(e)
         return int(ExitStatus.RUN_ERROR)

@@ -125,7 +125,8 @@ def run(
     key, the Steward's nonce, evidence binding both and the workload digest; only with
     the Steward's certificate does it fetch the workload, by that digest. With a trust
     policy, a package runs only when the policy accepts it (motte trust). A manifest
-    that declares listeners is served (TLS with that certificate) instead of run once.
+    that declares listeners is served (TLS with that certificate, renewed by attesting
+    again at two thirds of its lifetime) instead of run once.
 
     \b
       motte run examples/hello -- Alice Bob
