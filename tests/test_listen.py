@@ -2,7 +2,8 @@ import socket
 
 import pytest
 
-from motte._listen import bind_listener, is_loopback_host, parse_listen
+from motte._listen import bind_listener, parse_listen
+from motte._net import is_loopback_host
 from motte.errors import UsageError
 
 EXAMPLE = "127.0.0.1:8470"

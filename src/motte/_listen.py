@@ -3,7 +3,6 @@ transparency log, a witness): parsed, bound and shown the same way by each."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 from motte.errors import UsageError
@@ -15,15 +14,6 @@ def parse_listen(listen: str, *, example: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"--listen {listen!r}: expected HOST:PORT (e.g. {example})")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_listener(listen: str, *, example: str) -> tuple[socket.socket, str]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from motte._net import is_loopback_host
 from motte._toml import KeyPath, format_path, line_of
 from motte.errors import ConfigError, UsageError
 from motte.keep._digest import check_digest, is_digest
@@ -284,7 +285,7 @@ def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
         port = parts.port  # raises ValueError on a malformed port
     except ValueError as e:
         raise Invalid(path, f"not a URL: {e}") from None
-    loopback = parts.scheme == "http" and _is_loopback(parts.hostname or "")
+    loopback = parts.scheme == "http" and is_loopback_host(parts.hostname or "")
     if (parts.scheme != "https" and not loopback) or not parts.hostname:
         raise Invalid(
             path,
@@ -297,17 +298,6 @@ def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
         raise Invalid(path, "must not have a query or fragment")
     del port
     return url
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 Validator = Callable[[Any, KeyPath, _Context], Any]

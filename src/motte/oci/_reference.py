@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
+from motte._net import is_loopback_host
 from motte.oci._digest import is_digest
 from motte.oci._errors import InsecureTransportError, ReferenceSyntaxError
 
@@ -141,17 +141,13 @@ def parse_reference(text: str, *, default_tag: str | None = DEFAULT_TAG) -> Refe
 
 
 def is_loopback(host_port: str) -> bool:
+    """Whether a registry's ``host[:port]`` (``[v6]:port`` too) is this machine."""
     host = host_port
     if host.startswith("["):
         host = host[1 : host.index("]")]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def check_transport(ref: Reference, *, allow_insecure_http: bool = False) -> None:

@@ -16,23 +16,13 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+from motte._net import is_loopback_host
 from motte.errors import UsageError
 from motte.steward.errors import AttestationRefusedError, StewardUnreachableError
 
 MAX_SMALL = 64 * 1024
 MAX_PROBLEM = 2 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_steward_url(url: str) -> str:
@@ -44,7 +34,7 @@ def check_steward_url(url: str) -> str:
         raise UsageError(f"steward {url!r}: not a URL: {e}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UsageError(f"steward {url!r}: expected https://HOST[:PORT]")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise UsageError(
             f"steward {url!r}: plain http is allowed only to a loopback address",
             hint="use https:// (the Steward with --tls-cert/--tls-key)",

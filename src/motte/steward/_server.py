@@ -25,7 +25,8 @@ from typing import Any
 # Imported only to serve; FastAPI resolves the endpoints' annotations from module globals.
 from fastapi import FastAPI, Request, Response
 
-from motte._listen import bind_listener, is_loopback_host, parse_listen
+from motte._listen import bind_listener, parse_listen
+from motte._net import is_loopback_host
 from motte.errors import UsageError
 from motte.steward._csr import MAX_CSR_BYTES
 from motte.steward._service import PROBLEM_TYPES, Decision, Steward
