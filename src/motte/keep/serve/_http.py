@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from motte.errors import MotteError
+from motte.keep.serve._accept import tls_handshake
 from motte.keep.serve._cgi import (
     CgiRequest,
     CgiResponse,
@@ -50,7 +51,7 @@ from motte.keep.serve._cgi import (
 from motte.keep.serve._conn import INSTANCE, READING, WRITING
 from motte.keep.serve._errors import BadGatewayError, BadRequestError
 from motte.keep.serve._request import CommonRequest, parse_common_request
-from motte.keep.serve._server import FRESH_GRACE, tls_handshake
+from motte.keep.serve._server import FRESH_GRACE
 
 if TYPE_CHECKING:
     from motte.keep import RunResult

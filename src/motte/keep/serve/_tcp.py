@@ -33,9 +33,9 @@ import time
 from typing import TYPE_CHECKING
 
 from motte.errors import MotteError
+from motte.keep.serve._accept import tls_handshake
 from motte.keep.serve._conn import STREAM
 from motte.keep.serve._http import GONE, READ_SIZE, _close_after_answer
-from motte.keep.serve._server import tls_handshake
 
 if TYPE_CHECKING:
     from motte.keep import RunResult
