@@ -18,7 +18,9 @@ Keep and Steward share :func:`bind_report_data` (what goes in REPORT_DATA) and
 :class:`Evidence` (what a Keep backend hands over).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from motte._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from motte.attest._binding import bind_report_data, expected_report_data
@@ -115,12 +117,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'motte.attest' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

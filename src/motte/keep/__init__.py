@@ -39,8 +39,9 @@ fetches the workload by the attested digest (docs/keeps.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from motte._lazy import lazy_exports
 from motte.keep._digest import check_digest, file_digest, is_digest, workload_digest
 
 if TYPE_CHECKING:
@@ -94,12 +95,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'motte.keep' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

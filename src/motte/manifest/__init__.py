@@ -23,8 +23,7 @@ Unknown keys and wrong types are errors naming the file, the line and the key
 The reference for every key is docs/running.md.
 """
 
-from typing import Any
-
+from motte._lazy import lazy_exports
 from motte.manifest._errors import ManifestError
 from motte.manifest._load import (
     MAX_MANIFEST_BYTES,
@@ -74,14 +73,8 @@ __all__ = [
 
 # The validators (and the TOML key locator) load only when a manifest or a flag is parsed:
 # a bare module runs without them.
-_LAZY = {"dir_from_flag", "env_from_flag", "limit_from_flag"}
+_LAZY = dict.fromkeys(
+    ("dir_from_flag", "env_from_flag", "limit_from_flag"), "motte.manifest._schema"
+)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'motte.manifest' has no attribute {name!r}")
-    from motte.manifest import _schema
-
-    value = getattr(_schema, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -15,8 +15,7 @@ workload it talks to::
 docs/keeps.md for the formats, OIDs and API.
 """
 
-from typing import Any
-
+from motte._lazy import lazy_exports
 from motte.steward._asn1 import KeepEvidence, VerdictSummary
 from motte.steward._client import StewardClient, check_steward_url
 from motte.steward._config import SanPattern, StewardConfig, StewardPaths, steward_dir
@@ -81,12 +80,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'motte.steward' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

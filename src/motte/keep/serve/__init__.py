@@ -16,8 +16,9 @@ describes what a guest sees and what it must answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from motte._lazy import lazy_exports
 from motte.keep.serve._errors import BadGatewayError, BadRequestError, IdentityError, ServeError
 from motte.keep.serve._identity import TlsIdentity, self_signed_identity, server_context
 from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats
@@ -45,12 +46,4 @@ __all__ = [
 _LAZY = {"serve": "motte.keep.serve._server", "serve_workload": "motte.keep.serve._run"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'motte.keep.serve' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
