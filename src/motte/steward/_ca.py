@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from motte._tls_leaf import tls_leaf_key_usage
 from motte.fsutil import atomic_write_bytes
 from motte.steward._config import SanPattern, StewardPaths
 from motte.steward.errors import StewardConfigError, StewardNotInitialisedError
@@ -203,17 +204,7 @@ class StewardCa:
             .add_extension(x509.SubjectAlternativeName(list(sans)), critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                tls_leaf_key_usage(),
                 critical=True,
             )
             .add_extension(

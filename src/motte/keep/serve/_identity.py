@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from motte._tls_leaf import tls_leaf_key_usage
 from motte.keep._record import Record
 from motte.keep.serve._errors import IdentityError
 
@@ -182,17 +183,7 @@ def self_signed_identity(
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            tls_leaf_key_usage(),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
