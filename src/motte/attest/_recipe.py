@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,13 @@ from motte.attest._evidence import (
 from motte.attest._memo import INTEL_COLLATERAL, intel_chain_cache
 from motte.attest._policy import Policy, default_policy
 from motte.attest._tsm import parse_tsm_capture
-from motte.attest._validate import validate_intel, validate_sim, validate_snp
+from motte.attest._validate import (
+    DEBUG_FIELD,
+    check_debug,
+    validate_intel,
+    validate_sim,
+    validate_snp,
+)
 from motte.attest._verdict import Verdict
 from motte.attest._x509 import Bundle, load_bundle
 from motte.attest.collateral import CollateralCache
@@ -412,19 +418,19 @@ def _debug_seen_unverified(evidence: Any, policy: Policy) -> list[RuleResult]:
     missing collateral can be fetched; a debug TEE stays one). Only ever a failure, on a
     verdict already rejected: unverified claims never pass a rule."""
     debug = getattr(getattr(evidence, "body", evidence), "debug", False)
-    if debug is not True or policy.allow_debug:
+    if debug is not True:
         return []
-    field = {"tdx": "TDATTRIBUTES.DEBUG", "sgx": "ATTRIBUTES.DEBUG"}.get(
-        getattr(evidence, "tee", None), "POLICY.DEBUG"
-    )
+    log = CheckLog("policy")
+    kind = getattr(evidence, "tee", "snp")  # an SNP report does not say; Intel quotes do
+    check_debug(log, True, DEBUG_FIELD.get(kind, DEBUG_FIELD["snp"]), policy)
     return [
-        RuleResult(
-            "policy",
-            "debug",
-            "fail",
-            f"{field} is set: a debug TEE exposes its memory; the policy forbids it "
-            "(read from the evidence as parsed: its verification did not complete)",
+        replace(
+            r,
+            reason=f"{r.reason} (read from the evidence as parsed: its verification did "
+            "not complete)",
         )
+        for r in log.results
+        if r.outcome == "fail"
     ]
 
 

@@ -55,6 +55,10 @@ def check_kind(log: CheckLog, kind: str, policy: Policy) -> None:
         log.bad("kind", f"{kind} is not in allowed_kinds ({', '.join(policy.allowed_kinds)})")
 
 
+#: The field that says "debug", per TEE kind, as the verdict names it.
+DEBUG_FIELD = {"snp": "POLICY.DEBUG", "tdx": "TDATTRIBUTES.DEBUG", "sgx": "ATTRIBUTES.DEBUG"}
+
+
 def check_debug(log: CheckLog, debug: bool, what: str, policy: Policy) -> None:
     if not debug:
         log.ok("debug", f"{what} is clear: not a debug TEE")
@@ -84,7 +88,7 @@ def validate_snp(v: SnpVerified, policy: Policy) -> list[RuleResult]:
     r = v.report
     gp = r.guest_policy
     check_kind(log, "snp", policy)
-    check_debug(log, gp.debug, "POLICY.DEBUG", policy)
+    check_debug(log, gp.debug, DEBUG_FIELD["snp"], policy)
     if gp.migrate_ma and not p.allow_migrate_ma:
         log.bad(
             "migrate-ma",
@@ -191,7 +195,7 @@ def validate_intel(v: Any, policy: Policy) -> list[RuleResult]:
     log = CheckLog("policy")
     tee = v.tee
     check_kind(log, tee, policy)
-    check_debug(log, v.debug, "TDATTRIBUTES.DEBUG" if tee == "tdx" else "ATTRIBUTES.DEBUG", policy)
+    check_debug(log, v.debug, DEBUG_FIELD[tee], policy)
     if tee == "tdx":
         p = policy.tdx
         check_tcb_status(
