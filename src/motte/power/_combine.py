@@ -28,15 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from motte.power._client import UpsAddress
-from motte.power._status import UpsReading, status_events
-
-_EVENT_TEXT = {
-    "ONBATT": "on battery",
-    "ONLINE": "back on mains",
-    "LOWBATT": "battery low",
-    "FSD": "forced shutdown set",
-    "REPLBATT": "battery needs replacing",
-}
+from motte.power._status import EVENT_TEXT, UpsReading, status_events
 
 
 def combine(readings: Sequence[UpsReading]) -> UpsReading:
@@ -100,7 +92,7 @@ class Supplies:
         previous = self.readings[address]
         if not reading.waiting:
             for kind in status_events(previous, reading):
-                out.events.append((kind, f"{label}: {_EVENT_TEXT[kind]}: {reading.describe()}"))
+                out.events.append((kind, f"{label}: {EVENT_TEXT[kind]}: {reading.describe()}"))
             self.readings[address], self.read_at[address] = reading, now
         elif previous is None:
             self.readings[address], self.read_at[address] = reading, now

@@ -52,7 +52,7 @@ from motte.power._progress import (
     Task,
     WaitSecondaries,
 )
-from motte.power._status import UpsReading, status_events
+from motte.power._status import EVENT_TEXT, UpsReading, status_events
 
 #: A step whose result has not arrived this long after its deadline is given up on.
 RESULT_GRACE = 5.0
@@ -120,7 +120,7 @@ class Coordinator:
         if reading.waiting:  # upsd is (re)connecting to its driver: learn nothing from it
             return out + self._evaluate(now)
         for kind in status_events(p.reading, reading) if self.ups_events else []:
-            out.append(self._notify(kind, f"{_EVENT_TEXT[kind]}: {reading.describe()}"))
+            out.append(self._notify(kind, f"{EVENT_TEXT[kind]}: {reading.describe()}"))
         p.reading, p.reading_at = reading, now
         if "FSD" not in reading.status:
             p.fsd_ours = False  # upsd restarted, or the UPS power-cycled: the latch is gone
@@ -588,12 +588,3 @@ class Coordinator:
     def _notify(self, kind: str, message: str, data: dict[str, object] | None = None) -> Event:
         names = ",".join(u.address.ups for u in self.plan.upses)
         return Event(kind, f"{names}: {message}", data=dict(data or {}))
-
-
-_EVENT_TEXT = {
-    "ONBATT": "on battery",
-    "ONLINE": "back on mains",
-    "LOWBATT": "battery low",
-    "FSD": "forced shutdown set",
-    "REPLBATT": "battery needs replacing",
-}

@@ -92,6 +92,16 @@ class UpsReading:
         return ", ".join(parts)
 
 
+#: What each event of :func:`status_events` means, for notifications and the event log.
+EVENT_TEXT = {
+    "ONBATT": "on battery",
+    "ONLINE": "back on mains",
+    "LOWBATT": "battery low",
+    "FSD": "forced shutdown set",
+    "REPLBATT": "battery needs replacing",
+}
+
+
 def status_events(previous: UpsReading | None, current: UpsReading) -> list[str]:
     """The upsmon events raised by going from ``previous`` to ``current`` (None: first look)."""
     if current.waiting:
