@@ -118,8 +118,6 @@ class Supplies:
     def combined(self) -> UpsReading | None:
         """The view the coordinator acts on: None until every UPS was read, and while a lost
         UPS cannot be assumed on line (the coordinator then runs its dead-UPS rule)."""
-        if len(self.names) == 1 and any(v is not None for v in self.lost.values()):
-            return None
         if any(self._dead(a) for a in self.names):
             return None
         readings = [r for r in self.readings.values() if r is not None]
