@@ -30,6 +30,8 @@ from motte.keep.serve._errors import IdentityError
 if TYPE_CHECKING:
     import ssl
 
+    from cryptography import x509
+
 #: How long a self-signed certificate is valid: short, because nothing can revoke it.
 SELF_SIGNED_LIFETIME = dt.timedelta(days=1)
 #: Clocks differ; a certificate valid from a few minutes ago is accepted by a slow client.
@@ -82,14 +84,18 @@ class TlsIdentity(Record):
         )
 
     @property
+    def leaf(self) -> x509.Certificate:
+        """The leaf certificate (the first of the chain), parsed."""
+        from cryptography import x509
+
+        return x509.load_pem_x509_certificates(self.certificate_chain_pem)[0]
+
+    @property
     def leaf_der(self) -> bytes:
         """The leaf certificate, DER-encoded."""
-        from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        return x509.load_pem_x509_certificates(self.certificate_chain_pem)[0].public_bytes(
-            Encoding.DER
-        )
+        return self.leaf.public_bytes(Encoding.DER)
 
     @property
     def leaf_sha256(self) -> str:
@@ -99,10 +105,7 @@ class TlsIdentity(Record):
     @property
     def not_after(self) -> dt.datetime:
         """When the leaf certificate expires (UTC)."""
-        from cryptography import x509
-
-        leaf = x509.load_pem_x509_certificates(self.certificate_chain_pem)[0]
-        return leaf.not_valid_after_utc
+        return self.leaf.not_valid_after_utc
 
 
 def _check_pair(chain_pem: bytes, key_pem: bytes) -> None:

@@ -91,17 +91,12 @@ class Identities:
 
 
 def _validity(identity: TlsIdentity) -> tuple[dt.datetime, dt.datetime]:
-    from cryptography import x509
-
-    leaf = x509.load_pem_x509_certificates(identity.certificate_chain_pem)[0]
+    leaf = identity.leaf
     return leaf.not_valid_before_utc, leaf.not_valid_after_utc
 
 
 def _serial(identity: TlsIdentity) -> str:
-    from cryptography import x509
-
-    leaf = x509.load_pem_x509_certificates(identity.certificate_chain_pem)[0]
-    return format(leaf.serial_number, "x")
+    return format(identity.leaf.serial_number, "x")
 
 
 def _one_line(text: str) -> str:
@@ -171,7 +166,7 @@ class Renewer:
             self.failures = 0
             self.identities.update(new)
             self._changed.set()
-        not_after = _validity(new)[1]
+        not_after = new.not_after
         log.info(
             "renewed: the Steward %s issued certificate %s until %s; new connections get it",
             self.steward,
