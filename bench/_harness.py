@@ -7,14 +7,25 @@ so ``from _harness import ...`` finds this module.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import statistics
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary directory removed when the benchmark exits, however it exits short of a
+    kill: a benchmark run leaves nothing behind in the temporary directory."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @dataclass

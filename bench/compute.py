@@ -37,11 +37,10 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _harness import ROOT, Case, dump, interleave, table, unit, verdict
+from _harness import ROOT, Case, dump, interleave, scratch_dir, table, unit, verdict
 
 TARGET = 1.3
 
@@ -136,10 +135,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args()
 
-    os.environ.setdefault("MOTTE_HOME", tempfile.mkdtemp(prefix="motte-bench-"))
+    os.environ.setdefault("MOTTE_HOME", str(scratch_dir("motte-bench-home-")))
     from motte.manifest import load_manifest
 
-    tmp = Path(tempfile.mkdtemp(prefix="motte-bench-compute-"))
+    tmp = scratch_dir("motte-bench-compute-")
     sha_native, files_native, compiler = build_native(tmp)
     print(f"native build: {compiler}; wasm: the committed examples (zig cc, wasm32-wasi)")
 

@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _harness import ROOT, Case, dump, interleave, table
+from _harness import ROOT, Case, dump, interleave, scratch_dir, table
 
 NOOP = '(module (memory (export "memory") 1) (func (export "_start")))'
 TARGET_US = 100.0
@@ -59,11 +57,11 @@ def main() -> int:
 
     import wasmtime
 
-    os.environ.setdefault("MOTTE_HOME", tempfile.mkdtemp(prefix="motte-bench-"))
+    os.environ.setdefault("MOTTE_HOME", str(scratch_dir("motte-bench-home-")))
     from motte.keep import PreparedWorkload
     from motte.manifest import load_manifest, manifest_for_module
 
-    tmp = Path(tempfile.mkdtemp(prefix="motte-bench-instance-"))
+    tmp = scratch_dir("motte-bench-instance-")
     noop_path = tmp / "noop.wasm"
     noop_path.write_bytes(wasmtime.wat2wasm(NOOP))
     noop = PreparedWorkload.prepare(manifest_for_module(noop_path))

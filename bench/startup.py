@@ -30,11 +30,10 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _harness import ROOT, Case, dump, interleave, table, verdict
+from _harness import ROOT, Case, dump, interleave, scratch_dir, table, verdict
 
 HELLO = ROOT / "examples" / "hello"
 TARGET = 1.3
@@ -91,7 +90,7 @@ def main() -> int:
 
     import wasmtime
 
-    tmp = Path(tempfile.mkdtemp(prefix="motte-bench-startup-"))
+    tmp = scratch_dir("motte-bench-startup-")
     # Every process may cache its bytecode (into a private prefix, not the checkout), as an
     # installed motte does: PYTHONDONTWRITEBYTECODE would recompile motte's modules on every
     # run while wasmtime's came precompiled from its wheel.
