@@ -34,8 +34,9 @@ def connect(
         str,
         typer.Option(
             "--expect-digest",
-            metavar="sha256:HEX",
-            help="The workload the Keep must be running (its package digest).",
+            metavar="sha256:HEX|REF",
+            help="The workload the Keep must be running: its package digest, or a package "
+            "in your local store (NAMESPACE/NAME:TAG), whose digest is taken.",
             show_default=False,
         ),
     ],
@@ -59,8 +60,11 @@ def connect(
 
     \b
       motte connect https://127.0.0.1:8443/ --steward-ca ca.pem --expect-digest sha256:...
+      motte connect https://127.0.0.1:8443/ --steward-ca ca.pem --expect-digest acme/web:1.0
     """
     from motte.steward import connect_keep
+
+    expect_digest = _expected_digest(expect_digest)
 
     with connect_keep(
         url,
@@ -113,3 +117,20 @@ def connect(
         sys.stdout.buffer.write(response.body)
         sys.stdout.flush()
     return int(ExitStatus.OK)
+
+
+def _expected_digest(value: str) -> str:
+    """A digest as given, or the digest of a package the local store holds under ``value``
+    (a registry is never asked: what the client expects must be what it already has)."""
+    if value.startswith("sha256:"):
+        return value
+    from motte.errors import UsageError
+    from motte.oci import load_workload, parse_reference
+
+    ref = parse_reference(value)
+    if not ref.is_local:
+        raise UsageError(
+            f"--expect-digest {value}: a digest (sha256:HEX) or a package in the local store",
+            hint="pull it first (motte pull), then name it without the registry",
+        )
+    return load_workload(ref).digest

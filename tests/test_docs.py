@@ -1,0 +1,193 @@
+"""The docs run as written: every ```sh block of README.md and docs/*.md is either run here,
+in order, page by page, in a scratch copy of the examples with its own MOTTE_HOME, or marked
+illustrative with the reason (the convention is in tests/mdblocks.py).
+
+A page's blocks share one shell's state as a reader's terminal would: what one block
+exports or the directory it changes to holds for the next. Background blocks (a Steward, a
+registry, a log server) are started as the page says, waited for, and stopped when the page
+is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.mdblocks import Block, DocError, check_convention, read_blocks
+
+#: The pages held to the convention. Every page of docs/ joins as its quick start is made to
+#: run as written (test_every_doc_page_is_held_to_it lists the ones still outside).
+PAGES = [REPO / "README.md"]
+
+
+def _blocks(page: Path) -> list[Block]:
+    try:
+        return read_blocks(page)
+    except DocError as e:
+        pytest.fail(str(e))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_command_block_is_runnable_or_says_why_not(page: Path) -> None:
+    problems = check_convention(_blocks(page))
+    assert not problems, "\n".join(problems)
+
+
+def _ready(spec: str) -> bool:
+    if spec.startswith("tcp:"):
+        host, _, port = spec[4:].rpartition(":")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 1):
+            return True
+        return False
+    try:
+        with urllib.request.urlopen(spec, timeout=2) as r:
+            return r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+class Page:
+    """One page's blocks run in one scratch directory, in order."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.cwd = tmp / "work"
+        self.cwd.mkdir()
+        # The reader's checkout: its examples (copied: commands may write there) and its .venv.
+        (self.cwd / ".venv").symlink_to(Path(sys.executable).parents[1])
+        shutil.copytree(
+            REPO / "examples",
+            self.cwd / "examples",
+            ignore=shutil.ignore_patterns("*.o", "__pycache__"),
+        )
+        bindir = Path(sys.executable).parent
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MOTTE_", "PYTEST_"))}
+        self.env.update(
+            MOTTE_HOME=str(tmp / "home"),
+            HOME=str(tmp / "user"),
+            PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+            NO_COLOR="1",
+            COLUMNS="100",
+        )
+        (tmp / "user").mkdir()
+        self.state = tmp / "shell-state.sh"
+        self.background: list[tuple[Block, subprocess.Popen[bytes], Path]] = []
+
+    def _script(self, block: Block, *, keep_state: bool) -> list[str]:
+        """bash with the page's shell state loaded before the block (and saved after it)."""
+        state = str(self.state)
+        save = (
+            f'trap \'rc=$?; {{ export -p; printf "cd %q\\n" "$PWD"; }} > {state!r}; '
+            "exit $rc' EXIT\n"
+            if keep_state
+            else ""
+        )
+        head = f"if [ -f {state!r} ]; then . {state!r}; fi\n{save}set -e -o pipefail\n"
+        return ["bash", "-c", head + block.script]
+
+    def run(self, block: Block) -> None:
+        if block.background:
+            self._start(block)
+            return
+        r = subprocess.run(
+            self._script(block, keep_state=True),
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=block.timeout,
+        )
+        assert r.returncode == block.exit, (
+            f"{block.where}: exit {r.returncode}, the doc expects {block.exit}\n"
+            f"{block.script}--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
+        )
+
+    def _start(self, block: Block) -> None:
+        log = self.cwd / f".background-{block.line}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                self._script(block, keep_state=False),
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.background.append((block, proc, log))
+        assert block.ready is not None
+        deadline = time.monotonic() + block.timeout
+        while not _ready(block.ready):
+            # A block that ends in `cmd &` exits 0 at once and leaves its server running.
+            if proc.poll() not in (None, 0):
+                pytest.fail(
+                    f"{block.where}: the background command exited {proc.returncode} before "
+                    f"{block.ready} answered\n{block.script}{log.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"{block.where}: {block.ready} did not answer in {block.timeout} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for _block, proc, _log in reversed(self.background):
+            # The whole process group: a block's `cmd &` outlives the bash that started it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextlib.contextmanager
+def _page(tmp: Path) -> Iterator[Page]:
+    page = Page(tmp)
+    try:
+        yield page
+    finally:
+        page.stop()
+
+
+RUNNABLE = [p for p in PAGES if any(b.runs for b in read_blocks(p))]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
+def test_the_page_runs_as_written(page: Path, tmp_path: Path) -> None:
+    with _page(tmp_path) as runner:
+        for block in _blocks(page):
+            if block.runs:
+                runner.run(block)
+
+
+@pytest.mark.integration
+def test_the_demo_runs(tmp_path: Path) -> None:
+    """What `make demo` runs once motte is installed: every step checks its own exit status."""
+    bindir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTTE_")}
+    env.update(
+        MOTTE=str(bindir / "motte"),
+        PYTHON=sys.executable,
+        MOTTE_HOME=str(tmp_path / "home"),
+        TMPDIR=str(tmp_path),
+    )
+    r = subprocess.run(
+        ["sh", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    assert "Done." in r.stdout
