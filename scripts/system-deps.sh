@@ -3,12 +3,13 @@
 #   venv  python3-venv (Debian splits ensurepip out of python3)
 #   test  the real peers the integration tests start on 127.0.0.1:
 #         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog,
-#         git (motte rebuild clones the recorded source), wrk (bench/serve.py's load)
+#         git (motte rebuild clones the recorded source), wrk (bench/serve.py's load),
+#         ovmf (real edk2 firmware that motte measure is checked on against sev-snp-measure)
 set -eu
 
 case "${1:-test}" in
   venv) pkgs="python3-venv" ;;
-  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf" ;;
   *) echo "usage: $0 venv|test" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,1 @@
+"""Reference values from what you built: SNP MEASUREMENT, TDX MRTD/RTMRs (``motte measure``)."""
