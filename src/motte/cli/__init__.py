@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("motte.cli.run", "cache_app", "Manage the compiled-artifact cache."),
     "platform": ("motte.cli.platform", "app", "What Keep backends this machine supports."),
     "attest": ("motte.cli.attest", "app", "Parse and verify TEE attestation evidence."),
+    "measure": ("motte.cli.measure", "app", "Compute the launch measurement a policy pins."),
     "steward": ("motte.cli.steward", "app", "The attestation service and CA."),
     "connect": ("motte.cli.connect", "connect", "Connect to a Keep and verify what it is."),
     "package": ("motte.cli.oci", "package", "Build an OCI artifact from a workload directory."),

@@ -283,9 +283,9 @@ def metadata_digest(ld: bytes, layout: SnpLayout, hashes: KernelHashes | None, v
     return ld
 
 
-def no_kernel_hashes_error() -> FirmwareError:
+def no_kernel_hashes_error(name: str = "the firmware") -> FirmwareError:
     return FirmwareError(
-        "the firmware's SEV metadata has no SNP_KERNEL_HASHES section, so QEMU cannot measure "
+        f"{name}: its SEV metadata has no SNP_KERNEL_HASHES section, so QEMU cannot measure "
         "a kernel, initrd or command line with it: the kernel would run unmeasured",
         hint="build OVMF from edk2's OvmfPkg/AmdSev/AmdSevX64.dsc for measured direct boot, "
         "or boot without --kernel (then the measurement covers the firmware only)",
@@ -294,8 +294,11 @@ def no_kernel_hashes_error() -> FirmwareError:
 
 def extend_vmsas(ld: bytes, pages: Iterable[bytes]) -> Iterator[bytes]:
     """The LD after each VMSA in turn (the n-th value is the digest with n+1 vCPUs)."""
+    prev, digest = None, b""
     for page in pages:
-        ld = _page_info(ld, hashlib.sha384(page).digest(), PAGE_VMSA, VMSA_GPA)
+        if page is not prev:  # the APs share one page: hash it once
+            prev, digest = page, hashlib.sha384(page).digest()
+        ld = _page_info(ld, digest, PAGE_VMSA, VMSA_GPA)
         yield ld
 
 
@@ -328,8 +331,9 @@ def snp_launch_digest_from(
     """The MEASUREMENT, starting from the digest after the firmware's pages."""
     sig = check_vm_shape(vcpus, vcpu_sig, vmm)
     ld = metadata_digest(firmware_digest, layout, kernel_hashes, vmm)
-    for ld in extend_vmsas(ld, vmsa_pages(vcpus, layout.ap_reset_eip, guest_features, sig, vmm)):  # noqa: B007
-        pass
+    pages = vmsa_pages(vcpus, layout.ap_reset_eip, guest_features, sig, vmm)
+    for digest in extend_vmsas(ld, pages):
+        ld = digest
     return ld
 
 
@@ -350,7 +354,7 @@ def snp_launch_digest(
     """
     layout = SnpLayout.of(firmware)
     if kernel_hashes is not None and not layout.has_kernel_hashes:
-        raise no_kernel_hashes_error()
+        raise no_kernel_hashes_error(firmware.name)
     check_vm_shape(vcpus, vcpu_sig, vmm)
     if firmware_digest is None:
         firmware_digest = firmware_pages_digest(firmware)
