@@ -30,6 +30,8 @@ motte attest verify quote.bin --collateral pcs.json --at 2025-07-01: Intel, at a
 
 motte attest verify ev.bin --policy prod.toml --report-data HEX --json: your policy, a nonce, JSON
 
+motte attest verify ev.bin --policy measured.toml --measure-inputs ref.json: on a measurement mismatch, which input explains it
+
 See docs/attestation.md for the policy reference and what each check means."""  # noqa: E501
 
 app = typer.Typer(
@@ -187,6 +189,16 @@ def verify(
             "--online", help="Fetch missing collateral from AMD KDS / Intel PCS (and cache it)."
         ),
     ] = False,
+    measure_inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--measure-inputs",
+            metavar="FILE",
+            help="The JSON of `motte measure ... --json`: on a measurement mismatch, say which "
+            "input would explain it.",
+            show_default=False,
+        ),
+    ] = None,
     json: Json = False,
 ) -> int:
     """Verify EVIDENCE against pinned vendor roots and a policy. Exit 0 accepted, 1 rejected,
@@ -213,11 +225,41 @@ def verify(
         cache=CollateralCache(),
         online=online,
     )
+    explanation = _explain_measurement(measure_inputs, verdict) if measure_inputs else None
     if json:
-        emit_json(verdict.to_dict())
+        doc = verdict.to_dict()
+        if explanation is not None:
+            doc["measure_explanation"] = explanation
+        emit_json(doc)
     else:
         _print_verdict(verdict)
+        for line in explanation or ():
+            _Out().print(f"  measure: {line}", markup=False)
     return int(ExitStatus.OK if verdict.accepted else ExitStatus.FAILURE)
+
+
+#: Policy rules that compare a launch value a `motte measure` reference predicts.
+_MEASURED_RULES = frozenset({"measurement", "mr-td", "rtmr1", "rtmr2"})
+
+
+def _explain_measurement(path: Path, verdict: Verdict) -> list[str] | None:
+    """Which input of a `motte measure` reference explains a differing launch value; None
+    when no measured value failed (nothing to explain)."""
+    import json as json_lib
+
+    from motte.measure import explain_mismatch
+
+    try:
+        doc = json_lib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(
+            f"--measure-inputs {path}: not readable JSON ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("tee") not in ("snp", "tdx"):
+        raise UsageError(f"--measure-inputs {path}: not the JSON of `motte measure snp|tdx --json`")
+    if not any(r.rule in _MEASURED_RULES for r in verdict.failures):
+        return None
+    return explain_mismatch(doc, verdict.to_dict())
 
 
 _MARK = {

@@ -400,8 +400,9 @@ def sev_es_launch_digest(
     kernel_hashes: KernelHashes | None = None,
 ) -> bytes:
     """SEV-ES: SHA-256 over the firmware, the hashes table and one VMSA per vCPU."""
+    table = _legacy_table(firmware, kernel_hashes)  # the firmware's refusal comes first
     sig = check_vm_shape(vcpus, vcpu_sig, vmm)
-    h = hashlib.sha256(firmware.data + _legacy_table(firmware, kernel_hashes))
+    h = hashlib.sha256(firmware.data + table)
     for page in vmsa_pages(vcpus, firmware.ap_reset_eip, 0, sig, vmm):
         h.update(page)
     return h.digest()
