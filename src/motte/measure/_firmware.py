@@ -130,7 +130,15 @@ class Firmware:
     def has_kernel_hashes(self) -> bool:
         return any(s.type == SNP_KERNEL_HASHES for s in self.sev_sections or ())
 
+    def _require_table(self) -> None:
+        if not self.table:
+            raise FirmwareError(
+                f"{self.name}: no OVMF GUID table (footer GUID {FOOTER_GUID} is not 48 bytes "
+                "before the end): not an OVMF/TDVF image, or truncated at the end"
+            )
+
     def require_sev(self) -> tuple[SevSection, ...]:
+        self._require_table()
         if self.sev_error is not None:
             raise self.sev_error
         if self.sev_sections is None:
@@ -144,6 +152,7 @@ class Firmware:
         return self.sev_sections
 
     def require_tdx(self) -> tuple[TdxSection, ...]:
+        self._require_table()
         if self.tdx_error is not None:
             raise self.tdx_error
         if self.tdx_sections is None:
