@@ -182,7 +182,8 @@ def explain_tdx(doc: Mapping[str, Any], claims: Mapping[str, Any]) -> list[str]:
         ]
         if match:
             lines.append(
-                f"{reg.upper()} equals the reference with: {'; or '.join(map(str, match))}"
+                f"{'MRTD' if reg == 'mr_td' else reg.upper()} equals the reference with: "
+                + "; or ".join(map(str, match))
             )
         else:
             lines.append(f"{_TDX_STAGE[reg]} (no version switch explains it)")
