@@ -23,6 +23,8 @@ def test_init_then_audit(cli, motte_home):
     assert "ACCEPTED" in lines[0] and "127.0.0.1:1" in lines[0]
     assert any("REJECTED" in line and "127.0.0.1:2" in line for line in lines)
     assert any(line.strip().startswith("report-data: REPORT_DATA") for line in lines)
+    # Each decision shows the launch measurement, to compare with `motte measure`.
+    assert lines[1].strip().startswith("measurement ") and len(lines[1].split()[1]) == 96
     doc = json.loads(cli("steward", "audit", "--json", "--rejected").stdout)
     assert [d["client"] for d in doc] == ["127.0.0.1:2"]
     assert doc[0]["verdict"]["rules"] and doc[0]["reason"].startswith("report-data")

@@ -25,10 +25,12 @@ def info(
     from motte.keep.backends import platform_report
 
     report = platform_report()
+    running = {e["name"]: _running(str(e["name"])) for e in report if e["available"]}
+    running = {k: v for k, v in running.items() if v}
     if json:
         from motte.cli._output import emit_json
 
-        emit_json({"backends": report})
+        emit_json({"backends": report, "running": running})
         return int(ExitStatus.OK)
     for entry in report:
         state = "available" if entry["available"] else "unavailable"
@@ -42,6 +44,9 @@ def info(
         )
         for check in entry["checks"]:  # type: ignore[attr-defined]
             typer.echo(f"      - {check}")
+    for lines in running.values():
+        for line in lines:
+            typer.echo(line)
     chosen = next((e["name"] for e in report if e["available"] and e["automatic"]), None)
     typer.echo(
         f"automatic choice: {chosen}"
@@ -50,3 +55,20 @@ def info(
         "development)"
     )
     return int(ExitStatus.OK)
+
+
+def _running(name: str) -> list[str]:
+    """On an SNP or TDX guest: the running launch values beside what `motte measure` needs
+    to reproduce them (docs/measure.md). Empty elsewhere."""
+    if name not in ("snp", "tdx"):
+        return []
+    from motte.attest import parse_evidence
+    from motte.errors import MotteError
+    from motte.keep.backends import get_backend
+    from motte.measure import guest_facts, running_lines
+
+    try:
+        parsed = parse_evidence(get_backend(name).evidence(bytes(64)))
+    except (MotteError, OSError) as e:
+        return [f"running {name} measurement: unavailable ({e})"]
+    return running_lines(parsed, guest_facts())

@@ -159,6 +159,8 @@ def audit(
     for r in records:
         what = f"{r.kind or '?'} {r.workload_digest or '(no workload)'}"
         typer.echo(f"{r.id:>5}  {r.time}  {r.decision.upper():8}  {r.client}  {what}")
+        if r.measurement:
+            typer.echo(f"       measurement {r.measurement}")
         if r.decision == "accepted":
             typer.echo(
                 f"       certificate {r.serial} until {r.not_after}, names {', '.join(r.sans)}"

@@ -26,6 +26,7 @@ from motte.measure._reference import (
     measure_snp,
     measure_tdx,
 )
+from motte.measure._running import guest_facts, running_lines
 from motte.measure._snp import (
     VCPU_SIGNATURES,
     VMM_TYPES,
@@ -77,6 +78,7 @@ __all__ = [
     "explain_tdx",
     "extend_policy_text",
     "firmware_pages_digest",
+    "guest_facts",
     "measure_snp",
     "measure_tdx",
     "mrtd",
@@ -86,6 +88,7 @@ __all__ = [
     "replay",
     "rtmr1_events",
     "rtmr2_events",
+    "running_lines",
     "sev_es_launch_digest",
     "sev_launch_digest",
     "snp_launch_digest",

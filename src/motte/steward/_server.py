@@ -56,17 +56,19 @@ def _say(line: str) -> None:
 
 
 def log_decision(decision: Decision, client: str) -> None:
+    verdict = decision.verdict
+    # The launch measurement on every line: an operator compares it with `motte measure`.
+    measured = f", measurement {verdict.measurement}" if verdict and verdict.measurement else ""
     if decision.accepted:
-        verdict = decision.verdict
         kind = verdict.kind if verdict is not None else "?"
         _say(
-            f"accepted {client}: {kind} keep, certificate {decision.serial} until "
+            f"accepted {client}: {kind} keep{measured}, certificate {decision.serial} until "
             f"{decision.not_after.isoformat() if decision.not_after else '?'} "
             f"(audit {decision.audit_id})"
         )
     else:
         reasons = decision.reasons
-        _say(f"rejected {client} (audit {decision.audit_id}): {'; '.join(reasons)}")
+        _say(f"rejected {client} (audit {decision.audit_id}{measured}): {'; '.join(reasons)}")
 
 
 def create_app(steward: Steward) -> FastAPI:
