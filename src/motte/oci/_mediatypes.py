@@ -31,6 +31,18 @@ ATTESTATION_ARTIFACT = "application/vnd.in-toto+json"
 DSSE_ENVELOPE_LAYER = "application/vnd.dsse.envelope.v1+json"
 TLOG_PROOF_LAYER = "application/vnd.motte.tlog-proof.v1"
 
+# Sigstore bundles attached by cosign (3+) or sigstore-python: an OCI 1.1 manifest whose
+# artifactType and single layer are the bundle media type (sigstore/cosign BUNDLE_SPEC.md).
+SIGSTORE_BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+SIGSTORE_BUNDLE_ARTIFACTS = frozenset(
+    {
+        SIGSTORE_BUNDLE_V03,
+        "application/vnd.dev.sigstore.bundle+json;version=0.3",
+        "application/vnd.dev.sigstore.bundle+json;version=0.2",
+        "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    }
+)
+
 # Annotations (OCI's predefined keys, and motte's own under dev.motte.*).
 ANN_TITLE = "org.opencontainers.image.title"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from motte.errors import MotteError
 from motte.oci._errors import MalformedArtifactError
 from motte.oci._layout import LocalStore
 from motte.oci._limits import DEFAULT_LIMITS, Limits
-from motte.oci._mediatypes import ATTESTATION_ARTIFACT, OCI_MANIFEST
+from motte.oci._mediatypes import ATTESTATION_ARTIFACT, OCI_MANIFEST, SIGSTORE_BUNDLE_ARTIFACTS
 from motte.oci._model import Descriptor, Manifest
 from motte.oci._package import workload_layers
 from motte.oci._progress import NO_PROGRESS, Progress
@@ -41,18 +42,35 @@ class _Referrer:
     manifest: Manifest
 
 
-def read_referrers(repo: Repository, subject: str) -> list[_Referrer]:
-    """The attestation referrers of ``subject``, each manifest verified by digest and subject."""
+def read_referrers(
+    repo: Repository,
+    subject: str,
+    *,
+    skipped: list[tuple[str, str]] | None = None,
+    artifact_types: frozenset[str] = frozenset({ATTESTATION_ARTIFACT}),
+) -> list[_Referrer]:
+    """The attestation referrers of ``subject``, each manifest verified by digest and subject.
+
+    Anyone who can push to the repository can attach a referrer, so one that cannot be read
+    (not JSON, another subject, bytes that do not match its digest) is left out, never an
+    error: a stranger's junk must not deny the genuine package. ``skipped`` collects
+    (digest, why) for each one left out, for ``-v`` output.
+    """
     out = []
     for listed in repo.referrers(subject):
-        if listed.artifact_type != ATTESTATION_ARTIFACT:
+        if listed.artifact_type not in artifact_types:
             continue  # another tool's referrer: not ours to copy or judge
         what = f"referrer {listed.digest} of {subject}"
-        data = repo.manifest(listed, what)
-        manifest = Manifest.from_bytes(data, what)
-        if manifest.subject is None or manifest.subject.digest != subject:
-            got = manifest.subject.digest if manifest.subject else "none"
-            raise MalformedArtifactError(f"{what}: its subject is {got}, not {subject}")
+        try:
+            data = repo.manifest(listed, what)
+            manifest = Manifest.from_bytes(data, what)
+            if manifest.subject is None or manifest.subject.digest != subject:
+                got = manifest.subject.digest if manifest.subject else "none"
+                raise MalformedArtifactError(f"{what}: its subject is {got}, not {subject}")
+        except MotteError as e:
+            if skipped is not None:
+                skipped.append((listed.digest, e.message))
+            continue
         out.append(_Referrer(Descriptor(OCI_MANIFEST, listed.digest, len(data)), data, manifest))
     return out
 
@@ -71,7 +89,12 @@ def copy_artifact(
     layers = workload_layers(
         Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}"
     )
-    referrers = read_referrers(src, desc.digest)
+    # Motte's statements and Sigstore bundles travel with the package; unreadable ones stay.
+    referrers = read_referrers(
+        src,
+        desc.digest,
+        artifact_types=frozenset({ATTESTATION_ARTIFACT, *SIGSTORE_BUNDLE_ARTIFACTS}),
+    )
 
     copied = present = nbytes = 0
     with dst.session() as sink:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from motte.errors import MotteError
 from motte.oci import (
     Descriptor,
     MalformedArtifactError,
@@ -91,18 +92,34 @@ def attach_statement(
     return desc
 
 
-def read_statements(repo: Repository, subject: str) -> list[StoredStatement]:
-    """Every motte attestation referrer of ``subject``, its blobs verified by digest."""
+def read_statements(
+    repo: Repository, subject: str, *, skipped: list[tuple[str, str]] | None = None
+) -> list[StoredStatement]:
+    """Every readable motte attestation referrer of ``subject``, its blobs verified by digest.
+
+    A referrer that cannot be read (layers that are not an envelope and a proof, a blob that
+    does not match its digest) is left out and, with ``skipped``, reported as (digest, why):
+    anyone with push access can attach one, and only statements that verify may decide.
+    """
     out = []
-    for r in read_referrers(repo, subject):
+    for r in read_referrers(repo, subject, skipped=skipped):
         what = f"referrer {r.desc.digest}"
         layers = r.manifest.layers
-        if not layers or layers[0].media_type != mt.DSSE_ENVELOPE_LAYER:
-            raise MalformedArtifactError(f"{what}: layer 0 is not a DSSE envelope")
-        if len(layers) > 2 or (len(layers) == 2 and layers[1].media_type != mt.TLOG_PROOF_LAYER):
-            raise MalformedArtifactError(f"{what}: unexpected layers after the envelope")
-        envelope = repo.blob(layers[0], f"{what} layer 0 (DSSE envelope)")
-        bundle = repo.blob(layers[1], f"{what} layer 1 (log proof)") if len(layers) == 2 else None
+        try:
+            if not layers or layers[0].media_type != mt.DSSE_ENVELOPE_LAYER:
+                raise MalformedArtifactError(f"{what}: layer 0 is not a DSSE envelope")
+            if len(layers) > 2 or (
+                len(layers) == 2 and layers[1].media_type != mt.TLOG_PROOF_LAYER
+            ):
+                raise MalformedArtifactError(f"{what}: unexpected layers after the envelope")
+            envelope = repo.blob(layers[0], f"{what} layer 0 (DSSE envelope)")
+            bundle = (
+                repo.blob(layers[1], f"{what} layer 1 (log proof)") if len(layers) == 2 else None
+            )
+        except MotteError as e:
+            if skipped is not None:
+                skipped.append((r.desc.digest, e.message))
+            continue
         out.append(
             StoredStatement(
                 r.desc.digest, envelope, bundle, r.manifest.annotations.get(mt.ANN_PREDICATE_TYPE)

@@ -5,9 +5,10 @@ For a reference (tag resolved once to a digest):
 1. The manifest and every blob hash to the digests that name them (a changed layer or
    manifest is named).
 2. Each attestation referrer is read (its blobs verified too) and its DSSE envelope checked
-   against the policy's keys. A signature whose keyid names a trusted key but that does not
-   verify is tampering, and fails the whole verification. Statements by keys the policy does
-   not know are listed and ignored.
+   against the policy's keys. Only signatures that verify count. Anything else (a referrer
+   that does not parse, a signature by an unknown key, one that merely *names* a trusted
+   key, a proof that does not verify) is listed as ignored with the reason, and never
+   changes the outcome: anyone with push access can attach a referrer.
 3. A trusted statement must be about this digest, and carry an inclusion proof that verifies
    against a trusted log checkpoint, shown consistent with the last checkpoint seen (a fork
    fails, and so does a log that cannot be reached for the consistency proof).
@@ -26,7 +27,12 @@ from motte.errors import MotteError
 from motte.oci import LocalStore, Reference, open_repository, parse_reference, verify_workload_blobs
 from motte.sign._attach import read_statements
 from motte.sign._dsse import INTOTO_PAYLOAD_TYPE, Envelope, verify_envelope
-from motte.sign._errors import ArtifactVerificationError, EnvelopeFormatError, SignatureError
+from motte.sign._errors import (
+    ArtifactVerificationError,
+    EnvelopeFormatError,
+    ForkCheckUnavailableError,
+    SignatureError,
+)
 from motte.sign._logging import LogEvidence, check_logged
 from motte.sign._predicates import PREDICATE_NAMES, PUBLICATION, Publication, describe
 from motte.sign._statement import Statement
@@ -74,6 +80,8 @@ def verify_artifact(
     ``unsafe_skip_fork_check`` accepts a statement whose checkpoint cannot be shown consistent
     with the last one seen because the log cannot be reached (see :mod:`motte.sign._logging`).
     """
+    from motte.tlog import ForkError
+
     if isinstance(ref, str):
         ref = parse_reference(ref)
     now = now or dt.datetime.now(dt.UTC)
@@ -83,10 +91,11 @@ def verify_artifact(
         desc, data = repo.resolve(ref)
         label = f"{ref.repository}@{desc.digest}"
         verify_workload_blobs(repo, desc, data, label)
-        stored = read_statements(repo, desc.digest)
+        ignored: list[tuple[str, str]] = []
+        stored = read_statements(repo, desc.digest, skipped=ignored)
 
     checked: list[CheckedStatement] = []
-    ignored: list[tuple[str, str]] = []
+    log_hint: str | None = None
     publishers: dict[str, None] = {}
     trusted_ids = {k.keyid for k in policy.keys}
     for s in stored:
@@ -94,32 +103,43 @@ def verify_artifact(
         try:
             envelope = Envelope.from_bytes(s.envelope, f"{where} envelope")
         except EnvelopeFormatError as e:
-            raise ArtifactVerificationError("envelope", e.message) from None
+            # Nobody's signature can be checked on bytes that do not parse: a stranger's
+            # junk, never a reason to refuse the package.
+            ignored.append((s.referrer, e.message))
+            continue
         if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
             ignored.append((s.referrer, f"payload type {envelope.payload_type} is not in-toto"))
             continue
         try:
             verified = verify_envelope(envelope, policy.keys)
         except SignatureError:
+            # A keyid is an unauthenticated hint: anyone can name a trusted key beside
+            # random bytes. Only a signature that verifies counts; one that does not is
+            # ignored whatever key it names (a tampered genuine statement stops counting,
+            # and the threshold below says so).
             named = [sig.keyid for sig in envelope.signatures if sig.keyid in trusted_ids]
             if named:
-                raise ArtifactVerificationError(
-                    "signature",
-                    f"{where} ({_kind(s.predicate_type_hint)}): the signature by key "
-                    f"{named[0][:16]} does not verify: the statement or signature was changed",
-                ) from None
-            hints = ", ".join(sig.keyid[:16] or "(no keyid)" for sig in envelope.signatures)
-            ignored.append((s.referrer, f"signed by {hints}, not a key of {policy.source}"))
+                why = (
+                    f"names trusted key {named[0][:16]} but its signature does not verify "
+                    "(the statement or signature was changed, or never made by that key)"
+                )
+            else:
+                hints = ", ".join(sig.keyid[:16] or "(no keyid)" for sig in envelope.signatures)
+                why = f"signed by {hints}, not a key of {policy.source}"
+            ignored.append((s.referrer, why))
             continue
-        if verified.bad_keyids:
-            raise ArtifactVerificationError(
-                "signature",
-                f"{where}: the signature by key {verified.bad_keyids[0][:16]} does not verify",
-            )
         try:
             statement = Statement.from_bytes(verified.payload, f"{where} statement")
         except EnvelopeFormatError as e:
             raise ArtifactVerificationError("statement", e.message) from None
+        if verified.bad_keyids:
+            ignored.append(
+                (
+                    s.referrer,
+                    f"an extra signature naming key {verified.bad_keyids[0][:16]} does not "
+                    "verify (not counted; the valid ones are)",
+                )
+            )
         if not statement.about(desc.digest):
             other = ", ".join(sorted(d for sub in statement.subject for d in sub.digests()))
             ignored.append((s.referrer, f"statement is about {other}, not this artifact"))
@@ -135,12 +155,20 @@ def verify_artifact(
                 log_url=log_url,
                 unsafe_skip_fork_check=unsafe_skip_fork_check,
             )
-        except MotteError as e:
+        except (ForkError, ForkCheckUnavailableError) as e:
+            # About the log's honesty, not this referrer: only the log key can sign the two
+            # checkpoints of a fork, and a log that cannot be reached hides one.
             raise ArtifactVerificationError(
                 "log",
                 f"{where} ({_kind(statement.predicate_type)}): {e.message}",
-                hint=e.hint or "trust the log's key (motte log trust) if this log is yours",
+                hint=e.hint,
             ) from None
+        except MotteError as e:
+            # A genuine envelope re-attached with a broken or foreign proof is a stranger's
+            # doing: the copy does not count, the original (if any) still does.
+            ignored.append((s.referrer, f"{_kind(statement.predicate_type)}: {e.message}"))
+            log_hint = e.hint or "trust the publisher's log key (motte log trust VKEY URL)"
+            continue
         try:
             summary = describe(statement.predicate_type, statement.predicate)
         except EnvelopeFormatError as e:
@@ -167,7 +195,7 @@ def verify_artifact(
             "threshold",
             f"{label}: {len(publishers)} of the {policy.threshold} required publisher "
             f"signature(s) from {policy.source}" + (f" ({reasons})" if reasons else ""),
-            hint="sign it with a delegated key: motte sign REF --key KEY",
+            hint=log_hint or "sign it with a delegated key: motte sign REF --key KEY",
         )
     return Verification(
         ref.with_digest(desc.digest),

@@ -163,17 +163,36 @@ def _digest(ctx: Context) -> RuleResult:
 
 
 def _tampered(ctx: Context) -> list[RuleResult]:
-    return [
-        RuleResult(
-            "integrity.signatures",
-            N,
-            f"{kind(s)} statement {s.envelope_digest[:19]}: the signature by key "
-            f"{short(s.bad_keyids[0])} does not verify: the statement or signature was changed",
-            (ctx.cite(s, signer=s.bad_keyids[0]),),
-        )
-        for s in ctx.ev.statements
-        if s.bad_keyids
-    ]
+    """Signatures that name a known key and fail, and referrers that do not parse: notes.
+
+    A keyid is an unauthenticated hint, so anyone can attach an envelope naming a trusted
+    key beside random bytes; and anyone with push access can attach junk. Neither may change
+    the outcome (a genuine statement that was altered stops counting, which the rules that
+    needed it report), so each is listed, as ignored, and nothing more.
+    """
+    out = []
+    for s in ctx.ev.statements:
+        if s.bad_keyids:
+            out.append(
+                RuleResult(
+                    "integrity.ignored",
+                    NOTE,
+                    f"{kind(s)} statement {s.envelope_digest[:19]} ignored: it names key "
+                    f"{short(s.bad_keyids[0])}, but the signature does not verify (the "
+                    "statement or signature was changed, or never made by that key)",
+                    (ctx.cite(s, signer=s.bad_keyids[0]),),
+                )
+            )
+        elif not s.signers and s.parse_problem and s.referrer is not None:
+            out.append(
+                RuleResult(
+                    "integrity.ignored",
+                    NOTE,
+                    f"referrer {s.referrer[:19]} ignored: {s.parse_problem}",
+                    (ctx.cite(s),),
+                )
+            )
+    return out
 
 
 def _signed(ctx: Context) -> RuleResult:
@@ -217,6 +236,10 @@ def _signed(ctx: Context) -> RuleResult:
 def _logged(ctx: Context) -> RuleResult:
     """Every statement a known key signed about this digest is in a trusted log, no fork."""
     mine = [s for s in ctx.ev.statements if s.about(ctx.ev.digest) and s.verified]
+    # The same envelope may be attached twice, once by a stranger with a proof that does
+    # not verify: a statement is logged when any copy of it is.
+    logged_envelopes = {s.envelope_digest for s in mine if s.log is not None}
+    mine = [s for s in mine if s.log is not None or s.envelope_digest not in logged_envelopes]
     for s in mine:
         if s.log is None:
             return RuleResult(

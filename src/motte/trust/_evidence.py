@@ -38,7 +38,9 @@ class FoundStatement:
     subjects: frozenset[str]
     signers: tuple[str, ...] = ()  # keyids of known keys whose signatures verified
     unknown_keyids: tuple[str, ...] = ()  # keyid hints that no known key verified
-    bad_keyids: tuple[str, ...] = ()  # a known key named, its signature failed: tampering
+    #: A known key named, its signature failed. Never counted and never decisive: anyone
+    #: can write a known keyid beside random bytes (a note says it was ignored).
+    bad_keyids: tuple[str, ...] = ()
     referrer: str | None = None  # attached to the package as this referrer
     log: LogPlace | None = None  # inclusion verified (proof or a full read of the log)
     log_problem: str | None = None  # why not: no proof, untrusted log, fork, unreachable
@@ -51,7 +53,8 @@ class FoundStatement:
 
     @property
     def verified(self) -> bool:
-        return bool(self.signers) and not self.bad_keyids
+        """Signed by at least one known key whose signature verifies."""
+        return bool(self.signers)
 
     @property
     def usable(self) -> bool:

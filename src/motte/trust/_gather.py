@@ -21,7 +21,6 @@ from motte.oci import (
     NO_PROGRESS,
     DigestMismatchError,
     LocalStore,
-    MalformedArtifactError,
     Manifest,
     Progress,
     Reference,
@@ -124,11 +123,14 @@ def gather(
         except DigestMismatchError as e:
             blob_problem = e.message
         found: list[FoundStatement] = []
-        try:
-            stored = read_statements(repo, desc.digest)
-        except (DigestMismatchError, MalformedArtifactError) as e:
-            stored = []
-            blob_problem = blob_problem or e.message
+        skipped: list[tuple[str, str]] = []
+        # Unreadable referrers are skipped, not a finding against the package: anyone with
+        # push access can attach one. They are kept as notes (integrity.ignored).
+        stored = read_statements(repo, desc.digest, skipped=skipped)
+        for referrer, why in skipped:
+            found.append(
+                FoundStatement(referrer, "", {}, frozenset(), referrer=referrer, parse_problem=why)
+            )
         for s in stored:
             found.append(
                 check_statement(
