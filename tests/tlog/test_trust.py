@@ -9,10 +9,12 @@ import pytest
 from motte.tlog import (
     ForkError,
     LocalLog,
+    LogBehindError,
     LogNotFoundError,
     TlogFormatError,
     add_trusted,
     check_and_remember,
+    forks_dir,
     last_seen,
     load_trusted,
     verify_checkpoint,
@@ -58,16 +60,47 @@ def test_a_fork_is_detected_from_two_checkpoints(tmp_path, extra_a, extra_b):
     a, b = forked_pair(tmp_path, extra_a=extra_a, extra_b=extra_b)
     seen, other = cp_of(a), cp_of(b)
     check_and_remember(seen, a)
+    # Proofs come from whichever branch holds the larger tree: the other one is behind it.
+    server = b if other.size >= seen.size else a
     with pytest.raises(ForkError) as e:
-        check_and_remember(other, b)  # the forked log's own proofs cannot join them
+        check_and_remember(other, server)  # no proof joins them
     err = e.value
     assert (err.old_size, err.new_size) == (seen.size, other.size)
     assert (err.old_root, err.new_root) == (seen.root_hash, other.root_hash)
     assert f"size {seen.size}" in err.message and f"size {other.size}" in err.message
     assert "forked" in err.message
     assert last_seen(seen.origin, seen.log_key)[0] == seen.size  # the fork was not remembered
+    # Both signed checkpoints are kept, byte for byte, in a file the message names.
+    assert err.evidence is not None and str(err.evidence) in err.message
+    kept = err.evidence.read_bytes()
+    assert seen.note in kept and other.note in kept
+    assert err.evidence.parent == forks_dir()
     a.close()
     b.close()
+
+
+def test_a_log_that_is_merely_behind_is_not_a_fork(tmp_path):
+    """Issue 19: a server behind the checkpoint seen (a tile not found) cannot prove
+    anything either way; it is "cannot check", never a fork, and no evidence is written."""
+    with LocalLog(tmp_path / "l", origin="example.com/lag") as log:
+        log.append_many([b"%d" % i for i in range(10)])
+        old = cp_of(log)
+        log.close()
+        shutil.copytree(tmp_path / "l", tmp_path / "stale")  # a mirror stuck at size 10
+        log = LocalLog(tmp_path / "l")
+        log.append_many([b"%d" % i for i in range(10, 12)])
+        check_and_remember(cp_of(log), log)  # saw size 12
+        with (
+            LocalLog(tmp_path / "stale", create=False) as stale,
+            pytest.raises(LogBehindError) as e,
+        ):
+            check_and_remember(old, stale)  # proving 10 -> 12 needs the tree of 12
+        assert not isinstance(e.value, ForkError)
+        assert e.value.message.startswith("cannot check: the log example.com/lag is behind")
+        assert "serves a tree of 10 entries" in e.value.message
+        assert "needs 12" in e.value.message
+        assert not forks_dir().exists()
+        check_and_remember(old, log)  # the up-to-date log shows they are consistent
 
 
 def test_fork_before_the_seen_checkpoint_is_detected(tmp_path):

@@ -30,6 +30,7 @@ from motte.tlog._checkpoint import (
 )
 from motte.tlog._errors import (
     ForkError,
+    LogBehindError,
     LogNotFoundError,
     LogRemoteError,
     ProofError,
@@ -56,6 +57,7 @@ from motte.tlog._tiles import MAX_ENTRY_SIZE, Tile, parse_tile_path
 from motte.tlog._trust import (
     add_trusted,
     check_and_remember,
+    forks_dir,
     last_seen,
     load_trusted,
     resolve_log,
@@ -73,6 +75,7 @@ __all__ = [
     "InclusionBundle",
     "LocalLog",
     "Log",
+    "LogBehindError",
     "LogNotFoundError",
     "LogRemoteError",
     "LoggedEntry",
@@ -91,6 +94,7 @@ __all__ = [
     "add_trusted",
     "check_and_remember",
     "default_log_dir",
+    "forks_dir",
     "last_seen",
     "leaf_hash",
     "load_trusted",

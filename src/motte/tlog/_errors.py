@@ -11,6 +11,8 @@ HTTP status (:class:`WitnessRefusedError`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from motte.errors import MotteError, NotFoundError, ParseError, RemoteError, UsageError
 from motte.errors import VerificationError as _VerificationError
 
@@ -53,21 +55,30 @@ class ForkError(TlogError, _VerificationError):
         reason: str,
         *,
         hint: str | None = None,
+        evidence: Path | None = None,
     ) -> None:
         import base64
 
         o = base64.b64encode(old[1]).decode()
         n = base64.b64encode(new[1]).decode()
+        kept = f"; both signed checkpoints are kept as evidence in {evidence}" if evidence else ""
         super().__init__(
             f"log {origin} forked: checkpoint of size {old[0]} (root {o}) and checkpoint of "
-            f"size {new[0]} (root {n}) are not consistent: {reason}",
+            f"size {new[0]} (root {n}) are not consistent: {reason}{kept}",
             hint=hint
-            or "keep both checkpoints as evidence; do not trust entries from this log until "
-            "its operator explains the fork",
+            or "publish the evidence file; do not trust entries from this log until its "
+            "operator explains the fork",
         )
         self.origin = origin
         self.old_size, self.old_root = old
         self.new_size, self.new_root = new
+        #: The file holding both signed checkpoints, when one was written.
+        self.evidence = evidence
+
+
+class LogBehindError(LogNotFoundError):
+    """The log serves a tree smaller than a checkpoint already seen: it cannot prove
+    consistency yet. Not a fork: a lagging mirror or a restored backup looks like this."""
 
 
 class TamperError(TlogError, _VerificationError):

@@ -21,7 +21,13 @@ from motte.fsutil import atomic_write_bytes, locked_directory
 from motte.home import motte_home
 from motte.tlog._bundle import InclusionBundle, verify_inclusion_bundle
 from motte.tlog._checkpoint import Checkpoint, TrustedLogs, parse_checkpoint_unverified
-from motte.tlog._errors import ForkError, LogNotFoundError, ProofError, TlogFormatError
+from motte.tlog._errors import (
+    ForkError,
+    LogBehindError,
+    LogNotFoundError,
+    ProofError,
+    TlogFormatError,
+)
 from motte.tlog._log import KEY_FILE, Log, default_log_dir
 from motte.tlog._merkle import verify_consistency
 from motte.tlog._note import Signer, Verifier
@@ -163,7 +169,9 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
         new = (checkpoint.size, checkpoint.root_hash)
         if checkpoint.size == size:
             if checkpoint.root_hash != root:
-                raise ForkError(checkpoint.origin, (size, root), new, "same size, different roots")
+                why = "same size, different roots"
+                path = keep_fork_evidence(checkpoint.origin, note, checkpoint.note, why)
+                raise ForkError(checkpoint.origin, (size, root), new, why, evidence=path)
             return checkpoint
         opened = log is None
         if log is None:
@@ -172,8 +180,15 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
         try:
             proof = log.consistency_proof(old[0], newer[0])
             verify_consistency(old[0], newer[0], proof, old[1], newer[1])
-        except (ProofError, LogNotFoundError) as e:
-            raise ForkError(checkpoint.origin, (size, root), new, e.message) from None
+        except LogNotFoundError as e:
+            # The log cannot serve the tree of the larger checkpoint (a tile not found): it
+            # is behind, which proves nothing either way. Cannot check; not a fork.
+            raise _behind(log, checkpoint.origin, newer[0], e.message) from None
+        except ProofError as e:
+            path = keep_fork_evidence(checkpoint.origin, note, checkpoint.note, e.message)
+            raise ForkError(
+                checkpoint.origin, (size, root), new, e.message, evidence=path
+            ) from None
         finally:
             if opened:
                 log.close()
@@ -184,6 +199,47 @@ def check_and_remember(checkpoint: Checkpoint, log: Log | None = None) -> Checkp
         return Checkpoint(
             body.origin, body.size, body.root_hash, body.extensions, note, checkpoint.log_key
         )
+
+
+def forks_dir() -> Path:
+    return motte_home() / "tlog" / "forks"
+
+
+def keep_fork_evidence(origin: str, seen: bytes, new: bytes, reason: str) -> Path:
+    """Write both signed checkpoints of a fork to a file of their own; return its path.
+
+    Both notes are kept byte for byte (with their signatures), so anyone holding the log's
+    key can check that the log signed two histories. The file is never overwritten.
+    """
+    import time
+
+    text = (
+        f"# motte: log {origin} forked ({reason}).\n"
+        "# Both checkpoints below were signed by the log's key and cannot both be true.\n"
+        "# The one seen before:\n\n"
+    ).encode()
+    body = text + seen + b"\n# The new one:\n\n" + new
+    name = (
+        f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{hashlib.sha256(body).hexdigest()[:16]}"
+    )
+    path = forks_dir() / f"{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        atomic_write_bytes(path, body)
+    return path
+
+
+def _behind(log: Log, origin: str, needed: int, detail: str) -> LogBehindError:
+    try:
+        served = parse_checkpoint_unverified(log.checkpoint())[0].size
+    except Exception:  # the log's own checkpoint is only for the message
+        served = None
+    has = f"it serves a tree of {served} entries" if served is not None else detail
+    return LogBehindError(
+        f"cannot check: the log {origin} is behind ({has}; the consistency proof needs {needed})",
+        hint="try again when the log has caught up, or use a log URL that serves its latest "
+        "tree (motte log trust VKEY URL, or --log URL)",
+    )
 
 
 def _remember(checkpoint: Checkpoint) -> None:
