@@ -120,3 +120,70 @@ def test_help_teaches(cli):
     assert r.exit_code == 0
     for word in ("init", "append", "prove", "verify", "serve", "witness", "audit"):
         assert word in r.stdout
+
+
+def _refusing_store(directory) -> None:
+    """Make the store refuse to sign: a checkpoint row claims more entries than it holds."""
+    conn = sqlite3.connect(directory / "log.db")
+    conn.execute("INSERT INTO checkpoints (size, note) VALUES (100, x'00')")
+    conn.commit()
+    conn.close()
+
+
+def test_append_to_a_store_that_refuses_to_sign_fails_and_adds_nothing(cli, files, tmp_path):
+    """Issue 19: ``log append --dir D`` exited 0 where ``POST /add`` answered 500."""
+    d = tmp_path / "log"
+    assert cli("log", "init", "--dir", d, "--origin", "example.com/refuse").exit_code == 0
+    assert cli("log", "append", "--dir", d, files[0]).exit_code == 0
+    _refusing_store(d)
+    r = cli("log", "append", "--dir", d, files[1])
+    assert r.exit_code != 0
+    assert "refusing to sign" in r.stderr and "Traceback" not in r.stderr
+    rows = sqlite3.connect(d / "log.db").execute("SELECT count(*) FROM entries").fetchone()
+    assert rows == (1,)  # the refusal came before anything was appended
+
+
+def test_append_served_to_a_store_that_refuses_to_sign_fails(cli, files, tmp_path):
+    from tests.tlog._servers import start
+
+    home = tmp_path / "served-home"
+    d = home / "tlog"
+    cli("log", "init", "--dir", d, "--origin", "example.com/refuse-http")
+    served = start(["log", "serve"], env_home=home)
+    try:
+        assert cli("log", "append", "--log", served.url, files[0]).exit_code == 0
+        _refusing_store(d)
+        r = cli("log", "append", "--log", served.url, files[1])
+        assert r.exit_code != 0 and "HTTP 500" in r.stderr
+    finally:
+        served.stop()
+    rows = sqlite3.connect(d / "log.db").execute("SELECT count(*) FROM entries").fetchone()
+    assert rows == (1,)
+
+
+def test_identical_entries_are_logged_once(cli, files, tmp_path):
+    """Content dedup, as Rekor does: the same bytes get the index they already have."""
+    cli("log", "init", "--origin", "example.com/dedup")
+    r = cli("log", "append", files[0], files[1], files[0], "--json")
+    assert [row["index"] for row in json.loads(r.stdout)] == [0, 1, 0]
+    r = cli("log", "append", files[1], files[2], "--json")
+    assert [row["index"] for row in json.loads(r.stdout)] == [1, 2]
+    r = cli("log", "checkpoint", "--json")
+    assert json.loads(r.stdout)["size"] == 3
+
+
+def test_identical_entries_are_logged_once_by_a_served_log(cli, files, tmp_path):
+    from tests.tlog._servers import start
+
+    home = tmp_path / "served-home"
+    cli("log", "init", "--dir", home / "tlog", "--origin", "example.com/dedup-http")
+    served = start(["log", "serve"], env_home=home)
+    try:
+        first = cli("log", "append", "--log", served.url, files[0], files[1], "--json")
+        again = cli("log", "append", "--log", served.url, files[0], "--json")
+        assert [row["index"] for row in json.loads(first.stdout)] == [0, 1]
+        assert [row["index"] for row in json.loads(again.stdout)] == [0]
+        r = cli("log", "checkpoint", "--log", served.url, "--json")
+        assert json.loads(r.stdout)["size"] == 2
+    finally:
+        served.stop()

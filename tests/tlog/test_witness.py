@@ -110,7 +110,7 @@ def test_a_forked_checkpoint_of_the_same_size_is_refused(log, witness, tmp_path)
 
 
 def test_state_survives_a_restart(tmp_path, log, witness):
-    log.append_many([b"a"] * 7)
+    log.append_many([b"a%d" % i for i in range(7)])  # distinct: identical entries dedup
     witness.add_checkpoint(request(log, 0), now=1)
     witness.state.close()
     again = WitnessState(tmp_path / "witness" / "state.db")

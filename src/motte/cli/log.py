@@ -97,8 +97,12 @@ def append(
     directory: Dir = None,
     json: Json = False,
 ) -> int:
-    """Append entries (at most 65535 bytes each); each is durable when printed."""
-    from motte.tlog import MAX_ENTRY_SIZE, TlogUsageError
+    """Append entries (at most 65535 bytes each); each is durable and signed when printed.
+
+    An entry already in the log is not appended again: its existing index is printed
+    (content dedup, as Rekor does). Exit status is non-zero when the log refuses to sign.
+    """
+    from motte.tlog import MAX_ENTRY_SIZE, LocalLog, TlogUsageError
 
     datas = []
     for f in files:
@@ -111,8 +115,9 @@ def append(
         datas.append(data)
     log = _open(url, directory)
     try:
-        if hasattr(log, "append_many"):
-            logged = log.append_many(datas)
+        if isinstance(log, LocalLog):
+            # Signed like POST /add: a store that refuses to sign fails the command.
+            logged = log.append_signed(datas)
         else:
             logged = [log.append(d) for d in datas]
     finally:

@@ -43,6 +43,7 @@ from motte.tlog._merkle import (
     consistency_ranges,
     fold,
     inclusion_ranges,
+    leaf_hash,
     range_nodes,
     verify_consistency,
 )
@@ -210,11 +211,49 @@ class LocalLog:
         return self.append_many([entry])[0]
 
     def append_many(self, entries: Sequence[bytes]) -> list[LoggedEntry]:
-        """Append a batch in one transaction (one fsync for all of them)."""
+        """Append a batch in one transaction (one fsync for all of them).
+
+        Entries are deduplicated by content, as Rekor does: an entry already in the log (or
+        earlier in the batch) is not appended again, and its existing index is returned.
+        (Two processes appending the same new entry at the same moment may both append it;
+        the server's single sequencer never does.)
+        """
         if not entries:
             return []
-        first, leaves = self.store.append([bytes(e) for e in entries])
-        return [LoggedEntry(first + i, h) for i, h in enumerate(leaves)]
+        out: list[LoggedEntry | None] = []
+        new: list[bytes] = []
+        pending: dict[bytes, list[int]] = {}
+        for e in entries:
+            leaf = leaf_hash(e)
+            known = self.store.find_leaf(leaf)
+            if known is not None:
+                out.append(LoggedEntry(known, leaf))
+                continue
+            if leaf not in pending:
+                pending[leaf] = []
+                new.append(bytes(e))
+            pending[leaf].append(len(out))
+            out.append(None)
+        if new:
+            first, leaves = self.store.append(new)
+            for i, h in enumerate(leaves):
+                for slot in pending[h]:
+                    out[slot] = LoggedEntry(first + i, h)
+        return [e for e in out if e is not None]
+
+    def append_signed(self, entries: Sequence[bytes]) -> list[LoggedEntry]:
+        """Append and sign a checkpoint covering the entries (as ``POST /add`` does).
+
+        The store is asked to sign first: if it refuses (entries lost, a tree that does not
+        extend the last checkpoint), nothing is appended and the refusal is raised. If it
+        refuses after the append, the entries are durable but the refusal is still raised:
+        an entry the log will not sign for must never be reported as logged.
+        """
+        self.sign_checkpoint()
+        logged = self.append_many(entries)
+        size, note = self.sign_checkpoint()
+        self.cosign(size, note)
+        return logged
 
     def sign_checkpoint(self) -> tuple[int, bytes]:
         """Sign a checkpoint of the whole tree if the newest one is smaller; return (size, note).

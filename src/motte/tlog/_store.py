@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS cosignatures (
     PRIMARY KEY (size, witness)) STRICT;
 CREATE TABLE IF NOT EXISTS witness_sizes (
     witness TEXT PRIMARY KEY, size INTEGER NOT NULL) STRICT;
+CREATE INDEX IF NOT EXISTS entries_by_leaf ON entries (substr(hashes, 1, 32));
 """
 _APPEND_ONLY = ("entries", "checkpoints", "cosignatures")
 
@@ -174,6 +175,18 @@ class LogStore:
                 raise
             self._frontier = frontier
         return first, leaves
+
+    def find_leaf(self, leaf: bytes) -> int | None:
+        """The index of the first entry whose leaf hash is ``leaf`` (content dedup), if any."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT idx FROM entries WHERE substr(hashes, 1, 32) = ? ORDER BY idx LIMIT 1",
+                (leaf,),
+            )
+            .fetchone()
+        )
+        return None if row is None else row[0]
 
     def root(self, size: int | None = None, *, fresh: bool = False) -> tuple[int, bytes]:
         """The tree size and root: of the whole tree, or of its first ``size`` leaves."""
