@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pull": ("motte.cli.oci", "pull", "Pull an artifact from an OCI registry."),
     "key": ("motte.cli.sign", "key_app", "Create and inspect signing keys."),
     "sign": ("motte.cli.sign", "sign", "Sign an artifact and log the signature."),
+    "release": ("motte.cli.sign", "release", "Bind a tag to its digest: version, expiry."),
     "attest-build": ("motte.cli.sign", "attest_build", "Record SLSA build provenance."),
     "attest-review": (
         "motte.cli.sign",

@@ -386,6 +386,49 @@ def sign(
     return _sign_output(result, json_out)
 
 
+def release(
+    reference: Ref,
+    key: SignKeys,
+    version: Annotated[
+        int | None,
+        typer.Option(min=1, help="Release version (default: one above the highest seen here)."),
+    ] = None,
+    expires_days: Annotated[
+        int,
+        typer.Option(
+            "--expires-days",
+            min=1,
+            max=3650,
+            help="Days until consumers refuse this release as stale: release again before.",
+        ),
+    ] = 90,
+    log: LogOpt = None,
+    allow_insecure_http: InsecureOpt = False,
+    json_out: JsonOpt = False,
+) -> int:
+    """Bind NAMESPACE/NAME:TAG to its digest with a version and an expiry, signed and logged.
+
+    Consumers remember the highest release they accepted for each tag and refuse an older
+    one, an expired one, or a tag moved to a digest its current release does not name.
+    The version goes up across the whole package name; re-release before the expiry.
+
+    Example: motte release acme/hello:1.0 --key alice
+    """
+    from motte.sign import sign_release
+
+    now = _now()
+    result = sign_release(
+        reference,
+        _private_keys(key),
+        version=version,
+        expires=now + dt.timedelta(days=expires_days),
+        now=now,
+        allow_insecure_http=allow_insecure_http,
+        log_url=log,
+    )
+    return _sign_output(result, json_out)
+
+
 def attest_build(
     reference: Ref,
     key: SignKeys,
@@ -460,10 +503,21 @@ def attest_review(
 
 
 def verify(
-    reference: Ref,
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="[REGISTRY/]NAMESPACE/NAME[:TAG|@DIGEST], or a FILE with --bundle",
+            show_default=False,
+        ),
+    ],
     key: Annotated[
         list[str],
-        typer.Option("--key", "-k", help="Pin a publisher public key instead of trust roots."),
+        typer.Option(
+            "--key",
+            "-k",
+            help="Pin a publisher public key instead of trust roots (with --bundle: the key "
+            "of a keyed Sigstore bundle).",
+        ),
     ] = [],  # noqa: B006 - Typer reads list defaults, never mutates them
     keys_dir: Annotated[
         Path | None,
@@ -480,19 +534,68 @@ def verify(
             "with the last one seen (a forked log would go unnoticed).",
         ),
     ] = False,
+    allow_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rollback",
+            help="Accept a tag whose release is older than one seen, expired, or moved. "
+            "Loud, and recorded in MOTTE_HOME/releases/overrides.jsonl.",
+        ),
+    ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option("--bundle", help="Verify FILE against this Sigstore bundle (v0.1-v0.3)."),
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-root",
+            help="Sigstore trusted_root.json to verify against (default: "
+            "MOTTE_HOME/sigstore/trusted_root.json).",
+        ),
+    ] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option("--identity", help="With --bundle: the signer's certificate identity."),
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option("--issuer", help="With --bundle: the identity's OIDC issuer.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list what was ignored, and why.")
+    ] = False,
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Verify an artifact: intact, signed by keys its namespace allows, and logged.
+    """Verify an artifact: intact, signed by keys its namespace allows, logged, and current.
 
     Checks every blob against its digest, and each signature against the keys NAMESPACE delegates.
     (--key pins publisher keys instead of the installed trust roots.)
     Each statement needs a log inclusion proof under a checkpoint consistent with the last seen:
     a fork fails, and so does a log that cannot be reached for the consistency proof.
-    Exit status 1 names the check that failed: layer, manifest, signature, log, threshold.
+    By tag, the digest must be the tag's current release (motte release): an older, expired or
+    moved release is refused unless --allow-rollback. Statements nobody you trust signed are
+    ignored (-v lists them, with the reason).
+    Exit status 1 names the check that failed: layer, manifest, signature, log, threshold,
+    release.
 
-    Example: motte verify acme/hello:1.0
+    With --bundle, FILE is verified against a Sigstore bundle offline, as cosign verify-blob
+    does: --trusted-root R and --identity I --issuer O (or --key K for a keyed bundle).
+    Exit 0 verified, 1 refused (with the reason), 2 bad usage or a malformed bundle.
+
+    Examples: motte verify acme/hello:1.0
+    motte verify a.txt --bundle a.txt.sigstore.json --trusted-root trusted_root.json
+    --identity https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main
+    --issuer https://token.actions.githubusercontent.com
     """
+    if bundle is not None:
+        return _verify_bundle(
+            Path(reference), bundle, trusted_root, identity, issuer, key, json_out, verbose
+        )
+    if identity or issuer or trusted_root:
+        raise typer.BadParameter(
+            "--identity, --issuer and --trusted-root go with --bundle", param_hint="--bundle"
+        )
     from motte.sign import policy_from_keys, verify_artifact
 
     if key and keys_dir is not None:
@@ -505,12 +608,60 @@ def verify(
         allow_insecure_http=allow_insecure_http,
         log_url=log,
         unsafe_skip_fork_check=unsafe_skip_fork_check,
+        allow_rollback=allow_rollback,
     )
-    _verify_output(result, json_out)
+    _verify_output(result, json_out, verbose)
     return int(ExitStatus.OK)
 
 
-def _verify_output(v: Verification, json_out: bool) -> None:
+def _verify_bundle(
+    file: Path,
+    bundle: Path,
+    trusted_root: Path | None,
+    identity: str | None,
+    issuer: str | None,
+    key: list[str],
+    json_out: bool,
+    verbose: bool,
+) -> int:
+    from motte.errors import UsageError
+    from motte.sign import verify_blob_bundle
+
+    if key and (identity or issuer):
+        raise UsageError("give --identity and --issuer, or --key, not both")
+    if not key and not (identity and issuer):
+        raise UsageError(
+            "a Sigstore bundle is verified against a signer: give --identity and --issuer "
+            "(a keyless bundle), or --key (a keyed one)",
+            hint="e.g. --identity https://github.com/OWNER/REPO/.github/workflows/W.yml@REF "
+            "--issuer https://token.actions.githubusercontent.com",
+        )
+    if len(key) > 1:
+        raise UsageError("a keyed bundle is verified with one --key")
+    result = verify_blob_bundle(
+        file,
+        bundle,
+        trusted_root=trusted_root,
+        identity=identity,
+        issuer=issuer,
+        key=Path(key[0]) if key else None,
+    )
+    if json_out:
+        _emit({"verified": True, **result.to_dict()})
+    else:
+        typer.echo(f"verified {file} ({result.artifact_digest})")
+        for line in result.lines():
+            typer.echo(f"  {line}")
+    return int(ExitStatus.OK)
+
+
+def _verify_output(v: Verification, json_out: bool, verbose: bool = False) -> None:
+    if v.override_recorded is not None:
+        print(
+            f"motte: WARNING: --allow-rollback: {v.release.overridden if v.release else ''}; "
+            f"accepted anyway, recorded in {v.override_recorded}",
+            file=sys.stderr,
+        )
     if json_out:
         _emit(
             {
@@ -520,6 +671,15 @@ def _verify_output(v: Verification, json_out: bool) -> None:
                 "policy": v.policy,
                 "threshold": v.threshold,
                 "publishers": list(v.publishers),
+                "release": None
+                if v.release is None
+                else {
+                    "status": v.release.status,
+                    "message": v.release.message,
+                    "version": v.release.release.version if v.release.release else None,
+                    "overridden": v.release.overridden,
+                    "override_recorded": str(v.override_recorded) if v.override_recorded else None,
+                },
                 "statements": [
                     {
                         "referrer": s.referrer,
@@ -543,11 +703,16 @@ def _verify_output(v: Verification, json_out: bool) -> None:
     typer.echo(f"verified {v.reference}")
     typer.echo(f"  policy      {v.policy} ({v.threshold} publisher signature(s) required)")
     typer.echo(f"  publishers  {', '.join(k[:16] for k in v.publishers)}")
+    if v.release is not None:
+        typer.echo(f"  release     {v.release.message}")
     for s in v.statements:
         detail = ", ".join(f"{k}={val}" for k, val in s.summary.items() if val)
         typer.echo(f"  {s.kind:<11} by {', '.join(k[:16] for k in s.signers)}: {detail}")
         typer.echo(
             f"  {'':<11} log {s.log.origin} entry {s.log.index}; fork check: {s.log.fork_check}"
         )
-    for referrer, why in v.ignored:
-        typer.echo(f"  ignored     {referrer[:19]}: {why}")
+    if verbose:
+        for referrer, why in v.ignored:
+            typer.echo(f"  ignored     {referrer[:19]}: {why}")
+    elif v.ignored:
+        typer.echo(f"  ignored     {len(v.ignored)} referrer(s) nobody you trust signed (-v: why)")

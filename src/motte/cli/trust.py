@@ -43,6 +43,14 @@ def trust(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List every rule checked under its area.")
     ] = False,
+    allow_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rollback",
+            help="Accept a tag whose release is older than one seen, expired, or moved. "
+            "Loud, and recorded in MOTTE_HOME/releases/overrides.jsonl.",
+        ),
+    ] = False,
     log: LogOpt = None,
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
@@ -53,6 +61,8 @@ def trust(
     responsiveness (advisories), provenance (who signs, since when, new signers),
     expertise (fresh audits by auditors you name).
     Each area is satisfied, not satisfied (the evidence says no) or unknown (no evidence).
+    By tag, integrity also needs the digest to be the tag's current release (motte release):
+    an older, expired or moved one is refused unless --allow-rollback.
     The package is accepted only when every area the policy requires is satisfied.
 
     Exit status: 0 accepted, 1 refused, 2 usage or a broken policy file.
@@ -65,7 +75,12 @@ def trust(
     keys = _private_keys(sign) if sign else []
     with _index_progress(not json_out and sys.stderr.isatty()) as progress:
         verdict = assess(
-            reference, pol, allow_insecure_http=allow_insecure_http, log_url=log, progress=progress
+            reference,
+            pol,
+            allow_insecure_http=allow_insecure_http,
+            log_url=log,
+            progress=progress,
+            allow_rollback=allow_rollback,
         )
     signed = (
         sign_verdict(verdict, keys, allow_insecure_http=allow_insecure_http, log_url=log)

@@ -20,10 +20,12 @@ from motte.oci import (
 )
 from motte.sign._attach import attach_statement
 from motte.sign._dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from motte.sign._errors import SigningUsageError
 from motte.sign._keys import PrivateKey
 from motte.sign._logging import log_envelope
 from motte.sign._predicates import (
     PUBLICATION,
+    RELEASE,
     REVIEW,
     SLSA_PROVENANCE,
     Provenance,
@@ -95,6 +97,47 @@ def sign_artifact(ref: Reference | str, keys: Sequence[PrivateKey], **kw: Any) -
         ref = parse_reference(ref)
     predicate = Publication(ref.namespace, ref.name).to_dict()
     return sign_statement(ref, keys, PUBLICATION, predicate, **kw)
+
+
+def sign_release(
+    ref: Reference | str,
+    keys: Sequence[PrivateKey],
+    *,
+    version: int | None = None,
+    expires: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+    **kw: Any,
+) -> SignResult:
+    """The release statement: "tag T of namespace/name is this digest, version N, until E".
+
+    ``version`` defaults to one more than the highest this installation has released or
+    seen for the package, and must exceed it. The release is remembered here, so the next
+    one goes up (and so that this machine, too, refuses a rollback).
+    """
+    from motte.sign._release import (
+        DEFAULT_RELEASE_DAYS,
+        Release,
+        next_version,
+        remember_release,
+    )
+
+    if isinstance(ref, str):
+        ref = parse_reference(ref)
+    if ref.tag is None:
+        raise SigningUsageError(
+            f"{ref}: a release binds a tag; name one (NAMESPACE/NAME:TAG)",
+            hint="e.g. motte release acme/hello:1.0 --key alice",
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    expires = expires or now + dt.timedelta(days=DEFAULT_RELEASE_DAYS)
+    if expires <= now:
+        raise SigningUsageError("a release must expire in the future")
+    release = Release(
+        ref.namespace, ref.name, ref.tag, next_version(ref.repository, version), expires
+    )
+    result = sign_statement(ref, keys, RELEASE, release.to_dict(), now=now, **kw)
+    remember_release(release, result.digest, now=now)
+    return result
 
 
 def attest_build(

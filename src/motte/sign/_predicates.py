@@ -28,7 +28,14 @@ REVIEW = "https://motte.dev/attestation/review/v1"
 BUILD_TYPE = "https://motte.dev/build/command/v1"
 DEFAULT_BUILDER = "https://motte.dev/builders/local/v1"
 
-PREDICATE_NAMES = {PUBLICATION: "publication", SLSA_PROVENANCE: "provenance", REVIEW: "review"}
+RELEASE = "https://motte.dev/attestation/release/v1"  # motte.sign._release
+
+PREDICATE_NAMES = {
+    PUBLICATION: "publication",
+    SLSA_PROVENANCE: "provenance",
+    REVIEW: "review",
+    RELEASE: "release",
+}
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
@@ -215,4 +222,9 @@ def describe(predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:
             "result": r.result,
             "date": r.date,
         }
+    if predicate_type == RELEASE:
+        from motte.sign._release import Release
+
+        rel = Release.from_dict(predicate, where).to_dict()
+        return {"tag": rel["tag"], "version": rel["version"], "expires": rel["expires"]}
     return {}

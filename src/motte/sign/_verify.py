@@ -35,6 +35,16 @@ from motte.sign._errors import (
 )
 from motte.sign._logging import LogEvidence, check_logged
 from motte.sign._predicates import PREDICATE_NAMES, PUBLICATION, Publication, describe
+from motte.sign._release import (
+    ReleaseCheck,
+    SignedRelease,
+    check_release,
+    load_release_memory,
+    overrides_file,
+    record_override,
+    releases_in,
+    remember_release,
+)
 from motte.sign._statement import Statement
 from motte.sign._truststore import PublisherPolicy, policy_for_namespace
 
@@ -62,6 +72,10 @@ class Verification:
     statements: tuple[CheckedStatement, ...]
     #: (referrer digest, why it does not count): unknown signer, no log proof, other name...
     ignored: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: Whether the tag is this digest's current release (None when verified by digest).
+    release: ReleaseCheck | None = None
+    #: Where an ``allow_rollback`` override was recorded, if one was used.
+    override_recorded: Path | None = None
 
 
 def verify_artifact(
@@ -74,11 +88,15 @@ def verify_artifact(
     log_url: str | None = None,
     now: dt.datetime | None = None,
     unsafe_skip_fork_check: bool = False,
+    allow_rollback: bool = False,
 ) -> Verification:
     """Verify ``ref`` (see the module docstring); raise naming the failed check, or return.
 
     ``unsafe_skip_fork_check`` accepts a statement whose checkpoint cannot be shown consistent
     with the last one seen because the log cannot be reached (see :mod:`motte.sign._logging`).
+
+    A reference with a tag must be the tag's current release (:mod:`motte.sign._release`);
+    ``allow_rollback`` accepts an older, expired or moved one, loudly, and records it.
     """
     from motte.tlog import ForkError
 
@@ -96,6 +114,7 @@ def verify_artifact(
 
     checked: list[CheckedStatement] = []
     log_hint: str | None = None
+    found_releases: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = []
     publishers: dict[str, None] = {}
     trusted_ids = {k.keyid for k in policy.keys}
     for s in stored:
@@ -177,6 +196,7 @@ def verify_artifact(
         checked.append(
             CheckedStatement(s.referrer, statement.predicate_type, signers, evidence, summary)
         )
+        found_releases.append((statement.predicate_type, statement.predicate, signers, where))
         if statement.predicate_type == PUBLICATION:
             pub = Publication.from_dict(statement.predicate, where)
             if (pub.namespace, pub.name) != (ref.namespace, ref.name):
@@ -197,6 +217,18 @@ def verify_artifact(
             f"signature(s) from {policy.source}" + (f" ({reasons})" if reasons else ""),
             hint=log_hint or "sign it with a delegated key: motte sign REF --key KEY",
         )
+    release, recorded = None, None
+    if ref.tag is not None:
+        release, recorded = enforce_release(
+            ref.repository,
+            ref.tag,
+            desc.digest,
+            releases_in(found_releases, (k.keyid for k in policy.keys)),
+            threshold=policy.threshold,
+            now=now,
+            allow_rollback=allow_rollback,
+            command="motte verify",
+        )
     return Verification(
         ref.with_digest(desc.digest),
         desc.digest,
@@ -205,7 +237,52 @@ def verify_artifact(
         tuple(publishers),
         tuple(checked),
         tuple(ignored),
+        release,
+        recorded,
     )
+
+
+def enforce_release(
+    package: str,
+    tag: str,
+    digest: str,
+    found: list[SignedRelease],
+    *,
+    threshold: int,
+    now: dt.datetime,
+    allow_rollback: bool,
+    command: str,
+    remember: bool = True,
+) -> tuple[ReleaseCheck, Path | None]:
+    """Check freshness against this installation's memory; raise when refused.
+
+    A current release is remembered (``remember``); an overridden refusal is recorded in the
+    audit file, whose path is returned, and remembers nothing.
+    """
+    check = check_release(
+        package,
+        tag,
+        digest,
+        found,
+        load_release_memory(package),
+        threshold=threshold,
+        now=now,
+        allow_rollback=allow_rollback,
+    )
+    if check.refused:
+        raise ArtifactVerificationError(
+            "release",
+            check.message,
+            hint="if you must run it anyway, --allow-rollback accepts it (recorded in "
+            f"{overrides_file()})",
+        )
+    if check.overridden is not None:
+        return check, record_override(
+            package, tag, digest, check.overridden, now=now, command=command
+        )
+    if remember and check.release is not None:
+        remember_release(check.release, digest, now=now)
+    return check, None
 
 
 def _kind(predicate_type: str | None) -> str:

@@ -149,7 +149,30 @@ def _reproducible(ctx: Context) -> list[RuleResult]:
 
 
 def integrity(ctx: Context) -> list[RuleResult]:
-    return [_digest(ctx), *_tampered(ctx), _signed(ctx), _logged(ctx), _source(ctx)]
+    return [
+        _digest(ctx),
+        *_tampered(ctx),
+        _signed(ctx),
+        *_release(ctx),
+        _logged(ctx),
+        _source(ctx),
+    ]
+
+
+def _release(ctx: Context) -> list[RuleResult]:
+    """Judged by tag: the digest is the tag's current release (no rollback, not expired,
+    not a moved tag). An override by --allow-rollback is a note naming where it is recorded."""
+    check = ctx.ev.release
+    if check is None:
+        return []
+    if check.refused:
+        return [RuleResult("integrity.release", N, check.message)]
+    if check.overridden is not None:
+        where = ctx.ev.release_override_file or "the overrides file"
+        return [RuleResult("integrity.release", NOTE, f"{check.message} (recorded in {where})")]
+    if check.status == "unbound":
+        return [RuleResult("integrity.release", NOTE, check.message)]
+    return [RuleResult("integrity.release", S, check.message)]
 
 
 def _digest(ctx: Context) -> RuleResult:

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 from motte.oci import NO_PROGRESS, LocalStore, Progress, Reference
-from motte.sign import PUBLICATION
+from motte.sign import PUBLICATION, record_override, remember_release
 from motte.trust._decide import decide
 from motte.trust._errors import TrustRefusedError
 from motte.trust._gather import gather
 from motte.trust._memory import remember_accepted
 from motte.trust._policy import Policy, load_policy
 from motte.trust._verdict import TrustVerdict
+
+#: ``motte run`` (and a Keep) accept an older, expired or moved release only with this set
+#: to 1: the run's own escape hatch, recorded like ``--allow-rollback``.
+ALLOW_ROLLBACK_ENV = "MOTTE_ALLOW_ROLLBACK"
 
 
 def _policy(policy: Policy | str | os.PathLike[str]) -> Policy:
@@ -39,12 +44,16 @@ def assess(
     log_url: str | None = None,
     remember: bool = True,
     progress: Progress = NO_PROGRESS,
+    allow_rollback: bool = False,
 ) -> TrustVerdict:
     """Judge ``target`` (a reference, or a ``sha256:`` digest in the local store).
 
     An accepted verdict is remembered (``remember``): the signers it counted become "seen
     before" for this package on this installation. A refused one is not, so a flagged new
-    signer stays flagged however often the judgement runs.
+    signer stays flagged however often the judgement runs. Judged by tag, an accepted
+    current release is remembered too (a later, older one is then a rollback); with
+    ``allow_rollback`` an older, expired or moved release is accepted, and the override is
+    appended to ``MOTTE_HOME/releases/overrides.jsonl`` and said on standard error.
     """
     pol = _policy(policy)
     now = now or dt.datetime.now(dt.UTC)
@@ -57,8 +66,26 @@ def assess(
         trust_dir=trust_dir,
         log_url=log_url,
         progress=progress,
+        allow_rollback=allow_rollback,
     )
     verdict = decide(evidence, pol, now)
+    check = evidence.release
+    if check is not None and check.overridden is not None and verdict.accepted:
+        path = record_override(
+            evidence.package,
+            evidence.tag or "",
+            evidence.digest,
+            check.overridden,
+            now=now,
+            command="motte trust",
+        )
+        print(
+            f"motte: WARNING: --allow-rollback: {check.overridden}; accepted anyway, recorded "
+            f"in {path}",
+            file=sys.stderr,
+        )
+    elif remember and verdict.accepted and check is not None and check.release is not None:
+        remember_release(check.release, evidence.digest, now=now)
     if remember and verdict.accepted and evidence.publishers is not None:
         signers = {
             k
@@ -79,14 +106,23 @@ def enforce(
     now: dt.datetime | None = None,
     store: LocalStore | None = None,
     allow_insecure_http: bool = False,
+    allow_rollback: bool | None = None,
 ) -> TrustVerdict:
     """The verdict if ``policy`` accepts the package; else raise :class:`TrustRefusedError`.
 
     The error's message names every failing area and its deciding rule on one line, and
-    carries the whole verdict (``e.verdict``).
+    carries the whole verdict (``e.verdict``). ``allow_rollback`` defaults to the
+    environment's ``MOTTE_ALLOW_ROLLBACK=1`` (how ``motte run`` opts in; see assess).
     """
+    if allow_rollback is None:
+        allow_rollback = os.environ.get(ALLOW_ROLLBACK_ENV) == "1"
     verdict = assess(
-        reference_or_digest, policy, now=now, store=store, allow_insecure_http=allow_insecure_http
+        reference_or_digest,
+        policy,
+        now=now,
+        store=store,
+        allow_insecure_http=allow_insecure_http,
+        allow_rollback=allow_rollback,
     )
     if not verdict.accepted:
         raise TrustRefusedError(verdict)

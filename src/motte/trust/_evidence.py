@@ -97,6 +97,12 @@ class Evidence:
     #: Layers of other versions of this package (digest -> title -> blob digest), for
     #: telling what a signer new to the package changed.
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Judged by tag: whether the digest is the tag's current release (motte.sign's
+    #: freshness check against this installation's memory), else None.
+    release: Any = None
+    tag: str | None = None
+    #: Where an --allow-rollback override of ``release`` is recorded (it is, on accept).
+    release_override_file: str | None = None
 
     @property
     def package(self) -> str:

@@ -45,8 +45,12 @@ from motte.sign import (
     Statement,
     TrustRootError,
     check_logged,
+    check_release,
+    load_release_memory,
+    overrides_file,
     policy_for_namespace,
     read_statements,
+    releases_in,
     verify_envelope,
 )
 from motte.trust._errors import TrustUsageError
@@ -104,8 +108,12 @@ def gather(
     trust_dir: Path | None = None,
     log_url: str | None = None,
     progress: Progress = NO_PROGRESS,
+    allow_rollback: bool = False,
 ) -> Evidence:
     """Everything :func:`decide` needs about ``target`` (see the module docstring).
+
+    Judged by tag, the release check (motte.sign) runs against this installation's memory;
+    ``allow_rollback`` turns its refusal into a recorded override.
 
     ``progress`` shows the indexing of a log's new entries (the first judgement on a
     machine reads the whole log).
@@ -146,6 +154,26 @@ def gather(
     for digest, entry in memory.versions.items():
         if digest != desc.digest and isinstance(entry.get("layers"), dict):
             versions.setdefault(digest, {str(k): str(v) for k, v in entry["layers"].items()})
+    release = None
+    if ref.tag is not None and publishers is not None:
+        found = releases_in(
+            (
+                (s.predicate_type, s.predicate, s.signers, s.envelope_digest)
+                for s in statements
+                if s.usable and s.about(desc.digest)
+            ),
+            publishers.keyids,
+        )
+        release = check_release(
+            ref.repository,
+            ref.tag,
+            desc.digest,
+            found,
+            load_release_memory(ref.repository),
+            threshold=publishers.threshold,
+            now=now,
+            allow_rollback=allow_rollback,
+        )
     return Evidence(
         reference=str(ref.with_digest(desc.digest)),
         namespace=ref.namespace,
@@ -160,6 +188,9 @@ def gather(
         history_problem=history_problem,
         seen_signers=dict(memory.signers),
         versions=versions,
+        release=release,
+        tag=ref.tag,
+        release_override_file=str(overrides_file()),
     )
 
 
