@@ -338,3 +338,52 @@ def _entry_zero(tmp_path) -> bytes:
     (data,) = conn.execute("SELECT data FROM entries WHERE idx = 0").fetchone()
     conn.close()
     return data
+
+
+# -- Sigstore bundles travel as OCI referrers -----------------------------------------------
+
+
+def test_a_sigstore_bundle_referrer_is_pulled_with_the_package(registry, tmp_path, monkeypatch):
+    """cosign 3 / sigstore-python attach a bundle as an OCI 1.1 referrer (artifactType and
+    layer application/vnd.dev.sigstore.bundle.v0.3+json); a pull carries it along, like
+    motte's own statements, and the local copy reads back byte for byte."""
+    from motte.oci import LocalRepository, Manifest, read_referrers
+    from tests.conftest import shared_testdata
+
+    bundle = shared_testdata("sigstore", "happy-path-v0.3.sigstore.json").read_bytes()
+    _home(monkeypatch, tmp_path / "publisher")
+    import subprocess
+
+    w = World(tmp_path / "acme-root", tmp_path)
+    repo_dir, _ = w.source("src", b"x")
+    subprocess.run(["sh", "build.sh"], cwd=repo_dir, check=True)
+    build_package(repo_dir, parse_reference("acme/hello:1.0"))
+    ref = parse_reference(f"{registry.url}/acme/hello:1.0")
+    push(ref)
+    with open_repository(ref) as repo:
+        subject = repo.resolve(ref)[0]
+        empty = Descriptor.of(mt.OCI_EMPTY, mt.OCI_EMPTY_BYTES)
+        layer = Descriptor.of(mt.SIGSTORE_BUNDLE_V03, bundle)
+        manifest = Manifest(
+            config=empty,
+            layers=(layer,),
+            artifact_type=mt.SIGSTORE_BUNDLE_V03,
+            subject=Descriptor(subject.media_type, subject.digest, subject.size),
+            annotations={"dev.sigstore.bundle.content": "message-signature"},
+        )
+        data = manifest.to_bytes()
+        desc = Descriptor.of(mt.OCI_MANIFEST, data)
+        with repo.session() as sink:
+            for d, blob in ((empty, mt.OCI_EMPTY_BYTES), (layer, bundle)):
+                sink.put_blob(d, iter([blob]), "blob", advance=lambda n: None)
+            sink.put_manifest(desc, data, subject=subject.digest)
+
+    _home(monkeypatch, tmp_path / "consumer")
+    from motte.oci import pull
+
+    pulled = pull(ref)
+    assert desc.digest in pulled.referrers
+    local = LocalRepository(parse_reference("acme/hello:1.0"))
+    found = read_referrers(local, subject.digest, artifact_types=mt.SIGSTORE_BUNDLE_ARTIFACTS)
+    assert [r.desc.digest for r in found] == [desc.digest]
+    assert local.blob(found[0].manifest.layers[0], "bundle") == bundle
