@@ -83,13 +83,16 @@ def test_cli_against_the_served_log(served, cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "cosigned by 1 witnesses" in r.stdout
     # the log grows; a proof against the bigger checkpoint needs a consistency proof from the
-    # one remembered above, fetched over HTTP (tiles) from the log
-    index2 = json.loads(cli("log", "append", "--log", server.url, stmt, "--json").stdout)[0]
+    # one remembered above, fetched over HTTP (tiles) from the log. (Another entry: the same
+    # bytes again would keep their index, as in Rekor.)
+    stmt2 = tmp_path / "stmt2.json"
+    stmt2.write_text('{"_type": "statement", "n": 2}')
+    index2 = json.loads(cli("log", "append", "--log", server.url, stmt2, "--json").stdout)[0]
     proof2 = tmp_path / "stmt2.tlog-proof"
     cli("log", "prove", str(index2["index"]), "--log", server.url, "-o", proof2)
-    r = cli("log", "verify", stmt, proof2, "--key", log_key, "--key", witness_key)
+    r = cli("log", "verify", stmt2, proof2, "--key", log_key, "--key", witness_key)
     assert r.exit_code == 1 and "no URL is known" in r.stderr
-    r = cli("log", "verify", stmt, proof2, "--key", log_key, "--key", witness_key,
+    r = cli("log", "verify", stmt2, proof2, "--key", log_key, "--key", witness_key,
             "--log", server.url)  # fmt: skip
     assert r.exit_code == 0, r.stderr
     cp = json.loads(cli("log", "checkpoint", "--log", server.url, "--json").stdout)
