@@ -218,3 +218,40 @@ def test_lone_tcb_info_says_what_a_cli_user_can_do(cli) -> None:
     assert r.exit_code == 1
     assert "collateral: collateral:" not in r.stdout  # the rule's name is not repeated
     assert "lone PCS TCB info" in r.stdout and "--online" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [(("--kind", "tsm"), "[" * 100_000), ((), '{"outblob": ' + "[" * 100_000)],
+)
+def test_deeply_nested_json_is_a_parse_error(cli, tmp_path: Path, kind, text: str) -> None:
+    """Deeper than json's stack: a malformed capture (exit 1), not an internal error (70)."""
+    deep = tmp_path / "deep.json"
+    deep.write_text(text)
+    r = cli("attest", "verify", deep, *kind)
+    assert r.exit_code == 1, r.stdout + r.stderr
+    assert "parse: configfs-tsm capture: JSON: nested too deeply" in r.stdout
+    r = cli("attest", "show", deep, *kind)
+    assert r.exit_code == 1
+    assert "motte: error: configfs-tsm capture: JSON: nested too deeply" in r.stderr
+    assert "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_a_reader_that_leaves_early_does_not_change_the_status(json_flag) -> None:
+    """``motte attest verify ... | true``: the pipe is closed before motte writes a byte;
+    the exit status is still the verdict's (0 accepted, 1 rejected) and nothing is said."""
+    import os
+    import subprocess
+    import sys
+
+    for vcek, status in ((VCEK, 0), (("virtee-sev", "vcek_milan.der"), 1)):
+        argv = [sys.executable, "-m", "motte", "attest", "verify", str(path(*REPORT))]
+        argv += ["--certs", str(path(*vcek)), "--at", AT, *json_flag]
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first write
+        try:
+            p = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+        finally:
+            os.close(write_end)
+        assert (p.returncode, p.stderr) == (status, b"")

@@ -76,6 +76,8 @@ def parse_tsm_capture(data: bytes) -> TsmCapture:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         pos = getattr(e, "pos", None) or getattr(e, "start", None)
         raise EvidenceParseError(STRUCTURE, "JSON", f"not valid JSON: {e}", offset=pos) from None
+    except RecursionError:  # "[[[[..." deeper than the decoder's stack: not a capture either
+        raise EvidenceParseError(STRUCTURE, "JSON", "nested too deeply to be a capture") from None
     if not isinstance(doc, dict):
         raise EvidenceParseError(STRUCTURE, "JSON", "must be an object")
     unknown = sorted(set(doc) - _KNOWN)

@@ -354,7 +354,7 @@ def _signed_member(body: bytes, member: str, what: str) -> tuple[str, str]:
         signature = doc["signature"]
         if not isinstance(signature, str):
             raise TypeError("signature is not a string")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as e:
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
         raise RemoteError(f"Intel PCS {what}: unexpected response: {e}") from None
     return text[colon:end], signature
 
@@ -371,5 +371,5 @@ def _intel_stale(cached: bytes, now: datetime) -> bool:
         doc: Any = json.loads(cached)
         nxt = json.loads(doc["tcb_info"])["nextUpdate"]
         return now > datetime.fromisoformat(nxt.replace("Z", "+00:00"))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return True

@@ -6,7 +6,10 @@ Thin commands: parse the command line, call :mod:`motte.attest`, render, return 
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from motte.cli._output import console, emit_json
+from motte.cli._output import emit_json
 from motte.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -88,16 +91,21 @@ def show(evidence: EvidenceArg, kind: KindOpt = None, json: Json = False) -> int
     raw, kind = _read_evidence(evidence, kind)
     parsed = parse_evidence(raw, kind.value if kind else None)
     doc = parsed.to_dict()
-    if json:
-        emit_json(doc)
-        return int(ExitStatus.OK)
-    out = _Out()
-    out.print(f"[bold]{parsed.kind}[/bold] evidence, TEE {parsed.tee or 'none'}")
-    out.print("[yellow]UNVERIFIED: parsed fields only; `motte attest verify` checks them.[/yellow]")
-    if parsed.kind == "sim":
-        out.print("[bold red]INSECURE: sim evidence comes from a software keep.[/bold red]")
-    _print_tree(out, {k: v for k, v in doc.items() if k not in ("kind", "tee", "verified")}, 0)
+    with _reader_may_leave():
+        if json:
+            emit_json(doc)
+        else:
+            _print_parsed(parsed.kind, parsed.tee, doc)
     return int(ExitStatus.OK)
+
+
+def _print_parsed(kind: str, tee: str | None, doc: dict[str, Any]) -> None:
+    out = _Out()
+    out.line(f"{out.bold(kind)} evidence, TEE {tee or 'none'}")
+    out.line(out.yellow("UNVERIFIED: parsed fields only; `motte attest verify` checks them."))
+    if kind == "sim":
+        out.line(out.red("INSECURE: sim evidence comes from a software keep."))
+    _print_tree(out, {k: v for k, v in doc.items() if k not in ("kind", "tee", "verified")}, 0)
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -226,15 +234,17 @@ def verify(
         online=online,
     )
     explanation = _explain_measurement(measure_inputs, verdict) if measure_inputs else None
-    if json:
-        doc = verdict.to_dict()
-        if explanation is not None:
-            doc["measure_explanation"] = explanation
-        emit_json(doc)
-    else:
-        _print_verdict(verdict)
-        for line in explanation or ():
-            _Out().print(f"  measure: {line}", markup=False)
+    # The verdict decides the status; a reader that stops listening changes nothing.
+    with _reader_may_leave():
+        if json:
+            doc = verdict.to_dict()
+            if explanation is not None:
+                doc["measure_explanation"] = explanation
+            emit_json(doc)
+        else:
+            _print_verdict(verdict)
+            for line in explanation or ():
+                _Out().line(f"  measure: {line}")
     return int(ExitStatus.OK if verdict.accepted else ExitStatus.FAILURE)
 
 
@@ -262,62 +272,98 @@ def _explain_measurement(path: Path, verdict: Verdict) -> list[str] | None:
     return explain_mismatch(doc, verdict.to_dict())
 
 
-_MARK = {
-    "pass": "[green]ok  [/green]",
-    "fail": "[bold red]FAIL[/bold red]",
-    "skip": "[dim]skip[/dim]",
-}
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Print, and stop quietly if stdout's reader has gone (``motte attest verify ... | true``).
+
+    Writes are flushed here, so a closed pipe shows up inside this block and not in Click's
+    EPIPE handler (which exits 1, "rejected", for an accepted verdict); stdout then points at
+    /dev/null so the interpreter's last flush has nowhere to fail.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class _Out:
-    """A Rich console that never wraps: hex values stay whole for copy and paste."""
+    """Plain lines on stdout, never wrapped (hex values stay whole for copy and paste),
+    coloured only for a terminal that takes colour (not with NO_COLOR or TERM=dumb)."""
 
     def __init__(self) -> None:
-        self.console = console()
+        out = sys.stdout
+        self.write = out.write
+        self.color = (
+            out.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
+        )
 
-    def print(self, *args: Any, **kw: Any) -> None:
-        self.console.print(*args, soft_wrap=True, **kw)
+    def line(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    def _style(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def bold(self, text: str) -> str:
+        return self._style("1", text)
+
+    def green(self, text: str) -> str:
+        return self._style("1;32", text)
+
+    def red(self, text: str) -> str:
+        return self._style("1;31", text)
+
+    def yellow(self, text: str) -> str:
+        return self._style("33", text)
+
+    def mark(self, outcome: str) -> str:
+        if outcome == "pass":
+            return self._style("32", "ok  ")
+        if outcome == "fail":
+            return self._style("1;31", "FAIL")
+        return self._style("2", "skip")
 
 
 def _print_verdict(v: Verdict) -> None:
     out = _Out()
     what = f"{v.kind or 'unknown'} evidence" + (f" ({v.format})" if v.format else "")
     if v.accepted:
-        out.print(f"[bold green]ACCEPTED[/bold green]  {what}")
+        out.line(f"{out.green('ACCEPTED')}  {what}")
     else:
-        out.print(f"[bold red]REJECTED[/bold red]  {what}")
-        out.print(f"  reason: {v.reason}", markup=False)
+        out.line(f"{out.red('REJECTED')}  {what}")
+        out.line(f"  reason: {v.reason}")
     if v.kind == "sim":
-        out.print("  [bold red]INSECURE: a software keep, no hardware protection[/bold red]")
+        out.line("  " + out.red("INSECURE: a software keep, no hardware protection"))
     if v.measurement:
-        out.print(f"  measurement: {v.measurement}", markup=False)
+        out.line(f"  measurement: {v.measurement}")
     policy = v.policy
-    out.print(f"  policy: {policy['name']} ({policy['source']})", markup=False)
-    out.print(f"  verified at: {v.verified_at}", markup=False)
+    out.line(f"  policy: {policy['name']} ({policy['source']})")
+    out.line(f"  verified at: {v.verified_at}")
     if not v.claims_verified and v.claims:
-        out.print("  [yellow]claims did not verify; `--json` shows them for diagnosis[/yellow]")
-    out.print()
+        out.line("  " + out.yellow("claims did not verify; `--json` shows them for diagnosis"))
+    out.line()
     for r in v.rules:
-        out.print(f"  {r.stage:<6} {_MARK[r.outcome]} {r.rule:<20}", end=" ")
-        out.print(r.reason, markup=False, highlight=False)
+        out.line(f"  {r.stage:<6} {out.mark(r.outcome)} {r.rule:<20} {r.reason}")
 
 
-def _print_tree(out: Any, value: Any, depth: int) -> None:
+def _print_tree(out: _Out, value: Any, depth: int) -> None:
     pad = "  " * depth
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, dict | list) and v:
-                out.print(f"{pad}{k}:", markup=False)
+                out.line(f"{pad}{k}:")
                 _print_tree(out, v, depth + 1)
             else:
-                out.print(f"{pad}{k}: {_scalar(v)}", markup=False)
+                out.line(f"{pad}{k}: {_scalar(v)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, dict | list):
-                out.print(f"{pad}- [{i}]", markup=False)
+                out.line(f"{pad}- [{i}]")
                 _print_tree(out, item, depth + 1)
             else:
-                out.print(f"{pad}- {_scalar(item)}", markup=False)
+                out.line(f"{pad}- {_scalar(item)}")
 
 
 def _scalar(v: Any) -> str:
