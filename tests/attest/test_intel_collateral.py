@@ -231,7 +231,7 @@ def test_sample_pck_extensions() -> None:
 
 def _without(arc: str) -> bytes:
     """The fake extension with one top-level entry removed."""
-    from motte.attest.intel import _der
+    from motte.attest import der as _der
 
     raw = sgx_extension()
     top = _der.read_tlv(raw, 0, len(raw))

@@ -15,7 +15,8 @@ Turin, VCEK and VLEK; the Intel SGX Root CA), validate the verified claims again
 and is refused unless a policy sets ``allow_insecure_sim``.
 
 Keep and Steward share :func:`bind_report_data` (what goes in REPORT_DATA) and
-:class:`Evidence` (what a Keep backend hands over).
+:class:`Evidence` (what a Keep backend hands over). :mod:`motte.attest.der` is the one strict
+DER reader, for the Steward's own extensions too.
 """
 
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from motte.attest._binding import bind_report_data, expected_report_data
     from motte.attest._checks import RuleResult
     from motte.attest._enarx import EnarxCsr, parse_enarx_csr
-    from motte.attest._evidence import KINDS, Evidence, detect_kind
+    from motte.attest._evidence import KINDS, MAX_EVIDENCE_BYTES, Evidence, detect_kind
     from motte.attest._memo import clear_caches
     from motte.attest._parse import ParsedEvidence, parse_evidence
     from motte.attest._policy import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from motte.attest._recipe import verify_evidence
     from motte.attest._tsm import TsmCapture, parse_tsm_capture, read_tsm_capture_dir
     from motte.attest._verdict import Verdict
+    from motte.attest._x509 import x509_load_errors
     from motte.attest.errors import (
         AttestError,
         CollateralError,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "MAX_EVIDENCE_BYTES",
     "AttestError",
     "CollateralError",
     "EnarxCsr",
@@ -80,6 +83,7 @@ __all__ = [
     "parse_tsm_capture",
     "read_tsm_capture_dir",
     "verify_evidence",
+    "x509_load_errors",
 ]
 
 # Names load on first use: a Keep that only binds REPORT_DATA and wraps its evidence must not
@@ -91,6 +95,7 @@ _LAZY = {
     "EnarxCsr": "motte.attest._enarx",
     "parse_enarx_csr": "motte.attest._enarx",
     "KINDS": "motte.attest._evidence",
+    "MAX_EVIDENCE_BYTES": "motte.attest._evidence",
     "Evidence": "motte.attest._evidence",
     "detect_kind": "motte.attest._evidence",
     "clear_caches": "motte.attest._memo",
@@ -109,6 +114,7 @@ _LAZY = {
     "parse_tsm_capture": "motte.attest._tsm",
     "read_tsm_capture_dir": "motte.attest._tsm",
     "Verdict": "motte.attest._verdict",
+    "x509_load_errors": "motte.attest._x509",
     "AttestError": "motte.attest.errors",
     "CollateralError": "motte.attest.errors",
     "EvidenceParseError": "motte.attest.errors",

@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motte.attest._der import (
+from motte.attest._evidence import MAX_EVIDENCE_BYTES
+from motte.attest._x509 import checked_crl, fingerprint, load_der_certificate, x509_load_errors
+from motte.attest.der import (
     OCTET_STRING,
     SEQUENCE,
     UTF8_STRING,
     DerReader,
 )
-from motte.attest._evidence import MAX_EVIDENCE_BYTES
-from motte.attest._x509 import checked_crl, fingerprint, load_der_certificate, load_errors
 from motte.attest.errors import EvidenceParseError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def parse_enarx_csr(raw: bytes) -> EnarxCsr:
             DerReader(raw, STRUCTURE).top("CertificationRequest", SEQUENCE)
             csr = x509.load_der_x509_csr(raw)
         extensions = list(csr.extensions)
-    except load_errors() as e:
+    except x509_load_errors() as e:
         raise EvidenceParseError(
             STRUCTURE, "CertificationRequest", f"not a PKCS#10 CSR: {e}"
         ) from None
@@ -121,7 +121,7 @@ def parse_enarx_csr(raw: bytes) -> EnarxCsr:
         spki = csr.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    except load_errors() as e:  # "Invalid key", an unknown key type
+    except x509_load_errors() as e:  # "Invalid key", an unknown key type
         raise EvidenceParseError(STRUCTURE, "subjectPKInfo", f"unusable public key: {e}") from None
     tee = ENARX_TEES[oid]
     if tee != "snp":
@@ -155,7 +155,7 @@ def _parse_snp_evidence(
         r.expect(crl_tlv, SEQUENCE, "crl")
         try:
             crl = x509.load_der_x509_crl(crl_tlv.encoded(value))
-        except load_errors() as e:
+        except x509_load_errors() as e:
             raise EvidenceParseError(
                 structure, "crl", f"not a CRL: {e}", offset=crl_tlv.offset
             ) from None

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from motte.attest._der import SEQUENCE, DerReader
 from motte.attest._memo import CHECKED
+from motte.attest.der import SEQUENCE, DerReader
 from motte.attest.errors import EvidenceParseError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_BUNDLE_BYTES = 1 << 20
 
 
-def load_errors() -> tuple[type[Exception], ...]:
+def x509_load_errors() -> tuple[type[Exception], ...]:
     """What `cryptography` raises for malformed certificates, CRLs and CSRs, at load or when
     a lazily parsed field is first read: ValueError and its own types that are not
     ValueErrors. A function so that cryptography is imported only when used."""
@@ -69,7 +69,7 @@ def _checked_certificate(cert: x509.Certificate, structure: str) -> x509.Certifi
         try:
             _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
             _ = (cert.extensions, cert.signature_hash_algorithm, cert.public_key())
-        except load_errors() as e:
+        except x509_load_errors() as e:
             raise EvidenceParseError(structure, "certificate", f"malformed: {e}") from None
         return True
 
@@ -83,7 +83,7 @@ def checked_crl(
     try:
         _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.signature_hash_algorithm)
         _ = (crl.extensions, [(r.serial_number, r.revocation_date_utc) for r in crl])
-    except load_errors() as e:
+    except x509_load_errors() as e:
         raise EvidenceParseError(structure, "CRL", f"malformed: {e}") from None
     return crl
 
@@ -94,7 +94,7 @@ def load_der_certificate(data: bytes, structure: str) -> x509.Certificate:
     with _serial_zero_allowed():
         try:
             cert = x509.load_der_x509_certificate(data)
-        except load_errors() as e:
+        except x509_load_errors() as e:
             raise EvidenceParseError(
                 structure, "certificate", f"not a DER certificate: {e}"
             ) from None
@@ -107,7 +107,7 @@ def load_pem_certificates(data: bytes, structure: str) -> list[x509.Certificate]
     with _serial_zero_allowed():
         try:
             certs = x509.load_pem_x509_certificates(data)
-        except load_errors() as e:
+        except x509_load_errors() as e:
             raise EvidenceParseError(structure, "certificate", f"bad PEM: {e}") from None
         return [_checked_certificate(c, structure) for c in certs]
 
@@ -152,14 +152,14 @@ def load_bundle(data: bytes, source: str = "certificates") -> Bundle:
     with _serial_zero_allowed():
         try:
             cert = x509.load_der_x509_certificate(data)
-        except load_errors():
+        except x509_load_errors():
             pass
         else:
             bundle.certificates.append(_checked_certificate(cert, source))
             return bundle
     try:
         crl = x509.load_der_x509_crl(data)
-    except load_errors():
+    except x509_load_errors():
         pass
     else:
         bundle.crls.append(checked_crl(crl, source))
@@ -178,7 +178,7 @@ def _load_pem(data: bytes, source: str) -> Bundle:
         elif block.startswith(b"-----BEGIN X509 CRL-----"):
             try:
                 crl = x509.load_pem_x509_crl(block)
-            except load_errors() as e:
+            except x509_load_errors() as e:
                 raise EvidenceParseError(source, "CRL", f"bad PEM CRL: {e}") from None
             bundle.crls.append(checked_crl(crl, source))
         else:

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from motte.attest._x509 import load_errors
+from motte.attest._x509 import x509_load_errors
 from motte.attest.errors import CollateralError
 from motte.errors import RemoteError
 from motte.fsutil import atomic_write_bytes
@@ -293,7 +293,7 @@ class CollateralCache:
         if cached is not None:
             try:
                 nxt = x509.load_der_x509_crl(cached).next_update_utc
-            except load_errors():
+            except x509_load_errors():
                 nxt = None
             if nxt is not None and now <= nxt:
                 return cached

@@ -31,8 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from motte.attest._der import INTEGER, OCTET_STRING, SEQUENCE, UTF8_STRING, DerReader
-from motte.attest._evidence import MAX_EVIDENCE_BYTES
+from motte.attest import MAX_EVIDENCE_BYTES
+from motte.attest.der import INTEGER, OCTET_STRING, SEQUENCE, UTF8_STRING, DerReader
 from motte.attest.errors import EvidenceParseError
 from motte.keep._digest import is_digest
 

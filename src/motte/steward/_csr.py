@@ -104,7 +104,7 @@ def parse_csr_request(body: bytes) -> CsrRequest:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from motte.attest._x509 import load_errors
+    from motte.attest import x509_load_errors
 
     if len(body) > MAX_CSR_BYTES:
         raise EvidenceParseError(STRUCTURE, "length", f"{len(body)} bytes is too large")
@@ -120,7 +120,7 @@ def parse_csr_request(body: bytes) -> CsrRequest:
         spki = csr.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    except load_errors() as e:
+    except x509_load_errors() as e:
         raise EvidenceParseError(
             STRUCTURE, "CertificationRequest", f"not a PKCS#10 CSR: {e}"
         ) from None

@@ -19,8 +19,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from motte.attest import der as _der
 from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
-from motte.attest.intel import _der
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from motte.attest import der as _der
 from motte.attest.errors import EvidenceParseError
-from motte.attest.intel import _der
 
 if TYPE_CHECKING:
     from cryptography import x509

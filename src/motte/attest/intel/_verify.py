@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from motte.attest import der as _der
 from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
-from motte.attest.intel import _der
 from motte.attest.intel._chain import (
     Cert,
     ChainCache,

@@ -14,8 +14,8 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motte.attest._der import IA5_STRING, OCTET_STRING, UTF8_STRING, DerReader
 from motte.attest._x509 import common_name, fingerprint
+from motte.attest.der import IA5_STRING, OCTET_STRING, UTF8_STRING, DerReader
 from motte.attest.errors import EvidenceParseError
 from motte.attest.snp._abi import PRODUCT_TCB_LAYOUT, encode_tcb
 
