@@ -65,7 +65,13 @@ def _read(*parts: str) -> bytes:
 
 def build_cases() -> tuple[list[Case], list[str]]:
     from motte.attest import verify_evidence
-    from motte.attest.intel import ChainCache, parse_collateral, parse_quote, verify_quote
+    from motte.attest.intel import (
+        ChainCache,
+        IntelVerifyOptions,
+        parse_collateral,
+        parse_quote,
+        verify_quote,
+    )
 
     notes: list[str] = []
     cases: list[Case] = []
@@ -96,13 +102,15 @@ def build_cases() -> tuple[list[Case], list[str]]:
             cases.append(Case(base, theirs))
 
         def cold(raw: bytes = raw, cb: bytes = coll_bytes) -> Any:
-            return verify_quote(parse_quote(raw), parse_collateral(cb), now=TDX_AT)
+            return verify_quote(
+                parse_quote(raw), parse_collateral(cb), IntelVerifyOptions(now=TDX_AT)
+            )
 
         def cold_once(raw: bytes = raw, c: Any = coll) -> Any:
-            return verify_quote(parse_quote(raw), c, now=TDX_AT)
+            return verify_quote(parse_quote(raw), c, IntelVerifyOptions(now=TDX_AT))
 
         def warm(raw: bytes = raw, c: Any = coll, cache: Any = cache) -> Any:
-            return verify_quote(parse_quote(raw), c, now=TDX_AT, cache=cache)
+            return verify_quote(parse_quote(raw), c, IntelVerifyOptions(now=TDX_AT, cache=cache))
 
         def recipe(raw: bytes = raw, cb: bytes = coll_bytes, kind: str = tee) -> Any:
             return verify_evidence(raw, kind=kind, collateral=cb, now=TDX_AT)

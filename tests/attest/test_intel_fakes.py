@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from motte.attest.intel import (
     Collateral,
     EnclaveReport,
+    IntelVerifyOptions,
     Quote,
     QuoteHeader,
     TdReport,
@@ -497,7 +498,7 @@ def make_collateral(pki: FakePki | None = None, **kw: Any) -> Collateral:
 def verify(quote: Quote, collateral: Collateral, pki: FakePki | None = None, **kw: Any) -> Any:
     pki = pki or default_pki()
     kw.setdefault("now", NOW)
-    return verify_quote(quote, collateral, root=pki.root, **kw)
+    return verify_quote(quote, collateral, IntelVerifyOptions(root=pki.root, **kw))
 
 
 # --------------------------------------------------------------------------- the fakes verify

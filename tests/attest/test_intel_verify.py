@@ -36,6 +36,7 @@ from motte.attest.errors import CollateralError, EvidenceParseError, EvidenceVer
 from motte.attest.intel import (
     ChainCache,
     Collateral,
+    IntelVerifyOptions,
     Quote,
     TdReport,
     evaluate_tcb,
@@ -81,7 +82,7 @@ def check_of(excinfo: pytest.ExceptionInfo[EvidenceVerificationError]) -> str:
 
 def test_dcap_qvl_tdx_quote_is_up_to_date() -> None:
     q, c = sample(("dcap-qvl", "tdx_quote"), "tdx_quote_collateral.json")
-    v = verify_quote(q, c, now=JUNE_2025)
+    v = verify_quote(q, c, IntelVerifyOptions(now=JUNE_2025))
     assert (v.tee, v.quote_version, v.tcb_status, v.advisory_ids) == ("tdx", 4, "UpToDate", ())
     assert (v.qe_tcb_status, v.platform_tcb_status, v.tdx_module_tcb_status) == ("UpToDate",) * 3
     assert v.fmspc == "b0c06f000000" and v.tcb_date == datetime(2024, 3, 13, tzinfo=UTC)
@@ -104,7 +105,7 @@ def test_dcap_qvl_tdx_quote_is_up_to_date() -> None:
 
 def test_dcap_qvl_sgx_quote_needs_configuration_and_sw_hardening() -> None:
     q, c = sample(("dcap-qvl", "sgx_quote"), "sgx_quote_collateral.json")
-    v = verify_quote(q, c, now=JUNE_2025)
+    v = verify_quote(q, c, IntelVerifyOptions(now=JUNE_2025))
     assert (v.tee, v.quote_version, v.tcb_status) == ("sgx", 3, "ConfigurationAndSWHardeningNeeded")
     assert v.advisory_ids == ("INTEL-SA-00289", "INTEL-SA-00615")
     assert v.qe_tcb_status == "UpToDate" and v.tdx_module_tcb_status is None
@@ -118,7 +119,7 @@ def test_dcap_qvl_sgx_quote_needs_configuration_and_sw_hardening() -> None:
 def test_platform_below_every_tcb_level_is_not_supported(quote: tuple[str, str]) -> None:
     q, c = sample(quote, "tdx_quote_outdated_collateral.json")
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=FEB_2026)
+        verify_quote(q, c, IntelVerifyOptions(now=FEB_2026))
     assert check_of(e) == "tcb-level" and "not supported" in e.value.reason
 
 
@@ -133,16 +134,16 @@ def test_trustee_tdx_quote_6_with_trustee_collateral() -> None:
     # Chain, PCK CRL (2026-02-18..03-20), QE report, quote and the TCB info signature all
     # verify; the trustee TCB info itself ran out on 2025-11-26.
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=FEB_2026)
+        verify_quote(q, c, IntelVerifyOptions(now=FEB_2026))
     assert check_of(e) == "collateral-expired" and "TCB info" in e.value.reason
     # Inside the TCB info's window the 2026 PCK CRL is not issued yet.
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=datetime(2025, 11, 1, tzinfo=UTC))
+        verify_quote(q, c, IntelVerifyOptions(now=datetime(2025, 11, 1, tzinfo=UTC)))
     assert check_of(e) == "collateral-not-yet-valid" and "PCK CRL" in e.value.reason
     # A forged trustee TCB info would have stopped earlier.
     forged = dataclasses.replace(c.tcb_info, signature=bytes(64))
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, dataclasses.replace(c, tcb_info=forged), now=FEB_2026)
+        verify_quote(q, dataclasses.replace(c, tcb_info=forged), IntelVerifyOptions(now=FEB_2026))
     assert check_of(e) == "tcb-info-signature"
     ev = evaluate_tcb(q, parse_pck_extensions(q.pck_chain[0]), c.tcb_info, c.qe_identity)
     assert (ev.tcb_status, ev.sgx_tcb_status, ev.tdx_module_tcb_status, ev.qe_tcb_status) == (
@@ -177,7 +178,7 @@ def test_samples_without_their_collateral_verify_up_to_the_tcb_step(
     q, c = sample(quote, collateral)
     assert q.body.debug is True  # both are debug TEEs: for the policy to refuse
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=now)
+        verify_quote(q, c, IntelVerifyOptions(now=now))
     assert check_of(e) == "tcb-info-mismatch" and reason in e.value.reason
 
 
@@ -197,7 +198,9 @@ def test_dcap_qvl_agrees_on_the_samples() -> None:
             int(JUNE_2025.timestamp()),
         )
         ours = verify_quote(
-            parse_quote(raw), parse_collateral(read("dcap-qvl", coll)), now=JUNE_2025
+            parse_quote(raw),
+            parse_collateral(read("dcap-qvl", coll)),
+            IntelVerifyOptions(now=JUNE_2025),
         )
         assert (ours.tcb_status, list(ours.advisory_ids)) == (theirs.status, theirs.advisory_ids)
 
@@ -205,20 +208,22 @@ def test_dcap_qvl_agrees_on_the_samples() -> None:
 def test_cached_and_uncached_verification_agree() -> None:
     q, c = sample(("dcap-qvl", "tdx_quote"), "tdx_quote_collateral.json")
     cache = ChainCache()
-    first = verify_quote(q, c, now=JUNE_2025, cache=cache)
+    first = verify_quote(q, c, IntelVerifyOptions(now=JUNE_2025, cache=cache))
     assert cache.entries > 0
     hits = cache.hits
-    second = verify_quote(q, c, now=JUNE_2025, cache=cache)
-    assert cache.hits > hits and first == second == verify_quote(q, c, now=JUNE_2025)
+    second = verify_quote(q, c, IntelVerifyOptions(now=JUNE_2025, cache=cache))
+    assert cache.hits > hits and first == second == verify_quote(
+        q, c, IntelVerifyOptions(now=JUNE_2025)
+    )
     # The cache never remembers time: the same quote later is still refused.
     with pytest.raises(EvidenceVerificationError, match="collateral-expired"):
-        verify_quote(q, c, now=datetime(2025, 8, 1, tzinfo=UTC), cache=cache)
+        verify_quote(q, c, IntelVerifyOptions(now=datetime(2025, 8, 1, tzinfo=UTC), cache=cache))
 
 
 def test_now_must_be_timezone_aware() -> None:
     q, c = sample(("dcap-qvl", "tdx_quote"), "tdx_quote_collateral.json")
     with pytest.raises(ValueError, match="timezone-aware"):
-        verify_quote(q, c, now=datetime(2025, 6, 20))
+        verify_quote(q, c, IntelVerifyOptions(now=datetime(2025, 6, 20)))
 
 
 def test_pinned_root_is_the_root_of_every_sample_chain() -> None:
@@ -260,7 +265,7 @@ def test_flipping_any_signed_byte_fails(name: str) -> None:
         bad = bytearray(raw)
         bad[pos] ^= 0xFF
         try:
-            verify_quote(parse_quote(bytes(bad)), c, now=now, cache=cache)
+            verify_quote(parse_quote(bytes(bad)), c, IntelVerifyOptions(now=now, cache=cache))
         except EvidenceParseError as e:
             assert e.field in _PARSE_OR_VENDOR, (pos, e)
         except EvidenceVerificationError as e:
@@ -281,7 +286,11 @@ def test_tampered_qe_report_fails(pos: int) -> None:
     raw[pos] ^= 0x01
     qe = type(q.qe_report).from_bytes(bytes(raw))
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(parse_quote(dataclasses.replace(q, qe_report=qe).to_bytes()), c, now=JUNE_2025)
+        verify_quote(
+            parse_quote(dataclasses.replace(q, qe_report=qe).to_bytes()),
+            c,
+            IntelVerifyOptions(now=JUNE_2025),
+        )
     assert check_of(e) == "qe-report-signature"
 
 
@@ -289,7 +298,9 @@ def test_tampered_qe_report_signature_fails() -> None:
     q, c = _tdx_sample()
     sig = bytes([q.qe_report_signature[0] ^ 1]) + q.qe_report_signature[1:]
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(dataclasses.replace(q, qe_report_signature=sig), c, now=JUNE_2025)
+        verify_quote(
+            dataclasses.replace(q, qe_report_signature=sig), c, IntelVerifyOptions(now=JUNE_2025)
+        )
     assert check_of(e) == "qe-report-signature"
 
 
@@ -297,25 +308,29 @@ def test_qe_auth_data_must_bind_the_attestation_key() -> None:
     q, c = _tdx_sample()
     tampered = parse_quote(dataclasses.replace(q, qe_auth_data=b"\xff" * 32).to_bytes())
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(tampered, c, now=JUNE_2025)
+        verify_quote(tampered, c, IntelVerifyOptions(now=JUNE_2025))
     assert check_of(e) == "attestation-key-binding"
 
 
 def test_quote_signature_itself_tampered() -> None:
     q, c = _tdx_sample()
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(dataclasses.replace(q, signature=q.signature[::-1]), c, now=JUNE_2025)
+        verify_quote(
+            dataclasses.replace(q, signature=q.signature[::-1]),
+            c,
+            IntelVerifyOptions(now=JUNE_2025),
+        )
     assert check_of(e) == "quote-signature"
 
 
 def test_wrong_root_is_refused() -> None:
     q, c = _tdx_sample()
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=JUNE_2025, root=default_pki().root)
+        verify_quote(q, c, IntelVerifyOptions(now=JUNE_2025, root=default_pki().root))
     assert check_of(e) == "root-ca-crl"  # Intel's root CRL is not the fake root's
     fake = make_collateral(default_pki())
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, fake, now=NOW, root=default_pki().root)
+        verify_quote(q, fake, IntelVerifyOptions(now=NOW, root=default_pki().root))
     assert check_of(e) == "pck-chain" and "not the pinned" in e.value.reason
 
 
@@ -424,7 +439,7 @@ def test_each_expired_collateral_part_is_named() -> None:
 def test_real_collateral_expires() -> None:
     q, c = _tdx_sample()
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, c, now=datetime(2025, 7, 20, tzinfo=UTC))
+        verify_quote(q, c, IntelVerifyOptions(now=datetime(2025, 7, 20, tzinfo=UTC)))
     assert check_of(e) == "collateral-expired" and e.value.hint
 
 
@@ -432,7 +447,7 @@ def test_broken_tcb_info_signature_is_refused() -> None:
     q, c = _tdx_sample()
     bad_sig = dataclasses.replace(c.tcb_info, signature=c.tcb_info.signature[:-1] + b"\x00")
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, dataclasses.replace(c, tcb_info=bad_sig), now=JUNE_2025)
+        verify_quote(q, dataclasses.replace(c, tcb_info=bad_sig), IntelVerifyOptions(now=JUNE_2025))
     assert check_of(e) == "tcb-info-signature"
     # An edited TCB info under the original signature: "OutOfDate" dressed as "UpToDate".
     doc = json.loads(read("dcap-qvl", "tdx_quote_collateral.json"))
@@ -440,7 +455,9 @@ def test_broken_tcb_info_signature_is_refused() -> None:
         '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18'
     )
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, parse_collateral(json.dumps(doc).encode()), now=JUNE_2025)
+        verify_quote(
+            q, parse_collateral(json.dumps(doc).encode()), IntelVerifyOptions(now=JUNE_2025)
+        )
     assert check_of(e) == "tcb-info-signature"
 
 
@@ -448,7 +465,7 @@ def test_broken_qe_identity_signature_is_refused() -> None:
     q, c = _tdx_sample()
     bad = dataclasses.replace(c.qe_identity, signature=bytes(64))
     with pytest.raises(EvidenceVerificationError) as e:
-        verify_quote(q, dataclasses.replace(c, qe_identity=bad), now=JUNE_2025)
+        verify_quote(q, dataclasses.replace(c, qe_identity=bad), IntelVerifyOptions(now=JUNE_2025))
     assert check_of(e) == "qe-identity-signature"
 
 
@@ -537,7 +554,9 @@ def test_mutated_quotes_fail_only_with_evidence_errors(edits: list[tuple[int, in
     for pos, value in edits:
         bad[pos] = value
     try:
-        v = verify_quote(parse_quote(bytes(bad)), parse_collateral(coll), now=JUNE_2025)
+        v = verify_quote(
+            parse_quote(bytes(bad)), parse_collateral(coll), IntelVerifyOptions(now=JUNE_2025)
+        )
     except (EvidenceParseError, EvidenceVerificationError):
         return
     # Accepted: then what was signed is exactly the original.
@@ -557,7 +576,11 @@ def test_mutated_collateral_fails_only_with_evidence_errors(key: str, pos: int, 
     pos %= len(text)
     doc[key] = text[:pos] + ch + text[pos + 1 :]
     with contextlib.suppress(EvidenceParseError, EvidenceVerificationError, CollateralError):
-        verify_quote(parse_quote(raw), parse_collateral(json.dumps(doc).encode()), now=JUNE_2025)
+        verify_quote(
+            parse_quote(raw),
+            parse_collateral(json.dumps(doc).encode()),
+            IntelVerifyOptions(now=JUNE_2025),
+        )
 
 
 def test_pck_crl_issuer_chain_must_be_the_quotes_ca() -> None:

@@ -115,10 +115,17 @@ def test_sgx_identity_rules() -> None:
 
 def test_debug_td_is_refused_unless_allowed() -> None:
     """The debug rule on real verified claims with the DEBUG attribute set."""
-    from motte.attest.intel import parse_collateral, parse_quote, verify_quote
+    from motte.attest.intel import (
+        IntelVerifyOptions,
+        parse_collateral,
+        parse_quote,
+        verify_quote,
+    )
 
     verified = verify_quote(
-        parse_quote(sample(TDX)), parse_collateral(sample(TDX_COLL)), now=JULY_2025
+        parse_quote(sample(TDX)),
+        parse_collateral(sample(TDX_COLL)),
+        IntelVerifyOptions(now=JULY_2025),
     )
     debug = replace(verified, debug=True)
     failed = [r.rule for r in validate_intel(debug, parse_policy("")) if r.outcome == "fail"]
@@ -161,3 +168,40 @@ def test_a_production_tee_that_fails_verification_gets_no_debug_rule(quote: str)
     v = verify_evidence(sample(quote), now=JULY_2025)
     assert not v.accepted
     assert not [r for r in v.rules if r.rule == "debug"]
+
+
+INTEL_PASSES = [
+    "qe-vendor-id",
+    "certification-data",
+    "root-ca-crl",
+    "pck-chain",
+    "pck-crl",
+    "qe-report-signature",
+    "attestation-key-binding",
+    "quote-signature",
+    "tcb-info-chain",
+    "tcb-info-signature",
+    "qe-identity-chain",
+    "qe-identity-signature",
+    "tcb-info-mismatch",
+]
+
+
+@pytest.mark.parametrize(
+    ("quote", "coll", "tail"),
+    [(TDX, TDX_COLL, ["tdx-module", "qe-identity", "tcb-level"]),
+     (SGX, SGX_COLL, ["qe-identity", "tcb-level"])],
+)  # fmt: skip
+def test_an_intel_verdict_lists_every_check_that_passed(quote, coll, tail) -> None:
+    """As an SNP verdict does: each verification step by its name, in order."""
+    v = verify_evidence(sample(quote), collateral=sample(coll), now=JULY_2025)
+    verify = [r for r in v.rules if r.stage == "verify"]
+    assert [r.rule for r in verify] == INTEL_PASSES + tail
+    assert {r.outcome for r in verify} == {"pass"}
+
+
+def test_a_failed_intel_verification_still_lists_what_passed_before_it() -> None:
+    v = verify_evidence(sample(TDX), collateral=sample(TDX_COLL), now=AUG_2025)
+    verify = [(r.rule, r.outcome) for r in v.rules if r.stage == "verify"]
+    assert verify[:4] == [(name, "pass") for name in INTEL_PASSES[:4]]
+    assert verify[4] == ("collateral-expired", "fail") and len(verify) == 5

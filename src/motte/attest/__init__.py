@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from motte.attest._evidence import KINDS, MAX_EVIDENCE_BYTES, Evidence, detect_kind
     from motte.attest._memo import clear_caches
     from motte.attest._parse import ParsedEvidence, parse_evidence
+    from motte.attest._pipeline import verify_evidence
     from motte.attest._policy import (
         Policy,
         SgxPolicy,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
         load_policy,
         parse_policy,
     )
-    from motte.attest._recipe import verify_evidence
     from motte.attest._tsm import TsmCapture, parse_tsm_capture, read_tsm_capture_dir
     from motte.attest._verdict import Verdict
     from motte.attest._x509 import x509_load_errors
@@ -109,7 +109,7 @@ _LAZY = {
     "default_policy": "motte.attest._policy",
     "load_policy": "motte.attest._policy",
     "parse_policy": "motte.attest._policy",
-    "verify_evidence": "motte.attest._recipe",
+    "verify_evidence": "motte.attest._pipeline",
     "TsmCapture": "motte.attest._tsm",
     "parse_tsm_capture": "motte.attest._tsm",
     "read_tsm_capture_dir": "motte.attest._tsm",

@@ -1,12 +1,18 @@
 """Parse any evidence kind into its typed structure, without verifying anything.
 
-What ``motte attest show`` prints. The result is UNVERIFIED: a forged report parses as well
-as a real one; only :func:`motte.attest.verify_evidence` says whether to believe it.
+What ``motte attest show`` prints, and the first step of :func:`motte.attest.verify_evidence`.
+The result is UNVERIFIED: a forged report parses as well as a real one; only verification
+says whether to believe it.
+
+The one dispatch on the evidence kind lives here: :data:`_CONTAINERS` reads what arrives (a
+bare report or quote, a configfs-tsm capture, an Enarx CSR), :data:`TEE_PARSERS` the TEE's
+own evidence inside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from motte.attest._enarx import EnarxCsr, parse_enarx_csr
@@ -18,13 +24,20 @@ from motte.attest._evidence import (
     detect_kind,
 )
 from motte.attest._tsm import TsmCapture, parse_tsm_capture
-from motte.attest._x509 import load_bundle
 from motte.attest.errors import EvidenceParseError
 from motte.attest.sim import SimEvidence
 from motte.attest.snp._abi import Report
-from motte.attest.snp._certs import key_type_of, parse_amd_key_certificate
-from motte.attest.snp._certtable import looks_like_cert_table, parse_cert_table
 from motte.errors import UsageError
+
+#: How the evidence arrived, as a verdict names it ("format"), per kind.
+FORMATS = {
+    "snp": "snp-report",
+    "tdx": "tdx-quote",
+    "sgx": "sgx-quote",
+    "sim": "sim",
+    "tsm": "tsm",
+    "enarx": "enarx-csr",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +49,16 @@ class ParsedEvidence:
     tee: str | None
     value: Any
     inner: Any = None
+
+    @property
+    def format(self) -> str:
+        return FORMATS[self.kind]
+
+    @property
+    def evidence(self) -> Any:
+        """The TEE's own evidence (Report, Quote, SimEvidence); None while a container's
+        inner evidence is unparsed or absent (Enarx KVM and SGX CSRs)."""
+        return self.value if self.kind not in ("tsm", "enarx") else self.inner
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "tee": self.tee, "verified": False}
@@ -56,38 +79,108 @@ def parse_evidence(raw: bytes | Evidence, kind: str | None = None) -> ParsedEvid
         raw = raw.raw
     if kind is not None and kind not in KINDS:
         raise UsageError(f"unknown evidence kind {kind!r}; one of {', '.join(KINDS)}")
+    raw, kind = prepare_evidence(raw, kind)
+    return parse_inner(parse_container(raw, kind))
+
+
+def prepare_evidence(raw: bytes, kind: str | None) -> tuple[bytes, str]:
+    """Refuse oversized input, undo hex text, detect the kind: the bytes and kind to parse."""
     if len(raw) > MAX_EVIDENCE_BYTES:
-        raise EvidenceParseError("evidence", "length", f"{len(raw)} bytes is too large")
+        raise EvidenceParseError(
+            "evidence",
+            "length",
+            f"{len(raw)} bytes is too large; the limit is {MAX_EVIDENCE_BYTES}",
+        )
     if kind not in ("tsm", "enarx"):
         raw = decode_evidence_text(raw)
-    kind = kind or detect_kind(raw)
-    if kind == "snp":
-        return ParsedEvidence("snp", "snp", Report.from_bytes(raw))
-    if kind == "sim":
-        return ParsedEvidence("sim", "sim", SimEvidence.from_bytes(raw))
-    if kind == "tsm":
-        capture = parse_tsm_capture(raw)
-        inner = (
-            Report.from_bytes(capture.outblob)
-            if capture.kind == "snp"
-            else _intel_parse(capture.outblob)
-        )
-        return ParsedEvidence("tsm", capture.kind, capture, inner)
-    if kind == "enarx":
-        csr = parse_enarx_csr(raw)
-        inner = Report.from_bytes(csr.report) if csr.report is not None else None
-        return ParsedEvidence("enarx", csr.tee, csr, inner)
-    quote = _intel_parse(raw)
-    return ParsedEvidence(quote.tee, quote.tee, quote)
+    return raw, kind or detect_kind(raw)
 
 
-def _intel_parse(raw: bytes) -> Any:
+def parse_container(raw: bytes, kind: str) -> ParsedEvidence:
+    """What arrived, parsed: the TEE evidence itself, or a container whose inner evidence
+    :func:`parse_inner` reads next."""
+    return _CONTAINERS[kind](raw)
+
+
+def parse_inner(parsed: ParsedEvidence) -> ParsedEvidence:
+    """A container with its inner report or quote parsed (the same value for bare evidence)."""
+    blob = _inner_bytes(parsed)
+    if blob is None or parsed.tee is None:
+        return parsed
+    return replace(parsed, inner=TEE_PARSERS[parsed.tee](blob))
+
+
+def describe(evidence: Any) -> str:
+    """The parse rule's reason for a container or its inner evidence."""
+    if isinstance(evidence, TsmCapture):
+        return f"configfs-tsm capture from provider {evidence.provider}"
+    if isinstance(evidence, EnarxCsr):
+        return f"Enarx CSR with {evidence.tee.upper()} evidence"
+    if isinstance(evidence, Report):
+        return f"SNP report version {evidence.version}, signed by {evidence.signing_key.upper()}"
+    if isinstance(evidence, SimEvidence):
+        return "sim evidence version 1: an INSECURE software keep"
+    return f"{evidence.structure}, certification data type {evidence.certification_data_type}"
+
+
+def _inner_bytes(parsed: ParsedEvidence) -> bytes | None:
+    if parsed.inner is not None:
+        return None
+    if isinstance(parsed.value, TsmCapture):
+        return parsed.value.outblob
+    if isinstance(parsed.value, EnarxCsr):
+        return parsed.value.report
+    return None
+
+
+def _intel_quote(raw: bytes) -> Any:
     from motte.attest.intel import parse_quote
 
     return parse_quote(raw)
 
 
+#: The TEE's own evidence, by TEE.
+TEE_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "snp": Report.from_bytes,
+    "tdx": _intel_quote,
+    "sgx": _intel_quote,
+    "sim": SimEvidence.from_bytes,
+}
+
+
+def _bare(kind: str) -> Callable[[bytes], ParsedEvidence]:
+    def parse(raw: bytes) -> ParsedEvidence:
+        value = TEE_PARSERS[kind](raw)
+        tee = getattr(value, "tee", kind)  # a quote says whether it is TDX or SGX
+        return ParsedEvidence(tee, tee, value)
+
+    return parse
+
+
+def _tsm(raw: bytes) -> ParsedEvidence:
+    capture = parse_tsm_capture(raw)
+    return ParsedEvidence("tsm", capture.kind, capture)
+
+
+def _enarx(raw: bytes) -> ParsedEvidence:
+    csr = parse_enarx_csr(raw)
+    return ParsedEvidence("enarx", csr.tee, csr)
+
+
+#: What arrived, by kind: the one dispatch on the evidence kind.
+_CONTAINERS: dict[str, Callable[[bytes], ParsedEvidence]] = {
+    "snp": _bare("snp"),
+    "tdx": _bare("tdx"),
+    "sgx": _bare("sgx"),
+    "sim": _bare("sim"),
+    "tsm": _tsm,
+    "enarx": _enarx,
+}
+
+
 def _cert_summary(cert: Any) -> dict[str, Any]:
+    from motte.attest.snp._certs import key_type_of, parse_amd_key_certificate
+
     d: dict[str, Any] = {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
@@ -103,6 +196,9 @@ def _cert_summary(cert: Any) -> dict[str, Any]:
 
 
 def _cert_table_summary(blob: bytes) -> list[dict[str, Any]]:
+    from motte.attest._x509 import load_bundle
+    from motte.attest.snp._certtable import looks_like_cert_table, parse_cert_table
+
     if not looks_like_cert_table(blob):
         return [_cert_summary(c) for c in load_bundle(blob, "auxblob").certificates]
     out = []

@@ -27,7 +27,7 @@ from motte.attest.intel._collateral import (
 from motte.attest.intel._pck import PckExtensions, parse_pck_extensions
 from motte.attest.intel._quote import EnclaveReport, Quote, QuoteHeader, TdReport, parse_quote
 from motte.attest.intel._tcb import TcbEvaluation, evaluate_tcb
-from motte.attest.intel._verify import IntelVerified, verify_quote
+from motte.attest.intel._verify import IntelVerified, IntelVerifyOptions, verify_quote
 
 __all__ = [
     "ChainCache",
@@ -35,6 +35,7 @@ __all__ = [
     "EnclaveReport",
     "IdentityTcbLevel",
     "IntelVerified",
+    "IntelVerifyOptions",
     "PckExtensions",
     "QeIdentity",
     "Quote",

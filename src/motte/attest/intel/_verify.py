@@ -31,11 +31,12 @@ measurements are for the relying party's policy to judge (motte.attest's validat
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from motte.attest import der as _der
+from motte.attest._checks import CheckLog, RuleResult
 from motte.attest.errors import EvidenceParseError, EvidenceVerificationError
 from motte.attest.intel._chain import (
     Cert,
@@ -115,10 +116,14 @@ class IntelVerified:
     isv_prod_id: int | None = None
     isv_svn: int | None = None
     attributes: bytes | None = None
+    #: Every verification step that passed, in order (as SnpVerified.checks).
+    checks: tuple[RuleResult, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
+            if name == "checks":
+                continue
             value = getattr(self, name)
             if value is None and name not in ("tdx_module_tcb_status",):
                 continue
@@ -134,26 +139,53 @@ class IntelVerified:
         return out
 
 
-def verify_quote(
-    quote: Quote,
-    collateral: Collateral,
-    *,
-    now: datetime,
-    root: x509.Certificate | None = None,
-    cache: ChainCache | None = None,
-) -> IntelVerified:
-    """Verify ``quote`` against ``collateral`` at ``now`` under the Intel SGX Root CA.
+@dataclass(frozen=True, slots=True)
+class IntelVerifyOptions:
+    """How to verify a quote (the same shape as :class:`motte.attest.snp.SnpVerifyOptions`).
 
-    ``root`` replaces the pinned Intel root (tests, private PKIs); ``cache`` reuses parsed
-    and verified certificates, CRLs, collateral and QE report signatures across calls.
-    Raises EvidenceVerificationError naming the failed check, EvidenceParseError when a
-    certificate inside is malformed.
+    ``now``: the verification time, timezone-aware, required (samples and caches carry
+    expired collateral). ``root``: None means the Intel SGX Root CA shipped with motte (tests
+    and private PKIs replace it). ``cache``: a :class:`ChainCache` to reuse parsed and
+    verified certificates, CRLs, collateral and QE report signatures across calls; None
+    means a private one for this call. Verification is always offline: collateral is an
+    argument.
     """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("verify_quote: now must be a timezone-aware datetime")
-    from cryptography.hazmat.primitives.serialization import Encoding
 
-    checker = Checker(cache)
+    now: datetime
+    root: x509.Certificate | None = None
+    cache: ChainCache | None = None
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None or self.now.utcoffset() is None:
+            raise ValueError("IntelVerifyOptions.now must be a timezone-aware datetime")
+
+
+def verify_quote(
+    quote: Quote, collateral: Collateral, options: IntelVerifyOptions
+) -> IntelVerified:
+    """Verify ``quote`` against ``collateral`` at ``options.now`` under the Intel SGX Root CA.
+
+    Returns the claims with ``checks``: every step that passed, in order. Raises
+    EvidenceVerificationError naming the failed check (its ``results`` list the steps that
+    passed before it), EvidenceParseError when a certificate inside is malformed.
+    """
+    if not isinstance(options, IntelVerifyOptions):
+        raise TypeError("verify_quote: options must be an IntelVerifyOptions")
+    log = CheckLog("verify")
+    try:
+        return _verify_quote(quote, collateral, options, log)
+    except EvidenceVerificationError as e:
+        if not e.results:  # raised by a step, not by log.fail: record it after the passes
+            e.results = (*log.results, RuleResult("verify", e.check, "fail", e.reason))
+        raise
+
+
+def _verify_quote(
+    quote: Quote, collateral: Collateral, options: IntelVerifyOptions, log: CheckLog
+) -> IntelVerified:
+    now = options.now
+    root = options.root
+    checker = Checker(options.cache)
     what = quote.structure
     if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
         raise EvidenceVerificationError(
@@ -161,6 +193,7 @@ def verify_quote(
             f"{what}: QE vendor ID {quote.header.qe_vendor_id.hex()} is not Intel's "
             f"{INTEL_QE_VENDOR_ID.hex()}",
         )
+    log.ok("qe-vendor-id", "the quote names Intel's quoting enclave")
     if quote.certification_data_type != CERT_DATA_PCK_CHAIN:
         kind = CERT_DATA_TYPES.get(quote.certification_data_type, "unknown")
         raise EvidenceVerificationError(
@@ -169,23 +202,31 @@ def verify_quote(
             "type 5 (PCK certificate chain) can be verified offline",
             hint="configure the quote provider (QPL/PCCS) to embed the PCK certificate chain",
         )
+    log.ok("certification-data", "the quote carries its PCK certificate chain (type 5)")
 
-    root_cert = (
-        pinned_root()
-        if root is None
-        else checker.certificate(root.public_bytes(Encoding.DER), "Root CA certificate")
-    )
+    if root is None:
+        root_cert = pinned_root()
+    else:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        root_cert = checker.certificate(root.public_bytes(Encoding.DER), "Root CA certificate")
     check_validity(root_cert, now, check="pck-chain", what="Root CA certificate")
     root_crl = checker.crl(collateral.root_ca_crl, "Root CA CRL")
     checker.crl_signed_by(root_crl, root_cert, check="root-ca-crl", what="Root CA CRL")
     check_crl_fresh(root_crl, now, what="Root CA CRL")
+    log.ok("root-ca-crl", "the Root CA CRL is signed by the pinned Intel SGX Root CA and current")
 
     pck, pck_ca = _verify_pck_chain(quote, root_cert, root_crl, checker, now)
+    log.ok(
+        "pck-chain",
+        "PCK <- PCK CA <- pinned Intel SGX Root CA: names, signatures, validity, CA not revoked",
+    )
     pck_crl = checker.crl(collateral.pck_crl, "PCK CRL")
     _check_crl_issuer_chain(collateral.pck_crl_issuer_chain, pck_ca, root_cert, checker, now)
     checker.crl_signed_by(pck_crl, pck_ca, check="pck-crl", what="PCK CRL")
     check_crl_fresh(pck_crl, now, what="PCK CRL")
     check_not_revoked(pck_crl, pck, check="pck-crl", what="PCK certificate")
+    log.ok("pck-crl", "the PCK CRL is signed by the PCK CA, current, and does not list the PCK")
 
     # The certification chain goes on: PCK key -> QE report -> attestation key -> quote.
     checker.signed(
@@ -195,6 +236,7 @@ def verify_quote(
         check="qe-report-signature",
         what=f"{what}: QE report signature",
     )
+    log.ok("qe-report-signature", "the PCK key signed the QE report")
     expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
     if quote.qe_report.report_data != expected:
         raise EvidenceVerificationError(
@@ -202,6 +244,10 @@ def verify_quote(
             f"{what}: QE REPORTDATA {quote.qe_report.report_data.hex()} is not SHA-256("
             f"attestation key || QE auth data) || zeros = {expected.hex()}",
         )
+    log.ok(
+        "attestation-key-binding",
+        "QE REPORTDATA is SHA-256(attestation key || QE auth data) || zeros",
+    )
     from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
@@ -216,6 +262,7 @@ def verify_quote(
         ak, quote.signature, quote.signed_bytes(), check="quote-signature",
         what=f"{what}: quote signature",
     )  # fmt: skip
+    log.ok("quote-signature", "the attestation key signed the quote (ECDSA P-256)")
 
     tcb_info = collateral.tcb_info
     qe_identity = collateral.qe_identity
@@ -224,6 +271,8 @@ def verify_quote(
         (qe_identity, collateral.qe_identity_issuer_chain, "qe-identity", "QE identity"),
     ):
         _verify_signed_collateral(body, chain, check, name, root_cert, root_crl, checker, now)
+        log.ok(f"{check}-chain", "Intel SGX TCB Signing <- pinned root, valid, not revoked")
+        log.ok(f"{check}-signature", f"{name} is signed by Intel SGX TCB Signing and current")
 
     pck_ext = checker.cache._get(("pck-ext", pck.der))
     if pck_ext is None:
@@ -240,7 +289,26 @@ def verify_quote(
     evaluation = evaluate_tcb(quote, pck_ext, tcb_info, qe_identity)
     expiries = [tcb_info.next_update, qe_identity.next_update]
     expiries += [c.x509.next_update_utc or now for c in (pck_crl, root_crl)]
-    return _claims(quote, pck_ext, tcb_info, qe_identity, evaluation, min(expiries))
+    expires = min(expiries)
+    log.ok("tcb-info-mismatch", f"TCB info is for this {quote.tee.upper()} FMSPC and PCE-ID")
+    if evaluation.tdx_module_tcb_status is not None:
+        log.ok(
+            "tdx-module",
+            f"MRSIGNERSEAM and SEAMATTRIBUTES are the TDX module's; module TCB status "
+            f"{evaluation.tdx_module_tcb_status}",
+        )
+    log.ok(
+        "qe-identity",
+        f"the quoting enclave is Intel's ({qe_identity.id}); its TCB status "
+        f"{evaluation.qe_tcb_status}",
+    )
+    log.ok(
+        "tcb-level",
+        f"TCB status {evaluation.tcb_status} (platform {evaluation.platform_tcb_status}, "
+        f"QE {evaluation.qe_tcb_status}); FMSPC {pck_ext.fmspc.hex()}; collateral valid "
+        f"until {expires.isoformat()}",
+    )
+    return _claims(quote, pck_ext, tcb_info, qe_identity, evaluation, expires, log.results)
 
 
 def _verify_pck_chain(
@@ -345,8 +413,10 @@ def _claims(
     qe_identity: QeIdentity,
     ev: TcbEvaluation,
     expires: datetime,
+    checks: list[RuleResult],
 ) -> IntelVerified:
     common: dict[str, Any] = {
+        "checks": tuple(checks),
         "tee": quote.tee,
         "quote_version": quote.version,
         "tcb_status": ev.tcb_status,
