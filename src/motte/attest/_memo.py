@@ -41,6 +41,13 @@ class Memo:
                 self._entries.popitem(last=False)
         return value
 
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -49,6 +56,8 @@ class Memo:
         return len(self._entries)
 
 
+#: id(certificate) -> [certificate, fingerprint, common name] (see motte.attest._x509).
+CERT_FACTS = Memo(1024)
 #: certificate fingerprint -> True: its lazily parsed fields all parse.
 CHECKED = Memo(1024)
 #: (certificate fingerprint, issuer fingerprint) -> bool: whether the signature verified.
@@ -76,11 +85,10 @@ def intel_chain_cache() -> Any:
 
 def clear_caches() -> None:
     """Forget every memo (the next verification does all its work again)."""
-    from motte.attest import _x509
-    from motte.attest.snp import _certs, _verify
+    from motte.attest.snp import _certs
 
-    for fn in (_x509.common_name, _x509.fingerprint, _certs._tcb_of, _verify._key_dict):
-        fn.cache_clear()
+    _certs._tcb_of.cache_clear()
+    CERT_FACTS.clear()
     CHECKED.clear()
     ISSUED_BY.clear()
     VALIDITY.clear()

@@ -26,6 +26,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motte.attest._checks import CheckLog, RuleResult
@@ -49,7 +50,7 @@ from motte.attest._validate import (
     validate_sim,
     validate_snp,
 )
-from motte.attest._verdict import Verdict
+from motte.attest._verdict import LazyClaims, Verdict
 from motte.attest._x509 import Bundle, load_bundle
 from motte.attest.collateral import CollateralCache
 from motte.attest.errors import (
@@ -181,9 +182,7 @@ def _judge(raw: bytes, kind: str | None, inputs: _Inputs) -> Verdict:
         verified = tee.verify(parsed.evidence, collateral, inputs)
         rules += verified.checks
         rules += _container_bindings(parsed, verified)
-        claims = tee.claims(verified)
-        if isinstance(parsed.value, EnarxCsr):
-            claims["enarx_csr"] = parsed.value.to_dict()
+        claims = LazyClaims(partial(_claims, tee, verified, parsed.value))
         rules += tee.validate(verified, inputs.policy)
     except EvidenceParseError as e:
         verified = None
@@ -196,7 +195,7 @@ def _judge(raw: bytes, kind: str | None, inputs: _Inputs) -> Verdict:
         rules.append(RuleResult("verify", "collateral", "fail", _with_hint(e)))
     evidence = parsed.evidence if parsed is not None else None
     if verified is None:
-        claims = evidence.to_dict() if evidence is not None else {}
+        claims = LazyClaims(evidence.to_dict if evidence is not None else dict)
         if evidence is not None:
             rules += _debug_seen_unverified(evidence, inputs.policy)
     # What parsed says; else what was told or detected, if anything.
@@ -213,6 +212,13 @@ def _judge(raw: bytes, kind: str | None, inputs: _Inputs) -> Verdict:
         verified_at=inputs.now.isoformat(),
         claims_verified=verified is not None,
     )
+
+
+def _claims(tee: _Tee, verified: Any, container: Any) -> dict[str, Any]:
+    out = tee.claims(verified)
+    if isinstance(container, EnarxCsr):
+        out["enarx_csr"] = container.to_dict()
+    return out
 
 
 def _measurement(evidence: Any) -> str | None:

@@ -8,7 +8,8 @@ read :meth:`Verdict.to_dict` (``--json``), people read the CLI's rendering of it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,41 @@ from motte.attest._checks import RuleResult
 
 #: Bumped when a field of to_dict() changes meaning or disappears.
 VERDICT_FORMAT_VERSION = 1
+
+
+class LazyClaims(Mapping[str, Any]):
+    """Claims rendered on first read: hex strings, decoded TCBs, certificate names and dates
+    cost more than the verification's Python work, and a caller that only asks
+    ``verdict.accepted`` (a Steward's hot path) never reads them. Built from values that
+    were fully parsed and checked already, so rendering cannot fail later."""
+
+    __slots__ = ("_build", "_lock", "_value")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build: Callable[[], dict[str, Any]] | None = build
+        self._value: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _claims(self) -> dict[str, Any]:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    assert self._build is not None
+                    self._value = self._build()
+                    self._build = None
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._claims()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._claims())
+
+    def __len__(self) -> int:
+        return len(self._claims())
+
+    def __repr__(self) -> str:
+        return repr(self._claims())
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,14 @@ only here, and tests/attest/test_x509.py fails loudly if a release starts raisin
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from motte.attest._memo import CHECKED
+from motte.attest._memo import CERT_FACTS, CHECKED
 from motte.attest.der import SEQUENCE, DerReader
 from motte.attest.errors import EvidenceParseError
 
@@ -62,8 +62,8 @@ def _serial_zero_allowed() -> Iterator[None]:
 
 def _checked_certificate(cert: x509.Certificate, structure: str) -> x509.Certificate:
     """Parse now what `cryptography` parses lazily (names, dates, extensions, key), so a
-    malformed certificate is a parse error here and not an exception deep in a verifier."""
-    from cryptography.hazmat.primitives import hashes
+    malformed certificate is a parse error here and not an exception deep in a verifier.
+    (The certificate object keeps what it parsed: the verifiers' later reads are free.)"""
 
     def touch() -> bool:
         try:
@@ -73,7 +73,7 @@ def _checked_certificate(cert: x509.Certificate, structure: str) -> x509.Certifi
             raise EvidenceParseError(structure, "certificate", f"malformed: {e}") from None
         return True
 
-    CHECKED.get_or_compute(cert.fingerprint(hashes.SHA256()), touch)
+    CHECKED.get_or_compute(fingerprint(cert), touch)
     return cert
 
 
@@ -98,6 +98,7 @@ def load_der_certificate(data: bytes, structure: str) -> x509.Certificate:
             raise EvidenceParseError(
                 structure, "certificate", f"not a DER certificate: {e}"
             ) from None
+        remember_der(cert, data)
         return _checked_certificate(cert, structure)
 
 
@@ -155,6 +156,7 @@ def load_bundle(data: bytes, source: str = "certificates") -> Bundle:
         except x509_load_errors():
             pass
         else:
+            remember_der(cert, data)
             bundle.certificates.append(_checked_certificate(cert, source))
             return bundle
     try:
@@ -216,15 +218,64 @@ def _load_pkipath(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
-# Certificates are immutable and hashable; the pinned roots are asked for their names and
-# fingerprints on every verification, so both are memoised.
-@functools.lru_cache(maxsize=256)
-def common_name(cert: x509.Certificate) -> str:
-    from cryptography.x509.oid import NameOID
+# Facts about a certificate object, remembered by identity. A cryptography Certificate is
+# hashable, but its hash costs ~8 us (the whole DER), and SHA-256 through cert.fingerprint
+# ~18 us; a verification asks for the names and fingerprints of the same few certificates
+# a dozen times. Each entry holds the certificate itself, so its id cannot be reused while
+# the entry lives; CERT_FACTS is bounded and cleared by clear_caches.
 
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+#: The pinned vendor roots' facts, computed when they are loaded and checked, kept for the
+#: process like the roots themselves (clear_caches does not forget them).
+_PINNED: dict[int, list[Any]] = {}
+
+
+def pin_facts(cert: x509.Certificate) -> None:
+    """Keep ``cert``'s facts for the life of the process (a pinned root)."""
+    fingerprint(cert)
+    common_name(cert)
+    _PINNED[id(cert)] = _facts(cert)
+
+
+def _facts(cert: x509.Certificate) -> list[Any]:
+    pinned = _PINNED.get(id(cert))
+    if pinned is not None and pinned[0] is cert:
+        return pinned
+    entry = CERT_FACTS.get_or_compute(id(cert), lambda: [cert, None, None])
+    if entry[0] is not cert:  # pragma: no cover - ids are unique while the entry holds cert
+        entry = [cert, None, None]
+        CERT_FACTS.put(id(cert), entry)
+    return entry  # type: ignore[no-any-return]
+
+
+def remember_der(cert: x509.Certificate, der: bytes) -> None:
+    """Record that ``der`` is exactly ``cert``'s encoding: its fingerprint is then one
+    hashlib call on bytes already at hand."""
+    entry = _facts(cert)
+    if entry[1] is None:
+        entry[1] = hashlib.sha256(der).hexdigest()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lower-case hex: how roots are pinned and shown."""
+    entry = _facts(cert)
+    if entry[1] is None:
+        from cryptography.hazmat.primitives import hashes
+
+        entry[1] = cert.fingerprint(hashes.SHA256()).hex()
+    return entry[1]  # type: ignore[no-any-return]
+
+
+def common_name(cert: x509.Certificate) -> str:
+    """The subject's first common name ("" when there is none)."""
+    entry = _facts(cert)
+    if entry[2] is None:
+        from cryptography.x509.oid import NameOID
+
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        value = names[0].value if names else ""
+        entry[2] = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return entry[2]  # type: ignore[no-any-return]
 
 
 def issuer_common_name(cert: x509.Certificate | x509.CertificateRevocationList) -> str:
@@ -233,11 +284,3 @@ def issuer_common_name(cert: x509.Certificate | x509.CertificateRevocationList) 
     names = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else ""
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
-@functools.lru_cache(maxsize=256)
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER certificate, lower-case hex: how roots are pinned and shown."""
-    from cryptography.hazmat.primitives import hashes
-
-    return cert.fingerprint(hashes.SHA256()).hex()

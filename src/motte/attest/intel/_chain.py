@@ -53,6 +53,17 @@ def pinned_root() -> Cert:
     return Cert(intel_root_der(), "Intel SGX Root CA")
 
 
+@cache
+def _crypto() -> tuple[Any, Any, Any, Any]:
+    """What every signature check uses, imported once (nine checks per cold quote)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    return InvalidSignature, ec, ec.ECDSA(hashes.SHA256()), encode_dss_signature
+
+
 class ChainCache:
     """Parsed certificates/CRLs and verified signatures, reused across verifications.
 
@@ -124,16 +135,13 @@ class _Signed:
         return self.tbs[tlv.offset : tlv.end]
 
     def verify(self, issuer: Cert) -> bool:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-
+        invalid, ec, ecdsa_sha256, _ = _crypto()
         key = issuer.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             return False
         try:
-            key.verify(self.signature, self.tbs, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
+            key.verify(self.signature, self.tbs, ecdsa_sha256)
+        except invalid:
             return False
         return True
 
@@ -246,6 +254,14 @@ class Crl(_Signed):
             raise EvidenceParseError(what, "crl", f"not a DER CRL: {e}") from None
 
 
+class _OneCall(dict):  # type: ignore[type-arg]
+    """The private memo of one verification (the ChainCache interface, minus the rest)."""
+
+    __slots__ = ()
+    _get = dict.get
+    _put = dict.__setitem__
+
+
 class Checker:
     """One verification's use of a chain cache.
 
@@ -256,7 +272,8 @@ class Checker:
     __slots__ = ("cache",)
 
     def __init__(self, cache: ChainCache | None) -> None:
-        self.cache = cache if cache is not None else ChainCache()
+        # A verification of its own needs no lock and no eviction: a plain dict will do.
+        self.cache: Any = cache if cache is not None else _OneCall()
 
     def certificate(self, der: bytes, what: str) -> Cert:
         cert = self.cache._get(("cert", der))
@@ -391,16 +408,12 @@ def verify_raw_ecdsa(
     public_key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, *, check: str, what: str
 ) -> None:
     """Verify an Intel-style raw ``r || s`` (big-endian, 32 bytes each) P-256 signature."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
+    invalid, ec, ecdsa_sha256, encode_dss_signature = _crypto()
     if len(signature) != 64 or not isinstance(public_key.curve, ec.SECP256R1):
         raise EvidenceVerificationError(check, f"{what}: not an ECDSA P-256 r||s signature")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     try:
-        public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+        public_key.verify(encode_dss_signature(r, s), data, ecdsa_sha256)
+    except invalid:
         raise EvidenceVerificationError(check, f"{what} does not verify") from None

@@ -123,6 +123,37 @@ def _reserved_ranges(version: int) -> tuple[tuple[str, int, int], ...]:
     return tuple(ranges)
 
 
+#: The whole report in offset order, for one struct (un)pack. ``_r...`` are reserved ranges;
+#: CPUID and the mitigation vectors are unpacked for every version and set to None (after
+#: the reserved checks saw zeros there) when the version lacks them.
+_LAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("version", "I"), ("guest_svn", "I"), ("policy", "Q"), ("family_id", "16s"),
+    ("image_id", "16s"), ("vmpl", "I"), ("signature_algo", "I"), ("current_tcb", "Q"),
+    ("platform_info", "Q"), ("signer_info", "I"), ("_r04c", "4s"), ("report_data", "64s"),
+    ("measurement", "48s"), ("host_data", "32s"), ("id_key_digest", "48s"),
+    ("author_key_digest", "48s"), ("report_id", "32s"), ("report_id_ma", "32s"),
+    ("reported_tcb", "Q"), ("cpuid_fam_id", "B"), ("cpuid_mod_id", "B"), ("cpuid_step", "B"),
+    ("_r18b", "21s"), ("chip_id", "64s"), ("committed_tcb", "Q"), ("current_build", "B"),
+    ("current_minor", "B"), ("current_major", "B"), ("_r1eb", "1s"), ("committed_build", "B"),
+    ("committed_minor", "B"), ("committed_major", "B"), ("_r1ef", "1s"), ("launch_tcb", "Q"),
+    ("launch_mit_vector", "Q"), ("current_mit_vector", "Q"), ("_r208", "152s"),
+    ("signature_r", "72s"), ("signature_s", "72s"), ("_r330", "368s"),
+)  # fmt: skip
+_LAYOUT = struct.Struct("<" + "".join(f for _, f in _LAYOUT_FIELDS))
+assert _LAYOUT.size == REPORT_SIZE
+_LAYOUT_NAMES = tuple(n for n, _ in _LAYOUT_FIELDS)
+_RESERVED_NAMES = tuple(n for n in _LAYOUT_NAMES if n.startswith("_r"))
+# The layout must put every field at the offset the spec tables above give it.
+_OFFSETS = {
+    name: struct.calcsize("<" + "".join(f for _, f in _LAYOUT_FIELDS[:i]))
+    for i, (name, _) in enumerate(_LAYOUT_FIELDS)
+}
+for _name, _off, *_ in (*_INTS, *_BYTES, *_CPUID, *_MIT_VECTORS):
+    assert _OFFSETS[_name] == _off, _name
+_RESERVED_ZEROS = {n: bytes(int(f[:-1])) for n, f in _LAYOUT_FIELDS if n.startswith("_r")}
+_ZEROS = bytes(REPORT_SIZE)
+
+
 #: Integer fields shown in hex (bit fields and TCB versions), the rest in decimal.
 _HEX_INTS = frozenset(
     {
@@ -283,11 +314,8 @@ class Report:
                 f"{len(data) - REPORT_SIZE} trailing bytes after the {REPORT_SIZE}-byte report",
                 offset=REPORT_SIZE,
             )
-        kw: dict[str, Any] = {}
-        for name, off, fmt in _INTS:
-            kw[name] = struct.unpack_from(fmt, data, off)[0]
-        for name, off, size in _BYTES:
-            kw[name] = data[off : off + size]
+        # One unpack of the whole layout (see _LAYOUT); reserved ranges are checked below.
+        kw = dict(zip(_LAYOUT_NAMES, _LAYOUT.unpack(data), strict=True))
         version = kw["version"]
         if version not in SUPPORTED_VERSIONS:
             raise EvidenceParseError(
@@ -296,15 +324,16 @@ class Report:
                 f"{version} is not a supported report version (2, 3, 4, 5)",
                 offset=0,
             )
-        for name, off in _CPUID:
-            kw[name] = data[off] if version >= 3 else None
-        for name, off in _MIT_VECTORS:
-            kw[name] = struct.unpack_from("<Q", data, off)[0] if version >= 5 else None
         for name, start, end in _reserved_ranges(version):
-            chunk = data[start:end]
-            if any(chunk):
-                first = start + next(i for i, b in enumerate(chunk) if b)
+            if data[start:end] != _ZEROS[: end - start]:
+                first = start + next(i for i, b in enumerate(data[start:end]) if b)
                 raise EvidenceParseError(STRUCTURE, name, "must be zero", offset=first)
+        for name in _RESERVED_NAMES:
+            del kw[name]
+        if version < 3:  # CPUID arrived in version 3 (zero before: checked above)
+            kw["cpuid_fam_id"] = kw["cpuid_mod_id"] = kw["cpuid_step"] = None
+        if version < 5:  # the mitigation vectors in version 5
+            kw["launch_mit_vector"] = kw["current_mit_vector"] = None
         policy = kw["policy"]
         if not policy & POLICY_RESERVED_1:
             raise EvidenceParseError(
@@ -331,19 +360,15 @@ class Report:
 
     def to_bytes(self) -> bytes:
         """The exact report bytes: ``Report.from_bytes(b).to_bytes() == b``."""
-        buf = bytearray(REPORT_SIZE)
-        for name, off, fmt in _INTS:
-            struct.pack_into(fmt, buf, off, getattr(self, name))
-        for name, off, size in _BYTES:
+        for name, _off, size in _BYTES:
             value = getattr(self, name)
             if len(value) != size:
                 raise ValueError(f"{name} must be {size} bytes, not {len(value)}")
-            buf[off : off + size] = value
-        for name, off in _CPUID:
-            buf[off] = getattr(self, name) or 0
-        for name, off in _MIT_VECTORS:
-            struct.pack_into("<Q", buf, off, getattr(self, name) or 0)
-        return bytes(buf)
+        values = [
+            _RESERVED_ZEROS.get(name) if name in _RESERVED_ZEROS else getattr(self, name) or 0
+            for name in _LAYOUT_NAMES
+        ]
+        return _LAYOUT.pack(*values)
 
     def signed_bytes(self) -> bytes:
         """The bytes the signature covers (0x000..0x29F)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from motte.attest._x509 import common_name, fingerprint, load_pem_certificates
+from motte.attest._x509 import common_name, fingerprint, load_pem_certificates, pin_facts
 from motte.attest.errors import CollateralError
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ def _load_pinned(file: str, ask_fp: str, ark_fp: str, product: str, key_type: st
     want_ark = f"ARK-{product}"
     if common_name(ark) != want_ark:
         raise CollateralError(f"pinned root {file}: ARK CN {common_name(ark)!r} != {want_ark!r}")
+    pin_facts(ark)
+    pin_facts(ask)
     return AmdChain(product, key_type, ark, ask)
 
 

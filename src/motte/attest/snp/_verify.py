@@ -9,7 +9,6 @@ certificate's SPL extensions, and CHIP_ID must equal its hwID. Policy is not app
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,18 +67,12 @@ class SnpVerified:
     def claims(self) -> dict[str, Any]:
         """The verified report as JSON-able claims, TCBs decoded for the product."""
         out = self.report.to_dict(product=self.product)
-        out["key"] = dict(_key_dict(self.key))
+        out["key"] = self.key.to_dict()
         out["ark_sha256"] = fingerprint(self.chain.ark)
         return out
 
     def reported_tcb(self) -> dict[str, int]:
         return decode_tcb(self.report.reported_tcb, PRODUCT_TCB_LAYOUT[self.product])
-
-
-@functools.lru_cache(maxsize=256)
-def _key_dict(key: AmdKeyCertificate) -> dict[str, Any]:
-    # Rendering names and dates costs more than the rest of the claims; keys repeat.
-    return key.to_dict()
 
 
 def _pick_key_certificate(
