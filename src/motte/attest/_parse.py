@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from motte.attest._enarx import EnarxCsr, parse_enarx_csr
 from motte.attest._evidence import (
     KINDS,
     MAX_EVIDENCE_BYTES,
@@ -23,11 +22,11 @@ from motte.attest._evidence import (
     decode_evidence_text,
     detect_kind,
 )
-from motte.attest._tsm import TsmCapture, parse_tsm_capture
 from motte.attest.errors import EvidenceParseError
-from motte.attest.sim import SimEvidence
-from motte.attest.snp._abi import Report
 from motte.errors import UsageError
+
+# Each kind's parser is imported when that kind arrives: a process verifying a TDX quote
+# does not load the SNP, sim, Enarx or configfs-tsm modules.
 
 #: How the evidence arrived, as a verdict names it ("format"), per kind.
 FORMATS = {
@@ -65,9 +64,9 @@ class ParsedEvidence:
         out[self.kind] = self.value.to_dict()
         if self.inner is not None:
             out["report" if self.tee == "snp" else "quote"] = self.inner.to_dict()
-        if isinstance(self.value, TsmCapture) and self.value.auxblob:
+        if self.kind == "tsm" and self.value.auxblob:
             out["certificates"] = _cert_table_summary(self.value.auxblob)
-        if isinstance(self.value, EnarxCsr) and self.value.vcek is not None:
+        if self.kind == "enarx" and self.value.vcek is not None:
             out["certificates"] = [_cert_summary(self.value.vcek)]
         return out
 
@@ -110,27 +109,35 @@ def parse_inner(parsed: ParsedEvidence) -> ParsedEvidence:
     return replace(parsed, inner=TEE_PARSERS[parsed.tee](blob))
 
 
-def describe(evidence: Any) -> str:
-    """The parse rule's reason for a container or its inner evidence."""
-    if isinstance(evidence, TsmCapture):
-        return f"configfs-tsm capture from provider {evidence.provider}"
-    if isinstance(evidence, EnarxCsr):
-        return f"Enarx CSR with {evidence.tee.upper()} evidence"
-    if isinstance(evidence, Report):
-        return f"SNP report version {evidence.version}, signed by {evidence.signing_key.upper()}"
-    if isinstance(evidence, SimEvidence):
+def describe(parsed: ParsedEvidence, inner: bool) -> str:
+    """The parse rule's reason: for the container (``inner`` false) or the TEE evidence."""
+    value = parsed.evidence if inner else parsed.value
+    what = parsed.tee if inner else parsed.kind
+    if what == "tsm":
+        return f"configfs-tsm capture from provider {value.provider}"
+    if what == "enarx":
+        return f"Enarx CSR with {value.tee.upper()} evidence"
+    if what == "snp":
+        return f"SNP report version {value.version}, signed by {value.signing_key.upper()}"
+    if what == "sim":
         return "sim evidence version 1: an INSECURE software keep"
-    return f"{evidence.structure}, certification data type {evidence.certification_data_type}"
+    return f"{value.structure}, certification data type {value.certification_data_type}"
 
 
 def _inner_bytes(parsed: ParsedEvidence) -> bytes | None:
     if parsed.inner is not None:
         return None
-    if isinstance(parsed.value, TsmCapture):
-        return parsed.value.outblob
-    if isinstance(parsed.value, EnarxCsr):
-        return parsed.value.report
+    if parsed.kind == "tsm":
+        return parsed.value.outblob  # type: ignore[no-any-return]
+    if parsed.kind == "enarx":
+        return parsed.value.report  # type: ignore[no-any-return]
     return None
+
+
+def _snp_report(raw: bytes) -> Any:
+    from motte.attest.snp._abi import Report
+
+    return Report.from_bytes(raw)
 
 
 def _intel_quote(raw: bytes) -> Any:
@@ -139,12 +146,18 @@ def _intel_quote(raw: bytes) -> Any:
     return parse_quote(raw)
 
 
+def _sim_evidence(raw: bytes) -> Any:
+    from motte.attest.sim import SimEvidence
+
+    return SimEvidence.from_bytes(raw)
+
+
 #: The TEE's own evidence, by TEE.
 TEE_PARSERS: dict[str, Callable[[bytes], Any]] = {
-    "snp": Report.from_bytes,
+    "snp": _snp_report,
     "tdx": _intel_quote,
     "sgx": _intel_quote,
-    "sim": SimEvidence.from_bytes,
+    "sim": _sim_evidence,
 }
 
 
@@ -158,11 +171,15 @@ def _bare(kind: str) -> Callable[[bytes], ParsedEvidence]:
 
 
 def _tsm(raw: bytes) -> ParsedEvidence:
+    from motte.attest._tsm import parse_tsm_capture
+
     capture = parse_tsm_capture(raw)
     return ParsedEvidence("tsm", capture.kind, capture)
 
 
 def _enarx(raw: bytes) -> ParsedEvidence:
+    from motte.attest._enarx import parse_enarx_csr
+
     csr = parse_enarx_csr(raw)
     return ParsedEvidence("enarx", csr.tee, csr)
 

@@ -30,7 +30,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motte.attest._checks import CheckLog, RuleResult
-from motte.attest._enarx import EnarxCsr
 from motte.attest._evidence import KINDS, Evidence
 from motte.attest._memo import INTEL_COLLATERAL, intel_chain_cache
 from motte.attest._parse import (
@@ -42,7 +41,6 @@ from motte.attest._parse import (
     prepare_evidence,
 )
 from motte.attest._policy import Policy, default_policy
-from motte.attest._tsm import TsmCapture
 from motte.attest._validate import (
     DEBUG_FIELD,
     check_debug,
@@ -51,22 +49,22 @@ from motte.attest._validate import (
     validate_snp,
 )
 from motte.attest._verdict import LazyClaims, Verdict
-from motte.attest._x509 import Bundle, load_bundle
-from motte.attest.collateral import CollateralCache
 from motte.attest.errors import (
     CollateralError,
     EvidenceParseError,
     EvidenceVerificationError,
 )
-from motte.attest.sim import SimEvidence, verify_sim_evidence
-from motte.attest.snp._abi import Report
-from motte.attest.snp._certs import key_type_of, parse_amd_key_certificate
-from motte.attest.snp._roots import AmdRoots
-from motte.attest.snp._verify import SnpVerifyOptions, verify_report
 from motte.errors import RemoteError, UsageError
 
+# Each TEE's verifier is imported by its own steps below, when evidence of that TEE arrives.
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from motte.attest._x509 import Bundle
+    from motte.attest.collateral import CollateralCache
+    from motte.attest.sim import SimEvidence
+    from motte.attest.snp._abi import Report
+    from motte.attest.snp._roots import AmdRoots
 
 
 def verify_evidence(
@@ -116,6 +114,8 @@ def verify_evidence(
     if kind is not None and kind not in KINDS:
         raise UsageError(f"verify_evidence: unknown kind {kind!r}; one of {', '.join(KINDS)}")
     if online and cache is None:
+        from motte.attest.collateral import CollateralCache
+
         cache = CollateralCache()
     given = tuple((f"certificate file {i + 1}", c) for i, c in enumerate(certs))
     inputs = _Inputs(
@@ -172,17 +172,17 @@ def _judge(raw: bytes, kind: str | None, inputs: _Inputs) -> Verdict:
         raw, told = prepare_evidence(raw, kind)
         parsed = parse_container(raw, told)
         if parsed.kind in ("tsm", "enarx"):
-            rules.append(RuleResult("parse", "parse", "pass", describe(parsed.value)))
+            rules.append(RuleResult("parse", "parse", "pass", describe(parsed, inner=False)))
         parsed = parse_inner(parsed)
         if parsed.evidence is not None:
-            rules.append(RuleResult("parse", "parse", "pass", describe(parsed.evidence)))
+            rules.append(RuleResult("parse", "parse", "pass", describe(parsed, inner=True)))
         rules += _container_checks(parsed)
         tee = _TEES[parsed.tee]  # type: ignore[index]  # Enarx KVM and SGX: refused above
         collateral = tee.gather(parsed, inputs.sources)
         verified = tee.verify(parsed.evidence, collateral, inputs)
         rules += verified.checks
         rules += _container_bindings(parsed, verified)
-        claims = LazyClaims(partial(_claims, tee, verified, parsed.value))
+        claims = LazyClaims(partial(_claims, tee, verified, parsed))
         rules += tee.validate(verified, inputs.policy)
     except EvidenceParseError as e:
         verified = None
@@ -214,20 +214,20 @@ def _judge(raw: bytes, kind: str | None, inputs: _Inputs) -> Verdict:
     )
 
 
-def _claims(tee: _Tee, verified: Any, container: Any) -> dict[str, Any]:
+def _claims(tee: _Tee, verified: Any, parsed: ParsedEvidence) -> dict[str, Any]:
     out = tee.claims(verified)
-    if isinstance(container, EnarxCsr):
-        out["enarx_csr"] = container.to_dict()
+    if parsed.kind == "enarx":
+        out["enarx_csr"] = parsed.value.to_dict()
     return out
 
 
 def _measurement(evidence: Any) -> str | None:
-    if isinstance(evidence, Report | SimEvidence):
-        return evidence.measurement.hex()
-    if evidence is not None:  # an Intel quote
-        body = evidence.body
-        return (body.mr_td if evidence.tee == "tdx" else body.mr_enclave).hex()
-    return None
+    if evidence is None:
+        return None
+    body = getattr(evidence, "body", None)
+    if body is None:  # an SNP report or sim evidence
+        return evidence.measurement.hex()  # type: ignore[no-any-return]
+    return (body.mr_td if evidence.tee == "tdx" else body.mr_enclave).hex()  # type: ignore[no-any-return]
 
 
 def _with_hint(e: Any) -> str:
@@ -239,7 +239,7 @@ def _with_hint(e: Any) -> str:
 
 def _container_checks(parsed: ParsedEvidence) -> list[RuleResult]:
     """An Enarx CSR vouches for its own key before its report is read further."""
-    if not isinstance(parsed.value, EnarxCsr):
+    if parsed.kind != "enarx":
         return []
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -265,7 +265,7 @@ def _container_checks(parsed: ParsedEvidence) -> list[RuleResult]:
 
 def _container_bindings(parsed: ParsedEvidence, verified: Any) -> list[RuleResult]:
     """An Enarx CSR's REPORT_DATA must commit to the CSR's key."""
-    if not isinstance(parsed.value, EnarxCsr):
+    if parsed.kind != "enarx":
         return []
     log = CheckLog("verify")
     want = hashlib.sha384(parsed.value.spki).digest() + bytes(16)
@@ -281,10 +281,12 @@ def _container_bindings(parsed: ParsedEvidence, verified: Any) -> list[RuleResul
 
 def _container_bundle(parsed: ParsedEvidence) -> Bundle:
     """Certificates the evidence brought along (a tsm auxblob, an Enarx CSR's VCEK and CRLs)."""
+    from motte.attest._x509 import Bundle, load_bundle
+
     value = parsed.value
-    if isinstance(value, TsmCapture) and value.auxblob:
+    if parsed.kind == "tsm" and value.auxblob:
         return load_bundle(value.auxblob, "auxblob")
-    if isinstance(value, EnarxCsr) and value.vcek is not None:
+    if parsed.kind == "enarx" and value.vcek is not None:
         return Bundle(certificates=[value.vcek], crls=[crl for _, crl in value.crls])
     return Bundle()
 
@@ -295,6 +297,9 @@ def _container_bundle(parsed: ParsedEvidence) -> Bundle:
 def _gather_snp(parsed: ParsedEvidence, sources: _Sources) -> Bundle:
     """Every certificate and CRL for an SNP report: the files given, the evidence's own,
     then the cache's (and, online, AMD KDS's) VCEK and CRL when they are missing."""
+    from motte.attest._x509 import Bundle, load_bundle
+    from motte.attest.snp._certs import key_type_of, parse_amd_key_certificate
+
     report: Report = parsed.evidence
     bundle = Bundle()
     for name, blob in sources.certs:
@@ -332,6 +337,8 @@ def _gather_snp(parsed: ParsedEvidence, sources: _Sources) -> Bundle:
 
 
 def _fetch_vcek(report: Report, products: tuple[str, ...], cache: CollateralCache) -> Bundle:
+    from motte.attest._x509 import load_bundle
+
     if report.mask_chip_id:
         raise CollateralError(
             "the report masks CHIP_ID, so its VCEK cannot be fetched",
@@ -359,6 +366,8 @@ def _fetch_order(report: Report, products: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _verify_snp(report: Report, bundle: Bundle, inputs: _Inputs) -> Any:
+    from motte.attest.snp._verify import SnpVerifyOptions, verify_report
+
     options = SnpVerifyOptions(
         now=inputs.now,
         roots=inputs.amd_roots,
@@ -423,6 +432,8 @@ class _SimVerified(NamedTuple):
 
 
 def _verify_sim(ev: SimEvidence, _collateral: None, _inputs: _Inputs) -> _SimVerified:
+    from motte.attest.sim import verify_sim_evidence
+
     verify_sim_evidence(ev)
     reason = (
         f"Ed25519 signature by SIGNER_KEY {ev.signer_key.hex()} verifies "

@@ -14,10 +14,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from motte._toml import KeyPath, key_lines, location, parse_toml, read_text
 from motte.attest.errors import PolicyError
+
+if TYPE_CHECKING:
+    from motte._toml import KeyPath
 
 TEE_KINDS = ("snp", "tdx", "sgx", "sim")
 INTEL_TCB_STATUSES = (
@@ -143,6 +145,8 @@ _HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 
 
 def _loc(ctx: _Ctx, key: str) -> str:
+    from motte._toml import location
+
     return location(ctx.path, ctx.lines, (*ctx.table, *key.split(".")))
 
 
@@ -298,6 +302,9 @@ _SECTION_TYPES = {"snp": SnpPolicy, "tdx": TdxPolicy, "sgx": SgxPolicy, "sim": S
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """A Policy from TOML text; raises PolicyError naming the key and line."""
+    # The TOML reader loads only when a policy file is read (not for the default policy).
+    from motte._toml import key_lines, parse_toml
+
     data = parse_toml(text, source=source, error=PolicyError)
     ctx = _Ctx(source, key_lines(text))
     top: dict[str, Any] = {}
@@ -339,5 +346,7 @@ def _convert_table(ctx: _Ctx, table: str, values: dict[str, Any]) -> dict[str, A
 
 def load_policy(path: str | Path) -> Policy:
     """Read a policy file; PolicyError names the file, the key and the line."""
+    from motte._toml import read_text
+
     text = read_text(path, what="policy", max_bytes=MAX_POLICY_BYTES, error=PolicyError)
     return parse_policy(text, source=str(path))

@@ -8,14 +8,15 @@ the policy does not ask for are recorded as skipped: a verdict says what was *no
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from motte.attest._binding import expected_report_data
 from motte.attest._checks import CheckLog, RuleResult
 from motte.attest._policy import Policy
-from motte.attest.sim import SimEvidence
-from motte.attest.snp._abi import PRODUCT_TCB_LAYOUT, decode_tcb
-from motte.attest.snp._verify import SnpVerified
+
+if TYPE_CHECKING:
+    from motte.attest.sim import SimEvidence
+    from motte.attest.snp._verify import SnpVerified
 
 
 def _short(b: bytes) -> str:
@@ -133,6 +134,8 @@ def _check_min_tcb(log: CheckLog, v: SnpVerified, min_tcb: Any) -> None:
     if not min_tcb:
         log.skip("min-tcb", "the policy names no minimum TCB")
         return
+    from motte.attest.snp._abi import PRODUCT_TCB_LAYOUT, decode_tcb
+
     layout = PRODUCT_TCB_LAYOUT[v.product]
     got = decode_tcb(v.report.reported_tcb, layout)
     low = [

@@ -69,11 +69,11 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _read_evidence(path: Path, kind: Kind | None) -> tuple[bytes, Kind | None]:
-    from motte.attest import read_tsm_capture_dir
-
     if str(path) == "-":
         return sys.stdin.buffer.read(), kind
     if path.is_dir():
+        from motte.attest import read_tsm_capture_dir
+
         return read_tsm_capture_dir(path).to_json(), Kind.tsm
     try:
         return path.read_bytes(), kind
