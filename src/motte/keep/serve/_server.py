@@ -394,7 +394,7 @@ def serve_sockets(
                 Listening(listen, socks, None)
                 for listen, socks in zip(listeners, sockets, strict=True)
             ]
-            swap = _swapper(listening, tag)
+            swap = _swapper(listening, tag, identity)
             identities.watch(swap)  # installs the current identity at once
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
@@ -421,26 +421,29 @@ def serve_sockets(
     return serving.stats
 
 
-def _swapper(listening: list[Listening], tag: str) -> Callable[[TlsIdentity], None]:
+def _swapper(
+    listening: list[Listening], tag: str, started_with: TlsIdentity | None
+) -> Callable[[TlsIdentity], None]:
     """What installs a (renewed) identity: a new SSLContext per TLS listener, each swapped
     in by one attribute assignment (atomic), so a new handshake gets the old context or
     the new one, never a mix; a connection already open keeps the context it was
     handshaken with. Every context is built before any is swapped: a chain OpenSSL refuses
-    changes nothing."""
-    first = True
+    changes nothing.
+
+    A worker (``tag``) says when it serves an identity other than the one it started with,
+    even if the renewal reached it before it was listening (its first install is then the
+    renewed one); the parent logs a renewal itself."""
 
     def swap(identity: TlsIdentity) -> None:
-        nonlocal first
         contexts = [_context(lst.listen, identity) for lst in listening]
         for lst, context in zip(listening, contexts, strict=True):
             lst.context = context
-        if not first and tag:  # the parent logs the renewal itself; a worker says it has it
+        if tag and identity is not started_with:
             log.info(
                 "%s: new connections get the renewed certificate (sha256 %s)",
                 tag,
                 identity.leaf_sha256,
             )
-        first = False
 
     return swap
 
