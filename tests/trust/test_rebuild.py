@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -241,6 +242,15 @@ def test_a_committed_module_the_command_does_not_write_is_not_reproduced(world, 
         "hello.wasm"
     )
     assert "rebuild: removed the committed hello.wasm: the build must make it" in out.stderr
+    out = cli("rebuild", REF, "--key", "ci", "--json")
+    assert out.exit_code == 1
+    got = json.loads(out.stdout)
+    assert (got["reproduced"], got["result"]) == (False, "failed")
+    assert got["failure"] == {
+        "stage": "output",
+        "reason": "the build command did not produce hello.wasm",
+    }
+    assert got["package"] == {"expected": r.expected, "rebuilt": None}
 
 
 def test_a_command_that_writes_nothing_is_not_reproduced(world):

@@ -112,20 +112,16 @@ def run_git(
 
 # -- does the source have the commit? --------------------------------------------------------
 
-#: Schemes whose sources can be asked without credentials. ssh always needs a key.
+#: Schemes whose sources can be asked without credentials (ssh always needs a key).
 _ASKABLE = ("file://", "https://", "http://", "git://")
 #: git's words for "I do not have that commit" (as opposed to "I cannot be reached").
 _MISSING_SIGNS = ("not our ref", "couldn't find remote ref", "reference is not a tree")
 
 
 def _fetchable(source: str) -> str | None:
-    """The URL or path git should fetch from, or None when motte will not ask this source."""
+    """The URL git should fetch from, or None when motte will not ask this source."""
     url = source.removeprefix("git+")
-    if url.startswith(_ASKABLE):
-        return url
-    if url.startswith("/"):
-        return url  # a local path
-    return None
+    return url if url.startswith(_ASKABLE) else None
 
 
 def check_commit(source: str, commit: str, *, timeout: float = SOURCE_CHECK_TIMEOUT) -> SourceCheck:
@@ -139,9 +135,12 @@ def check_commit(source: str, commit: str, *, timeout: float = SOURCE_CHECK_TIME
     """
     url = _fetchable(source)
     if url is None:
-        scheme = source.split("://", 1)[0] if "://" in source else "this kind of"
+        scheme = source.removeprefix("git+").split(":", 1)[0]
         return SourceCheck(
-            source, commit, UNCHECKED, f"{scheme} sources are not asked (they need credentials)"
+            source,
+            commit,
+            UNCHECKED,
+            f"motte asks only file, http, https and git sources without credentials, not {scheme}",
         )
     work = Path(tempfile.mkdtemp(prefix="motte-source-"))
     try:
