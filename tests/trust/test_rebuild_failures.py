@@ -8,11 +8,14 @@ git repository, a closed port, an ssh URL) whether it has the recorded commit.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from motte.sign import attest_build
 from motte.trust import Status, decide, gather, parse_policy, rebuild
-from tests.trust.world import BUILD_SH, BUILDER, World, pem_body
+from tests.trust.world import BUILD_SH, BUILDER, World, git, pem_body
 
 S, N, U, NOTE = Status.SATISFIED, Status.NOT_SATISFIED, Status.UNKNOWN, Status.NOTE
 REF = "acme/hello:1.0"
@@ -155,7 +158,32 @@ def test_a_source_that_has_the_commit_satisfies_integrity_source(world):
     policy = _policy(world)
     rule = _source_rule(decide(gather(REF, policy, now=world.now), policy, world.now))
     assert rule.status == S
-    assert rule.message.endswith("and the source has that commit")
+    assert rule.message.endswith(": the source has it")
+
+
+def test_a_commit_seen_at_its_source_is_remembered(world):
+    world.release("1.0", b"payload")
+    policy = _policy(world)
+    assert _source_rule(decide(gather(REF, policy, now=world.now), policy, world.now)).status == S
+    shutil.rmtree(world.tmp / "src-1.0")  # the source is gone, or this machine is offline
+    rule = _source_rule(decide(gather(REF, policy, now=world.now), policy, world.now))
+    assert rule.status == S and "the source had it when asked on 20" in rule.message
+
+
+def test_a_missing_commit_is_asked_for_again(world):
+    repo, _ = world.source("published", b"payload")
+    clone = world.tmp / "unpushed"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    (clone / "payload.bin").write_bytes(b"later")
+    git(clone, "commit", "-q", "-am", "not pushed yet")
+    commit = git(clone, "rev-parse", "HEAD")
+    _recipe(world, f"file://{repo}", commit)
+    policy = _policy(world)
+    assert _source_rule(decide(gather(REF, policy, now=world.now), policy, world.now)).status == N
+    git(
+        repo, "fetch", "-q", str(clone), "main:refs/heads/later"
+    )  # the publisher pushes it after all
+    assert _source_rule(decide(gather(REF, policy, now=world.now), policy, world.now)).status == S
 
 
 @pytest.mark.parametrize(

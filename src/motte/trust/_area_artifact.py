@@ -367,9 +367,10 @@ def _source(ctx: Context) -> RuleResult:
     if unchecked is not None:
         return unchecked
     p = predicate(usable[0], Provenance.from_dict)
+    c = checks[(p.source, p.commit)]
     return RuleResult(
         "integrity.source",
         S,
-        f"provenance names {p.source} at commit {p.commit}, and the source has that commit",
+        f"provenance names {p.source} at commit {p.commit}: {c.detail}",
         tuple(ctx.cite(s) for s in usable),
     )

@@ -185,7 +185,7 @@ def gather(
         blob_problem=blob_problem,
         publishers=publishers,
         publisher_problem=publisher_problem,
-        source_checks=check_sources(statements, desc.digest),
+        source_checks=check_sources(statements, desc.digest, now),
         history_logs=tuple(logs),
         history_problem=history_problem,
         seen_signers=dict(memory.signers),

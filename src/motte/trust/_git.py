@@ -9,6 +9,10 @@ make sure you have the correct access rights").
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,10 +22,13 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from motte.fsutil import atomic_write_bytes
+from motte.home import motte_home
 from motte.sign import SLSA_PROVENANCE, Provenance
 from motte.trust._errors import RebuildError
 from motte.trust._evidence import EXISTS, MISSING, UNCHECKED, FoundStatement, SourceCheck
 from motte.trust._predicates import MAX_REASON_CHARS
+from motte.trust._verdict import rfc3339
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Protocols git may use to fetch the source (``ext::`` would run commands).
@@ -179,16 +186,60 @@ def check_commit(source: str, commit: str, *, timeout: float = SOURCE_CHECK_TIME
         shutil.rmtree(work, ignore_errors=True)
     if got != commit:
         return SourceCheck(source, commit, UNCHECKED, f"the source answered with commit {got}")
-    return SourceCheck(source, commit, EXISTS, f"fetched commit {commit[:12]}")
+    return SourceCheck(source, commit, EXISTS, "the source has it")
 
 
-def check_sources(statements: Iterable[FoundStatement], digest: str) -> tuple[SourceCheck, ...]:
-    """Ask each source that counted provenance about ``digest`` names for its commit, once."""
+def sources_dir() -> Path:
+    """Where this installation remembers commits it has seen a source have."""
+    return motte_home() / "trust" / "sources"
+
+
+def _memo(source: str, commit: str) -> Path:
+    key = hashlib.sha256(f"{source}\0{commit}".encode()).hexdigest()[:32]
+    return sources_dir() / f"{key}.json"
+
+
+def _remembered(source: str, commit: str) -> str | None:
+    """When this installation saw ``source`` have ``commit``, or None."""
+    try:
+        doc = json.loads(_memo(source, commit).read_bytes())
+    except (OSError, ValueError):
+        return None  # never asked, or a damaged file: ask again
+    if not isinstance(doc, dict) or (doc.get("source"), doc.get("commit")) != (source, commit):
+        return None
+    when = doc.get("checked")
+    return when if isinstance(when, str) else None
+
+
+def _remember(source: str, commit: str, now: dt.datetime) -> None:
+    doc = {"source": source, "commit": commit, "checked": rfc3339(now)}
+    with contextlib.suppress(OSError):  # a memory that cannot be written only asks again
+        atomic_write_bytes(_memo(source, commit), json.dumps(doc, sort_keys=True).encode())
+
+
+def check_sources(
+    statements: Iterable[FoundStatement], digest: str, now: dt.datetime
+) -> tuple[SourceCheck, ...]:
+    """Ask each source that counted provenance about ``digest`` names for its commit, once.
+
+    A commit once seen at its source is remembered (``MOTTE_HOME/trust/sources/``) and not
+    asked for again: a judgement, and every ``motte run`` under a trust policy, would
+    otherwise wait for the source each time. Only "exists" is remembered; a missing commit
+    or a source that could not be asked is asked again next time.
+    """
     asked: dict[tuple[str, str], SourceCheck] = {}
     for s in statements:
         if s.predicate_type != SLSA_PROVENANCE or not s.usable or not s.about(digest):
             continue
         p = Provenance.from_dict(s.predicate, "provenance")
-        if (p.source, p.commit) not in asked:
-            asked[(p.source, p.commit)] = check_commit(p.source, p.commit)
+        key = (p.source, p.commit)
+        if key in asked:
+            continue
+        when = _remembered(*key)
+        if when is not None:
+            asked[key] = SourceCheck(*key, EXISTS, f"the source had it when asked on {when[:10]}")
+            continue
+        asked[key] = check_commit(*key)
+        if asked[key].status == EXISTS:
+            _remember(*key, now)
     return tuple(asked.values())
