@@ -57,7 +57,8 @@ def trust(
 ) -> int:
     """Do I trust this package? Judge it under YOUR policy, in five areas, and say why.
 
-    Build (trusted provenance, reproducible), integrity (digests, signatures, log, no fork),
+    Build (trusted provenance, reproducible, no failed rebuild), integrity (digests,
+    signatures, log, no fork, the source has the recorded commit),
     responsiveness (advisories), provenance (who signs, since when, new signers),
     expertise (fresh audits by auditors you name).
     Each area is satisfied, not satisfied (the evidence says no) or unknown (no evidence).
