@@ -94,12 +94,29 @@ keys = ["{pem_body(KEY)}", """{pem}"""]
             "require = ['expertise']\n[expertise]\nmin_audits = 2",
             "p.toml:2: expertise: expertise is required (2 audit(s)) but the policy names 0",
         ),
+        (
+            "require = []\n[build]\nfailed_rebuild = 'ignore'",
+            "p.toml:3: build.failed_rebuild: expected one of 'refuse', 'unknown', 'note', got",
+        ),
+        (
+            "require = []\n[integrity]\nunchecked_source = true",
+            "p.toml:3: integrity.unchecked_source: expected one of 'unknown', 'note', got True",
+        ),
         ("require = [\n", "p.toml:1: invalid TOML"),
         ("[provenance]\nsensitive = 'Motte.toml'", "p.toml:2: provenance.sensitive: expected an"),
     ],
 )
 def test_errors_name_line_and_key(text, message):
     assert error(text).startswith(message)
+
+
+def test_failures_and_unchecked_sources_are_not_satisfied_or_unknown_by_default():
+    p = policy("require = []")
+    assert (p.failed_rebuild, p.unchecked_source) == ("refuse", "unknown")
+    p = policy(
+        "require = []\n[build]\nfailed_rebuild = 'note'\n[integrity]\nunchecked_source = 'note'"
+    )
+    assert (p.failed_rebuild, p.unchecked_source) == ("note", "note")
 
 
 def test_unknown_keys_suggest_the_right_one():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from motte.sign import EnvelopeFormatError
-from motte.trust import Advisory, Rebuild, TrustUsageError, Version
+from motte.trust import Advisory, Rebuild, RebuildFailure, TrustUsageError, Version
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 
@@ -55,6 +55,29 @@ def test_a_rebuild_result_must_follow_from_its_digests():
         Rebuild.from_dict(lying, "r")
 
 
+def test_a_failed_rebuild_has_a_failure_and_no_rebuilt_digests():
+    failure = RebuildFailure("commit", "checkout: git exited with status 128: fatal: bad")
+    when = "2026-01-01T00:00:00Z"
+    r = Rebuild("file:///src", "a" * 40, "make", D1, None, D2, None, D3, when, failure)
+    d = r.to_dict()
+    assert d["result"] == "failed" and d["failure"] == failure.to_dict()
+    assert d["package"] == {"expected": D1} and d["module"] == {"expected": D2}
+    assert Rebuild.from_dict(d, "r") == r
+    for lying, message in [
+        ({**d, "package": {"expected": D1, "rebuilt": D1}}, "no rebuilt digests"),
+        ({**d, "failure": {"stage": "lunch", "reason": "x"}}, "failure stage 'lunch'"),
+        ({**d, "failure": {"stage": "build", "reason": "a\nb"}}, "one line"),
+        ({**d, "failure": None}, "'failure' must be an object"),
+        ({**d, "result": "match"}, "only a failed rebuild has a 'failure'"),
+    ]:
+        with pytest.raises(EnvelopeFormatError, match=message):
+            Rebuild.from_dict(lying, "r")
+    with pytest.raises(TrustUsageError):
+        Rebuild("file:///src", "a" * 40, "make", D1, D1, D2, D2, D3, "t", failure)
+    with pytest.raises(TrustUsageError):
+        Rebuild("file:///src", "a" * 40, "make", D1, None, D2, None, D3, "t")
+
+
 PREDICATE = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.just(D1),
     lambda inner: (
@@ -80,6 +103,7 @@ FIELDS = st.fixed_dictionaries(
             "module",
             "provenance",
             "finishedOn",
+            "failure",
         )
     },
 )

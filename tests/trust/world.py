@@ -90,15 +90,23 @@ class World:
         propose(self.root, nxt, [self.root_key], now=self.now)
         install_root(self.root, now=self.now)
 
-    def source(self, name: str, payload: bytes, build_sh: str = BUILD_SH) -> tuple[Path, str]:
-        """A git repository with Motte.toml, build.sh and payload.bin; returns (dir, commit)."""
+    def source(
+        self, name: str, payload: bytes, build_sh: str = BUILD_SH, committed: bytes | None = None
+    ) -> tuple[Path, str]:
+        """A git repository with Motte.toml, build.sh and payload.bin; returns (dir, commit).
+
+        ``committed`` commits a hello.wasm beside the source (otherwise it is ignored).
+        """
         repo = self.tmp / name
         repo.mkdir(parents=True)
         git(repo, "init", "-q", "-b", "main")
         (repo / "Motte.toml").write_text('workload = "hello.wasm"\n')
         (repo / "build.sh").write_text(build_sh)
         (repo / "payload.bin").write_bytes(payload)
-        (repo / ".gitignore").write_text("hello.wasm\n")
+        if committed is None:
+            (repo / ".gitignore").write_text("hello.wasm\n")
+        else:
+            (repo / "hello.wasm").write_bytes(committed)
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "release")
         return repo, git(repo, "rev-parse", "HEAD")
@@ -113,14 +121,18 @@ class World:
         motte_toml: str | None = None,
         provenance: bool = True,
         local_build_sh: str | None = None,
+        committed: bytes | None = None,
     ) -> str:
         """Build from a fresh source repo, package as acme/hello:TAG, sign, attest; digest.
 
         ``build_sh`` is committed and recorded; the publisher's own build runs
         ``local_build_sh`` when given (a recipe that only works in a rebuild's environment).
+        ``committed``: a hello.wasm committed beside the source, packaged as it is (the
+        publisher's build is not run).
         """
-        repo, commit = self.source(f"src-{tag}", payload, build_sh)
-        subprocess.run(["sh", "-c", local_build_sh or build_sh], cwd=repo, check=True)
+        repo, commit = self.source(f"src-{tag}", payload, build_sh, committed)
+        if committed is None:
+            subprocess.run(["sh", "-c", local_build_sh or build_sh], cwd=repo, check=True)
         if motte_toml is not None:
             (repo / "Motte.toml").write_text(motte_toml)
         ref = f"acme/hello:{tag}"

@@ -57,7 +57,8 @@ def trust(
 ) -> int:
     """Do I trust this package? Judge it under YOUR policy, in five areas, and say why.
 
-    Build (trusted provenance, reproducible), integrity (digests, signatures, log, no fork),
+    Build (trusted provenance, reproducible, no failed rebuild), integrity (digests,
+    signatures, log, no fork, the source has the recorded commit),
     responsiveness (advisories), provenance (who signs, since when, new signers),
     expertise (fresh audits by auditors you name).
     Each area is satisfied, not satisfied (the evidence says no) or unknown (no evidence).
@@ -207,10 +208,12 @@ def rebuild(
     Clones the source into a fresh temporary directory, checks out the commit, and runs the
     command with /bin/sh in a scrubbed environment (SOURCE_DATE_EPOCH = the commit time).
     This RUNS THE PUBLISHER'S BUILD COMMAND on this machine: rebuild where you would build.
+    The module the package names is deleted from the checkout first: the command must make it.
     Then packages the checkout as motte package does and compares module and package digests.
-    --attest KEY signs the result (match or mismatch) as a rebuild statement, logged and attached.
+    --attest KEY signs the result as a rebuild statement, logged and attached: match,
+    mismatch, or failed (clone, checkout, build, timeout, or no module produced) with why.
 
-    Exit status: 0 reproduced, 1 different bytes or a failed build, 2 usage.
+    Exit status: 0 reproduced, 1 different bytes or a failed rebuild, 2 usage.
 
     Example: motte rebuild acme/hello:1.0 --attest my-rebuilder
     """
@@ -270,6 +273,7 @@ def _rebuild_dict(r: RebuildResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         "reference": r.reference,
         "reproduced": r.matched,
+        "result": r.result,
         "source": p.source,
         "commit": p.commit,
         "command": p.command,
@@ -278,6 +282,8 @@ def _rebuild_dict(r: RebuildResult) -> dict[str, Any]:
         "module": {"expected": r.expected_module, "rebuilt": r.rebuilt_module},
         "seconds": round(r.seconds, 3),
     }
+    if r.failure is not None:
+        out["failure"] = r.failure.to_dict()
     if r.attestation is not None:
         out["attestation"] = {
             "referrer": r.attestation.referrer,
@@ -288,17 +294,21 @@ def _rebuild_dict(r: RebuildResult) -> dict[str, Any]:
 
 def _render_rebuild(r: RebuildResult) -> None:
     p = r.recipe.provenance
-    if r.matched:
+    if r.failure is not None:
+        typer.echo(f"NOT reproduced: could not rebuild {r.reference}: {r.failure.reason}")
+    elif r.matched:
         typer.echo(f"reproduced {r.reference} byte for byte")
     else:
         typer.echo(f"NOT reproduced: {r.reference} rebuilt to different bytes")
     typer.echo(f"  source   {p.source} at {p.commit}")
     typer.echo(f"  command  {p.command}")
+    if r.failure is not None:
+        typer.echo(f"  failed   at the {r.failure.stage} step")
     for what, want, got in (
         ("module", r.expected_module, r.rebuilt_module),
         ("package", r.expected, r.rebuilt),
     ):
-        same = "same" if want == got else f"rebuilt as {got}"
+        same = "not rebuilt" if got is None else "same" if want == got else f"rebuilt as {got}"
         typer.echo(f"  {what:<8} {want} ({same})")
     typer.echo(f"  took     {r.seconds:.1f} s")
     if r.attestation is not None:

@@ -33,11 +33,13 @@ from motte.trust._gather import gather
 from motte.trust._policy import AREAS, Party, Policy, load_policy, parse_policy
 from motte.trust._predicates import (
     ADVISORY,
+    FAILURE_STAGES,
     REBUILD,
     SEVERITIES,
     TRUST_VERDICT,
     Advisory,
     Rebuild,
+    RebuildFailure,
     Version,
 )
 from motte.trust._rebuild import DEFAULT_TIMEOUT, RebuildResult, Recipe, rebuild
@@ -48,6 +50,7 @@ __all__ = [
     "ADVISORY",
     "AREAS",
     "DEFAULT_TIMEOUT",
+    "FAILURE_STAGES",
     "REBUILD",
     "SEVERITIES",
     "TRUST_VERDICT",
@@ -64,6 +67,7 @@ __all__ = [
     "PublisherKeys",
     "Rebuild",
     "RebuildError",
+    "RebuildFailure",
     "RebuildResult",
     "Recipe",
     "RuleResult",

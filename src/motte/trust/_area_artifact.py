@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from motte.sign import PUBLICATION, SLSA_PROVENANCE, Provenance, Publication
 from motte.trust._context import Context, kind, predicate, short
-from motte.trust._predicates import REBUILD, Rebuild
+from motte.trust._evidence import EXISTS, MISSING
+from motte.trust._predicates import REBUILD, Rebuild, RebuildFailure
 from motte.trust._verdict import EvidenceRef, RuleResult, Status
 
 S, N, U, NOTE = Status.SATISFIED, Status.NOT_SATISFIED, Status.UNKNOWN, Status.NOTE
@@ -65,7 +66,13 @@ def _provenance(ctx: Context) -> list[RuleResult]:
 
 
 def _reproducible(ctx: Context) -> list[RuleResult]:
-    """Matching rebuilds by rebuilders the policy trusts, independent of the publisher."""
+    """Matching rebuilds by rebuilders the policy trusts, independent of the publisher.
+
+    A rebuilder's failed rebuild (it could not clone, check out, build or find the module) is
+    judged as ``failed_rebuild`` says: not satisfied (the default), unknown, or a note. A
+    failure by a rebuilder that also completed a rebuild of this digest (match or mismatch)
+    is only a note: it got further another time.
+    """
     pol = ctx.policy
     builders_here = {
         k
@@ -76,6 +83,8 @@ def _reproducible(ctx: Context) -> list[RuleResult]:
     matches: dict[str, EvidenceRef] = {}
     mismatches: list[RuleResult] = []
     notes: list[RuleResult] = []
+    completed: set[str] = set()  # rebuilders that got to a comparison
+    failures: list[tuple[str, Rebuild, RebuildFailure, EvidenceRef]] = []
     for s in ctx.of_type(REBUILD):
         if not s.usable:
             who = ", ".join(short(k) for k in s.unknown_keyids) or "no key"
@@ -102,10 +111,13 @@ def _reproducible(ctx: Context) -> list[RuleResult]:
             msg = f"rebuild by {party.name} compared against {r.expected[:19]}, not this digest"
             notes.append(RuleResult("build.rebuild", NOTE, msg, (ctx.cite(s, signer=key),)))
             continue
+        cite = ctx.cite(s, signer=key, detail=f"rebuilder {party.name}")
+        if r.failure is not None:
+            failures.append((party.name, r, r.failure, cite))
+            continue
+        completed.add(party.name)
         if r.result == "match":
-            matches.setdefault(
-                party.name, ctx.cite(s, signer=key, detail=f"rebuilder {party.name}")
-            )
+            matches.setdefault(party.name, cite)
         else:
             what = (
                 f"module {r.expected_module[:19]} rebuilt as {r.rebuilt_module[:19]}"
@@ -118,11 +130,12 @@ def _reproducible(ctx: Context) -> list[RuleResult]:
                     N,
                     f"not reproducible: {party.name} rebuilt {r.source} at {r.commit[:12]} "
                     f"and got different bytes ({what})",
-                    (ctx.cite(s, signer=key, detail=f"rebuilder {party.name}"),),
+                    (cite,),
                 )
             )
-    if mismatches:
-        return [*mismatches, *notes]
+    failed = _failed_rebuilds(pol.failed_rebuild, failures, completed, notes)
+    if mismatches or any(f.status == N for f in failed):
+        return [*mismatches, *failed, *notes]
     need = pol.min_rebuilds
     if len(matches) >= need and matches:
         names = ", ".join(sorted(matches))
@@ -141,8 +154,33 @@ def _reproducible(ctx: Context) -> list[RuleResult]:
             tuple(matches.values()),
         )
     else:
-        return notes
-    return [rule, *notes]
+        return [*failed, *notes]
+    # A failure the policy counts decides before the count of matches: it is the reason.
+    counted = [f for f in failed if f.status != NOTE]
+    return [*counted, rule, *[f for f in failed if f.status == NOTE], *notes]
+
+
+def _failed_rebuilds(
+    mode: str,
+    failures: list[tuple[str, Rebuild, RebuildFailure, EvidenceRef]],
+    completed: set[str],
+    notes: list[RuleResult],
+) -> list[RuleResult]:
+    """The rules failed rebuilds make under the policy's ``failed_rebuild``; superseded
+    failures (the same rebuilder completed a rebuild) go to ``notes``."""
+    status = {"refuse": N, "unknown": U, "note": NOTE}[mode]
+    out = []
+    for name, r, failure, cite in failures:
+        what = (
+            f"could not rebuild: {name} tried {r.source} at {r.commit[:12]} and failed at the "
+            f"{failure.stage} step: {failure.reason}"
+        )
+        if name in completed:
+            msg = f"{what} (not counted: {name} also completed a rebuild of this digest)"
+            notes.append(RuleResult("build.rebuild", NOTE, msg, (cite,)))
+            continue
+        out.append(RuleResult("build.reproducible", status, what, (cite,)))
+    return out
 
 
 # -- integrity -----------------------------------------------------------------------------
@@ -284,6 +322,12 @@ def _logged(ctx: Context) -> RuleResult:
 
 
 def _source(ctx: Context) -> RuleResult:
+    """The provenance names an exact commit, and its source, asked, has that commit.
+
+    A source that does not have the recorded commit is not satisfied; one that could not be
+    asked (unreachable, needs credentials, would not say) is ``unchecked_source``: unknown
+    (the default) or a note, never satisfied.
+    """
     found = [s for s in ctx.of_type(SLSA_PROVENANCE) if s.verified]
     for s in found:
         if s.parse_problem:
@@ -299,10 +343,34 @@ def _source(ctx: Context) -> RuleResult:
         return RuleResult(
             "integrity.source", NOTE, "no build provenance: no source commit to check"
         )
+    checks = {(c.source, c.commit): c for c in ctx.ev.source_checks}
+    unchecked: RuleResult | None = None
+    for s in usable:
+        p = predicate(s, Provenance.from_dict)
+        c = checks.get((p.source, p.commit))
+        if c is not None and c.status == MISSING:
+            return RuleResult(
+                "integrity.source",
+                N,
+                f"the recorded commit {p.commit} does not exist in {p.source} "
+                f"(provenance by {short(s.signers[0])}; the source said: {c.detail})",
+                (ctx.cite(s),),
+            )
+        if (c is None or c.status != EXISTS) and unchecked is None:
+            why = c.detail if c is not None else "it was not asked"
+            unchecked = RuleResult(
+                "integrity.source",
+                U if ctx.policy.unchecked_source == "unknown" else NOTE,
+                f"cannot check that {p.source} has the recorded commit {p.commit[:12]}: {why}",
+                (ctx.cite(s),),
+            )
+    if unchecked is not None:
+        return unchecked
     p = predicate(usable[0], Provenance.from_dict)
+    c = checks[(p.source, p.commit)]
     return RuleResult(
         "integrity.source",
         S,
-        f"provenance names {p.source} at commit {p.commit}",
-        (ctx.cite(usable[0]),),
+        f"provenance names {p.source} at commit {p.commit}: {c.detail}",
+        tuple(ctx.cite(s) for s in usable),
     )

@@ -65,6 +65,21 @@ class FoundStatement:
         return tuple(k for k in self.signers if k in keyids)
 
 
+#: What a source said when asked for a recorded commit (:class:`SourceCheck` ``status``).
+EXISTS, MISSING, UNCHECKED = "exists", "missing", "cannot check"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCheck:
+    """Whether the source a provenance names has its commit: EXISTS, MISSING or UNCHECKED
+    (unreachable, needs credentials, or would not say), with git's one-line answer."""
+
+    source: str
+    commit: str
+    status: str
+    detail: str
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherKeys:
     """The keys the consumer's installed trust root delegates the namespace to."""
@@ -88,6 +103,8 @@ class Evidence:
     blob_problem: str | None = None
     publishers: PublisherKeys | None = None
     publisher_problem: str | None = None
+    #: The recorded source asked for each provenance's commit (gather asks; decide reads).
+    source_checks: tuple[SourceCheck, ...] = ()
     #: Logs read in full for the package's history ("origin at size N").
     history_logs: tuple[str, ...] = ()
     #: Why the history is incomplete (a log that could not be read), if it is.

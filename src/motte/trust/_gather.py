@@ -55,6 +55,7 @@ from motte.sign import (
 )
 from motte.trust._errors import TrustUsageError
 from motte.trust._evidence import Evidence, FoundStatement, LogPlace, PublisherKeys
+from motte.trust._git import check_sources
 from motte.trust._history import read_history
 from motte.trust._memory import load_memory
 from motte.trust._policy import Policy
@@ -184,6 +185,7 @@ def gather(
         blob_problem=blob_problem,
         publishers=publishers,
         publisher_problem=publisher_problem,
+        source_checks=check_sources(statements, desc.digest, now),
         history_logs=tuple(logs),
         history_problem=history_problem,
         seen_signers=dict(memory.signers),

@@ -9,9 +9,13 @@ no "trusted" flag and no score: only requirements, and the parties whose evidenc
     [build]
     reproducible = true            # needs matching rebuilds by [[build.rebuilders]]
     min_rebuilds = 1
+    failed_rebuild = "refuse"      # a named rebuilder could not rebuild it: or "unknown", "note"
     [[build.builders]]
     id = "https://ci.example.org/builders/v1"
     keys = ["MCowBQYDK2VwAyEA..."]   # base64 DER public keys, or PEM
+
+    [integrity]
+    unchecked_source = "unknown"   # the source could not be asked for its commit: or "note"
 
     [responsiveness]
     refuse_open_advisories = true  # a version an advisory names is refused
@@ -49,6 +53,11 @@ from motte.sign import PublicKey, SignError
 from motte.trust._errors import PolicyError
 
 AREAS = ("build", "integrity", "responsiveness", "provenance", "expertise")
+#: What a failed rebuild by a rebuilder the policy names does to build: not satisfied
+#: (the default), unknown, or only a note.
+FAILED_REBUILD = ("refuse", "unknown", "note")
+#: What integrity.source says when the recorded source cannot be asked for its commit.
+UNCHECKED_SOURCE = ("unknown", "note")
 #: A policy is a page of TOML, not a data file.
 MAX_POLICY_BYTES = 1024 * 1024
 _URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
@@ -78,6 +87,8 @@ class Policy:
     reproducible: bool = False
     min_rebuilds: int = 1
     rebuilders: tuple[Party, ...] = ()
+    failed_rebuild: str = "refuse"
+    unchecked_source: str = "unknown"
     refuse_open_advisories: bool = True
     max_advisory_age_days: int | None = None
     advisors: tuple[Party, ...] = ()
@@ -139,6 +150,15 @@ def _count(table: Mapping[str, Any], key: str, path: KeyPath, default: int | Non
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100_000:
         raise _Invalid((*path, key), f"expected a whole number from 1 to 100000, got {value!r}")
     return value
+
+
+def _choice(table: Mapping[str, Any], key: str, path: KeyPath, choices: tuple[str, ...]) -> str:
+    value = table.get(key, choices[0])
+    if value not in choices:
+        raise _Invalid(
+            (*path, key), f"expected one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
+    return str(value)
 
 
 def _str(value: Any, path: KeyPath) -> str:
@@ -208,10 +228,14 @@ def policy_from_dict(data: Mapping[str, Any], *, name: str, digest: str) -> Poli
     """Validate parsed TOML; raises :class:`_Invalid` (turned into PolicyError by the caller)."""
     _known(data, {"require", *AREAS}, ())
     require = _require(data.get("require", list(AREAS)))
-    if "integrity" in data:
-        _known(_table(data["integrity"], ("integrity",)), set(), ("integrity",))
+    integrity = _table(data.get("integrity", {}), ("integrity",))
+    _known(integrity, {"unchecked_source"}, ("integrity",))
     build = _table(data.get("build", {}), ("build",))
-    _known(build, {"builders", "reproducible", "min_rebuilds", "rebuilders"}, ("build",))
+    _known(
+        build,
+        {"builders", "reproducible", "min_rebuilds", "rebuilders", "failed_rebuild"},
+        ("build",),
+    )
     resp = _table(data.get("responsiveness", {}), ("responsiveness",))
     _known(
         resp, {"refuse_open_advisories", "max_advisory_age_days", "advisors"}, ("responsiveness",)
@@ -234,6 +258,8 @@ def policy_from_dict(data: Mapping[str, Any], *, name: str, digest: str) -> Poli
         reproducible=_bool(build, "reproducible", ("build",), False),
         min_rebuilds=_count(build, "min_rebuilds", ("build",), 1) or 1,
         rebuilders=_parties(build, "rebuilders", ("build",), "name"),
+        failed_rebuild=_choice(build, "failed_rebuild", ("build",), FAILED_REBUILD),
+        unchecked_source=_choice(integrity, "unchecked_source", ("integrity",), UNCHECKED_SOURCE),
         refuse_open_advisories=_bool(resp, "refuse_open_advisories", ("responsiveness",), True),
         max_advisory_age_days=_count(resp, "max_advisory_age_days", ("responsiveness",), None),
         advisors=_parties(resp, "advisors", ("responsiveness",), "name"),

@@ -15,7 +15,9 @@
 - Rebuild (``https://motte.dev/attestation/rebuild/v1``): "I rebuilt this package from its
   recorded source and got these digests": source, commit, command, the expected and rebuilt
   package and module digests, and ``result`` (``match`` only when both are byte-identical).
-  The subject is the package digest; the rebuilder is whoever signs.
+  Or "I could not rebuild it": ``result`` ``failed``, only the expected digests, and
+  ``failure`` ``{"stage": ..., "reason": ...}`` (:data:`FAILURE_STAGES` says which step
+  failed). The subject is the package digest; the rebuilder is whoever signs.
 - Trust verdict (``https://motte.dev/attestation/trust-verdict/v1``): "the signer judged this
   digest at this time under the policy with this digest": the decision and every area's
   status, deciding rule and evidence references (see :class:`motte.trust.TrustVerdict`).
@@ -34,7 +36,13 @@ ADVISORY = "https://motte.dev/attestation/advisory/v1"
 REBUILD = "https://motte.dev/attestation/rebuild/v1"
 TRUST_VERDICT = "https://motte.dev/attestation/trust-verdict/v1"
 SEVERITIES = ("low", "medium", "high", "critical")
-REBUILD_RESULTS = ("match", "mismatch")
+REBUILD_RESULTS = ("match", "mismatch", "failed")
+#: Where a rebuild that did not get to a comparison stopped: the source could not be cloned
+#: (unreachable, not a repository), the recorded commit could not be checked out, the build
+#: command failed or ran out of time, or it did not produce the module (or a package).
+FAILURE_STAGES = ("source", "commit", "build", "timeout", "output")
+#: A failure's reason is one line of a tool's output: enough to say why, never a log.
+MAX_REASON_CHARS = 500
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -166,33 +174,84 @@ class Advisory:
 
 
 @dataclass(frozen=True, slots=True)
+class RebuildFailure:
+    """Why a rebuild did not get to a comparison: the step (:data:`FAILURE_STAGES`), one line."""
+
+    stage: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.stage not in FAILURE_STAGES:
+            raise TrustUsageError(f"rebuild failure stage {self.stage!r}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> RebuildFailure:
+        if not isinstance(obj, dict):
+            raise EnvelopeFormatError(f"{where}: 'failure' must be an object")
+        stage = obj.get("stage")
+        if stage not in FAILURE_STAGES:
+            raise EnvelopeFormatError(
+                f"{where}: failure stage {stage!r} is not one of {', '.join(FAILURE_STAGES)}"
+            )
+        reason = _need(obj, "reason", where)
+        if len(reason) > MAX_REASON_CHARS or "\n" in reason:
+            raise EnvelopeFormatError(
+                f"{where}: failure reason must be one line of at most {MAX_REASON_CHARS} characters"
+            )
+        return cls(stage, reason)
+
+
+@dataclass(frozen=True, slots=True)
 class Rebuild:
+    """A rebuild statement's predicate: a comparison (match, mismatch) or a failure.
+
+    A failed rebuild has ``failure`` and no rebuilt digests; a comparison has both rebuilt
+    digests and no ``failure``.
+    """
+
     source: str
     commit: str
     command: str
     expected: str  # package digest the rebuild had to reproduce
-    rebuilt: str  # package digest the rebuild produced
+    rebuilt: str | None  # package digest the rebuild produced (None: it failed)
     expected_module: str
-    rebuilt_module: str
+    rebuilt_module: str | None
     provenance: str  # digest of the provenance statement's envelope the recipe came from
     finished: str  # RFC 3339, the rebuilder's clock
+    failure: RebuildFailure | None = None
+
+    def __post_init__(self) -> None:
+        compared = self.rebuilt is not None and self.rebuilt_module is not None
+        if compared == (self.failure is not None):
+            raise TrustUsageError("a rebuild has rebuilt digests or a failure, exactly one")
 
     @property
     def result(self) -> str:
+        if self.failure is not None:
+            return "failed"
         same = self.expected == self.rebuilt and self.expected_module == self.rebuilt_module
         return "match" if same else "mismatch"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "result": self.result,
             "source": self.source,
             "commit": self.commit,
             "command": self.command,
-            "package": {"expected": self.expected, "rebuilt": self.rebuilt},
-            "module": {"expected": self.expected_module, "rebuilt": self.rebuilt_module},
+            "package": {"expected": self.expected},
+            "module": {"expected": self.expected_module},
             "provenance": self.provenance,
             "finishedOn": self.finished,
         }
+        if self.failure is not None:
+            out["failure"] = self.failure.to_dict()
+        else:
+            out["package"]["rebuilt"] = self.rebuilt
+            out["module"]["rebuilt"] = self.rebuilt_module
+        return out
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], where: str) -> Rebuild:
@@ -202,16 +261,29 @@ class Rebuild:
         commit = _need(obj, "commit", where)
         if not _COMMIT_RE.fullmatch(commit):
             raise EnvelopeFormatError(f"{where}: commit {commit!r} is not a full commit id")
+        failed = obj.get("result") == "failed"
+        if failed:
+            failure = RebuildFailure.from_dict(obj.get("failure"), f"{where}.failure")
+            if "rebuilt" in pkg or "rebuilt" in mod:
+                raise EnvelopeFormatError(f"{where}: a failed rebuild has no rebuilt digests")
+            rebuilt = rebuilt_module = None
+        else:
+            if "failure" in obj:
+                raise EnvelopeFormatError(f"{where}: only a failed rebuild has a 'failure'")
+            failure = None
+            rebuilt = _digest(pkg.get("rebuilt"), f"{where}.package.rebuilt")
+            rebuilt_module = _digest(mod.get("rebuilt"), f"{where}.module.rebuilt")
         r = cls(
             _need(obj, "source", where),
             commit,
             _need(obj, "command", where),
             _digest(pkg.get("expected"), f"{where}.package.expected"),
-            _digest(pkg.get("rebuilt"), f"{where}.package.rebuilt"),
+            rebuilt,
             _digest(mod.get("expected"), f"{where}.module.expected"),
-            _digest(mod.get("rebuilt"), f"{where}.module.rebuilt"),
+            rebuilt_module,
             _digest(obj.get("provenance"), f"{where}.provenance"),
             _need(obj, "finishedOn", where),
+            failure,
         )
         if obj.get("result") != r.result:
             # The claimed result must follow from the digests it reports.
