@@ -4,12 +4,13 @@
 #   test  the real peers the integration tests start on 127.0.0.1:
 #         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog,
 #         git (motte rebuild clones the recorded source), wrk (bench/serve.py's load),
-#         ovmf (real edk2 firmware that motte measure is checked on against sev-snp-measure)
+#         ovmf (real edk2 firmware that motte measure is checked on against sev-snp-measure),
+#         chromium + chromium-driver (the console's browser tests)
 set -eu
 
 case "${1:-test}" in
   venv) pkgs="python3-venv" ;;
-  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf chromium chromium-driver" ;;
   *) echo "usage: $0 venv|test" >&2; exit 2 ;;
 esac
 

@@ -29,6 +29,7 @@ from motte.steward._oids import (
     OID_VERDICT,
     OID_WORKLOAD_DIGEST,
 )
+from motte.steward._store import AuditRecord, KeepSummary, StewardStore
 from motte.steward.errors import (
     AttestationRefusedError,
     KeepIdentityError,
@@ -46,11 +47,13 @@ __all__ = [
     "OID_VERDICT",
     "OID_WORKLOAD_DIGEST",
     "AttestationRefusedError",
+    "AuditRecord",
     "Decision",
     "KeepCertificate",
     "KeepConnection",
     "KeepEvidence",
     "KeepIdentityError",
+    "KeepSummary",
     "SanPattern",
     "Steward",
     "StewardClient",
@@ -59,6 +62,7 @@ __all__ = [
     "StewardError",
     "StewardNotInitialisedError",
     "StewardPaths",
+    "StewardStore",
     "StewardUnreachableError",
     "VerdictSummary",
     "build_keep_csr",

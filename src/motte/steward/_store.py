@@ -111,6 +111,37 @@ class AuditRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class KeepSummary:
+    """The certificates issued to one Keep, as the audit log knows it.
+
+    A Keep attests with a new key every time (renewals included), so the log cannot follow
+    a key: a Keep here is *what* was attested, the TEE kind, measurement, workload digest
+    and names asked for. ``certificates - 1`` of its certificates were renewals.
+    """
+
+    kind: str | None
+    measurement: str | None
+    workload_digest: str | None
+    sans: tuple[str, ...]
+    certificates: int
+    first_time: str
+    last_time: str
+    not_after: str | None
+    last_id: int
+    last_client: str
+
+    @property
+    def renewals(self) -> int:
+        return self.certificates - 1
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -218,6 +249,115 @@ class StewardStore:
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
+
+    def audit_page(
+        self,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        decision: str | None = None,
+        kind: str | None = None,
+        workload: str | None = None,
+        text: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first: at most ``limit`` rows with ``id < before``, matching every filter.
+
+        ``text`` matches anywhere in the client, the reason, the names or the workload digest.
+        Paging by id (not OFFSET) keeps every page as cheap as the first at any log size.
+        """
+        where, args = self._filters(decision=decision, kind=kind, workload=workload, text=text)
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        sql = "SELECT * FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return self._records(sql, args)
+
+    def audit_counts(self) -> dict[str, int]:
+        """How many decisions of each kind (``accepted``, ``rejected``) are recorded."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT decision, count(*) FROM audit GROUP BY decision"
+            ).fetchall()
+        counts = {"accepted": 0, "rejected": 0}
+        counts.update({d: int(n) for d, n in rows})
+        return counts
+
+    def attested_keeps(
+        self, *, limit: int = 100, kind: str | None = None, workload: str | None = None
+    ) -> list[KeepSummary]:
+        """The Keeps certificates were issued to (see :class:`KeepSummary`), latest first."""
+        where, args = self._filters(decision="accepted", kind=kind, workload=workload)
+        sql = (
+            "SELECT kind, measurement, workload_digest, sans, count(*), min(time), max(time), "
+            "max(not_after), max(id) FROM audit WHERE " + " AND ".join(where) + " "
+            "GROUP BY kind, measurement, workload_digest, sans ORDER BY max(id) DESC LIMIT ?"
+        )
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+            clients = {
+                i: c
+                for i, c in self._db.execute(
+                    f"SELECT id, client FROM audit WHERE id IN ({','.join('?' * len(rows))})",
+                    [r[8] for r in rows],
+                ).fetchall()
+            }
+        return [
+            KeepSummary(
+                kind=r[0],
+                measurement=r[1],
+                workload_digest=r[2],
+                sans=tuple(json.loads(r[3])),
+                certificates=int(r[4]),
+                first_time=r[5],
+                last_time=r[6],
+                not_after=r[7],
+                last_id=int(r[8]),
+                last_client=clients.get(r[8], ""),
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _filters(
+        *,
+        decision: str | None = None,
+        kind: str | None = None,
+        workload: str | None = None,
+        text: str | None = None,
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        pairs = (("decision", decision), ("kind", kind), ("workload_digest", workload))
+        for column, value in pairs:
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if text:
+            pattern = _like(text)
+            where.append(
+                "(client LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\' "
+                "OR sans LIKE ? ESCAPE '\\' OR workload_digest LIKE ? ESCAPE '\\')"
+            )
+            args += [pattern] * 4
+        return where, args
+
+    def _records(self, sql: str, args: list[Any]) -> list[AuditRecord]:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        out = []
+        for r in rows:
+            r["sans"] = tuple(json.loads(r["sans"]))
+            r["rules"] = tuple(json.loads(r["rules"]))
+            r["verdict"] = json.loads(r["verdict"]) if r["verdict"] is not None else None
+            out.append(AuditRecord(**r))
+        return out
 
     def audit(self, *, limit: int | None = None, decision: str | None = None) -> list[AuditRecord]:
         """The newest ``limit`` rows (all when None), oldest first."""
