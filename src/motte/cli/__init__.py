@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rebuild": ("motte.cli.trust", "rebuild", "Rebuild a package from its recorded source."),
     "advise": ("motte.cli.trust", "advise", "Publish a signed advisory about package versions."),
     "power": ("motte.cli.power", "app", "Ride out power cuts and shut down in order."),
+    "console": ("motte.cli.console", "console", "Read-only web pages: Keeps, log, trust, power."),
 }
 
 

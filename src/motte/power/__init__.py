@@ -73,7 +73,7 @@ from motte.power._secondary import SecondaryCore, run_secondary
 from motte.power._server_connection import BadRequest, NutServerConnection, parse_request
 from motte.power._simulator import Simulator
 from motte.power._status import NOTIFY_EVENTS, UpsReading, status_events
-from motte.power._watch import Watch, load_state, state_path
+from motte.power._watch import Watch, default_log_path, load_state, state_path
 
 __all__ = [
     "DEFAULT_PORT",
@@ -149,6 +149,7 @@ __all__ = [
     "Watch",
     "check_plan",
     "create_secret",
+    "default_log_path",
     "load_plan",
     "load_scenario",
     "load_secret",

@@ -59,18 +59,23 @@ def event_record(event: Event, *, plan: str, ups: str, now: float | None = None)
 
 
 def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The last ``limit`` records of an event log (a torn last line is skipped)."""
+    """The last ``limit`` events of an event log, oldest first (a torn last line is skipped;
+    ``reading`` records, the UPS's history for charts, are not events)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
-    records = []
-    for line in lines[-limit:]:
+    records: list[dict[str, Any]] = []
+    for line in reversed(lines):
+        if len(records) >= limit:
+            break
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
-    return records
+        if record.get("kind") != "reading":
+            records.append(record)
+    return records[::-1]
 
 
 class Notifier:

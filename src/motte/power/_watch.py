@@ -44,8 +44,13 @@ from motte.power._progress import (
     WaitSecondaries,
 )
 from motte.power._runner import HostRunner
+from motte.power._status import UpsReading
 
 EventSink = Callable[[dict[str, Any]], None]
+
+#: A ``reading`` record (status, charge, runtime, load) goes to the event log this often per
+#: UPS, and at once when the status changes: the history ``motte console`` charts.
+READING_EVERY = 60.0
 
 
 def power_dir() -> Path:
@@ -111,6 +116,7 @@ class Watch:
         self._saved: str | None = None
         self._log: EventLog | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
+        self._sampled: dict[str, tuple[float, tuple[str, ...]]] = {}
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
@@ -153,6 +159,7 @@ class Watch:
     def _feed(self, item: object) -> list[Action]:
         now, c = self.clock(), self.coordinator
         if isinstance(item, Reading):
+            self._sample(item.ups, item.reading, now)
             actions = self._supply(item.ups, self.supplies.observe(item.ups, item.reading, now))
         elif isinstance(item, Lost):
             actions = self._supply(item.ups, self.supplies.comm_lost(item.ups, item.reason))
@@ -174,6 +181,16 @@ class Watch:
         if item is not None and wake is not None and wake <= now:
             actions += c.tick(now)  # a busy queue must not starve the timers
         return actions
+
+    def _sample(self, address: str, reading: UpsReading, now: float) -> None:
+        """Log ``reading`` as a ``reading`` record when one is due (not shown, not notified)."""
+        last = self._sampled.get(address)
+        if last is not None and now - last[0] < READING_EVERY and last[1] == reading.status:
+            return
+        self._sampled[address] = (now, reading.status)
+        event = Event("reading", reading.describe(), data=reading.to_dict())
+        assert self._log is not None
+        self._log.write(event_record(event, plan=self.plan.name, ups=address, now=now))
 
     def _supply(self, address: str, update: Update) -> list[Action]:
         """One UPS's news: its own events (several UPSes), then what the coordinator hears."""
