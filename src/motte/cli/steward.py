@@ -115,15 +115,37 @@ def serve(
             "answer for the Steward).",
         ),
     ] = False,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="Also serve the read-only console's pages under /console/ (docs/console.md); "
+            "other machines need its token, printed once at start.",
+        ),
+    ] = False,
+    console_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--console-token-file",
+            metavar="FILE",
+            help="With --console: read its token from FILE (mode 0600) instead.",
+        ),
+    ] = None,
 ) -> int:
     """Serve the Steward API: GET /nonce, POST /attest, GET /ca, GET /health.
 
     Plain HTTP only on loopback unless --allow-insecure-http; give --tls-cert and --tls-key
-    otherwise. Each decision is logged on standard error and in the audit log.
+    otherwise. Each decision is logged on standard error and in the audit log. --console
+    adds the console's Keeps, Secrets, Log, Trust and Power pages under /console/.
     """
     from motte.steward import Steward
     from motte.steward._server import serve as run_server
 
+    token = None
+    if console or console_token_file:
+        from motte.console import new_token, read_token_file
+
+        token = read_token_file(console_token_file) if console_token_file else new_token()
     with Steward() as steward:
         run_server(
             steward,
@@ -131,6 +153,8 @@ def serve(
             tls_cert=str(tls_cert) if tls_cert else None,
             tls_key=str(tls_key) if tls_key else None,
             allow_insecure_http=allow_insecure_http,
+            console_token=token,
+            show_console_token=console_token_file is None,
         )
     return int(ExitStatus.OK)
 

@@ -118,6 +118,9 @@ def create_console_app(config: ConsoleConfig, *, steward_store: Any = None) -> C
     css = resources.files("motte.console").joinpath("static/console.css").read_bytes()
     app = FastAPI(title="motte console", docs_url=None, redoc_url=None, openapi_url=None)
 
+    def get(path: str) -> Callable[[Any], Any]:
+        return app.api_route(path, methods=["GET", "HEAD"])
+
     def params(request: Request) -> dict[str, str]:
         return {k: v[:MAX_PARAM] for k, v in request.query_params.items()}
 
@@ -148,36 +151,36 @@ def create_console_app(config: ConsoleConfig, *, steward_store: Any = None) -> C
         html = env.get_template(f"{name}.html").render(context)
         return HTMLResponse(html, status_code=status)
 
-    @app.get("/")
+    @get("/")
     def index(request: Request) -> Response:
         base = request.scope.get("root_path", "").rstrip("/")
         return RedirectResponse(f"{base}/keeps", status_code=303)
 
-    @app.get("/static/console.css")
+    @get("/static/console.css")
     def stylesheet() -> Response:
         return Response(css, media_type="text/css; charset=utf-8")
 
-    @app.get("/keeps")
+    @get("/keeps")
     def keeps(request: Request) -> HTMLResponse:
         return page(request, "keeps", "Keeps", lambda: keeps_view(src, params(request)))
 
-    @app.get("/secrets")
+    @get("/secrets")
     def secrets(request: Request) -> HTMLResponse:
         return page(request, "secrets", "Secrets", view={})
 
-    @app.get("/log")
+    @get("/log")
     def log(request: Request) -> HTMLResponse:
         return page(request, "log", "Transparency log", lambda: log_view(src, params(request)))
 
-    @app.get("/log/entry/{index}")
+    @get("/log/entry/{index}")
     def entry(request: Request, index: int) -> HTMLResponse:
         return page(request, "entry", f"Log entry {index}", lambda: entry_view(src, index))
 
-    @app.get("/trust")
+    @get("/trust")
     def trust(request: Request) -> HTMLResponse:
         return page(request, "trust", "Trust", lambda: trust_view(src, params(request)))
 
-    @app.get("/power")
+    @get("/power")
     async def power(request: Request) -> HTMLResponse:
         view = await power_view(plans, params(request), now=src.clock())
         return page(request, "power", "Power", view=view)

@@ -71,8 +71,12 @@ def log_decision(decision: Decision, client: str) -> None:
         _say(f"rejected {client} (audit {decision.audit_id}{measured}): {'; '.join(reasons)}")
 
 
-def create_app(steward: Steward) -> FastAPI:
+def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
+    """The Steward's API; with ``console`` (a :class:`motte.console.Console`) its pages too,
+    under ``/console``, behind the console's own guard (read-only, loopback or token)."""
     app = FastAPI(title="motte Steward", docs_url=None, redoc_url=None, openapi_url=None)
+    if console is not None:
+        app.mount("/console", console)
 
     @app.get("/health")
     def health() -> Response:
@@ -157,8 +161,13 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     allow_insecure_http: bool = False,
+    console_token: str | None = None,
+    show_console_token: bool = True,
 ) -> None:
-    """Bind ``listen`` (port 0 picks one), say where, serve until SIGINT/SIGTERM."""
+    """Bind ``listen`` (port 0 picks one), say where, serve until SIGINT/SIGTERM.
+
+    With ``console_token`` the console's pages are served too, under ``/console/``.
+    """
     import uvicorn
 
     host, _ = parse_listen(listen, example=EXAMPLE_LISTEN)
@@ -185,8 +194,19 @@ def serve(
         _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
     _say(f"CA {steward.ca.fingerprint} ({steward.paths.ca_cert})")
     _say(f"serving on {scheme}://{where}")
+    console = None
+    if console_token is not None:
+        from motte.console import ConsoleConfig, create_console_app
+
+        console = create_console_app(
+            ConsoleConfig(token=console_token, steward_dir=steward.paths.root, secure_cookie=tls),
+            steward_store=steward.store,
+        )
+        _say(f"console (read-only) on {scheme}://{where}/console/")
+        if show_console_token:
+            _say(f"console for other machines: {scheme}://{where}/console/?token={console_token}")
     config = uvicorn.Config(
-        create_app(steward),
+        create_app(steward, console=console),
         log_level="warning",
         access_log=False,
         lifespan="off",
