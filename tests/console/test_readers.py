@@ -60,6 +60,8 @@ def test_the_index_grows_with_the_log_and_finds_newest_first():
     assert index.search("ab" * 32) == [3, 2, 0]  # a bare digest gets its sha256:
     assert index.search("AB" * 32) == [3, 2, 0]
     assert index.search("nothing") == []
+    keyid = summarize(0, entries[0]).keyids[0]  # 64 hex, like a digest: found as either
+    assert index.search(keyid) == [0] and index.search(keyid.upper()) == [0]
 
 
 def test_queries_are_normalised_only_when_they_are_digests():

@@ -150,7 +150,14 @@ class LogIndex:
                 self.size = hi
 
     def search(self, query: str) -> list[int]:
-        """Indices of the entries ``query`` names, newest first."""
+        """Indices of the entries ``query`` names, newest first.
+
+        A bare 64-hex word may be a digest or a key id (the SHA-256 of a key): both count.
+        """
+        q = query.strip()
+        candidates = {normalize_query(q)}
+        if _HEX64.fullmatch(q):
+            candidates.add(q.lower())
         with self._lock:
-            found = list(self.terms.get(normalize_query(query), ()))
-        return found[::-1]
+            found = {i for term in candidates for i in self.terms.get(term, ())}
+        return sorted(found, reverse=True)

@@ -273,7 +273,7 @@ async def power_view(
         out["error"] = e.message
         return out
     try:
-        hours = min(max(float(params.get("hours", "6")), 0.25), 48.0)
+        hours = min(max(float(params.get("hours", "6")), 0.01), 48.0)
     except ValueError:
         hours = 6.0
     upses = await asyncio.gather(*(read_ups(u) for u in plan.upses))

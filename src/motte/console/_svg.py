@@ -73,12 +73,13 @@ def history_chart(
             if isinstance(v := s["data"].get(key), int | float) and start <= s["ts"] <= end
         ]
         lines[key] = " ".join(f"{a},{b}" for a, b in _thin(pts))
-    step = _nice_step(span / 60) * 60  # whole minutes
+    step = _nice_step(span / 60) * 60
+    shown = "%H:%M" if step >= 60 else "%H:%M:%S"
     first = math.ceil(start / step) * step
     xticks = []
     t = first
     while t <= end:
-        label = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M")
+        label = dt.datetime.fromtimestamp(t, dt.UTC).strftime(shown)
         xticks.append({"x": x(t), "label": label})
         t += step
     yticks = [{"y": y(f / 100), "label": f"{f}%"} for f in (0, 25, 50, 75, 100)]

@@ -314,7 +314,26 @@ def trust_view(src: Sources, params: dict[str, str]) -> dict[str, Any]:
                 "required": a.required,
                 "rule": a.deciding.rule,
                 "message": a.deciding.message,
-                "rules": [r.to_dict() for r in a.rules],
+                "rules": [
+                    {
+                        "rule": r.rule,
+                        "status": r.status.value,
+                        "message": r.message,
+                        "evidence": [
+                            {
+                                "what": e.what,
+                                "statement": e.statement,
+                                "log_origin": e.log_origin,
+                                "log_index": e.log_index,
+                                "signer": e.signer,
+                                "time": e.time,
+                                "detail": e.detail,
+                            }
+                            for e in r.evidence
+                        ],
+                    }
+                    for r in a.rules
+                ],
             }
             for a in verdict.areas
         ],

@@ -48,9 +48,12 @@ from motte.power._status import UpsReading
 
 EventSink = Callable[[dict[str, Any]], None]
 
-#: A ``reading`` record (status, charge, runtime, load) goes to the event log this often per
-#: UPS, and at once when the status changes: the history ``motte console`` charts.
+#: A ``reading`` record (status, charge, runtime, load) goes to the event log at least this
+#: often per UPS, at once when the status changes, and when the charge has moved by a point
+#: (but not more than once a second): the history ``motte console`` charts. A UPS on mains
+#: costs a line a minute; a discharging one about a line per percent of charge.
 READING_EVERY = 60.0
+READING_MIN_GAP = 1.0
 
 
 def power_dir() -> Path:
@@ -116,7 +119,7 @@ class Watch:
         self._saved: str | None = None
         self._log: EventLog | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
-        self._sampled: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._sampled: dict[str, tuple[float, UpsReading]] = {}
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
@@ -185,9 +188,16 @@ class Watch:
     def _sample(self, address: str, reading: UpsReading, now: float) -> None:
         """Log ``reading`` as a ``reading`` record when one is due (not shown, not notified)."""
         last = self._sampled.get(address)
-        if last is not None and now - last[0] < READING_EVERY and last[1] == reading.status:
-            return
-        self._sampled[address] = (now, reading.status)
+        if last is not None and last[1].status == reading.status:
+            at, before = last
+            moved = (
+                reading.charge is not None
+                and before.charge is not None
+                and abs(reading.charge - before.charge) >= 1.0
+            )
+            if now - at < READING_MIN_GAP or (now - at < READING_EVERY and not moved):
+                return
+        self._sampled[address] = (now, reading)
         event = Event("reading", reading.describe(), data=reading.to_dict())
         assert self._log is not None
         self._log.write(event_record(event, plan=self.plan.name, ups=address, now=now))
