@@ -33,7 +33,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Case, interleave, unit  # noqa: E402
+from _harness import Case, interleave, scratch_dir, unit  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 
@@ -238,7 +237,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="motte-bench-console-"))
+    home = scratch_dir("motte-bench-console-")
     os.environ["MOTTE_HOME"] = str(home)
     try:
         return run(args, home)
