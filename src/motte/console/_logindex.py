@@ -84,8 +84,9 @@ def _str(obj: Any, *keys: str) -> str | None:
     return obj if isinstance(obj, str) and obj else None
 
 
-def summarize(index: int, entry: bytes) -> EntrySummary:
-    """Parse ``entry`` as a DSSE envelope holding an in-toto statement, as far as it goes."""
+def summarize(index: int, entry: bytes, *, pretty: bool = True) -> EntrySummary:
+    """Parse ``entry`` as a DSSE envelope holding an in-toto statement, as far as it goes
+    (``pretty``: also the statement as indented JSON, for showing; indexing needs none)."""
     try:
         env = Envelope.from_bytes(entry, f"entry {index}")
     except EnvelopeFormatError as e:
@@ -117,7 +118,7 @@ def summarize(index: int, entry: bytes) -> EntrySummary:
         package,
         keyids,
         identities,
-        json.dumps(st.to_dict(), indent=2, sort_keys=True, ensure_ascii=False),
+        json.dumps(st.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) if pretty else None,
     )
 
 
@@ -145,7 +146,7 @@ class LogIndex:
             while self.size < size:
                 hi = min(size, self.size + CHUNK)
                 for i, entry in enumerate(read(self.size, hi), start=self.size):
-                    for term in summarize(i, entry).terms():
+                    for term in summarize(i, entry, pretty=False).terms():
                         self.terms.setdefault(term, []).append(i)
                 self.size = hi
 

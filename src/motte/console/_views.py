@@ -42,6 +42,7 @@ class Sources:
     steward_store: StewardStore | None = None
     index: LogIndex = field(default_factory=LogIndex)
     _log: LocalLog | None = None
+    _own_store: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> dt.datetime:
@@ -59,6 +60,7 @@ class Sources:
                         hint="motte steward init, or motte console --steward-dir DIR",
                     )
                 self.steward_store = StewardStore(db)
+                self._own_store = True
             return self.steward_store
 
     def log(self) -> LocalLog:
@@ -70,8 +72,11 @@ class Sources:
             return self._log
 
     def close(self) -> None:
+        """Close what this console opened (never the Steward's own store)."""
         if self._log is not None:
             self._log.close()
+        if self._own_store and self.steward_store is not None:
+            self.steward_store.close()
 
 
 def _reasons(r: AuditRecord) -> list[str]:

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS audit (
     rules            TEXT NOT NULL,
     verdict          TEXT
 ) STRICT;
+-- The Keeps view (StewardStore.attested_keeps) and the counts read only this index: a
+-- grouped scan of it costs about a quarter of one of the table at 10^5 rows.
+CREATE INDEX IF NOT EXISTS audit_keeps
+    ON audit (decision, kind, measurement, workload_digest, sans, time, not_after);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
