@@ -121,18 +121,24 @@ def test_a_shutdown_is_replayed_step_by_step(tmp_path):
                 "host": "app",
                 "data": {"step": "stop", "ok": False},
             },
-            {"ts": t + 10, "kind": "step", "host": "pi", "data": {"step": "self-stop"}},
+            {"ts": t + 10, "kind": "step", "data": {"step": "fsd"}},
+            {"ts": t + 11, "kind": "step-done", "data": {"step": "fsd", "ok": True}},
+            {"ts": t + 11, "kind": "step", "host": "pi", "data": {"step": "self-drain"}},
+            {"ts": t + 12, "kind": "step-done", "data": {"step": "self-drain", "ok": True}},
+            {"ts": t + 12, "kind": "step", "host": "pi", "data": {"step": "self-stop"}},
             {"ts": t + 50, "kind": "SHUTDOWN", "message": "a second one", "time": "T1"},
         ],
     )
     found = shutdowns(log)
     assert [s["time"] for s in found] == ["T1", "T0"]
     r = replay(log, found[1])
-    assert r["runtime"] == 600 and r["lasted"] == 10.0
+    assert r["runtime"] == 600 and r["lasted"] == 12.0
     assert [e["kind"] for e in r["events"]][:2] == ["SHUTDOWN", "step"]
     rows = {row["label"]: row for row in r["picture"]["rows"]}
     assert [b["kind"] for b in rows["app"]["bars"]] == ["drain", "failed"]
-    assert [b["kind"] for b in rows["pi"]["bars"]] == ["unfinished"]  # never finished here
+    assert list(rows) == ["app", "FSD", "pi"]  # a final step's end finds its row
+    assert [b["kind"] for b in rows["FSD"]["bars"]] == ["fsd"]
+    assert [b["kind"] for b in rows["pi"]["bars"]] == ["drain", "unfinished"]
     assert len(rows["app"]["ticks"]) == 2  # both deadlines drawn
     assert r["picture"]["lines"][0]["label"] == "battery runtime 600s"
 

@@ -152,6 +152,7 @@ def test_a_past_shutdown_is_replayed(world, driver):
     rows = driver.find_elements(By.CSS_SELECTOR, "#replay-timeline .rowlabel")
     labels = [r.text for r in rows]
     assert "app" in labels and "nas" in labels and "pi" in labels
+    assert "self-stop" not in labels  # the coordinator's own steps are on its row
     kinds = [
         e.text for e in driver.find_elements(By.CSS_SELECTOR, "#replay-events td:nth-child(2)")
     ]

@@ -123,6 +123,7 @@ def replay(path: Path, shutdown: dict[str, Any]) -> dict[str, Any]:
     runtime = (before or {}).get("data", {}).get("runtime")
     open_steps: dict[str, dict[str, Any]] = {}
     rows: dict[str, dict[str, Any]] = {}
+    final_rows: dict[str, str] = {}
     events = []
     last = t0
     for r in records:
@@ -143,14 +144,15 @@ def replay(path: Path, shutdown: dict[str, Any]) -> dict[str, Any]:
         step = data.get("step")
         if r.get("kind") not in ("step", "step-done") or not isinstance(step, str):
             continue
-        host = r.get("host") if step in ("drain", "stop", "start", "ready") else None
-        label = (
-            str(host)
-            if host
-            else {"fsd": "FSD", "secondaries": "NUT secondaries"}.get(
+        if step in ("drain", "stop", "start", "ready"):
+            label = str(r.get("host"))
+        elif r.get("kind") == "step":  # a final step: its "step-done" names no host
+            label = {"fsd": "FSD", "secondaries": "NUT secondaries"}.get(
                 step, str(r.get("host") or step)
             )
-        )
+            final_rows[step] = label
+        else:
+            label = final_rows.get(step, step)
         key = f"{label}\0{step}"
         row = rows.setdefault(label, {"label": label, "bars": [], "ticks": []})
         if r.get("kind") == "step":
