@@ -205,7 +205,7 @@ def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
 
 
 def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
-    from motte.power import NutClient
+    from motte.power.nut import NutClient
 
     rack_port, aux_port = free_port(), free_port()
     rec, log = recorder(tmp_path)

@@ -17,15 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from motte.power import (
-    AccessDeniedError,
-    NutClient,
-    UnknownUpsError,
-    UpsReading,
-    Watch,
-    load_plan,
-)
-from motte.power._errors import UsernameRequiredError
+from motte.power import UpsReading, Watch, load_plan
+from motte.power.nut import AccessDeniedError, NutClient, UnknownUpsError, UsernameRequiredError
 from tests.conftest import require
 from tests.power.rig import (
     as_root,

@@ -41,7 +41,7 @@ def test_help_teaches_with_examples(cli):
 
 
 def test_plan_check_shows_order_and_timeline(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml")
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere")
     assert r.exit_code == 0, r.stderr
     assert "Plan homelab" in r.stdout and "OK" in r.stdout
     assert "stage 1: app" in r.stdout and "stage 2: nas" in r.stdout
@@ -51,7 +51,16 @@ def test_plan_check_shows_order_and_timeline(cli):
 
 
 def test_plan_check_json_and_a_battery_too_small(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "300", "--json")
+    r = cli(
+        "power",
+        "plan",
+        "check",
+        EXAMPLES / "homelab.toml",
+        "--elsewhere",
+        "--runtime",
+        "300",
+        "--json",
+    )
     assert r.exit_code == ExitStatus.FAILURE
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["stages"] == [["app"], ["nas"]]
@@ -75,7 +84,16 @@ def test_plan_errors_are_one_line_without_a_traceback(cli, tmp_path):
 
 
 def test_plan_check_refuses_conflicting_options(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "5", "--ask-ups")
+    r = cli(
+        "power",
+        "plan",
+        "check",
+        EXAMPLES / "homelab.toml",
+        "--elsewhere",
+        "--runtime",
+        "5",
+        "--ask-ups",
+    )
     assert r.exit_code == ExitStatus.USAGE
 
 
@@ -184,7 +202,8 @@ def test_simulate_names_a_bad_scenario(cli, tmp_path):
     assert "step[0].volts: unknown key" in r.stderr
 
 
-def test_plan_check_of_the_two_ups_example_lists_every_ups(cli):
+def test_plan_check_of_the_two_ups_example_lists_every_ups(cli, monkeypatch):
+    monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
     r = cli("power", "plan", "check", EXAMPLES / "two-ups.toml")
     assert r.exit_code == 0, r.stderr
     assert "UPS rack@127.0.0.1:34930 as motte (primary)" in r.stdout
@@ -194,7 +213,9 @@ def test_plan_check_of_the_two_ups_example_lists_every_ups(cli):
     doc = json.loads(cli("power", "plan", "check", EXAMPLES / "two-ups.toml", "--json").stdout)
     assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34930", "aux@127.0.0.1:34931"]
     assert doc["ups"] == "rack@127.0.0.1:34930,aux@127.0.0.1:34931"
-    one = json.loads(cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--json").stdout)
+    one = json.loads(
+        cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--json").stdout
+    )
     assert one["ups"] == "rack@127.0.0.1:3493" and len(one["upses"]) == 1
 
 

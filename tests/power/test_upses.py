@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from motte.power import Coordinator, PlanError, UpsAddress, UpsReading, check_plan
+from motte.power import Coordinator, PlanError, UpsReading, check_plan
 from motte.power._combine import Supplies, combine
+from motte.power.nut import UpsAddress
 from tests.power.plans import BASE, plan
 
 UPS_TABLE = """[ups]

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from motte.power._client import UpsAddress
 from motte.power._status import EVENT_TEXT, UpsReading, status_events
+from motte.power.nut import UpsAddress
 
 
 def combine(readings: Sequence[UpsReading]) -> UpsReading:

@@ -9,13 +9,14 @@ and derives the order. Both are pure: no host is contacted.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from motte.power._client import TlsMode, UpsAddress
 from motte.power._errors import PlanError
 from motte.power._status import NOTIFY_EVENTS
 from motte.power._toml import Table, load_table
+from motte.power.nut import TlsMode, UpsAddress
 
 Command = tuple[str, ...]
 
@@ -28,6 +29,15 @@ class UpsConfig:
     password_env: str | None = None
     tls: TlsMode = "if-offered"
     ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The context that verifies upsd's certificate: ``ca_file``, or the system's CAs."""
+        if self.ca_file is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as e:
+            raise PlanError(f"ups.ca_file: cannot load {self.ca_file}: {e}") from None
 
     def password(self) -> str | None:
         """Read the NUT password from its file or environment variable (never the plan)."""
@@ -151,21 +161,24 @@ class Plan:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and structurally validate a plan; raises :class:`PlanError` naming file and key."""
     source = Path(path)
+    # Relative paths in the plan are taken from its folder, as an absolute path: with a plan
+    # given as "plan.toml", Path(".") / "./stop.sh" would be "stop.sh", looked up on PATH.
+    base = source.absolute().parent
     top = load_table(source, PlanError, what="shutdown plan")
     name = top.str("name", source.stem)
     if not name.replace("-", "").replace("_", "").isalnum():
         raise top.fail("name", f"must be letters, digits, - and _ only, not {name!r}")
-    upses = _upses(top, source.parent)
+    upses = _upses(top, base)
     policy_table = top.table("policy")
     policy = _policy(policy_table) if policy_table else Policy()
     notify_table = top.table("notify")
-    notify = _notify(notify_table, source.parent) if notify_table else Notify()
+    notify = _notify(notify_table, base) if notify_table else Notify()
     hosts_table = _required(top, "hosts")
     hosts = {}
     for host_name in hosts_table.data:
         host_table = hosts_table.table(host_name)
         assert host_table is not None
-        hosts[host_name] = _host(host_name, host_table, source.parent)
+        hosts[host_name] = _host(host_name, host_table, base)
     hosts_table.done()
     top.done()
     if not hosts:

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from motte import __version__
-from motte.power._connection import NEED_DATA, ConnectionClosed
-from motte.power._errors import RemoteProtocolError
-from motte.power._messages import (
+from motte.power._scenario import Scenario, User, script_at
+from motte.power.nut import (
+    NEED_DATA,
+    BadRequest,
     CmdDesc,
+    ConnectionClosed,
     ErrorReply,
     Fsd,
     GetCmdDesc,
@@ -44,10 +46,12 @@ from motte.power._messages import (
     Master,
     NetVer,
     NumLogins,
+    NutServerConnection,
     Ok,
     Password,
     Primary,
     ProtVer,
+    RemoteProtocolError,
     Reply,
     Request,
     SetVar,
@@ -60,8 +64,6 @@ from motte.power._messages import (
     VarValue,
     Ver,
 )
-from motte.power._scenario import Scenario, User, script_at
-from motte.power._server_connection import BadRequest, NutServerConnection
 
 _DEFAULTS = {
     "device.type": "ups",

@@ -16,7 +16,8 @@ from typing import Any
 NOTIFY_EVENTS = ("ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN", "REPLBATT")
 
 
-def _number(value: str | None) -> float | None:
+def finite_number(value: str | None) -> float | None:
+    """``value`` as a finite float, or None (NaN and infinities are not readings)."""
     if value is None:
         return None
     try:
@@ -40,9 +41,9 @@ class UpsReading:
     def from_variables(cls, variables: dict[str, str]) -> UpsReading:
         return cls(
             status=tuple(variables.get("ups.status", "").split()),
-            charge=_number(variables.get("battery.charge")),
-            runtime=_number(variables.get("battery.runtime")),
-            load=_number(variables.get("ups.load")),
+            charge=finite_number(variables.get("battery.charge")),
+            runtime=finite_number(variables.get("battery.runtime")),
+            load=finite_number(variables.get("ups.load")),
             variables=dict(variables),
         )
 

@@ -12,8 +12,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from motte.power._connection import NEED_DATA, ConnectionClosed, NutConnection
-from motte.power._errors import (
+from motte.power.nut._connection import NEED_DATA, ConnectionClosed, NutConnection
+from motte.power.nut._errors import (
     FeatureNotConfiguredError,
     FeatureNotSupportedError,
     InvalidArgumentError,
@@ -21,7 +21,7 @@ from motte.power._errors import (
     RemoteProtocolError,
     UnknownCommandError,
 )
-from motte.power._messages import (
+from motte.power.nut._messages import (
     CmdDesc,
     ErrorReply,
     Fsd,

@@ -14,11 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from motte.power._notify import read_events
-from motte.power._plan import Plan
-from motte.power._plancheck import PlanCheck
-from motte.power._scenario import Scenario
-from motte.power._status import NOTIFY_EVENTS
+from motte.power import NOTIFY_EVENTS, Plan, PlanCheck, Scenario, load_state, read_events
 
 _STYLE = {
     "SHUTDOWN": "bold red",
@@ -242,8 +238,6 @@ def _alive(pid: Any) -> bool:
 
 
 def status_dict(path: Path, events: int) -> dict[str, Any]:
-    from motte.power._watch import load_state
-
     progress, meta = load_state(path)
     assert progress is not None
     data = progress.to_dict()
