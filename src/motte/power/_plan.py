@@ -82,14 +82,20 @@ class Policy:
     reserve: float = 30.0
     #: After mains returns: battery.charge needed before stopped hosts are started again.
     restart_charge: float = 50.0
-    #: Set FSD on the UPS once the hosts are down, so NUT secondaries (upsmon) shut down.
+    #: Set FSD on the UPS, so NUT secondaries (upsmon) shut down.
     fsd: bool = True
+    #: When: "end" (once the plan's hosts are down, before the coordinator) or "start" (as
+    #: soon as the shutdown starts, as upsmon's primary does; the shutdown then goes all the
+    #: way even if mains returns, FSD being latched).
+    fsd_at: str = "end"
     #: Seconds to wait for NUT secondaries to log out after FSD (upsmon's HOSTSYNC).
     secondaries_wait: float = 15.0
     #: Finally ask the UPS to cut the load and restore it when mains returns (shutdown.return).
     cut_power: bool = False
     #: Seconds between polls of the UPS (NUT has no push; a poll is one small request).
     poll_interval: float = 0.5
+    #: upsmon's NOCOMMWARNTIME: a UPS unreachable this long raises NOCOMM (notify only).
+    nocomm_after: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +289,11 @@ def _policy(t: Table) -> Policy:
         reserve=t.num("reserve", d.reserve),
         restart_charge=t.num("restart_charge", d.restart_charge, high=100),
         fsd=t.bool("fsd", d.fsd),
+        fsd_at=t.str("fsd_at", d.fsd_at, choices=("end", "start")),
         secondaries_wait=t.num("secondaries_wait", d.secondaries_wait),
         cut_power=t.bool("cut_power", d.cut_power),
         poll_interval=t.num("poll_interval", d.poll_interval, low=0.05, high=5),
+        nocomm_after=t.num("nocomm_after", d.nocomm_after, low=1),
     )
     t.done()
     return policy
