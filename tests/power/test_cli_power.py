@@ -264,3 +264,28 @@ def test_simulate_says_why_it_cannot_listen(cli):
     r = cli("power", "simulate", scenario, "--listen", "no-such-host.invalid:3493")
     assert r.exit_code == ExitStatus.USAGE and "Traceback" not in r.stderr
     assert "upsd already" not in r.stderr and "an address of this machine" in r.stderr
+
+
+def test_plan_check_lists_every_problem_of_a_plan_that_does_not_load(cli, tmp_path):
+    from tests.power.plans import BASE, write_plan
+
+    bad = write_plan(
+        tmp_path,
+        BASE.replace("ride_through = 10", 'ride_through = "long"').replace(
+            "mains_stable = 5", "mains_stable = -1"
+        ),
+    )
+    r = cli("power", "plan", "check", bad)
+    assert r.exit_code == 1
+    assert "policy.ride_through: must be a number" in r.stderr
+    assert "policy.mains_stable: must be at least 0" in r.stderr
+    assert "2 problems in" in r.stderr
+    doc = json.loads(cli("power", "plan", "check", bad, "--json").stdout)
+    assert doc["ok"] is False and len(doc["errors"]) == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-3"])
+def test_plan_check_refuses_a_runtime_that_is_not_seconds(cli, value):
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--runtime", value)
+    assert r.exit_code == 2
+    assert "--runtime must be a number of seconds" in r.stderr

@@ -159,6 +159,18 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
         c.print(f"[red]error:[/red] {_escape(e)}")
 
 
+def plan_problems(source: Path, problems: tuple[str, ...], json_out: bool) -> None:
+    """A plan that did not load: every problem, one line each."""
+    if json_out:
+        from motte.cli._output import emit_json
+
+        emit_json({"source": str(source), "ok": False, "errors": list(problems)})
+        return
+    for problem in problems:
+        print(f"motte: error: {problem}", file=sys.stderr)
+    print(f"  {len(problems)} problems in {source}", file=sys.stderr)
+
+
 def _triggers(plan: Plan) -> str:
     pol = plan.policy
     parts = ["OB LB or FSD at once"]

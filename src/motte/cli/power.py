@@ -92,6 +92,14 @@ def simulate(
         Path | None, typer.Option(help="PEM certificate chain: offer STARTTLS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections served at once; more are closed at once.",
+        ),
+    ] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
 ) -> int:
     """Play a scripted power cut as a NUT server (upsc, upsmon and `watch` can connect).
@@ -111,11 +119,24 @@ def simulate(
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(tls_cert, tls_key)
+    say = render.simulator_line(sc.ups, json_out)
     sim = Simulator(
-        sc, host=host, port=port, tls=tls, on_event=render.simulator_line(sc.ups, json_out)
+        sc, host=host, port=port, tls=tls, on_event=say, max_connections=max_connections
     )
 
     async def main() -> int:
+        # Whatever asyncio itself reports (an accept failing for want of file descriptors,
+        # ...) is one line, said once per kind: never a traceback, never a flood.
+        told: set[str] = set()
+
+        def loop_error(_loop: Any, context: dict[str, Any]) -> None:
+            message = str(context.get("message", "asyncio error"))
+            if message not in told:
+                told.add(message)
+                error = context.get("exception")
+                say(0.0, f"{message}: {error}" if error else message)
+
+        asyncio.get_running_loop().set_exception_handler(loop_error)
         try:
             bound = await sim.start()
         except OSError as e:
@@ -170,13 +191,19 @@ def plan_check(
     import math
 
     from motte.cli import _power_render as render
-    from motte.power import check_local, check_plan, load_plan, ups_runtime
+    from motte.power import PlanError, check_local, check_plan, load_plan, ups_runtime
 
     if runtime is not None and ask_ups:
         raise UsageError("give --runtime or --ask-ups, not both")
     if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
         raise UsageError(f"--runtime must be a number of seconds, not {runtime!r}")
-    plan = load_plan(file)
+    try:
+        plan = load_plan(file)
+    except PlanError as e:
+        if len(e.problems) < 2:
+            raise
+        render.plan_problems(file, e.problems, json_out)  # every one, as promised
+        return int(ExitStatus.FAILURE)
     if ask_ups:
         runtime = asyncio.run(ups_runtime(plan.upses))
     result = check_plan(plan, runtime=runtime)

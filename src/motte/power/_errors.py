@@ -15,7 +15,16 @@ class PowerError(MotteError):
 
 
 class PlanError(PowerError, ConfigError):
-    """A shutdown plan is malformed or inconsistent (names the file and the key)."""
+    """A shutdown plan is malformed or inconsistent (names the file and the key).
+
+    ``problems`` lists every problem found (one line each); the message is the first.
+    """
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, problems: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or (message,)
 
 
 class ScenarioError(PowerError, ConfigError):

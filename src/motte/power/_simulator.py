@@ -189,6 +189,11 @@ class SimulatedUps:
         return out
 
 
+#: Connections served at once; more are closed at once (upsd's MAXCONN is the same idea).
+#: Well below the usual 1024 open files, so a flood never exhausts them.
+DEFAULT_MAX_CONNECTIONS = 256
+
+
 class Simulator:
     def __init__(
         self,
@@ -198,12 +203,17 @@ class Simulator:
         port: int = 3493,
         tls: ssl.SSLContext | None = None,
         on_event: Callable[[float, str], None] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.scenario = scenario
         self.host = host
         self.port = port
         self.tls = tls
         self.on_event = on_event
+        self.max_connections = max_connections
+        #: Connections closed because ``max_connections`` were open (said once per burst).
+        self.refused = 0
+        self._refusing = False
         self.sessions: set[Session] = set()
         self.ups: SimulatedUps | None = None
         self._server: asyncio.Server | None = None
@@ -269,6 +279,19 @@ class Simulator:
             await self._stop_listening()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.sessions) >= self.max_connections:
+            self.refused += 1
+            if not self._refusing:  # one line per burst, not one per connection
+                self._refusing = True
+                self._say(
+                    f"{self.max_connections} connections open: closing new ones until one ends "
+                    "(--max-connections)"
+                )
+            writer.close()
+            return
+        if self._refusing:
+            self._refusing = False
+            self._say(f"accepting connections again ({self.refused} refused so far)")
         peer = writer.get_extra_info("peername")
         session = Session(addr=str(peer[0]) if peer else "?", writer=writer)
         self.sessions.add(session)
