@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from motte import __version__
-from motte.power._scenario import Scenario, User, script_at
+from motte.power._scenario import Scenario, Script, User, script_at
 from motte.power.nut import (
     NEED_DATA,
     BadRequest,
@@ -134,7 +134,7 @@ class SimulatedUps:
         for var, (value, at_step) in self._overrides.items():
             if self._last_step_setting(var, script.step) <= at_step:
                 values[var] = value
-        tokens = script.status.split()
+        tokens = self._status(script, now).split()
         if not self.output_on:
             tokens = ["OFF", *(t for t in tokens if t != "OFF")]
         if self.fsd:
@@ -142,11 +142,22 @@ class SimulatedUps:
         values["ups.status"] = " ".join(tokens)
         return dict(sorted(values.items()))
 
+    def _status(self, script: Script, now: float) -> str:
+        """The status the scenario says, or what a client SET (with ``ups.status`` writable,
+        a test or a rehearsal drives the UPS by hand; a later step that sets a status wins)."""
+        override = self._overrides.get("ups.status")
+        if override is not None and self._last_step_setting("ups.status", script.step) <= (
+            override[1]
+        ):
+            return override[0]
+        return script.status
+
     def _last_step_setting(self, var: str, upto: int) -> int:
         for i in range(upto, -1, -1):
             step = self.scenario.steps[i]
             if var in step.variables or (
-                (var == "battery.charge" and step.charge is not None)
+                (var == "ups.status" and step.status is not None)
+                or (var == "battery.charge" and step.charge is not None)
                 or (var == "battery.runtime" and step.runtime is not None)
             ):
                 return i
@@ -177,8 +188,8 @@ class SimulatedUps:
             self.mains_since = None
             out.append(f"load OFF ({kind})")
         if not self.output_on and self.off_kind == "shutdown.return":
-            script = script_at(self.scenario, now - self.start)
-            mains = "OL" in script.status.split() and "OB" not in script.status.split()
+            status = self._status(script_at(self.scenario, now - self.start), now).split()
+            mains = "OL" in status and "OB" not in status
             if not mains:
                 self.mains_since = None
             elif self.mains_since is None:
