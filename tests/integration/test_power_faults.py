@@ -18,7 +18,7 @@ from motte.power import Simulator, load_scenario
 from motte.power._monitor import Lost, UpsMonitor
 from motte.power.nut import NutClient, NutConnectionError
 from tests.integration.test_power_simulator import make_cert, serving
-from tests.power.rig import free_port, lab_plan, recorder, scenario, stop_tasks
+from tests.power.rig import calls, free_port, lab_plan, recorder, scenario, stop_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +232,110 @@ def test_motte_power_simulate_under_a_connection_flood_prints_no_traceback(tmp_p
     assert out.count("connections open: closing new ones") >= 1
     assert len(out.splitlines()) < 100  # one line per burst, not one per connection
     assert os.path.exists(sc)
+
+
+# -- faults 2, 5 and 8, and OFF, against the simulator in this process ----------------------
+
+
+def test_hosts_start_only_after_the_ups_has_cut_and_restored_its_load(tmp_path):
+    """Fault 2: with mains back after FSD, hosts were started just before the pending
+    shutdown.return cut their power. The simulator cuts 3 s after accepting it."""
+    from tests.power.rig import first, kinds, rehearse
+
+    port = free_port()
+    rec, log = recorder(tmp_path)
+    sc = scenario(
+        tmp_path,
+        '[variables]\n"ups.delay.shutdown" = 3\n"ups.delay.start" = 1\n'
+        '[[step]]\nat = 0\nstatus = "OB LB"\ncharge = 90\nruntime = 900\n'
+        # Mains is back while the plan is still running: the load cut is still to come.
+        '[[step]]\nat = 0.3\nstatus = "OL CHRG"\n',
+    )
+    # FSD as the shutdown starts: it then goes all the way though mains is back at once.
+    policy = 'cut_power = true\nmains_stable = 0.5\nfsd_at = "start"'
+    plan = lab_plan(tmp_path, port, rec, policy=policy)
+    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "recovered" in kinds(ev), timeout=90))
+    accepted = next(e for e in events if e["message"].startswith("cut-power ok"))
+    off, back = first(events, "OFF"), first(events, "NOTOFF")
+    starts = [e for e in events if e["kind"] == "step" and e["data"]["step"] == "start"]
+    assert accepted["ts"] <= off["ts"] <= back["ts"] <= starts[0]["ts"]
+    assert "waiting-load-cut" in kinds(events) and "paused" not in kinds(events)
+    assert first(events, "step")["data"]["step"] == "fsd"  # fsd_at = "start"
+    assert [w for _, _, w in calls(log)].count("wake") == 2
+
+
+def test_no_wait_for_secondaries_when_the_ups_server_is_gone(tmp_path):
+    """Fault 5: the wait burned its whole timeout with FSD unset and the UPS unreachable."""
+    from tests.power.rig import kinds, rehearse
+
+    port = free_port()
+    rec, _ = recorder(tmp_path)
+    sc = scenario(
+        tmp_path,
+        '[[step]]\nat = 0\nstatus = "OL"\ncharge = 100\n'
+        '[[step]]\nat = 0.5\nstatus = "OB DISCHRG"\ncharge = 90\n',
+    )
+    plan = lab_plan(
+        tmp_path, port, rec, policy="ride_through = 60\ndead_after = 2\nsecondaries_wait = 600"
+    )
+    events = asyncio.run(
+        rehearse(plan, sc, port, lambda ev: "down" in kinds(ev), timeout=60, stop_simulator_at=1.5)
+    )
+    skipped = [e for e in events if e["kind"] == "step-skipped"]
+    assert skipped and "FSD could not be set" in skipped[0]["message"]
+    assert not any("waiting up to 600s" in e["message"] for e in events)
+
+
+def test_a_ups_never_reachable_does_not_hold_back_a_cut_on_another(tmp_path):
+    """Fault 8: a UPS never seen is assumed supplying (upsmon's rule); the other decides."""
+    from tests.integration.test_power_several_upses import ON_LINE, two_ups_plan, ups_scenario
+    from tests.power.rig import kinds, rehearse
+
+    rack_port, nowhere = free_port(), free_port()  # nothing listens on the second
+    rec, log = recorder(tmp_path)
+    rack = ups_scenario(tmp_path, "rack", ON_LINE + '[[step]]\nat = 0.5\nstatus = "OB LB"\n')
+    plan = two_ups_plan(tmp_path, rack_port, nowhere, rec, policy="nocomm_after = 1")
+    events = asyncio.run(
+        rehearse(plan, rack, rack_port, lambda ev: {"down", "NOCOMM"} <= set(kinds(ev)))
+    )
+    assert [e["kind"] for e in events if e["ups"] == f"aux@127.0.0.1:{nowhere}"][:2] == [
+        "COMMBAD",
+        "NOCOMM",
+    ]
+    assert "the UPS reports low battery" in next(
+        e["message"] for e in events if e["kind"] == "SHUTDOWN"
+    )
+    assert [h for _, h, w in calls(log) if w == "poweroff"] == ["app", "nas", "pi"]
+
+
+def test_output_off_with_hosts_up_shuts_down_at_once(tmp_path):
+    from tests.power.rig import first, kinds, rehearse
+
+    port = free_port()
+    rec, log = recorder(tmp_path)
+    sc = scenario(tmp_path, STEADY)
+    plan = lab_plan(tmp_path, port, rec)
+
+    async def main():
+        async def switch_off():  # someone runs load.off on the UPS
+            await asyncio.sleep(0)
+            for _ in range(600):
+                try:
+                    async with await NutClient.connect("127.0.0.1", port, tls="off") as c:
+                        await c.authenticate("motte", "pw")
+                        await c.instcmd("rack", "load.off")
+                        return
+                except Exception:
+                    await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(switch_off())
+        try:
+            return await rehearse(plan, sc, port, lambda ev: "down" in kinds(ev), timeout=60)
+        finally:
+            await stop_tasks(task)
+
+    events = asyncio.run(main())
+    shutdown = first(events, "SHUTDOWN")
+    assert first(events, "OFF")["ts"] <= shutdown["ts"]
+    assert "output OFF while hosts are up" in shutdown["message"]
+    assert [h for _, h, w in calls(log) if w == "poweroff"] == ["app", "nas", "pi"]

@@ -298,8 +298,10 @@ class Coordinator:
         return p.fresh and p.reading is not None and p.reading.on_battery
 
     def _mains_back(self) -> bool:
-        p = self.p
-        return p.fresh and p.comm_ok and p.reading is not None and p.reading.on_line
+        """Power is back for the hosts: mains, and the UPS's output on (OFF feeds nothing, so
+        an OFF UPS neither pauses a shutdown nor lets hosts start)."""
+        p, r = self.p, self.p.reading
+        return p.fresh and p.comm_ok and r is not None and r.on_line and not r.output_off
 
     def _dead(self, now: float) -> float | None:
         """Seconds the UPS, last seen on battery, has been unreachable (None: it is not).

@@ -146,8 +146,9 @@ class SimulatedUps:
         """The status the scenario says, or what a client SET (with ``ups.status`` writable,
         a test or a rehearsal drives the UPS by hand; a later step that sets a status wins)."""
         override = self._overrides.get("ups.status")
-        if override is not None and self._last_step_setting("ups.status", script.step) <= (
-            override[1]
+        if (
+            override is not None
+            and self._last_step_setting("ups.status", script.step) <= (override[1])
         ):
             return override[0]
         return script.status
