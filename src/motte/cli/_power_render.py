@@ -173,7 +173,7 @@ def plan_problems(source: Path, problems: tuple[str, ...], json_out: bool) -> No
 
 def _triggers(plan: Plan) -> str:
     pol = plan.policy
-    parts = ["OB LB or FSD at once"]
+    parts = ["OB LB, FSD, or output OFF with hosts up, at once"]
     if pol.charge_below is not None:
         parts.append(f"charge < {pol.charge_below:g}%")
     if pol.runtime_below is not None:
