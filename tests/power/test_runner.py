@@ -128,3 +128,27 @@ def test_a_start_step_with_a_background_process_is_reported_ok(tmp_path):
             import signal
 
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5, 8])
+def test_a_cancelled_command_is_killed_wherever_the_cancellation_lands(tmp_path, yields):
+    """The watch stopping cancels its steps; the command must not outlive it (a stray
+    recorder wrote into a folder already removed), wherever the runner was waiting."""
+    import os
+
+    pidfile = tmp_path / "pid"
+
+    async def main():
+        task = asyncio.create_task(
+            run_command(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], timeout=60)
+        )
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    if pidfile.exists() and pidfile.read_text().strip():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pidfile.read_text()), 0)

@@ -85,36 +85,43 @@ async def run_command(
         return CommandResult(None, False, f"{argv[0]}: {e.strerror or e}")
     finally:
         os.close(write_fd)  # only the child (and what it leaves behind) holds the write end
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
-    )
     tail = bytearray()
-
-    async def pump() -> None:
-        while chunk := await reader.read(65536):
-            tail.extend(chunk)
-            del tail[: max(len(tail) - 4 * OUTPUT_TAIL, 0)]
-
-    pumping = asyncio.create_task(pump())
+    transport: asyncio.BaseTransport | None = None
+    pumping: asyncio.Task[None] | None = None
     try:
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+        )
+
+        async def pump() -> None:
+            while chunk := await reader.read(65536):
+                tail.extend(chunk)
+                del tail[: max(len(tail) - 4 * OUTPUT_TAIL, 0)]
+
+        pumping = asyncio.create_task(pump())
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
                 await proc.wait()
         except TimeoutError:
             await _kill_group(proc)
             return CommandResult(proc.returncode, True, f"no exit within {timeout:.0f}s")
-        except asyncio.CancelledError:
-            await asyncio.shield(_kill_group(proc))
-            raise
         # It exited: take what it wrote (already in the pipe), then stop listening. EOF comes
         # at once unless something it started still holds the pipe; that is not waited for.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_AFTER_EXIT):
                 await asyncio.shield(pumping)
+    except asyncio.CancelledError:  # the watch is stopping: the command goes with it
+        await asyncio.shield(_kill_group(proc))
+        raise
     finally:
-        pumping.cancel()
-        transport.close()
+        if pumping is not None:
+            pumping.cancel()
+        if transport is not None:
+            transport.close()
+        else:
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
     text = tail.decode("utf-8", errors="replace").strip()
     return CommandResult(proc.returncode, False, text[-OUTPUT_TAIL:])
 
