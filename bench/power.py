@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from _harness import ROOT
-from motte.power import ListVar, NutConnection
+from motte.power.nut import ListVar, NutConnection
 
 sys.path.insert(0, str(ROOT))  # for tests.power.rig (the rehearsal lab the tests use)
 

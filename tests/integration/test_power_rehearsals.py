@@ -194,7 +194,7 @@ def wait_until(predicate, timeout, what, *watched):
 
 def wait_logins(port, count, timeout=20):
     """Until ``count`` NUT clients are logged in to the simulator's UPS (NUMLOGINS)."""
-    from motte.power import NutClient
+    from motte.power.nut import NutClient
 
     async def logins():
         async with await NutClient.connect("127.0.0.1", port, tls="off", timeout=1) as c:

@@ -177,8 +177,7 @@ def test_a_login_refused_by_either_ups_stops_the_watch_naming_it(tmp_path):
 
 
 def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
-    from motte.cli.power import _ups_runtime
-    from motte.power import Simulator, load_plan, load_scenario
+    from motte.power import Simulator, load_plan, load_scenario, ups_runtime
 
     rack_port, aux_port = free_port(), free_port()
     rec, _ = recorder(tmp_path)
@@ -195,7 +194,7 @@ def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
             await sim.start()
         tasks = [asyncio.create_task(sim.run()) for sim in sims]
         try:
-            return await _ups_runtime(plan)
+            return await ups_runtime(plan.upses)
         finally:
             for task in tasks:
                 task.cancel()
@@ -205,7 +204,7 @@ def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
 
 
 def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
-    from motte.power import NutClient
+    from motte.power.nut import NutClient
 
     rack_port, aux_port = free_port(), free_port()
     rec, log = recorder(tmp_path)

@@ -12,19 +12,16 @@ import time
 
 import pytest
 
-from motte.power import (
+from motte.power import Simulator, load_scenario
+from motte.power.nut import (
     AccessDeniedError,
+    AlreadyLoggedInError,
+    AlreadySetUsernameError,
     DataStaleError,
     NutClient,
     NutConnectionError,
-    Simulator,
-    UnknownUpsError,
-    load_scenario,
-)
-from motte.power._errors import (
-    AlreadyLoggedInError,
-    AlreadySetUsernameError,
     ReadOnlyError,
+    UnknownUpsError,
     UsernameRequiredError,
     VarNotSupportedError,
 )
@@ -362,8 +359,9 @@ def wait_for_port(port, timeout=10.0):
 
 
 def test_the_monitor_reports_a_lost_server_once_and_reconnects(tmp_path):
-    from motte.power import UpsAddress, UpsConfig
+    from motte.power import UpsConfig
     from motte.power._monitor import Reading, UpsMonitor
+    from motte.power.nut import UpsAddress
 
     sc = scenario(
         tmp_path,
@@ -421,8 +419,9 @@ def test_a_busy_monitor_always_stops_when_cancelled(tmp_path):
     monitor polling every few milliseconds then ran forever (and so did the watch)."""
     import random
 
-    from motte.power import UpsAddress, UpsConfig
+    from motte.power import UpsConfig
     from motte.power._monitor import UpsMonitor
+    from motte.power.nut import UpsAddress
     from tests.power.rig import stop_tasks
 
     sc = scenario(tmp_path, '[[step]]\nat = 0\nstatus = "OL"\n')

@@ -17,15 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from motte.power import (
-    AccessDeniedError,
-    NutClient,
-    UnknownUpsError,
-    UpsReading,
-    Watch,
-    load_plan,
-)
-from motte.power._errors import UsernameRequiredError
+from motte.power import UpsReading, Watch, load_plan
+from motte.power.nut import AccessDeniedError, NutClient, UnknownUpsError, UsernameRequiredError
 from tests.conftest import require
 from tests.power.rig import (
     as_root,
@@ -47,15 +40,18 @@ def _needs_upsd() -> None:
 
 
 class Upsd:
-    """upsd and one dummy-ups driver playing ``seq``, unprivileged, on 127.0.0.1."""
+    """upsd and one dummy-ups driver playing ``seq``, unprivileged, on 127.0.0.1.
 
-    def __init__(self, seq: str) -> None:
+    ``dummy.seq`` loops over its TIMERs; ``dummy.dev`` (dummy-once) is re-read whenever its
+    mtime changes, so a test drives the UPS by rewriting it (:meth:`set`)."""
+
+    def __init__(self, seq: str, file: str = "dummy.seq") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="motte-upsd-", dir="/tmp"))
         self.port = free_port()
         state = self.dir / "state"
         state.mkdir()
         files = {
-            "ups.conf": '[dummy]\n  driver = dummy-ups\n  port = dummy.seq\n  desc = "Test UPS"\n',
+            "ups.conf": f'[dummy]\n  driver = dummy-ups\n  port = {file}\n  desc = "Test UPS"\n',
             "upsd.conf": f"LISTEN 127.0.0.1 {self.port}\nSTATEPATH {state}\nMAXAGE 15\n",
             "upsd.users": textwrap.dedent("""\
                 [admin]
@@ -67,8 +63,9 @@ class Upsd:
                   password = obspass
                   upsmon secondary
                 """),
-            "dummy.seq": textwrap.dedent(seq),
+            file: textwrap.dedent(seq),
         }
+        self.file = self.dir / file
         for name, text in files.items():
             (self.dir / name).write_text(text)
         os.chmod(self.dir, 0o755)
@@ -104,6 +101,15 @@ class Upsd:
             time.sleep(0.2)
         self.stop()
         raise AssertionError("upsd with dummy-ups did not come up")
+
+    def set(self, text: str) -> None:
+        """Replace what a ``dummy.dev`` says; its mtime moves on, so the driver reads it."""
+        stamp = max(time.time(), self.file.stat().st_mtime + 1)  # never the same second
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(textwrap.dedent(text))
+        os.chmod(tmp, 0o644)
+        os.utime(tmp, (stamp, stamp))
+        os.replace(tmp, self.file)
 
     def stop(self) -> None:
         for proc in self.procs:  # by PID, as started

@@ -41,7 +41,7 @@ def test_help_teaches_with_examples(cli):
 
 
 def test_plan_check_shows_order_and_timeline(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml")
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere")
     assert r.exit_code == 0, r.stderr
     assert "Plan homelab" in r.stdout and "OK" in r.stdout
     assert "stage 1: app" in r.stdout and "stage 2: nas" in r.stdout
@@ -51,7 +51,16 @@ def test_plan_check_shows_order_and_timeline(cli):
 
 
 def test_plan_check_json_and_a_battery_too_small(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "300", "--json")
+    r = cli(
+        "power",
+        "plan",
+        "check",
+        EXAMPLES / "homelab.toml",
+        "--elsewhere",
+        "--runtime",
+        "300",
+        "--json",
+    )
     assert r.exit_code == ExitStatus.FAILURE
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["stages"] == [["app"], ["nas"]]
@@ -75,7 +84,16 @@ def test_plan_errors_are_one_line_without_a_traceback(cli, tmp_path):
 
 
 def test_plan_check_refuses_conflicting_options(cli):
-    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--runtime", "5", "--ask-ups")
+    r = cli(
+        "power",
+        "plan",
+        "check",
+        EXAMPLES / "homelab.toml",
+        "--elsewhere",
+        "--runtime",
+        "5",
+        "--ask-ups",
+    )
     assert r.exit_code == ExitStatus.USAGE
 
 
@@ -184,7 +202,8 @@ def test_simulate_names_a_bad_scenario(cli, tmp_path):
     assert "step[0].volts: unknown key" in r.stderr
 
 
-def test_plan_check_of_the_two_ups_example_lists_every_ups(cli):
+def test_plan_check_of_the_two_ups_example_lists_every_ups(cli, monkeypatch):
+    monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
     r = cli("power", "plan", "check", EXAMPLES / "two-ups.toml")
     assert r.exit_code == 0, r.stderr
     assert "UPS rack@127.0.0.1:34930 as motte (primary)" in r.stdout
@@ -194,7 +213,9 @@ def test_plan_check_of_the_two_ups_example_lists_every_ups(cli):
     doc = json.loads(cli("power", "plan", "check", EXAMPLES / "two-ups.toml", "--json").stdout)
     assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34930", "aux@127.0.0.1:34931"]
     assert doc["ups"] == "rack@127.0.0.1:34930,aux@127.0.0.1:34931"
-    one = json.loads(cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--json").stdout)
+    one = json.loads(
+        cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--json").stdout
+    )
     assert one["ups"] == "rack@127.0.0.1:3493" and len(one["upses"]) == 1
 
 
@@ -243,3 +264,28 @@ def test_simulate_says_why_it_cannot_listen(cli):
     r = cli("power", "simulate", scenario, "--listen", "no-such-host.invalid:3493")
     assert r.exit_code == ExitStatus.USAGE and "Traceback" not in r.stderr
     assert "upsd already" not in r.stderr and "an address of this machine" in r.stderr
+
+
+def test_plan_check_lists_every_problem_of_a_plan_that_does_not_load(cli, tmp_path):
+    from tests.power.plans import BASE, write_plan
+
+    bad = write_plan(
+        tmp_path,
+        BASE.replace("ride_through = 10", 'ride_through = "long"').replace(
+            "mains_stable = 5", "mains_stable = -1"
+        ),
+    )
+    r = cli("power", "plan", "check", bad)
+    assert r.exit_code == 1
+    assert "policy.ride_through: must be a number" in r.stderr
+    assert "policy.mains_stable: must be at least 0" in r.stderr
+    assert "2 problems in" in r.stderr
+    doc = json.loads(cli("power", "plan", "check", bad, "--json").stdout)
+    assert doc["ok"] is False and len(doc["errors"]) == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-3"])
+def test_plan_check_refuses_a_runtime_that_is_not_seconds(cli, value):
+    r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--runtime", value)
+    assert r.exit_code == 2
+    assert "--runtime must be a number of seconds" in r.stderr

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from motte.power import (
+from motte.power.nut import (
     ERROR_CLASSES,
     NEED_DATA,
     AccessDeniedError,
@@ -46,7 +46,7 @@ from motte.power import (
     VarValue,
     Ver,
 )
-from motte.power._messages import CmdDesc, GetCmdDesc, GetUpsDesc, UpsDesc
+from motte.power.nut._messages import CmdDesc, GetCmdDesc, GetUpsDesc, UpsDesc
 
 
 def reply_to(request, data: bytes):

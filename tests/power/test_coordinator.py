@@ -354,7 +354,9 @@ def test_progress_survives_a_restart_without_repeating_or_forgetting(lab):
     again.finish("nas:stop", 12)
     assert again.host("app") is HostState.DOWN
     assert again.steps() == [("nas", "stop")]  # nothing else was run again
-    assert "fsd" in again.pending
+    assert "fsd" not in again.pending  # the next step waits for a fresh reading ...
+    again.see("OB LB", 13)
+    assert "fsd" in again.pending  # ... and the shutdown goes on once the UPS says so
 
 
 def test_a_step_whose_deadline_passed_while_down_counts_as_timed_out(lab):
@@ -367,6 +369,7 @@ def test_a_step_whose_deadline_passed_while_down_counts_as_timed_out(lab):
     again = Drive(lab, Progress.from_dict(saved, "state.json"))
     again.resume(500)
     assert again.host("nas") is HostState.FAILED
+    again.see("OB LB", 501)
     assert "fsd" in again.pending
 
 
@@ -492,3 +495,213 @@ def test_our_own_latched_fsd_does_not_start_a_second_shutdown(lab):
     out = d.see("FSD OL", 40)  # now FSD is someone else's decision
     assert "another primary forced a shutdown" in out[1].message
     assert d.steps(out) == [("app", "stop")]
+
+
+# -- issue 20: a restarted coordinator decides only from fresh readings -----------------------
+
+
+def restarted(lab, d, **changes):
+    """A coordinator started on what ``d``'s watch saved (as after a SIGKILL)."""
+    saved = json.loads(json.dumps(d.c.p.to_dict()))
+    saved.update(changes)
+    return Drive(lab, Progress.from_dict(saved, "state.json"))
+
+
+def test_a_restart_during_the_ride_through_with_mains_back_stops_nothing(lab):
+    d = Drive(lab)
+    d.see("OL", 0)
+    d.see("OB DISCHRG", 1)  # killed here, during a 10 s ride-through
+    again = restarted(lab, d)
+    out = again.resume(30)  # the saved OB reading is 29 s old: it triggers nothing
+    assert again.kinds(out) == ["resumed"] and "29s old) decides nothing" in out[0].message
+    assert again.tick(31) == [] and again.phase is Phase.ON_BATTERY
+    again.see("OL CHRG", 32)  # the first fresh reading: mains is back
+    again.tick(37)
+    assert again.kinds()[-1] == "ridden-out"
+    assert again.steps() == [] and again.phase is Phase.ONLINE
+
+
+def test_a_restart_during_the_ride_through_with_mains_still_out_keeps_the_cut_start(lab):
+    d = Drive(lab)
+    d.see("OB DISCHRG", 0)
+    again = restarted(lab, d)
+    assert again.kinds(again.resume(5)) == ["resumed"]
+    again.see("OB DISCHRG", 6)  # still out: the ride-through counts from the cut's start
+    assert again.c.next_wakeup() == 10
+    again.tick(10)
+    assert again.steps() == [("app", "stop")]
+
+
+def test_a_restart_with_the_ups_unreachable_uses_the_saved_reading_only_as_a_timer(lab):
+    d = Drive(lab)
+    d.see("OB DISCHRG", 0)
+    again = restarted(lab, d)
+    again.resume(100)
+    again.lost(101)  # this run's own observation: the UPS does not answer
+    assert again.tick(115.9) == []
+    out = again.tick(116)  # dead_after (15 s) after the loss this run saw, last seen on battery
+    assert again.kinds(out)[0] == "SHUTDOWN"
+    assert "dead UPS counts as low battery" in out[0].message
+
+
+def test_a_restart_mid_shutdown_with_mains_back_finishes_the_stage_and_recovers(lab):
+    d = Drive(lab)
+    d.see("OB LB", 0)
+    d.finish("app:stop", 1)  # app confirming; killed here
+    again = restarted(lab, d)
+    again.resume(3)
+    again.finish("app:confirm", 4)
+    assert "nas:drain" not in again.pending  # no new stage before a fresh reading
+    again.see("OL CHRG", 5, charge=90)
+    assert again.phase is Phase.PAUSED
+    again.tick(10)
+    assert again.phase is Phase.RECOVERING
+    again.finish_all(11)
+    assert again.steps() == [("app", "confirm"), ("app", "start"), ("app", "ready")]
+    assert again.host("nas") is HostState.UP
+
+
+def test_a_restarted_coordinator_in_down_does_not_recover_on_a_saved_online_reading(lab):
+    d = Drive(lab)
+    d.see("OB LB", 0)
+    d.finish_all(1)
+    d.finish_all(2)
+    d.finish_all(3)
+    d.finish_all(4)
+    d.see("OL CHRG", 5, charge=90)  # killed right after this
+    assert d.phase is Phase.DOWN
+    again = restarted(lab, d)
+    again.resume(60)
+    assert again.tick(61) == [] and again.steps() == []
+    again.see("OL CHRG", 62, charge=90)
+    assert again.c.next_wakeup() == 67  # mains must be seen holding by this run
+    again.tick(67)
+    assert again.phase is Phase.RECOVERING and ("nas", "start") in again.steps()
+
+
+def test_an_old_state_file_without_the_new_keys_still_loads(lab):
+    d = Drive(lab)
+    d.see("OB", 0)
+    saved = json.loads(json.dumps(d.c.p.to_dict()))
+    for key in ("fsd_failed", "load_cut_until"):
+        del saved[key]
+    assert Progress.from_dict(saved, "state.json").load_cut_until is None
+
+
+# -- issue 20: no host starts while the UPS's load cut is pending -----------------------------
+
+
+def shut_down_with_cut(tmp_path, delay="30"):
+    p = plan(
+        tmp_path, BASE.replace("secondaries_wait = 4", "secondaries_wait = 4\ncut_power = true")
+    )
+    d = Drive(p)
+    lb = UpsReading(("OB", "LB"), 20.0, 100.0, variables={"ups.delay.shutdown": delay})
+    d._take(d.c.observe(lb, 0))
+    for t in range(1, 8):
+        d.finish_all(t)
+    assert d.phase is Phase.DOWN
+    return d
+
+
+def test_hosts_are_not_started_before_the_ups_has_cut_and_restored_its_load(tmp_path):
+    d = shut_down_with_cut(tmp_path)
+    cut = next(a for a in d.actions if isinstance(a, CutPower))
+    assert cut and d.c.p.load_cut_until == pytest.approx(1 + 30 + 5)  # accepted at 1
+    d.see("OL CHRG", 10, charge=90)  # mains is back before the UPS cut its load
+    d.tick(15)
+    assert d.phase is Phase.RECOVERING
+    assert d.kinds()[-1] == "waiting-load-cut" and not any(s == "start" for _, s in d.steps())
+    d.see("OFF OL", 31, charge=90)  # the cut
+    d.tick(40)  # past the bound, but the output is still OFF
+    assert not any(step == "start" for _, step in d.steps())
+    d.see("OL CHRG", 50, charge=90)  # the load came back
+    assert ("nas", "start") in d.steps()
+
+
+def test_a_load_cut_that_never_shows_is_given_up_on_at_its_bound(tmp_path):
+    d = shut_down_with_cut(tmp_path, delay="3")
+    until = d.c.p.load_cut_until
+    assert until == pytest.approx(1 + 3 + 5)
+    d.see("OL CHRG", 2, charge=90)
+    d.tick(7)
+    assert not any(step == "start" for _, step in d.steps())
+    assert d.c.next_wakeup() == pytest.approx(until)
+    d.tick(until)
+    assert ("nas", "start") in d.steps()
+
+
+def test_a_ups_counting_down_to_its_cut_holds_the_start(tmp_path):
+    d = shut_down_with_cut(tmp_path, delay="3")
+    counting = UpsReading(("OL",), 90.0, 1000.0, variables={"ups.timer.shutdown": "4"})
+    d._take(d.c.observe(counting, 20))
+    d.tick(26)
+    assert not any(step == "start" for _, step in d.steps())
+
+
+# -- issue 20: the wait for secondaries is skipped when nobody was told -----------------------
+
+
+def until_pending(d, key, t=1):
+    """Finish every other step until ``key`` is asked for."""
+    while key not in d.pending:
+        d.finish(next(iter(d.pending)), t)
+
+
+def test_no_wait_for_secondaries_when_fsd_could_not_be_set(lab):
+    d = Drive(lab)
+    d.see("OB LB", 0)
+    until_pending(d, "fsd")
+    out = d.finish("fsd", 6, ok=False)
+    assert "secondaries" not in d.pending
+    skipped = [a for a in out if isinstance(a, Event) and a.kind == "step-skipped"]
+    assert skipped and "FSD could not be set" in skipped[0].message
+
+
+def test_no_wait_for_secondaries_when_the_ups_cannot_be_reached(lab):
+    d = Drive(lab)
+    d.see("OB LB", 0)
+    until_pending(d, "fsd")
+    d.lost(5)
+    d.finish("fsd", 6)
+    assert "secondaries" not in d.pending
+    assert "cannot be reached" in [a for a in d.actions if isinstance(a, Event)][-2].message
+
+
+# -- issue 20: OFF with hosts up, and FSD as the shutdown starts ------------------------------
+
+
+def test_output_off_while_hosts_are_up_is_an_emergency(lab):
+    d = Drive(lab)
+    d.see("OL", 0)
+    out = d.see("OFF OL", 1)
+    assert d.kinds(out)[:2] == ["OFF", "SHUTDOWN"]
+    assert "output OFF while hosts are up" in out[1].message
+    assert d.steps(out) == [("app", "stop")]
+
+
+def test_bypass_overload_and_alarm_notify_but_do_not_act(lab):
+    d = Drive(lab)
+    d.see("OL", 0)
+    d.see("OL BYPASS OVER ALARM", 1)
+    d.see("OL", 2)
+    assert d.kinds() == ["BYPASS", "OVER", "ALARM", "NOTBYPASS", "NOTOVER", "NOTALARM"]
+    assert d.steps() == [] and d.phase is Phase.ONLINE
+
+
+def test_fsd_at_start_sets_fsd_with_the_first_stage_and_goes_all_the_way(tmp_path):
+    p = plan(
+        tmp_path, BASE.replace("secondaries_wait = 4", 'secondaries_wait = 4\nfsd_at = "start"')
+    )
+    d = Drive(p)
+    out = d.see("OB LB", 0)
+    assert "fsd" in d.pending and ("app", "stop") in d.steps(out)
+    d.finish("fsd", 1)
+    d.see("FSD OL", 2)  # mains back: with FSD latched the shutdown does not pause
+    assert d.phase is Phase.SHUTTING_DOWN
+    for t in range(3, 9):
+        d.finish_all(t)
+    assert d.phase is Phase.DOWN
+    # FSD was set once, at the start; the secondaries were waited for at the end.
+    assert [type(a).__name__ for a in d.actions if isinstance(a, SetFsd)] == ["SetFsd"]
+    assert any(isinstance(a, WaitSecondaries) for a in d.actions)

@@ -7,7 +7,7 @@ event, NEED_DATA, or RemoteProtocolError, never in any other exception (that wou
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motte.power import (
+from motte.power.nut import (
     NEED_DATA,
     ConnectionClosed,
     GetNumLogins,

@@ -183,3 +183,85 @@ def test_password_from_the_environment(tmp_path, monkeypatch):
         p.upses[0].password()
     monkeypatch.setenv("MOTTE_TEST_NUT_PASSWORD", "pw")
     assert p.upses[0].password() == "pw"
+
+
+# -- issue 20, faults 3 and 4 -----------------------------------------------------------------
+
+
+def test_a_dot_slash_command_is_taken_from_the_plans_folder_given_relatively(tmp_path, monkeypatch):
+    """``"./stop.sh"`` in ``plan.toml`` (no folder part) was looked up on PATH."""
+    import asyncio
+
+    from motte.power._runner import run_command
+
+    script = tmp_path / "stop.sh"
+    script.write_text("#!/bin/sh\necho stopped\n")
+    script.chmod(0o755)
+    write_plan(tmp_path, BASE.replace('stop = "true"\nstop_time = 30', 'stop = "./stop.sh"'))
+    monkeypatch.chdir(tmp_path)
+    p = load_plan("plan.toml")
+    argv = p.hosts["app"].stop
+    assert argv == (str(tmp_path / "stop.sh"),)
+    monkeypatch.chdir("/")  # the watch may run anywhere
+    result = asyncio.run(run_command(argv, timeout=30))
+    assert result.ok and result.output == "stopped"
+
+
+def test_check_local_names_every_command_that_cannot_run_here(tmp_path, monkeypatch):
+    from motte.power import check_local
+
+    (tmp_path / "not-exec.sh").write_text("#!/bin/sh\n")
+    text = (
+        BASE.replace('stop = "true"\nstop_time = 30', 'stop = "./missing.sh"\nstop_time = 30')
+        .replace('start = "true"\n[hosts.app]', 'start = "./not-exec.sh"\n[hosts.app]')
+        .replace('ready = "true"', 'ready = "no-such-program-anywhere"')
+    )
+    monkeypatch.setenv("MOTTE_TEST_NUT_PASSWORD", "pw")
+    problems = check_local(plan(tmp_path, text))
+    assert [p.split(": ", 2)[1] for p in problems] == [
+        "hosts.nas.start",
+        "hosts.app.ready",
+        "hosts.app.stop",
+    ]
+    assert problems[0].endswith("not-exec.sh: not executable (chmod +x?)")
+    assert problems[1].endswith("no-such-program-anywhere: not found on PATH")
+    assert problems[2].endswith("missing.sh: no such file")
+
+
+def test_check_local_refuses_a_password_file_others_can_read_as_watch_would(tmp_path):
+    from motte.power import check_local
+
+    pw = tmp_path / "nut.pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    text = BASE.replace('password_env = "MOTTE_TEST_NUT_PASSWORD"', 'password_file = "nut.pw"')
+    problems = check_local(plan(tmp_path, text))
+    assert len(problems) == 1
+    assert "ups.password_file:" in problems[0] and "can be read by other users" in problems[0]
+    assert "secret" not in problems[0]
+    pw.chmod(0o600)
+    assert check_local(plan(tmp_path, text)) == ()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_that_is_not_finite_is_refused(tmp_path, value):
+    with pytest.raises(PlanError, match=r"policy\.ride_through: must be a finite number, not"):
+        plan(tmp_path, BASE.replace("ride_through = 10", f"ride_through = {value}"))
+
+
+def test_every_structural_problem_is_listed_not_only_the_first(tmp_path):
+    text = (
+        BASE.replace("ride_through = 10", 'ride_through = "long"')
+        .replace("mains_stable = 5", "mains_stable = 5\nmains_stabel = 5")
+        .replace('stop = "true"\nstop_time = 30', "stop_time = 30\ndepend_on = []")
+    )
+    with pytest.raises(PlanError) as caught:
+        plan(tmp_path, text)
+    keys = [p.split(": ")[1] for p in caught.value.problems]
+    assert keys == [
+        "policy.ride_through",
+        "policy.mains_stabel",
+        "hosts.app.stop",
+        "hosts.app.depend_on",
+    ]
+    assert caught.value.message.endswith("(and 3 more problems)")

@@ -86,3 +86,69 @@ def test_steps_run_locally_with_the_remaining_time(tmp_path, step):
     assert result.ok and result.key == f"nas:{step}" and result.seq == 3
     name, left = out.read_text().split()
     assert name == step and 38 <= int(left) <= 42
+
+
+def test_a_start_command_that_leaves_a_process_holding_its_output_is_done_when_it_exits(
+    tmp_path,
+):
+    """Issue 23: ``daemon &`` kept the runner's pipe open, and the step was reported as timed
+    out although the command had exited 0. The runner reads only until the command exits."""
+    pidfile = tmp_path / "daemon.pid"
+    script = f"sleep 120 & echo $! > {pidfile}; echo started"
+    try:
+        result = asyncio.run(run_command(["sh", "-c", script], timeout=60))
+        assert result.ok and not result.timed_out
+        assert result.output == "started"
+    finally:
+        if pidfile.exists():  # the process it left behind lives on (as it should): end it
+            import os
+            import signal
+
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+def test_a_start_step_with_a_background_process_is_reported_ok(tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    p = plan(
+        tmp_path,
+        **{
+            'start = "true"\nready = "true"': (
+                f'start = ["sh", "-c", "sleep 120 & echo $! > {pidfile}"]\nready = "true"'
+            )
+        },
+    )
+    try:
+        result = asyncio.run(
+            HostRunner(p).run(RunStep("app:start", 1, "app", "start", time.time() + 60))
+        )
+        assert result.ok and not result.timed_out, result.detail
+    finally:
+        if pidfile.exists():
+            import os
+            import signal
+
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5, 8])
+def test_a_cancelled_command_is_killed_wherever_the_cancellation_lands(tmp_path, yields):
+    """The watch stopping cancels its steps; the command must not outlive it (a stray
+    recorder wrote into a folder already removed), wherever the runner was waiting."""
+    import os
+
+    pidfile = tmp_path / "pid"
+
+    async def main():
+        task = asyncio.create_task(
+            run_command(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], timeout=60)
+        )
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    if pidfile.exists() and pidfile.read_text().strip():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pidfile.read_text()), 0)

@@ -23,7 +23,13 @@ def r(status, **numbers):
         ("OL", "OB LB RB", ["ONBATT", "LOWBATT", "REPLBATT"]),
         ("OL", "WAIT", []),  # upsd reconnecting to its driver: nothing to say
         ("WAIT", "OB", ["ONBATT"]),
-        ("OL", "OL ECO TRIM BYPASS", []),  # unknown and other tokens are accepted, ignored
+        ("OL", "OL ECO TRIM CAL", []),  # unknown and other tokens are accepted, ignored
+        ("OL", "OL BYPASS", ["BYPASS"]),
+        ("OL BYPASS", "OL", ["NOTBYPASS"]),
+        ("OL", "OFF", ["OFF"]),
+        ("OFF", "OL", ["NOTOFF"]),
+        ("OL", "OL OVER ALARM", ["OVER", "ALARM"]),
+        ("OL OVER ALARM", "OL", ["NOTOVER", "NOTALARM"]),
     ],
 )
 def test_status_changes_raise_upsmons_events(before, after, events):

@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from motte.power import Coordinator, PlanError, UpsAddress, UpsReading, check_plan
+from motte.power import Coordinator, PlanError, UpsReading, check_plan
 from motte.power._combine import Supplies, combine
+from motte.power.nut import UpsAddress
 from tests.power.plans import BASE, plan
 
 UPS_TABLE = """[ups]
@@ -170,11 +171,38 @@ def test_a_ups_lost_on_battery_is_a_lost_link_until_it_answers_again():
     assert back.reading == r("OL", 100)
 
 
-def test_a_ups_never_read_is_a_lost_link():
+def test_a_ups_never_read_is_assumed_supplying_and_the_others_are_still_acted_on():
+    """upsmon's rule: a UPS that is not critical supplies power. A wrong address or a upsd
+    still starting never shuts the lab down, and never blocks a cut on another UPS."""
     s = Supplies([A, B])
-    s.observe(SA, r("OL", 100), 1.0)
-    assert s.comm_lost(SB, "connection refused").lost == "connection refused"
-    assert s.observe(SA, r("OB", 90), 2.0).reading is None
+    assert s.observe(SA, r("OL", 100), 1.0).reading is None  # aux not heard from yet: wait
+    lost = s.comm_lost(SB, "connection refused", 1.5)
+    assert lost.lost is None and lost.reading == r("OL", 100)
+    assert s.observe(SA, r("OB LB", 30), 2.0).reading == r("OB LB", 30)  # acted on at once
+
+
+def test_nocomm_once_a_ups_has_been_unreachable_nocomm_after_seconds():
+    s = Supplies([A, B], nocomm_after=300)
+    s.observe(SA, r("OL", 100), 0.0)
+    s.comm_lost(SB, "connection refused", 10.0)
+    assert s.next_wakeup() == 310
+    assert s.tick(309.9) == []
+    [(address, kind, message)] = s.tick(310)
+    assert (address, kind) == (SB, "NOCOMM") and "unreachable for 300s" in message
+    assert s.tick(400) == [] and s.next_wakeup() is None  # once per outage
+    assert [k for k, _ in s.observe(SB, r("OL"), 401).events] == ["COMMOK"]
+
+
+def test_a_reading_from_an_earlier_run_feeds_only_the_dead_ups_rule():
+    s = Supplies([A, B])
+    s.seed(SB, r("OB", 60), 5.0)  # what the watch saved before it was killed
+    assert s.observe(SA, r("OL", 100), 10.0).reading is None  # stale: not in the view
+    lost = s.comm_lost(SB, "connection refused", 11.0)
+    assert lost.lost == "connection refused"  # last seen on battery: the dead-UPS rule runs
+    s2 = Supplies([A, B])
+    s2.seed(SB, r("OL", 100), 5.0)
+    s2.observe(SA, r("OB", 90), 10.0)
+    assert s2.comm_lost(SB, "refused", 11.0).reading == r("OB", 90)  # assumed supplying
 
 
 def test_one_ups_lost_on_line_is_still_a_lost_link():

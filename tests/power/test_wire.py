@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from motte.power._wire import LineBuffer, quote, split_words, word
+from motte.power.nut._wire import LineBuffer, quote, split_words, word
 
 printable = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f"),

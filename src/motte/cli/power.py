@@ -1,6 +1,6 @@
 """``motte power``: ride out power cuts, shut hosts down in order, bring them back.
 
-Thin commands: each parses, calls motte.power, renders (with :mod:`motte.power._render`),
+Thin commands: each parses, calls motte.power, renders (with :mod:`motte.cli._power_render`),
 and returns an exit status.
 """
 
@@ -92,14 +92,22 @@ def simulate(
         Path | None, typer.Option(help="PEM certificate chain: offer STARTTLS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections served at once; more are closed at once.",
+        ),
+    ] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
 ) -> int:
     """Play a scripted power cut as a NUT server (upsc, upsmon and `watch` can connect).
 
     Example: motte power simulate examples/power/short-blip.toml --listen 127.0.0.1:3493
     """
+    from motte.cli import _power_render as render
     from motte.power import Simulator, load_scenario
-    from motte.power import _render as render
 
     sc = load_scenario(scenario)
     host, port = _hostport(listen, 3493)
@@ -111,11 +119,24 @@ def simulate(
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(tls_cert, tls_key)
+    say = render.simulator_line(sc.ups, json_out)
     sim = Simulator(
-        sc, host=host, port=port, tls=tls, on_event=render.simulator_line(sc.ups, json_out)
+        sc, host=host, port=port, tls=tls, on_event=say, max_connections=max_connections
     )
 
     async def main() -> int:
+        # Whatever asyncio itself reports (an accept failing for want of file descriptors,
+        # ...) is one line, said once per kind: never a traceback, never a flood.
+        told: set[str] = set()
+
+        def loop_error(_loop: Any, context: dict[str, Any]) -> None:
+            message = str(context.get("message", "asyncio error"))
+            if message not in told:
+                told.add(message)
+                error = context.get("exception")
+                say(0.0, f"{message}: {error}" if error else message)
+
+        asyncio.get_running_loop().set_exception_handler(loop_error)
         try:
             bound = await sim.start()
         except OSError as e:
@@ -148,41 +169,49 @@ def plan_check(
             help="Read battery.runtime from each of the plan's UPSes (the shortest counts).",
         ),
     ] = False,
+    elsewhere: Annotated[
+        bool,
+        typer.Option(
+            "--elsewhere",
+            help="The plan is for another machine: skip the checks of this one (commands, "
+            "password and CA files).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Validate a plan and show the order and timeline it would follow.
 
     Refused: unknown keys or hosts, dependency cycles, passwords in the plan, a coordinator
-    that needs hosts stopped before it, and a shutdown longer than the battery lasts (the
-    plan's runtime_below, or --runtime / --ask-ups). Exit 0 when the plan is sound, 1 if not.
+    that needs hosts stopped before it, a shutdown longer than the battery lasts (the
+    plan's runtime_below, or --runtime / --ask-ups), and what this machine lacks to run it: a
+    command that is not there or not executable, a password file others can read (skip these
+    with --elsewhere). Every problem is listed. Exit 0 when the plan is sound, 1 if not.
     """
-    from motte.power import _render as render
-    from motte.power import check_plan, load_plan
+    import dataclasses
+    import math
+
+    from motte.cli import _power_render as render
+    from motte.power import PlanError, check_local, check_plan, load_plan, ups_runtime
 
     if runtime is not None and ask_ups:
         raise UsageError("give --runtime or --ask-ups, not both")
-    plan = load_plan(file)
+    if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
+        raise UsageError(f"--runtime must be a number of seconds, not {runtime!r}")
+    try:
+        plan = load_plan(file)
+    except PlanError as e:
+        if len(e.problems) < 2:
+            raise
+        render.plan_problems(file, e.problems, json_out)  # every one, as promised
+        return int(ExitStatus.FAILURE)
     if ask_ups:
-        runtime = asyncio.run(_ups_runtime(plan))
+        runtime = asyncio.run(ups_runtime(plan.upses))
     result = check_plan(plan, runtime=runtime)
+    local = () if elsewhere else check_local(plan)
+    if local:
+        result = dataclasses.replace(result, errors=result.errors + local)
     render.plan_check(plan, result, json_out)
     return int(ExitStatus.OK if result.ok else ExitStatus.FAILURE)
-
-
-async def _ups_runtime(plan: Any) -> float:
-    """The shortest battery.runtime of the plan's UPSes: the first to run out decides."""
-    from motte.power import NutClient, PowerError
-
-    runtimes = []
-    for ups in plan.upses:
-        addr = ups.address
-        async with await NutClient.connect(addr.host, addr.port, tls=ups.tls) as client:
-            value = await client.get_var(addr.ups, "battery.runtime")
-        try:
-            runtimes.append(float(value))
-        except ValueError:
-            raise PowerError(f"{addr}: battery.runtime is not a number: {value!r}") from None
-    return min(runtimes)
 
 
 @app.command()
@@ -198,8 +227,8 @@ def watch(
     Progress is saved under MOTTE_HOME/power/ after every step, so a restarted watch resumes
     where it was. Every event goes to the plan's JSON-lines log too. Stop with Ctrl-C.
     """
+    from motte.cli import _power_render as render
     from motte.power import Watch, check_plan, load_plan
-    from motte.power import _render as render
 
     plan = load_plan(plan_file)
     result = check_plan(plan)
@@ -227,8 +256,8 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> int:
     """Show each UPS's state and the plan's progress, as the last `watch` saved them."""
-    from motte.power import _render as render
-    from motte.power._watch import power_dir
+    from motte.cli import _power_render as render
+    from motte.power import power_dir
 
     files = sorted(power_dir().glob("*.state.json"))
     if plan_name is not None:
@@ -301,11 +330,9 @@ def secondary(
     """
     import shlex
 
-    from motte.power import UpsAddress, UpsConfig, run_secondary
-    from motte.power import _render as render
-    from motte.power._notify import EventLog, Notifier
-    from motte.power._status import NOTIFY_EVENTS
-    from motte.power._watch import power_dir
+    from motte.cli import _power_render as render
+    from motte.power import NOTIFY_EVENTS, EventLog, Notifier, UpsConfig, power_dir, run_secondary
+    from motte.power.nut import UpsAddress
 
     try:
         address = UpsAddress.parse(ups)

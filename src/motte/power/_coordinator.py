@@ -14,20 +14,33 @@ The rules, in the order they are applied:
 
 - A cut starts the ride-through. A return of mains ends the cut only once it has lasted
   ``mains_stable`` seconds, so flapping power does not restart the ride-through.
-- The plan runs when the UPS says OB+LB or FSD, when charge or runtime falls below the plan's
+- Only fresh readings decide. A restarted coordinator holds the reading its last run saved,
+  but that reading is stale: it may inform a timer (the ride-through still counts from the
+  cut's start; a UPS last seen on battery that stays unreachable is dead after
+  ``dead_after``), never trigger an action. Until the UPS has been read again nothing starts,
+  pauses, resumes or recovers; a shutdown in flight goes on only if the UPS stays unreachable
+  past ``dead_after``. Only the final steps (FSD is latched) run on regardless.
+- The plan runs when the UPS says OB+LB or FSD, when it says its output is OFF while hosts are
+  up (they have no power from it: an emergency), when charge or runtime falls below the plan's
   thresholds while on battery, when the ride-through is over, or when the UPS has been
   unreachable for ``dead_after`` seconds after being last seen on battery (upsmon's dead-UPS
-  rule: a dead UPS that was on battery counts as low battery).
+  rule: a dead UPS that was on battery counts as low battery). A UPS never seen is not
+  assumed critical (upsmon's rule too): it raises COMMBAD, and NOCOMM after ``nocomm_after``.
 - Stages run in order; a host drains, stops, then confirms. Each step's deadline is the host's
   declared time, shrunk in proportion when the remaining runtime (less ``reserve`` and what
   later stages need) cannot cover it. A host that never confirms is marked failed and the plan
   moves on: the battery does not wait.
 - If mains returns mid-shutdown, the stage in flight finishes and no new stage starts; if the
   power fails again, the shutdown continues. Once FSD is set, the shutdown goes all the way
-  (NUT's FSD is latched; secondaries are already going).
+  (NUT's FSD is latched; secondaries are already going): with ``fsd_at = "start"`` that is
+  from the start. If FSD could not be set (or the UPS cannot be reached), nobody waits for
+  NUT secondaries: none was told.
 - When mains has been back ``mains_stable`` seconds and the charge has reached
   ``restart_charge``, stopped hosts are started in dependency order (dependencies first), each
-  then polled with its ``ready`` check.
+  then polled with its ``ready`` check. Not while a load cut is pending: once the UPS accepted
+  ``shutdown.return``, no host starts until ``ups.delay.shutdown`` (plus
+  :data:`LOAD_CUT_MARGIN`) has passed and the UPS does not show its output OFF, so a host is
+  never started just before the UPS cuts its power.
 """
 
 from __future__ import annotations
@@ -52,10 +65,15 @@ from motte.power._progress import (
     Task,
     WaitSecondaries,
 )
-from motte.power._status import EVENT_TEXT, UpsReading, status_events
+from motte.power._status import EVENT_TEXT, UpsReading, finite_number, status_events
 
 #: A step whose result has not arrived this long after its deadline is given up on.
 RESULT_GRACE = 5.0
+#: Seconds added to ``ups.delay.shutdown`` before a load cut that never showed is given up
+#: on (a UPS that cancelled it, or one that does not report OFF).
+LOAD_CUT_MARGIN = 5.0
+#: ``ups.delay.shutdown`` when the UPS does not report it (NUT drivers' usual offdelay).
+DEFAULT_DELAY_SHUTDOWN = 20.0
 _VERBS = {
     "drain": "draining",
     "stop": "stopping",
@@ -63,6 +81,10 @@ _VERBS = {
     "start": "starting",
     "ready": "waiting until ready:",
 }
+
+
+#: Phases in which our own FSD may not show yet in a reading polled just before it was set.
+_FSD_RACES = frozenset({Phase.SHUTTING_DOWN, Phase.PAUSED, Phase.FINAL})
 
 
 class Coordinator:
@@ -84,13 +106,26 @@ class Coordinator:
     # -- inputs ----------------------------------------------------------------------------
 
     def resume(self, now: float) -> list[Action]:
-        """After a (re)start: re-issue the steps that were in flight, keeping their deadlines."""
+        """After a (re)start: re-issue the steps that were in flight, keeping their deadlines.
+
+        What the last run knew of the UPS is stale: its reading stays for the timers (the
+        ride-through's start, a dead UPS last seen on battery) but decides nothing until the
+        UPS is read again; the link's state and when mains came back are learned afresh.
+        """
+        p = self.p
+        p.comm_ok, p.comm_lost_since, p.mains_back_since = True, None, None
         out: list[Action] = []
         if self.p.phase is not Phase.ONLINE or self.p.running:
+            stale = (
+                f"; the saved reading ({now - p.reading_at:.0f}s old) decides nothing until "
+                "the UPS is read again"
+                if p.reading is not None and p.reading_at is not None and not p.fresh
+                else ""
+            )
             out.append(
                 Event(
                     "resumed",
-                    f"resuming in phase {self.p.phase.value}",
+                    f"resuming in phase {self.p.phase.value}{stale}",
                     data={"running": sorted(self.p.running)},
                 )
             )
@@ -121,8 +156,8 @@ class Coordinator:
             return out + self._evaluate(now)
         for kind in status_events(p.reading, reading) if self.ups_events else []:
             out.append(self._notify(kind, f"{EVENT_TEXT[kind]}: {reading.describe()}"))
-        p.reading, p.reading_at = reading, now
-        if "FSD" not in reading.status:
+        p.reading, p.reading_at, p.fresh = reading, now, True
+        if "FSD" not in reading.status and p.phase not in _FSD_RACES:
             p.fsd_ours = False  # upsd restarted, or the UPS power-cycled: the latch is gone
         if reading.on_battery:
             p.mains_back_since = None
@@ -188,6 +223,8 @@ class Coordinator:
         )
         if waits_for_mains and self._mains_back() and p.mains_back_since is not None:
             times.append(p.mains_back_since + pol.mains_stable)
+        if p.phase is Phase.RECOVERING and p.load_cut_until is not None:
+            times.append(p.load_cut_until)
         return min(times, default=None)
 
     # -- decisions -------------------------------------------------------------------------
@@ -203,6 +240,8 @@ class Coordinator:
 
     def _step(self, now: float) -> list[Action]:
         p = self.p
+        if not p.fresh and p.phase in (Phase.PAUSED, Phase.DOWN, Phase.RECOVERING):
+            return []  # a restarted coordinator: nothing moves until the UPS is read again
         if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
             reason = self._trigger(now)
             if reason:
@@ -225,7 +264,9 @@ class Coordinator:
                 return [Event("ridden-out", f"cut of {lasted:.1f}s ridden out: nothing stopped")]
             return []
         if p.phase is Phase.SHUTTING_DOWN:
-            if self._mains_back():
+            if not p.fresh and (self._dead(now) or 0.0) < self.plan.policy.dead_after:
+                return []  # restarted mid-shutdown: the next stage waits for a fresh reading
+            if self._mains_back() and not self._fsd_committed():
                 p.phase = Phase.PAUSED
                 return [
                     Event(
@@ -253,10 +294,24 @@ class Coordinator:
         return []
 
     def _on_battery(self) -> bool:
-        return self.p.reading is not None and self.p.reading.on_battery
+        p = self.p
+        return p.fresh and p.reading is not None and p.reading.on_battery
 
     def _mains_back(self) -> bool:
-        return self.p.comm_ok and self.p.reading is not None and self.p.reading.on_line
+        """Power is back for the hosts: mains, and the UPS's output on (OFF feeds nothing, so
+        an OFF UPS neither pauses a shutdown nor lets hosts start)."""
+        p, r = self.p, self.p.reading
+        return p.fresh and p.comm_ok and r is not None and r.on_line and not r.output_off
+
+    def _dead(self, now: float) -> float | None:
+        """Seconds the UPS, last seen on battery, has been unreachable (None: it is not).
+
+        The one rule a stale reading may feed: it only starts a timer, and the unreachability
+        it times is this run's own observation."""
+        p, r = self.p, self.p.reading
+        if p.comm_ok or p.comm_lost_since is None or r is None or not r.on_battery:
+            return None
+        return now - p.comm_lost_since
 
     def _mains_stable(self, now: float) -> bool:
         p = self.p
@@ -270,18 +325,25 @@ class Coordinator:
         p, pol, r = self.p, self.plan.policy, self.p.reading
         if r is None:
             return None
-        if "OB" in r.status and "LB" in r.status:
-            return "the UPS reports low battery (OB LB)"
-        if "FSD" in r.status and not p.fsd_ours:  # our own FSD stays latched in upsd
-            return "the UPS reports FSD (another primary forced a shutdown)"
-        if not r.on_battery:
-            return None
-        lost_for = now - p.comm_lost_since if p.comm_lost_since is not None else 0.0
-        if not p.comm_ok and lost_for >= pol.dead_after:
+        lost_for = self._dead(now)
+        if lost_for is not None and lost_for >= pol.dead_after:
             return (
                 f"UPS unreachable for {lost_for:.0f}s after it was last seen on battery "
                 "(a dead UPS counts as low battery)"
             )
+        if not p.fresh:
+            return None  # a reading from before a restart triggers nothing
+        if "OB" in r.status and "LB" in r.status:
+            return "the UPS reports low battery (OB LB)"
+        if "FSD" in r.status and not p.fsd_ours:  # our own FSD stays latched in upsd
+            return "the UPS reports FSD (another primary forced a shutdown)"
+        if r.output_off:
+            return (
+                "the UPS reports its output OFF while hosts are up: an emergency, they have "
+                "no power from it"
+            )
+        if not r.on_battery:
+            return None
         if pol.charge_below is not None and r.charge is not None and r.charge < pol.charge_below:
             return f"battery charge {r.charge:g}% is below {pol.charge_below:g}%"
         if (
@@ -314,11 +376,17 @@ class Coordinator:
             )
             if s
         ]
-        p.stage, p.final, p.final_steps = -1, -1, []
+        p.stage, p.final, p.final_steps, p.fsd_failed = -1, -1, [], False
         out.append(
             self._notify("SHUTDOWN", f"shutdown started: {reason}", data={"stages": p.stages})
         )
+        if self._fsd_enabled() and self.plan.policy.fsd_at == "start" and not p.fsd_ours:
+            out += self._final_task("fsd", now)
         return out + self._next_stage(now)
+
+    def _fsd_committed(self) -> bool:
+        """FSD is set (or on its way): the shutdown goes all the way, as in NUT."""
+        return self.p.fsd_ours or "fsd" in self.p.running
 
     def _next_stage(self, now: float) -> list[Action]:
         p = self.p
@@ -470,7 +538,10 @@ class Coordinator:
     def _begin_final(self, now: float) -> list[Action]:
         p, pol, me = self.p, self.plan.policy, self.plan.hosts[self.me]
         p.phase = Phase.FINAL
-        steps = ["fsd", "secondaries"] if self._fsd_enabled() else []
+        steps = []
+        if self._fsd_enabled():
+            early = pol.fsd_at == "start"
+            steps = ["secondaries"] if early else ["fsd", "secondaries"]
         if me.drains:
             steps.append("self-drain")
         if pol.cut_power:
@@ -495,6 +566,18 @@ class Coordinator:
             p.hosts[self.me].state = HostState.DOWN
             return [Event("down", "shutdown complete: everything was asked to stop")]
         step = p.final_steps[p.final]
+        skip = None
+        if step == "secondaries" and p.fsd_failed:
+            skip = "FSD could not be set, so no NUT secondary was told to go"
+        elif step == "secondaries" and not p.comm_ok:
+            skip = "the UPS server cannot be reached, so its logins cannot be counted"
+        if skip is not None:
+            event = Event("step-skipped", f"not waiting for NUT secondaries: {skip}")
+            return [event, *self._next_final(now)]
+        return self._final_task(step, now)
+
+    def _final_task(self, step: str, now: float) -> list[Action]:
+        p = self.p
         me = self.plan.hosts[self.me]
         span = {
             "secondaries": self.plan.policy.secondaries_wait,
@@ -521,9 +604,29 @@ class Coordinator:
         ]
 
     def _final_done(self, task: Task, result: StepResult, text: str, now: float) -> list[Action]:
-        if task.step == "fsd" and result.ok:
-            self.p.fsd_ours = True
+        p = self.p
+        if task.step == "fsd":
+            p.fsd_ours, p.fsd_failed = result.ok, not result.ok
+        if task.step == "cut-power" and result.ok:
+            variables = p.reading.variables if p.reading is not None else {}
+            delay = finite_number(variables.get("ups.delay.shutdown"))
+            delay = DEFAULT_DELAY_SHUTDOWN if delay is None else max(delay, 0.0)
+            p.load_cut_until = now + delay + LOAD_CUT_MARGIN
         return [Event("step-done", text, data={"step": task.step, "ok": result.ok})]
+
+    def _load_cut_pending(self, now: float) -> bool:
+        """The UPS accepted shutdown.return and has not yet cut and restored its load."""
+        p = self.p
+        if p.load_cut_until is None:
+            return False
+        r = p.reading
+        timer = finite_number(r.variables.get("ups.timer.shutdown")) if r is not None else None
+        if r is not None and (r.output_off or (timer is not None and timer > 0)):
+            return True  # off, or counting down to it: wait for the load to come back
+        if now < p.load_cut_until:
+            return True
+        p.load_cut_until, p.waiting_charge_logged = None, False
+        return False
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -549,6 +652,18 @@ class Coordinator:
         p = self.p
         if not self._stage_done(p.recovery, p.recovery_stage):
             return []
+        if p.recovery_stage < 0 and self._load_cut_pending(now):
+            if p.waiting_charge_logged:
+                return []
+            p.waiting_charge_logged = True
+            return [
+                Event(
+                    "waiting-load-cut",
+                    "the UPS accepted shutdown.return: no host starts until it has cut and "
+                    "restored its load (its output shows OFF, then on) or "
+                    f"{p.load_cut_until - now:.0f}s have passed without a cut",
+                )
+            ]
         if p.recovery_stage < 0:
             charge = p.reading.charge if p.reading else None
             if charge is not None and charge < self.plan.policy.restart_charge:

@@ -18,27 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from motte.power._client import NutClient
-from motte.power._errors import (
+from motte.power._errors import PowerError
+from motte.power._plan import UpsConfig
+from motte.power._status import UpsReading, finite_number
+from motte.power.nut import (
     AccessDeniedError,
     DataStaleError,
     DriverNotConnectedError,
     InvalidPasswordError,
     InvalidUsernameError,
+    NutClient,
     NutConnectionError,
     NutServerError,
     PasswordRequiredError,
-    PowerError,
     RemoteProtocolError,
     UnknownUpsError,
     UsernameRequiredError,
 )
-from motte.power._plan import UpsConfig
-from motte.power._status import UpsReading
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 10.0
@@ -91,11 +91,7 @@ class UpsMonitor:
         self.ups = config.address.ups
         self._client: NutClient | None = None
         self._password = config.password() if config.username else None
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self.config.ca_file is None:
-            return None
-        return ssl.create_default_context(cafile=str(self.config.ca_file))
+        self._ssl = config.ssl_context()
 
     async def run(self) -> None:
         """Forever: connect, log in, poll; on trouble report it and reconnect."""
@@ -109,7 +105,7 @@ class UpsMonitor:
                     addr.port,
                     timeout=self.timeout,
                     tls=self.config.tls,
-                    ssl_context=self._ssl_context(),
+                    ssl_context=self._ssl,
                 )
                 await self._login(client)
                 self._client, delay = client, BACKOFF_MIN
@@ -161,3 +157,26 @@ class UpsMonitor:
 
     async def num_logins(self) -> int:
         return await self._live().get_num_logins(self.ups)
+
+
+async def ups_runtime(upses: Sequence[UpsConfig], *, timeout: float = 5.0) -> float:
+    """The shortest ``battery.runtime`` of ``upses``: the first to run out decides.
+
+    Connects as the watch does (the same TLS mode and ``ca_file``), reads one variable, and
+    refuses a value that is not a finite number of seconds.
+    """
+    runtimes = []
+    for ups in upses:
+        addr = ups.address
+        async with await NutClient.connect(
+            addr.host, addr.port, timeout=timeout, tls=ups.tls, ssl_context=ups.ssl_context()
+        ) as client:
+            value = await client.get_var(addr.ups, "battery.runtime")
+        seconds = finite_number(value)
+        if seconds is None or seconds < 0:
+            raise PowerError(
+                f"{addr}: battery.runtime is not a number of seconds: {value!r}",
+                hint="check the UPS driver; or give plan check --runtime SECONDS",
+            )
+        runtimes.append(seconds)
+    return min(runtimes)

@@ -9,13 +9,18 @@ and derives the order. Both are pure: no host is contacted.
 from __future__ import annotations
 
 import os
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from motte.power._client import TlsMode, UpsAddress
+from motte._toml import KeyPath
+from motte.errors import MotteError
 from motte.power._errors import PlanError
 from motte.power._status import NOTIFY_EVENTS
 from motte.power._toml import Table, load_table
+from motte.power.nut import TlsMode, UpsAddress
 
 Command = tuple[str, ...]
 
@@ -28,6 +33,15 @@ class UpsConfig:
     password_env: str | None = None
     tls: TlsMode = "if-offered"
     ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The context that verifies upsd's certificate: ``ca_file``, or the system's CAs."""
+        if self.ca_file is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as e:
+            raise PlanError(f"ups.ca_file: cannot load {self.ca_file}: {e}") from None
 
     def password(self) -> str | None:
         """Read the NUT password from its file or environment variable (never the plan)."""
@@ -72,14 +86,20 @@ class Policy:
     reserve: float = 30.0
     #: After mains returns: battery.charge needed before stopped hosts are started again.
     restart_charge: float = 50.0
-    #: Set FSD on the UPS once the hosts are down, so NUT secondaries (upsmon) shut down.
+    #: Set FSD on the UPS, so NUT secondaries (upsmon) shut down.
     fsd: bool = True
+    #: When: "end" (once the plan's hosts are down, before the coordinator) or "start" (as
+    #: soon as the shutdown starts, as upsmon's primary does; the shutdown then goes all the
+    #: way even if mains returns, FSD being latched).
+    fsd_at: str = "end"
     #: Seconds to wait for NUT secondaries to log out after FSD (upsmon's HOSTSYNC).
     secondaries_wait: float = 15.0
     #: Finally ask the UPS to cut the load and restore it when mains returns (shutdown.return).
     cut_power: bool = False
     #: Seconds between polls of the UPS (NUT has no push; a poll is one small request).
     poll_interval: float = 0.5
+    #: upsmon's NOCOMMWARNTIME: a UPS unreachable this long raises NOCOMM (notify only).
+    nocomm_after: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,35 +168,109 @@ class Plan:
         return next((h for h in self.hosts.values() if h.coordinator), None)
 
 
+class _Collecting(Table):
+    """A table that notes each bad value and goes on with the default, so that one reading
+    of a plan lists every problem in it (``problems``, shared by every sub-table)."""
+
+    def __init__(self, *args: Any, problems: list[MotteError], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.problems = problems
+
+    def note(self, error: MotteError) -> None:
+        self.problems.append(error)
+
+    def _try(self, read: Callable[[], Any], default: Any) -> Any:
+        try:
+            return read()
+        except PlanError as e:
+            self.note(e)
+            return default
+
+    def table(self, name: str, *, required: bool = False) -> Table | None:
+        value = self.raw(name)
+        if value is None:
+            if required:
+                self.note(self.fail(name, "is required"))
+            return None
+        return self._try(lambda: self.sub(value, self.key(name)), None)
+
+    def sub(self, value: Any, path: KeyPath) -> _Collecting:
+        return _Collecting(value, path, self.source, self.error, self.lines, problems=self.problems)
+
+    def str(self, name: str, default: str | None = None, **kw: Any) -> Any:
+        return self._try(lambda: Table.str(self, name, default, **kw), default)
+
+    def num(self, name: str, default: float | None = None, **kw: Any) -> Any:
+        return self._try(lambda: Table.num(self, name, default, **kw), default)
+
+    def bool(self, name: str, default: bool) -> bool:
+        return bool(self._try(lambda: Table.bool(self, name, default), default))
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        return tuple(self._try(lambda: Table.str_list(self, name), ()))
+
+    def command(self, name: str) -> tuple[str, ...] | None:
+        return self._try(lambda: Table.command(self, name), None)
+
+    def done(self) -> None:
+        for key in sorted(set(self.data) - self._seen):
+            self.note(self.fail(key, "unknown key", hint=f"known keys here: {self._known()}"))
+
+
 def load_plan(path: str | os.PathLike[str]) -> Plan:
-    """Read and structurally validate a plan; raises :class:`PlanError` naming file and key."""
+    """Read and structurally validate a plan; raises :class:`PlanError` naming file and key.
+
+    Every problem is found in one reading: the error's ``problems`` lists them all (its
+    message is the first, and says how many more).
+    """
     source = Path(path)
-    top = load_table(source, PlanError, what="shutdown plan")
+    # Relative paths in the plan are taken from its folder, as an absolute path: with a plan
+    # given as "plan.toml", Path(".") / "./stop.sh" would be "stop.sh", looked up on PATH.
+    base = source.absolute().parent
+    first = load_table(source, PlanError, what="shutdown plan")
+    problems: list[MotteError] = []
+    top = _Collecting(first.data, (), source, PlanError, first.lines, problems=problems)
+
+    def section(read: Callable[[], Any], default: Any) -> Any:
+        """One part of the plan; a problem that stops it is noted, and the rest still read."""
+        try:
+            return read()
+        except PlanError as e:
+            problems.append(e)
+            return default
+
     name = top.str("name", source.stem)
     if not name.replace("-", "").replace("_", "").isalnum():
-        raise top.fail("name", f"must be letters, digits, - and _ only, not {name!r}")
-    upses = _upses(top, source.parent)
+        top.note(top.fail("name", f"must be letters, digits, - and _ only, not {name!r}"))
+    upses = section(lambda: _upses(top, base), ())
     policy_table = top.table("policy")
-    policy = _policy(policy_table) if policy_table else Policy()
+    policy = section(lambda: _policy(policy_table), Policy()) if policy_table else Policy()
     notify_table = top.table("notify")
-    notify = _notify(notify_table, source.parent) if notify_table else Notify()
-    hosts_table = _required(top, "hosts")
+    notify = section(lambda: _notify(notify_table, base), Notify()) if notify_table else Notify()
+    hosts_table = top.table("hosts", required=True)
     hosts = {}
-    for host_name in hosts_table.data:
+    for host_name in hosts_table.data if hosts_table is not None else {}:
+        assert hosts_table is not None
         host_table = hosts_table.table(host_name)
-        assert host_table is not None
-        hosts[host_name] = _host(host_name, host_table, source.parent)
-    hosts_table.done()
+        if host_table is not None:
+            host = section(lambda t=host_table, n=host_name: _host(n, t, base), None)
+            if host is not None:
+                hosts[host_name] = host
+    if hosts_table is not None:
+        hosts_table.done()
+        if not hosts_table.data:
+            problems.append(PlanError(f"{source}: hosts: the plan has no hosts"))
     top.done()
-    if not hosts:
-        raise PlanError(f"{source}: hosts: the plan has no hosts")
+    if problems:
+        raise PlanError(
+            problems[0].message
+            + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""),
+            hint=problems[0].hint
+            if len(problems) == 1
+            else f"`motte power plan check {source}` lists them all",
+            problems=tuple(p.message for p in problems),
+        )
     return Plan(name, source, upses, policy, notify, hosts)
-
-
-def _required(table: Table, name: str) -> Table:
-    sub = table.table(name, required=True)
-    assert sub is not None
-    return sub
 
 
 def _command(t: Table, name: str, base: Path) -> Command | None:
@@ -202,15 +296,17 @@ def _upses(top: Table, base: Path) -> tuple[UpsConfig, ...]:
     if isinstance(raw, list):
         if not raw:
             raise top.fail("ups", "lists no UPS")
-        tables = [
-            Table(item, (*top.key("ups"), i), top.source, top.error, top.lines)
-            for i, item in enumerate(raw)
-        ]
+        tables = [((*top.key("ups"), i), item) for i, item in enumerate(raw)]
     else:
-        tables = [Table(raw, top.key("ups"), top.source, top.error, top.lines)]
+        tables = [(top.key("ups"), raw)]
     upses: list[UpsConfig] = []
     seen: dict[UpsAddress, int] = {}
-    for i, t in enumerate(tables):
+    for i, (key, item) in enumerate(tables):
+        t = (
+            top.sub(item, key)
+            if isinstance(top, _Collecting)
+            else Table(item, key, top.source, top.error, top.lines)
+        )
         config = _ups(t, base)
         if config.address in seen:
             raise t.fail(
@@ -270,9 +366,11 @@ def _policy(t: Table) -> Policy:
         reserve=t.num("reserve", d.reserve),
         restart_charge=t.num("restart_charge", d.restart_charge, high=100),
         fsd=t.bool("fsd", d.fsd),
+        fsd_at=t.str("fsd_at", d.fsd_at, choices=("end", "start")),
         secondaries_wait=t.num("secondaries_wait", d.secondaries_wait),
         cut_power=t.bool("cut_power", d.cut_power),
         poll_interval=t.num("poll_interval", d.poll_interval, low=0.05, high=5),
+        nocomm_after=t.num("nocomm_after", d.nocomm_after, low=1),
     )
     t.done()
     return policy
@@ -288,6 +386,14 @@ def _notify(t: Table, base: Path) -> Notify:
     )
     t.done()
     return notify
+
+
+def _problem(t: Table, error: MotteError) -> None:
+    """Note ``error`` and read on when ``t`` collects problems; else raise it."""
+    if isinstance(t, _Collecting):
+        t.note(error)
+    else:
+        raise error
 
 
 def _host(name: str, t: Table, base: Path) -> Host:
@@ -321,23 +427,29 @@ def _host(name: str, t: Table, base: Path) -> Host:
         start_time=t.num("start_time", 300.0, low=1),
     )
     if host.ssh and host.agent:
-        raise t.fail("agent", "give ssh or agent, not both")
+        _problem(t, t.fail("agent", "give ssh or agent, not both"))
     if host.agent and (host.drain or host.stop):
-        raise t.fail(
-            "stop" if host.stop else "drain",
-            "the agent runs its own drain and stop commands; remove this key",
+        _problem(
+            t,
+            t.fail(
+                "stop" if host.stop else "drain",
+                "the agent runs its own drain and stop commands; remove this key",
+            ),
         )
     if host.never_stop:
         for key in ("drain", "stop", "ssh", "agent", "start", "confirm"):
             if t.has(key):
-                raise t.fail(key, "a never_stop host is never drained, stopped or started")
+                _problem(t, t.fail(key, "a never_stop host is never drained, stopped or started"))
         if host.coordinator:
-            raise t.fail(
-                "never_stop", "the coordinator is stopped last, so it cannot be never_stop"
+            _problem(
+                t,
+                t.fail("never_stop", "the coordinator is stopped last, so it cannot be never_stop"),
             )
     elif not host.coordinator and not (host.stop or host.agent):
-        raise t.fail("stop", "is required: how to stop this host (or give agent, or never_stop)")
+        _problem(
+            t, t.fail("stop", "is required: how to stop this host (or give agent, or never_stop)")
+        )
     if host.coordinator and (host.ssh or host.agent):
-        raise t.fail("ssh" if host.ssh else "agent", "the coordinator stops itself locally")
+        _problem(t, t.fail("ssh" if host.ssh else "agent", "the coordinator stops itself locally"))
     t.done()
     return host

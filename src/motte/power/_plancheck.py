@@ -7,8 +7,12 @@ kept up, and the coordinator stops last, after FSD has told NUT secondaries to g
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from motte.power._errors import PlanError
 from motte.power._plan import Plan
 
 
@@ -234,3 +238,57 @@ def _timeline(
         entries.append(TimelineEntry(t, t + host.stop_time, "stop the coordinator", coordinator))
         t += host.stop_time
     return entries, t - t0
+
+
+#: Steps that run on the coordinator itself, whatever the host's transport.
+_LOCAL_ALWAYS = ("confirm", "start", "ready")
+
+
+def program_problem(program: str) -> str | None:
+    """Why ``program`` (argv[0] of a command run here) cannot run, or None when it can."""
+    if "/" not in program:
+        return None if shutil.which(program) else f"{program}: not found on PATH"
+    path = Path(program)
+    if not path.exists():
+        return f"{program}: no such file"
+    if path.is_dir() or not os.access(path, os.X_OK):
+        return f"{program}: not executable (chmod +x?)"
+    return None
+
+
+def check_local(plan: Plan) -> tuple[str, ...]:
+    """What this machine (the coordinator) must have to run ``plan``, as one line per problem.
+
+    Every command that runs here exists and is executable (found on PATH, or a file taken
+    from the plan's folder); every password file is readable by this user and by no other
+    (mode 0600), every password variable set, every CA file loads. ``watch`` would refuse
+    the password and CA problems; missing commands would make every host "fail" at the
+    worst moment. Nothing is contacted and no secret is shown.
+    """
+    src = plan.source
+    problems: list[str] = []
+    for i, ups in enumerate(plan.upses):
+        key = "ups" if len(plan.upses) == 1 else f"ups[{i}]"
+        try:
+            ups.password()
+            ups.ssl_context()
+        except PlanError as e:
+            problems.append(f"{src}: {key}{e.message.removeprefix('ups')}")
+    for name, host in plan.hosts.items():
+        steps = list(_LOCAL_ALWAYS)
+        if host.transport == "local":
+            steps += ["drain", "stop"]
+        elif (problem := program_problem("ssh")) is not None and host.transport == "ssh":
+            problems.append(f"{src}: hosts.{name}.ssh: {problem}")
+        for step in steps:
+            argv = getattr(host, step)
+            if argv is not None and (problem := program_problem(argv[0])) is not None:
+                problems.append(f"{src}: hosts.{name}.{step}: {problem}")
+        if host.agent is not None:
+            secret = host.agent.secret_file
+            if not os.access(secret, os.R_OK):
+                problems.append(f"{src}: hosts.{name}.agent.secret_file: cannot read {secret}")
+    notify = plan.notify.command
+    if notify is not None and (problem := program_problem(notify[0])) is not None:
+        problems.append(f"{src}: notify.command: {problem}")
+    return tuple(problems)

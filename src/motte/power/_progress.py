@@ -186,6 +186,15 @@ class Progress:
     #: We set FSD ourselves: upsd latches it until it restarts, and our own FSD must not
     #: start a second shutdown once the hosts are back.
     fsd_ours: bool = False
+    #: Setting FSD failed in this shutdown: no secondary was told, so none is waited for.
+    fsd_failed: bool = False
+    #: The UPS accepted shutdown.return: no host starts until this time has passed and the
+    #: UPS no longer shows its output OFF (the load was cut and has come back).
+    load_cut_until: float | None = None
+    #: ``reading`` was seen by this run of the coordinator. A reading saved by an earlier
+    #: run is not: it may inform a timer (a dead UPS last seen on battery), never trigger an
+    #: action. Not saved: every loaded state starts stale.
+    fresh: bool = True
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     running: dict[str, Task] = field(default_factory=dict)
 
@@ -211,6 +220,8 @@ class Progress:
             "recovery_stage": self.recovery_stage,
             "waiting_charge_logged": self.waiting_charge_logged,
             "fsd_ours": self.fsd_ours,
+            "fsd_failed": self.fsd_failed,
+            "load_cut_until": self.load_cut_until,
             "hosts": {
                 name: {
                     "state": h.state.value,
@@ -260,6 +271,10 @@ class Progress:
                 recovery_stage=int(data["recovery_stage"]),
                 waiting_charge_logged=bool(data["waiting_charge_logged"]),
                 fsd_ours=bool(data["fsd_ours"]),
+                # Added later: a state file written before them has neither.
+                fsd_failed=bool(data.get("fsd_failed", False)),
+                load_cut_until=data.get("load_cut_until"),
+                fresh=False,
                 hosts={
                     name: HostProgress(
                         HostState(h["state"]), h["since"], str(h["detail"]), float(h["scale"])

@@ -32,6 +32,9 @@ from motte.power._progress import RunStep, StepResult
 RETRY_INTERVAL = 1.0
 #: Bytes of a command's output kept for the log.
 OUTPUT_TAIL = 400
+#: After a command exits, how long its output may still be read if a process it left
+#: running holds the pipe open (what it wrote before exiting is already in the pipe).
+_AFTER_EXIT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +60,69 @@ class CommandResult:
 async def run_command(
     argv: tuple[str, ...] | list[str], *, timeout: float, env: Mapping[str, str] | None = None
 ) -> CommandResult:
-    """Run ``argv`` (no shell) for at most ``timeout`` seconds; never raises for the command."""
+    """Run ``argv`` (no shell) for at most ``timeout`` seconds; never raises for the command.
+
+    The result is the command's own exit: its output is read only until it exits, then the
+    pipe is closed. A ``start`` command that leaves a process running (``daemon &``) is done
+    when it exits, even if that process kept the output open; such a process must write its
+    output elsewhere (``>log 2>&1``, ``setsid``, ``systemd-run``): after the command exits,
+    a write to the pipe fails (EPIPE, SIGPIPE by default).
+    """
     full_env = {**os.environ, **(env or {})}
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=write_fd,
+            stderr=write_fd,
             env=full_env,
             start_new_session=True,  # its own process group: a timeout kills its children too
         )
     except OSError as e:
+        os.close(read_fd)
         return CommandResult(None, False, f"{argv[0]}: {e.strerror or e}")
+    finally:
+        os.close(write_fd)  # only the child (and what it leaves behind) holds the write end
+    tail = bytearray()
+    transport: asyncio.BaseTransport | None = None
+    pumping: asyncio.Task[None] | None = None
     try:
-        async with asyncio.timeout(max(timeout, 0.0)):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        await _kill_group(proc)
-        return CommandResult(proc.returncode, True, f"no exit within {timeout:.0f}s")
-    except asyncio.CancelledError:
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+        )
+
+        async def pump() -> None:
+            while chunk := await reader.read(65536):
+                tail.extend(chunk)
+                del tail[: max(len(tail) - 4 * OUTPUT_TAIL, 0)]
+
+        pumping = asyncio.create_task(pump())
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await proc.wait()
+        except TimeoutError:
+            await _kill_group(proc)
+            return CommandResult(proc.returncode, True, f"no exit within {timeout:.0f}s")
+        # It exited: take what it wrote (already in the pipe), then stop listening. EOF comes
+        # at once unless something it started still holds the pipe; that is not waited for.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_AFTER_EXIT):
+                await asyncio.shield(pumping)
+    except asyncio.CancelledError:  # the watch is stopping: the command goes with it
         await asyncio.shield(_kill_group(proc))
         raise
-    text = out.decode("utf-8", errors="replace").strip()
+    finally:
+        if pumping is not None:
+            pumping.cancel()
+        if transport is not None:
+            transport.close()
+        else:
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+    text = tail.decode("utf-8", errors="replace").strip()
     return CommandResult(proc.returncode, False, text[-OUTPUT_TAIL:])
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from motte.power._errors import ScenarioError
 from motte.power._toml import Table, load_table
-from motte.power._wire import check_name, check_sendable
+from motte.power.nut import check_name, check_sendable
 
 DEFAULT_COMMANDS = ("shutdown.return", "shutdown.stayoff", "load.off", "load.on")
 

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from motte import __version__
-from motte.power._connection import NEED_DATA, ConnectionClosed
-from motte.power._errors import RemoteProtocolError
-from motte.power._messages import (
+from motte.power._scenario import Scenario, Script, User, script_at
+from motte.power.nut import (
+    NEED_DATA,
+    BadRequest,
     CmdDesc,
+    ConnectionClosed,
     ErrorReply,
     Fsd,
     GetCmdDesc,
@@ -44,10 +46,12 @@ from motte.power._messages import (
     Master,
     NetVer,
     NumLogins,
+    NutServerConnection,
     Ok,
     Password,
     Primary,
     ProtVer,
+    RemoteProtocolError,
     Reply,
     Request,
     SetVar,
@@ -60,8 +64,6 @@ from motte.power._messages import (
     VarValue,
     Ver,
 )
-from motte.power._scenario import Scenario, User, script_at
-from motte.power._server_connection import BadRequest, NutServerConnection
 
 _DEFAULTS = {
     "device.type": "ups",
@@ -132,7 +134,7 @@ class SimulatedUps:
         for var, (value, at_step) in self._overrides.items():
             if self._last_step_setting(var, script.step) <= at_step:
                 values[var] = value
-        tokens = script.status.split()
+        tokens = self._status(script, now).split()
         if not self.output_on:
             tokens = ["OFF", *(t for t in tokens if t != "OFF")]
         if self.fsd:
@@ -140,11 +142,23 @@ class SimulatedUps:
         values["ups.status"] = " ".join(tokens)
         return dict(sorted(values.items()))
 
+    def _status(self, script: Script, now: float) -> str:
+        """The status the scenario says, or what a client SET (with ``ups.status`` writable,
+        a test or a rehearsal drives the UPS by hand; a later step that sets a status wins)."""
+        override = self._overrides.get("ups.status")
+        if (
+            override is not None
+            and self._last_step_setting("ups.status", script.step) <= (override[1])
+        ):
+            return override[0]
+        return script.status
+
     def _last_step_setting(self, var: str, upto: int) -> int:
         for i in range(upto, -1, -1):
             step = self.scenario.steps[i]
             if var in step.variables or (
-                (var == "battery.charge" and step.charge is not None)
+                (var == "ups.status" and step.status is not None)
+                or (var == "battery.charge" and step.charge is not None)
                 or (var == "battery.runtime" and step.runtime is not None)
             ):
                 return i
@@ -175,8 +189,8 @@ class SimulatedUps:
             self.mains_since = None
             out.append(f"load OFF ({kind})")
         if not self.output_on and self.off_kind == "shutdown.return":
-            script = script_at(self.scenario, now - self.start)
-            mains = "OL" in script.status.split() and "OB" not in script.status.split()
+            status = self._status(script_at(self.scenario, now - self.start), now).split()
+            mains = "OL" in status and "OB" not in status
             if not mains:
                 self.mains_since = None
             elif self.mains_since is None:
@@ -185,6 +199,11 @@ class SimulatedUps:
                 self.output_on, self.off_kind, self.fsd = True, None, False
                 out.append("load back ON: mains returned and ups.delay.start passed; FSD cleared")
         return out
+
+
+#: Connections served at once; more are closed at once (upsd's MAXCONN is the same idea).
+#: Well below the usual 1024 open files, so a flood never exhausts them.
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 class Simulator:
@@ -196,12 +215,17 @@ class Simulator:
         port: int = 3493,
         tls: ssl.SSLContext | None = None,
         on_event: Callable[[float, str], None] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.scenario = scenario
         self.host = host
         self.port = port
         self.tls = tls
         self.on_event = on_event
+        self.max_connections = max_connections
+        #: Connections closed because ``max_connections`` were open (said once per burst).
+        self.refused = 0
+        self._refusing = False
         self.sessions: set[Session] = set()
         self.ups: SimulatedUps | None = None
         self._server: asyncio.Server | None = None
@@ -267,6 +291,19 @@ class Simulator:
             await self._stop_listening()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.sessions) >= self.max_connections:
+            self.refused += 1
+            if not self._refusing:  # one line per burst, not one per connection
+                self._refusing = True
+                self._say(
+                    f"{self.max_connections} connections open: closing new ones until one ends "
+                    "(--max-connections)"
+                )
+            writer.close()
+            return
+        if self._refusing:
+            self._refusing = False
+            self._say(f"accepting connections again ({self.refused} refused so far)")
         peer = writer.get_extra_info("peername")
         session = Session(addr=str(peer[0]) if peer else "?", writer=writer)
         self.sessions.add(session)

@@ -2,8 +2,11 @@
 
 ``ups.status`` is a list of tokens (OL, OB, LB, RB, FSD, CHRG, ...); clients must accept
 tokens they do not know. upsmon turns changes between two readings into named events, and so
-do we: ONBATT, ONLINE, LOWBATT, FSD, REPLBATT from the status, COMMBAD/COMMOK from the link,
-SHUTDOWN when a shutdown begins (networkupstools/nut docs/man/upsmon.txt, NOTIFY EVENTS).
+do we: ONBATT, ONLINE, LOWBATT, FSD, REPLBATT from the status; OFF/NOTOFF (the UPS's output
+is off), BYPASS/NOTBYPASS (the load is fed straight from mains, unprotected), OVER/NOTOVER
+(overload) and ALARM/NOTALARM (``ups.alarm``) as upsmon 2.8.1 and later name them;
+COMMBAD/COMMOK/NOCOMM from the link, SHUTDOWN when a shutdown begins
+(networkupstools/nut docs/man/upsmon.txt, NOTIFY EVENTS).
 """
 
 from __future__ import annotations
@@ -13,10 +16,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: The events that run the notify command, as upsmon names them.
-NOTIFY_EVENTS = ("ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN", "REPLBATT")
+NOTIFY_EVENTS = (
+    "ONLINE",
+    "ONBATT",
+    "LOWBATT",
+    "FSD",
+    "COMMOK",
+    "COMMBAD",
+    "NOCOMM",
+    "SHUTDOWN",
+    "REPLBATT",
+    "OFF",
+    "NOTOFF",
+    "BYPASS",
+    "NOTBYPASS",
+    "OVER",
+    "NOTOVER",
+    "ALARM",
+    "NOTALARM",
+)
 
 
-def _number(value: str | None) -> float | None:
+def finite_number(value: str | None) -> float | None:
+    """``value`` as a finite float, or None (NaN and infinities are not readings)."""
     if value is None:
         return None
     try:
@@ -40,9 +62,9 @@ class UpsReading:
     def from_variables(cls, variables: dict[str, str]) -> UpsReading:
         return cls(
             status=tuple(variables.get("ups.status", "").split()),
-            charge=_number(variables.get("battery.charge")),
-            runtime=_number(variables.get("battery.runtime")),
-            load=_number(variables.get("ups.load")),
+            charge=finite_number(variables.get("battery.charge")),
+            runtime=finite_number(variables.get("battery.runtime")),
+            load=finite_number(variables.get("ups.load")),
             variables=dict(variables),
         )
 
@@ -81,6 +103,11 @@ class UpsReading:
             load=data.get("load"),
         )
 
+    @property
+    def output_off(self) -> bool:
+        """The UPS's output is off: nothing it feeds has power from it."""
+        return "OFF" in self.status
+
     def describe(self) -> str:
         parts = [" ".join(self.status) or "(no status)"]
         if self.charge is not None:
@@ -89,6 +116,8 @@ class UpsReading:
             parts.append(f"runtime {self.runtime:g}s")
         if self.load is not None:
             parts.append(f"load {self.load:g}%")
+        if "ALARM" in self.status and self.variables.get("ups.alarm"):
+            parts.append(f"alarm: {self.variables['ups.alarm']}")
         return ", ".join(parts)
 
 
@@ -99,7 +128,26 @@ EVENT_TEXT = {
     "LOWBATT": "battery low",
     "FSD": "forced shutdown set",
     "REPLBATT": "battery needs replacing",
+    "OFF": "output OFF: the UPS feeds nothing",
+    "NOTOFF": "output on again",
+    "BYPASS": "on bypass: the load is fed from mains unprotected",
+    "NOTBYPASS": "off bypass: the load is protected again",
+    "OVER": "overloaded",
+    "NOTOVER": "no longer overloaded",
+    "ALARM": "alarm",
+    "NOTALARM": "alarm cleared",
 }
+
+#: Status tokens that raise an event when they appear and another when they go.
+_TOGGLES = (
+    ("LB", "LOWBATT", None),
+    ("FSD", "FSD", None),
+    ("RB", "REPLBATT", None),
+    ("OFF", "OFF", "NOTOFF"),
+    ("BYPASS", "BYPASS", "NOTBYPASS"),
+    ("OVER", "OVER", "NOTOVER"),
+    ("ALARM", "ALARM", "NOTALARM"),
+)
 
 
 def status_events(previous: UpsReading | None, current: UpsReading) -> list[str]:
@@ -113,7 +161,9 @@ def status_events(previous: UpsReading | None, current: UpsReading) -> list[str]
         events.append("ONBATT")
     if "OL" in now and "OB" not in now and "OB" in before:
         events.append("ONLINE")
-    for token, event in (("LB", "LOWBATT"), ("FSD", "FSD"), ("RB", "REPLBATT")):
+    for token, on, off in _TOGGLES:
         if token in now and token not in before:
-            events.append(event)
+            events.append(on)
+        elif off is not None and token in before and token not in now:
+            events.append(off)
     return events

@@ -86,6 +86,8 @@ class Table:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(name, f"must be a number, not {_kind(value)}")
+        if value != value or value in (float("inf"), float("-inf")):  # TOML has nan and inf
+            raise self.fail(name, f"must be a finite number, not {value}")
         if value < low or (high is not None and value > high):
             span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise self.fail(name, f"must be {span}, not {value:g}")

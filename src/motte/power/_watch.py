@@ -45,6 +45,7 @@ from motte.power._progress import (
 )
 from motte.power._runner import HostRunner
 from motte.power._status import UpsReading
+from motte.power.nut import NutError
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -95,7 +96,7 @@ class Watch:
         self.on_event = on_event
         self.state_file = state_path(plan.name)
         self.log_path = plan.notify.log or default_log_path(plan.name)
-        progress, _ = load_state(self.state_file)
+        progress, meta = load_state(self.state_file)
         self.coordinator = Coordinator(plan, progress)
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.monitors = {
@@ -108,7 +109,16 @@ class Watch:
             for ups in plan.upses
         }
         self.upses = {str(ups.address): ups for ups in plan.upses}
-        self.supplies = Supplies([ups.address for ups in plan.upses])
+        self.supplies = Supplies(
+            [ups.address for ups in plan.upses], nocomm_after=plan.policy.nocomm_after
+        )
+        for saved in meta.get("upses", []):  # stale: for the dead-UPS rule only
+            if isinstance(saved, dict) and saved.get("reading"):
+                self.supplies.seed(
+                    str(saved.get("address")),
+                    UpsReading.from_dict(saved["reading"]),
+                    saved.get("reading_at"),
+                )
         self.runner = HostRunner(plan, clock=clock)
         #: Plan-level events (SHUTDOWN, steps) name every UPS, joined with commas.
         self.all_names = ",".join(ups.address.ups for ups in plan.upses)
@@ -120,6 +130,8 @@ class Watch:
         self._log: EventLog | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
         self._sampled: dict[str, tuple[float, UpsReading]] = {}
+        #: UPSes FSD was set on; after a restart, every UPS (the latch is upsd's, not ours).
+        self._fsd_set: set[str] = set(self.upses) if self.coordinator.p.fsd_ours else set()
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
@@ -138,7 +150,7 @@ class Watch:
         try:
             await self._act(self.coordinator.resume(self.clock()))
             while True:
-                wake = self.coordinator.next_wakeup()
+                wake = self._next_wakeup()
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
                 # cancellation that races with the result, and the watch would never stop.
                 timeout = None if wake is None else max(wake - self.clock(), 0.01)
@@ -165,7 +177,7 @@ class Watch:
             self._sample(item.ups, item.reading, now)
             actions = self._supply(item.ups, self.supplies.observe(item.ups, item.reading, now))
         elif isinstance(item, Lost):
-            actions = self._supply(item.ups, self.supplies.comm_lost(item.ups, item.reason))
+            actions = self._supply(item.ups, self.supplies.comm_lost(item.ups, item.reason, now))
         elif isinstance(item, StepResult):
             self._tasks.pop(item.key, None)
             actions = c.completed(item, now)
@@ -180,6 +192,8 @@ class Watch:
             )
         else:
             actions = c.tick(now)
+        for address, kind, message in self.supplies.tick(now):
+            self._emit(Event(kind, message), ups=self.upses[address])
         wake = c.next_wakeup()
         if item is not None and wake is not None and wake <= now:
             actions += c.tick(now)  # a busy queue must not starve the timers
@@ -201,6 +215,10 @@ class Watch:
         event = Event("reading", reading.describe(), data=reading.to_dict())
         assert self._log is not None
         self._log.write(event_record(event, plan=self.plan.name, ups=address, now=now))
+
+    def _next_wakeup(self) -> float | None:
+        times = [self.coordinator.next_wakeup(), self.supplies.next_wakeup()]
+        return min((t for t in times if t is not None), default=None)
 
     def _supply(self, address: str, update: Update) -> list[Action]:
         """One UPS's news: its own events (several UPSes), then what the coordinator hears."""
@@ -238,7 +256,7 @@ class Watch:
             try:
                 detail = await self._ups_step(action)
                 result = StepResult(action.key, action.seq, True, detail)
-            except PowerError as e:
+            except (PowerError, NutError) as e:
                 result = StepResult(
                     action.key, action.seq, False, str(e), timed_out=isinstance(e, _Timeout)
                 )
@@ -256,30 +274,42 @@ class Watch:
                 try:
                     if isinstance(action, SetFsd):
                         await m.fsd()
+                        self._fsd_set.add(address)
                     else:
                         await m.instcmd("shutdown.return")
                     done.append(address)
-                except PowerError as e:
+                except (PowerError, NutError) as e:
                     failed.append(f"{address}: {e}" if many else str(e))
-            if failed:
+            if failed and not done:
                 raise PowerError("; ".join(failed))
+            # Done on some: the step counts as done (their secondaries are going, their load
+            # cut is pending, and both must be waited for), and the detail names the others.
+            refused = f"; not on {'; '.join(failed)}" if failed else ""
             if isinstance(action, SetFsd):
-                return f"FSD set on {', '.join(done)}" if many else "FSD set"
+                return (f"FSD set on {', '.join(done)}" if many else "FSD set") + refused
             if many:
-                return f"{', '.join(done)} accepted shutdown.return"
+                return f"{', '.join(done)} accepted shutdown.return{refused}"
             return "the UPS accepted shutdown.return"
+        # Only UPSes we set FSD on have secondaries told to go, and only a reachable one can
+        # count them: waiting on any other would burn the whole timeout for nothing.
+        counted = {a: m for a, m in self.monitors.items() if a in self._fsd_set}
+        skipped = sorted(set(self.monitors) - set(counted))
         while True:
-            waiting, unknown = 0, False
-            for address, m in self.monitors.items():
+            waiting = 0
+            for address, m in list(counted.items()):
                 ours = 1 if self.upses[address].username else 0
                 try:
                     waiting += max(await m.num_logins() - ours, 0)
-                except PowerError:
-                    unknown = True  # reconnecting: try again until the deadline
-            if not unknown and waiting == 0:
-                return "every secondary logged out"
+                except (PowerError, NutError):
+                    del counted[address]  # unreachable now: its secondaries cannot be counted
+                    skipped.append(address)
+            note = f" (not counted: {', '.join(skipped)})" if skipped else ""
+            if not counted:
+                return f"no UPS to count secondaries on{note}"
+            if waiting == 0:
+                return f"every secondary logged out{note}"
             if self.clock() >= action.deadline:
-                raise _Timeout(f"{'?' if unknown else waiting} secondaries still logged in")
+                raise _Timeout(f"{waiting} secondaries still logged in{note}")
             await asyncio.sleep(0.5)
 
     def _emit(self, event: Event, ups: UpsConfig | None = None) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from motte.power._errors import LocalProtocolError, NutServerError, server_error
-from motte.power._wire import check_name, check_sendable, quote, word
+from motte.power.nut._errors import LocalProtocolError, NutServerError, server_error
+from motte.power.nut._wire import check_name, check_sendable, quote, word
 
 # -- requests ------------------------------------------------------------------------------
 

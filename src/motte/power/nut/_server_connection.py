@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from motte.power._connection import DEFAULT_MAX_LINE, NEED_DATA, ConnectionClosed, NeedData
-from motte.power._errors import LocalProtocolError, RemoteProtocolError
-from motte.power._messages import (
+from motte.power.nut._connection import DEFAULT_MAX_LINE, NEED_DATA, ConnectionClosed, NeedData
+from motte.power.nut._errors import LocalProtocolError, RemoteProtocolError
+from motte.power.nut._messages import (
     Fsd,
     GetCmdDesc,
     GetDesc,
@@ -42,7 +42,7 @@ from motte.power._messages import (
     Username,
     Ver,
 )
-from motte.power._wire import LineBuffer, split_words
+from motte.power.nut._wire import LineBuffer, split_words
 
 
 @dataclass(frozen=True, slots=True)

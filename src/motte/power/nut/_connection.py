@@ -17,8 +17,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from motte.power._errors import LocalProtocolError, RemoteProtocolError
-from motte.power._messages import (
+from motte.power.nut._errors import LocalProtocolError, RemoteProtocolError
+from motte.power.nut._messages import (
     CMDDESC,
     DESC,
     LIST,
@@ -46,7 +46,7 @@ from motte.power._messages import (
     VarType,
     VarValue,
 )
-from motte.power._wire import LineBuffer, split_words
+from motte.power.nut._wire import LineBuffer, split_words
 
 #: Longest line we hold before giving up on the peer (NUT values are at most a few hundred).
 DEFAULT_MAX_LINE = 8 * 1024

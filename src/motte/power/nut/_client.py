@@ -12,8 +12,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from motte.power._connection import NEED_DATA, ConnectionClosed, NutConnection
-from motte.power._errors import (
+from motte.power.nut._connection import NEED_DATA, ConnectionClosed, NutConnection
+from motte.power.nut._errors import (
     FeatureNotConfiguredError,
     FeatureNotSupportedError,
     InvalidArgumentError,
@@ -21,7 +21,7 @@ from motte.power._errors import (
     RemoteProtocolError,
     UnknownCommandError,
 )
-from motte.power._messages import (
+from motte.power.nut._messages import (
     CmdDesc,
     ErrorReply,
     Fsd,
@@ -97,6 +97,13 @@ class UpsAddress:
         return f"{self.ups}@{host}:{self.port}"
 
 
+def _reason(error: BaseException, timeout: float) -> str:
+    """Why a request failed, never empty (``str(TimeoutError())`` is "")."""
+    if isinstance(error, TimeoutError):
+        return f"no complete answer within {timeout:g}s"
+    return str(error) or type(error).__name__
+
+
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"{whole!r}: port {text!r} is not a TCP port")
@@ -139,7 +146,7 @@ class NutClient:
                 reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as e:
             raise NutConnectionError(
-                f"cannot connect to NUT server {where}: {e or 'timed out'}",
+                f"cannot connect to NUT server {where}: {_reason(e, timeout)}",
                 hint="is upsd (or motte power simulate) running and listening there?",
             ) from None
         client = cls(reader, writer, where=where, timeout=timeout)
@@ -168,7 +175,7 @@ class NutClient:
         except (OSError, TimeoutError, ssl.SSLError) as e:
             self._broken = True
             raise NutConnectionError(
-                f"TLS with NUT server {self.where} failed: {e}",
+                f"TLS with NUT server {self.where} failed: {_reason(e, self.timeout)}",
                 hint="give the plan the CA that signed upsd's certificate (ups.ca_file)",
             ) from None
         self.tls = True
@@ -193,29 +200,32 @@ class NutClient:
                 await self._writer.wait_closed()
 
     async def request(self, request: Request) -> Reply:
-        """Send one request and return its reply; ``ERR`` raises the code's typed error."""
+        """Send one request and return its reply; ``ERR`` raises the code's typed error.
+
+        The whole request has one deadline (``timeout``), not each read: a server that drips
+        a byte now and then must not hold the caller (and a monitor's COMMBAD) forever.
+        """
         async with self._lock:
             if self._broken:
                 raise NutConnectionError(f"connection to NUT server {self.where} is closed")
             data = self._conn.send(request)
             try:
-                self._writer.write(data)
                 async with asyncio.timeout(self.timeout):
+                    self._writer.write(data)
                     await self._writer.drain()
-                event = self._conn.next_event()
-                while event is NEED_DATA:
-                    async with asyncio.timeout(self.timeout):
-                        chunk = await self._reader.read(65536)
-                    if not chunk and not isinstance(request, Logout):
-                        # The server went away before answering: a lost link, not a bad peer.
-                        raise ConnectionResetError("the server closed the connection")
-                    self._conn.receive_data(chunk)
                     event = self._conn.next_event()
+                    while event is NEED_DATA:
+                        chunk = await self._reader.read(65536)
+                        if not chunk and not isinstance(request, Logout):
+                            # The server went away before answering: a lost link, not a bad peer.
+                            raise ConnectionResetError("the server closed the connection")
+                        self._conn.receive_data(chunk)
+                        event = self._conn.next_event()
             except (OSError, TimeoutError) as e:
                 self._broken = True
                 raise NutConnectionError(
                     f"NUT server {self.where} did not answer {request.to_line().split()[0]}: "
-                    f"{e or f'timed out after {self.timeout:g}s'}"
+                    f"{_reason(e, self.timeout)}"
                 ) from None
             except RemoteProtocolError:
                 self._broken = True

@@ -14,11 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from motte.power._notify import read_events
-from motte.power._plan import Plan
-from motte.power._plancheck import PlanCheck
-from motte.power._scenario import Scenario
-from motte.power._status import NOTIFY_EVENTS
+from motte.power import NOTIFY_EVENTS, Plan, PlanCheck, Scenario, load_state, read_events
 
 _STYLE = {
     "SHUTDOWN": "bold red",
@@ -163,9 +159,21 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
         c.print(f"[red]error:[/red] {_escape(e)}")
 
 
+def plan_problems(source: Path, problems: tuple[str, ...], json_out: bool) -> None:
+    """A plan that did not load: every problem, one line each."""
+    if json_out:
+        from motte.cli._output import emit_json
+
+        emit_json({"source": str(source), "ok": False, "errors": list(problems)})
+        return
+    for problem in problems:
+        print(f"motte: error: {problem}", file=sys.stderr)
+    print(f"  {len(problems)} problems in {source}", file=sys.stderr)
+
+
 def _triggers(plan: Plan) -> str:
     pol = plan.policy
-    parts = ["OB LB or FSD at once"]
+    parts = ["OB LB, FSD, or output OFF with hosts up, at once"]
     if pol.charge_below is not None:
         parts.append(f"charge < {pol.charge_below:g}%")
     if pol.runtime_below is not None:
@@ -242,8 +250,6 @@ def _alive(pid: Any) -> bool:
 
 
 def status_dict(path: Path, events: int) -> dict[str, Any]:
-    from motte.power._watch import load_state
-
     progress, meta = load_state(path)
     assert progress is not None
     data = progress.to_dict()
