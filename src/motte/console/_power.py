@@ -235,7 +235,8 @@ def plan_timeline(plan: Any, runtime: float | None) -> dict[str, Any]:
 
 async def read_ups(ups: Any, timeout: float = NUT_TIMEOUT) -> dict[str, Any]:
     """One UPS now: its reading and every variable, or why it could not be read."""
-    from motte.power import NutClient, UpsReading
+    from motte.power import UpsReading
+    from motte.power.nut import NutClient
 
     address = ups.address
     out: dict[str, Any] = {"address": str(address), "error": None, "reading": None, "vars": []}
