@@ -179,6 +179,7 @@ def _root_output(status: RootStatus, json_out: bool) -> int:
                 "missing": list(status.missing),
                 "expires": status.root.to_dict()["expires"],
                 "namespaces": status.root.to_dict()["namespaces"],
+                "identities": status.root.to_dict().get("identities", {}),
             }
         )
     elif status.complete:
@@ -220,22 +221,63 @@ def root_init(
 def root_delegate(
     directory: RootDir,
     namespace: Annotated[str, typer.Argument(help="The namespace, e.g. acme.")],
+    key: SignKeys,
     signer: Annotated[
         list[str], typer.Option("--signer", help="A publisher public key (repeat for several).")
-    ],
-    key: SignKeys,
-    threshold: Annotated[int, typer.Option(help="Publisher keys needed per package.")] = 1,
+    ] = [],  # noqa: B006 - Typer reads list defaults, never mutates them
+    identity: Annotated[
+        list[str],
+        typer.Option(
+            "--identity",
+            help="A keyless (Sigstore) publisher: its certificate identity, e.g. a GitHub "
+            "workflow URI or an e-mail (repeat for several; each with an --issuer).",
+        ),
+    ] = [],  # noqa: B006
+    issuer: Annotated[
+        list[str],
+        typer.Option(
+            "--issuer",
+            help="The OIDC issuer of each --identity, in order (one --issuer serves all).",
+        ),
+    ] = [],  # noqa: B006
+    threshold: Annotated[
+        int, typer.Option(help="Publishers (keys or identities) needed per package.")
+    ] = 1,
     expires_days: ExpiresOpt = 365,
     json_out: JsonOpt = False,
 ) -> int:
-    """Make the next root version, allowing --signer keys to publish NAMESPACE.
+    """Make the next root version, allowing --signer keys and --identity signers to publish
+    NAMESPACE.
 
-    Replaces the namespace's earlier delegation; signed by root keys (--key).
+    Replaces the namespace's earlier delegation; signed by root keys (--key). A keyless
+    publisher is an identity with its issuer, never an identity alone; the threshold counts
+    keys and identities alike.
 
-    Example: motte key root delegate ./acme-root acme --signer alice.pub --key root1
+    Examples: motte key root delegate ./acme-root acme --signer alice.pub --key root1
+    motte key root delegate ./acme-root acme --key root1
+    --identity https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main
+    --issuer https://token.actions.githubusercontent.com
     """
-    from motte.sign import default_expiry, propose, with_namespace
+    from motte.errors import UsageError
+    from motte.sign import KeylessIdentity, default_expiry, propose, with_namespace
 
+    if len(issuer) != len(identity) and not (identity and len(issuer) == 1):
+        raise UsageError(
+            f"{len(identity)} --identity and {len(issuer)} --issuer: give one --issuer per "
+            "--identity (in order), or a single --issuer for all",
+            hint="a keyless publisher is an identity with its OIDC issuer",
+        )
+    issuers = issuer * len(identity) if len(issuer) == 1 else issuer
+    identities = [
+        KeylessIdentity.parse(i, o, f"--identity {i}")
+        for i, o in zip(identity, issuers, strict=True)
+    ]
+    if not signer and not identities:
+        raise UsageError(
+            "name the publishers: --signer KEY and/or --identity I --issuer O",
+            hint="to remove a namespace, edit the root by hand (a delegation to nobody is "
+            "refused here so that a typo cannot lock publishers out)",
+        )
     now = _now()
     current = _need_root(directory, now)
     meta = with_namespace(
@@ -244,6 +286,7 @@ def root_delegate(
         _public_keys(signer),
         threshold,
         expires=default_expiry(now, expires_days),
+        identities=identities,
     )
     return _root_output(propose(directory, meta, _private_keys(key), now=now), json_out)
 
@@ -298,7 +341,12 @@ def root_show(directory: RootDir, json_out: JsonOpt = False) -> int:
     for ns, role in sorted(root.namespaces.items()):
         typer.echo(f"  namespace {ns} ({role.threshold} of {len(role.keyids)} must sign):")
         for kid in role.keyids:
-            typer.echo(f"    {kid}")
+            ident = root.identities.get(kid)
+            if ident is None:
+                typer.echo(f"    key       {kid}")
+            else:
+                typer.echo(f"    identity  {ident.identity}")
+                typer.echo(f"              issuer {ident.issuer}")
     return int(ExitStatus.OK)
 
 

@@ -92,6 +92,7 @@ from motte.sign._sigstore import (
 from motte.sign._statement import STATEMENT_TYPE, Statement, Subject
 from motte.sign._trustroot import (
     ROOT_PAYLOAD_TYPE,
+    KeylessIdentity,
     RootDocument,
     RootMetadata,
     default_expiry,
@@ -135,6 +136,7 @@ __all__ = [
     "ForkCheckUnavailableError",
     "KeyFileError",
     "KeyNotFoundError",
+    "KeylessIdentity",
     "LogEvidence",
     "PrivateKey",
     "Provenance",
