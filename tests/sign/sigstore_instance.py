@@ -412,3 +412,41 @@ def statement(
         "predicateType": predicate_type,
         "predicate": predicate,
     }
+
+
+def cosign_legacy_signature(
+    inst: SigstoreInstance, manifest_digest: str, identity: str, issuer: str = GITHUB
+) -> tuple[bytes, dict[str, str]]:
+    """A ``.sig`` layer as cosign's tag scheme stores it: the simple-signing payload and
+    its annotations (signature, certificate, and the Rekor SET with its entry, no proof)."""
+    payload = json.dumps(
+        {
+            "critical": {
+                "identity": {"docker-reference": "registry.example/acme/hello"},
+                "image": {"docker-manifest-digest": manifest_digest},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        }
+    ).encode()
+    bundle = json.loads(inst.sign_message(payload, identity, issuer))
+    entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    cert = x509.load_der_x509_certificate(
+        base64.b64decode(bundle["verificationMaterial"]["certificate"]["rawBytes"])
+    )
+    rekor = {
+        "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+        "Payload": {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": int(entry["integratedTime"]),
+            "logIndex": int(entry["logIndex"]),
+            "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
+        },
+    }
+    annotations = {
+        "dev.cosignproject.cosign/signature": bundle["messageSignature"]["signature"],
+        "dev.sigstore.cosign/certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "dev.sigstore.cosign/chain": inst.ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "dev.sigstore.cosign/bundle": json.dumps(rekor),
+    }
+    return payload, annotations
