@@ -246,3 +246,78 @@ def test_cli_verify_names_the_identity_and_lists_what_it_ignored(cli, tmp_path, 
     assert doc["identities"] == {IDENT.id: IDENT.label}
     r = cli("verify", p.ref, "--identity", GH)
     assert r.exit_code == 2 and "go with --bundle" in r.stderr
+
+
+# -- GitHub's SLSA provenance, as motte reads it ---------------------------------------------
+
+
+def test_github_provenance_maps_to_source_commit_and_builder():
+    """The real actions/attest-build-provenance statement in the shared test data."""
+    import base64
+
+    from motte.sign import Provenance
+    from tests.conftest import shared_testdata
+
+    bundle = json.loads(
+        shared_testdata("sigstore", "happy-path-intoto-in-dsse-v3.sigstore.json").read_bytes()
+    )
+    predicate = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))["predicate"]
+    p = Provenance.from_dict(predicate, "github")
+    assert (p.source, p.commit, p.command) == (
+        "https://github.com/loosebazooka/aa-test",
+        "ebff8dfbd609b7b22237c7719ce07f2dc7934f5f",
+        None,
+    )
+    assert p.builder == (
+        "https://github.com/loosebazooka/aa-test/.github/workflows/provenance.yaml@refs/heads/main"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda p: p["buildDefinition"]["externalParameters"].update(inputs={"x": 1}), "'inputs'"),
+        (lambda p: p["buildDefinition"].update(resolvedDependencies=[]), "no single resolved"),
+        (
+            lambda p: p["buildDefinition"]["resolvedDependencies"][0].update(
+                uri="git+https://github.com/other/repo@refs/heads/main"
+            ),
+            "no single resolved",
+        ),
+        (
+            lambda p: p["buildDefinition"]["resolvedDependencies"][0]["digest"].update(
+                gitCommit="abc"
+            ),
+            "not a full git commit",
+        ),
+    ],
+)
+def test_github_provenance_that_motte_cannot_check_is_refused(change, why):
+    from motte.sign import EnvelopeFormatError, Provenance
+
+    predicate = {
+        "buildDefinition": {
+            "buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+            "externalParameters": {
+                "workflow": {
+                    "ref": "refs/tags/v1",
+                    "repository": "https://github.com/a/b",
+                    "path": "w",
+                },
+                "inputs": {},
+            },
+            "resolvedDependencies": [
+                {
+                    "uri": "git+https://github.com/a/b@refs/tags/v1",
+                    "digest": {"gitCommit": "a" * 40},
+                }
+            ],
+        },
+        "runDetails": {
+            "builder": {"id": "https://github.com/slsa-framework/slsa-github-generator"}
+        },
+    }
+    assert Provenance.from_dict(predicate, "ok").commit == "a" * 40
+    change(predicate)
+    with pytest.raises(EnvelopeFormatError, match=why):
+        Provenance.from_dict(predicate, "github")
