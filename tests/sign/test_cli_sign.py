@@ -173,3 +173,39 @@ def test_root_threshold_and_rotation(cli, tmp_path):
     assert shown["version"] == 3 and list(shown["namespaces"]) == ["acme"]
     r = cli("key", "root", "delegate", root, "acme", "--signer", "alice", "--key", "r1")
     assert r.exit_code == ExitStatus.USAGE and "not a root key" in r.stderr
+
+
+def test_root_delegate_names_keyless_identities_and_show_prints_them(cli, tmp_path):
+    gh = "https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main"
+    iss = "https://token.actions.githubusercontent.com"
+    root = tmp_path / "root"
+    _ok(cli("key", "new", "r1"))
+    _ok(cli("key", "new", "alice"))
+    _ok(cli("key", "root", "init", root, "--root-key", "r1", "--key", "r1"))
+    # Identities and issuers pair up in order; a lone issuer serves all.
+    r = cli("key", "root", "delegate", root, "acme", "--identity", gh, "--key", "r1")
+    assert r.exit_code == ExitStatus.USAGE and "--issuer" in r.stderr
+    r = cli("key", "root", "delegate", root, "acme", "--key", "r1")
+    assert r.exit_code == ExitStatus.USAGE and "name the publishers" in r.stderr
+    r = cli(
+        "key",
+        "root",
+        "delegate",
+        root,
+        "acme",
+        "--identity",
+        gh,
+        "--issuer",
+        "http://x",
+        "--key",
+        "r1",
+    )
+    assert r.exit_code == ExitStatus.USAGE and "https://" in r.stderr
+    args = ["--signer", "alice", "--identity", gh, "--issuer", iss, "--threshold", "2"]
+    doc = json.loads(
+        _ok(cli("key", "root", "delegate", root, "acme", *args, "--key", "r1", "--json")).stdout
+    )
+    assert doc["complete"] and list(doc["identities"].values()) == [{"identity": gh, "issuer": iss}]
+    shown = _ok(cli("key", "root", "show", root)).stdout
+    assert "namespace acme (2 of 2 must sign)" in shown
+    assert f"identity  {gh}" in shown and f"issuer {iss}" in shown

@@ -184,3 +184,78 @@ def test_no_roots_installed_says_how_to_get_one():
     with pytest.raises(TrustRootError) as e:
         policy_for_namespace("acme", now=NOW)
     assert "motte key root trust" in (e.value.hint or "")
+
+
+# -- keyless identities ------------------------------------------------------------------
+
+GH_ID = "https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main"
+GH_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def test_a_namespace_names_keyless_identities_beside_keys_and_the_threshold_counts_both(
+    tmp_path,
+):
+    from motte.sign import KeylessIdentity
+
+    d = tmp_path / "r"
+    (root_key,), (alice,) = make_root(d)
+    ident = KeylessIdentity.parse(GH_ID, GH_ISSUER)
+    meta = with_namespace(
+        current_root(d, now=NOW), "acme", [alice.public], 2, expires=EXP, identities=[ident]
+    )
+    assert propose(d, meta, [root_key], now=NOW).complete
+    doc = json.loads((d / "3.root.json").read_bytes())
+    assert doc["signed"]["identities"] == {ident.id: {"identity": GH_ID, "issuer": GH_ISSUER}}
+    assert doc["signed"]["namespaces"]["acme"] == {
+        "keyids": [alice.keyid, ident.id],
+        "threshold": 2,
+    }
+    policy = policy_for_namespace("acme", d, now=NOW)
+    assert policy.keys == (alice.public,) and policy.identities == (ident,)
+    assert policy.threshold == 2 and policy.ids == {alice.keyid, ident.id}
+    assert policy.name_of(ident.id) == f"{GH_ID} (issuer {GH_ISSUER})"
+    # An identity alone is never a publisher: the same identity from another issuer is
+    # another id.
+    assert KeylessIdentity(GH_ID, "https://issuer.example").id != ident.id
+
+
+def test_a_root_without_identities_signs_the_same_bytes_as_before(tmp_path):
+    """Old roots keep verifying: 'identities' appears only when a namespace names one."""
+    d = tmp_path / "r"
+    make_root(d)
+    doc = json.loads((d / "2.root.json").read_bytes())
+    assert "identities" not in doc["signed"]
+    assert load_chain(d, now=NOW).identities == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda s, i: s["identities"][i].update(issuer="http://plain.example"), "https://"),
+        (lambda s, i: s["identities"][i].update(identity="someone-else"), "not the SHA-256"),
+        (lambda s, i: s["identities"][i].update(extra="x"), "identity and issuer"),
+        (lambda s, i: s["root"]["keyids"].append(i), "is not in 'keys'"),
+    ],
+)
+def test_a_malformed_identity_is_refused_naming_it(tmp_path, change, why):
+    from motte.sign import KeylessIdentity
+
+    d = tmp_path / "r"
+    _, (alice,) = make_root(d)
+    ident = KeylessIdentity.parse(GH_ID, GH_ISSUER)
+    meta = with_namespace(
+        current_root(d, now=NOW), "acme", [alice.public], 1, expires=EXP, identities=[ident]
+    )
+    signed = meta.to_dict()
+    change(signed, ident.id)
+    with pytest.raises(EnvelopeFormatError, match=why):
+        RootDocument.from_bytes(json.dumps({"signed": signed, "signatures": []}).encode(), "x")
+
+
+def test_identity_pairs_are_validated():
+    from motte.sign import KeylessIdentity
+
+    with pytest.raises(SigningUsageError, match="non-empty"):
+        KeylessIdentity.parse("", GH_ISSUER)
+    with pytest.raises(SigningUsageError, match="https://"):
+        KeylessIdentity.parse(GH_ID, "token.actions.githubusercontent.com")

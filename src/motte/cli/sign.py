@@ -87,6 +87,50 @@ root_app = typer.Typer(
     no_args_is_help=True,
 )
 key_app.add_typer(root_app, name="root")
+sigstore_root_app = typer.Typer(
+    help="The Sigstore trusted_root.json bundles are verified against (pinned, never fetched).",
+    no_args_is_help=True,
+)
+key_app.add_typer(sigstore_root_app, name="sigstore-root")
+
+
+def _sigstore_root_output(summary: Any, verb: str, json_out: bool) -> int:
+    if json_out:
+        _emit(summary.to_dict())
+        return int(ExitStatus.OK)
+    typer.echo(f"{verb} {summary.path}")
+    typer.echo(f"  digest       {summary.digest}")
+    typer.echo(f"  logs         {', '.join(summary.tlogs) or 'none'}")
+    typer.echo(f"  CAs          {', '.join(summary.certificate_authorities) or 'none'}")
+    typer.echo(f"  CT logs      {summary.ctlogs}")
+    typer.echo(f"  TSAs         {', '.join(summary.timestamp_authorities) or 'none'}")
+    return int(ExitStatus.OK)
+
+
+@sigstore_root_app.command("install")
+def sigstore_root_install(
+    file: Annotated[Path, typer.Argument(help="A Sigstore trusted_root.json.")],
+    json_out: JsonOpt = False,
+) -> int:
+    """Pin FILE as the Sigstore trusted root (MOTTE_HOME/sigstore/trusted_root.json).
+
+    motte verify, trust and run verify Sigstore bundles against it, offline. Compare its
+    digest with a copy you trust: whoever writes this file decides which Fulcio, CT log and
+    Rekor keys vouch for keyless signers.
+
+    Example: motte key sigstore-root install trusted_root.json
+    """
+    from motte.sign import install_trusted_root
+
+    return _sigstore_root_output(install_trusted_root(file), "pinned", json_out)
+
+
+@sigstore_root_app.command("show")
+def sigstore_root_show(json_out: JsonOpt = False) -> int:
+    """Print the pinned Sigstore trusted root: its digest, logs and certificate authorities."""
+    from motte.sign import summarize_trusted_root
+
+    return _sigstore_root_output(summarize_trusted_root(), "trusted root", json_out)
 
 
 def _key_dict(name: str | None, key: PublicKey, private: bool | None = None) -> dict[str, Any]:
@@ -179,6 +223,7 @@ def _root_output(status: RootStatus, json_out: bool) -> int:
                 "missing": list(status.missing),
                 "expires": status.root.to_dict()["expires"],
                 "namespaces": status.root.to_dict()["namespaces"],
+                "identities": status.root.to_dict().get("identities", {}),
             }
         )
     elif status.complete:
@@ -220,22 +265,63 @@ def root_init(
 def root_delegate(
     directory: RootDir,
     namespace: Annotated[str, typer.Argument(help="The namespace, e.g. acme.")],
+    key: SignKeys,
     signer: Annotated[
         list[str], typer.Option("--signer", help="A publisher public key (repeat for several).")
-    ],
-    key: SignKeys,
-    threshold: Annotated[int, typer.Option(help="Publisher keys needed per package.")] = 1,
+    ] = [],  # noqa: B006 - Typer reads list defaults, never mutates them
+    identity: Annotated[
+        list[str],
+        typer.Option(
+            "--identity",
+            help="A keyless (Sigstore) publisher: its certificate identity, e.g. a GitHub "
+            "workflow URI or an e-mail (repeat for several; each with an --issuer).",
+        ),
+    ] = [],  # noqa: B006
+    issuer: Annotated[
+        list[str],
+        typer.Option(
+            "--issuer",
+            help="The OIDC issuer of each --identity, in order (one --issuer serves all).",
+        ),
+    ] = [],  # noqa: B006
+    threshold: Annotated[
+        int, typer.Option(help="Publishers (keys or identities) needed per package.")
+    ] = 1,
     expires_days: ExpiresOpt = 365,
     json_out: JsonOpt = False,
 ) -> int:
-    """Make the next root version, allowing --signer keys to publish NAMESPACE.
+    """Make the next root version, allowing --signer keys and --identity signers to publish
+    NAMESPACE.
 
-    Replaces the namespace's earlier delegation; signed by root keys (--key).
+    Replaces the namespace's earlier delegation; signed by root keys (--key). A keyless
+    publisher is an identity with its issuer, never an identity alone; the threshold counts
+    keys and identities alike.
 
-    Example: motte key root delegate ./acme-root acme --signer alice.pub --key root1
+    Examples: motte key root delegate ./acme-root acme --signer alice.pub --key root1
+    motte key root delegate ./acme-root acme --key root1
+    --identity https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main
+    --issuer https://token.actions.githubusercontent.com
     """
-    from motte.sign import default_expiry, propose, with_namespace
+    from motte.errors import UsageError
+    from motte.sign import KeylessIdentity, default_expiry, propose, with_namespace
 
+    if len(issuer) != len(identity) and not (identity and len(issuer) == 1):
+        raise UsageError(
+            f"{len(identity)} --identity and {len(issuer)} --issuer: give one --issuer per "
+            "--identity (in order), or a single --issuer for all",
+            hint="a keyless publisher is an identity with its OIDC issuer",
+        )
+    issuers = issuer * len(identity) if len(issuer) == 1 else issuer
+    identities = [
+        KeylessIdentity.parse(i, o, f"--identity {i}")
+        for i, o in zip(identity, issuers, strict=True)
+    ]
+    if not signer and not identities:
+        raise UsageError(
+            "name the publishers: --signer KEY and/or --identity I --issuer O",
+            hint="to remove a namespace, edit the root by hand (a delegation to nobody is "
+            "refused here so that a typo cannot lock publishers out)",
+        )
     now = _now()
     current = _need_root(directory, now)
     meta = with_namespace(
@@ -244,6 +330,7 @@ def root_delegate(
         _public_keys(signer),
         threshold,
         expires=default_expiry(now, expires_days),
+        identities=identities,
     )
     return _root_output(propose(directory, meta, _private_keys(key), now=now), json_out)
 
@@ -298,7 +385,12 @@ def root_show(directory: RootDir, json_out: JsonOpt = False) -> int:
     for ns, role in sorted(root.namespaces.items()):
         typer.echo(f"  namespace {ns} ({role.threshold} of {len(role.keyids)} must sign):")
         for kid in role.keyids:
-            typer.echo(f"    {kid}")
+            ident = root.identities.get(kid)
+            if ident is None:
+                typer.echo(f"    key       {kid}")
+            else:
+                typer.echo(f"    identity  {ident.identity}")
+                typer.echo(f"              issuer {ident.issuer}")
     return int(ExitStatus.OK)
 
 
@@ -579,6 +671,12 @@ def verify(
     Exit status 1 names the check that failed: layer, manifest, signature, log, threshold,
     release.
 
+    Sigstore bundles attached to the package (OCI referrers) count when their certificate
+    names a keyless identity the namespace's root delegates; they are verified offline
+    against --trusted-root (default MOTTE_HOME/sigstore/trusted_root.json; motte key
+    sigstore-root install FILE pins one). cosign's sha256-HEX.sig/.att tags are read but
+    not counted (-v says why).
+
     With --bundle, FILE is verified against a Sigstore bundle offline, as cosign verify-blob
     does: --trusted-root R and --identity I --issuer O (or --key K for a keyed bundle).
     Exit 0 verified, 1 refused (with the reason), 2 bad usage or a malformed bundle.
@@ -592,9 +690,11 @@ def verify(
         return _verify_bundle(
             Path(reference), bundle, trusted_root, identity, issuer, key, json_out, verbose
         )
-    if identity or issuer or trusted_root:
+    if identity or issuer:
         raise typer.BadParameter(
-            "--identity, --issuer and --trusted-root go with --bundle", param_hint="--bundle"
+            "--identity and --issuer go with --bundle (a package's keyless publishers come "
+            "from its namespace's trust root)",
+            param_hint="--bundle",
         )
     from motte.sign import policy_from_keys, verify_artifact
 
@@ -609,6 +709,7 @@ def verify(
         log_url=log,
         unsafe_skip_fork_check=unsafe_skip_fork_check,
         allow_rollback=allow_rollback,
+        trusted_root=trusted_root,
     )
     _verify_output(result, json_out, verbose)
     return int(ExitStatus.OK)
@@ -671,6 +772,7 @@ def _verify_output(v: Verification, json_out: bool, verbose: bool = False) -> No
                 "policy": v.policy,
                 "threshold": v.threshold,
                 "publishers": list(v.publishers),
+                "identities": {k: v.names[k] for k in v.publishers if k in v.names},
                 "release": None
                 if v.release is None
                 else {
@@ -702,12 +804,13 @@ def _verify_output(v: Verification, json_out: bool, verbose: bool = False) -> No
         return
     typer.echo(f"verified {v.reference}")
     typer.echo(f"  policy      {v.policy} ({v.threshold} publisher signature(s) required)")
-    typer.echo(f"  publishers  {', '.join(k[:16] for k in v.publishers)}")
+    typer.echo(f"  publishers  {', '.join(v.name_of(k) for k in v.publishers)}")
     if v.release is not None:
         typer.echo(f"  release     {v.release.message}")
     for s in v.statements:
         detail = ", ".join(f"{k}={val}" for k, val in s.summary.items() if val)
-        typer.echo(f"  {s.kind:<11} by {', '.join(k[:16] for k in s.signers)}: {detail}")
+        who = ", ".join(v.name_of(k) for k in s.signers)
+        typer.echo(f"  {s.kind:<11} by {who}" + (f": {detail}" if detail else ""))
         typer.echo(
             f"  {'':<11} log {s.log.origin} entry {s.log.index}; fork check: {s.log.fork_check}"
         )

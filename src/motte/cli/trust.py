@@ -51,6 +51,14 @@ def trust(
             "Loud, and recorded in MOTTE_HOME/releases/overrides.jsonl.",
         ),
     ] = False,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-root",
+            help="Sigstore trusted_root.json for bundles attached to the package (default: "
+            "MOTTE_HOME/sigstore/trusted_root.json).",
+        ),
+    ] = None,
     log: LogOpt = None,
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
@@ -65,6 +73,8 @@ def trust(
     By tag, integrity also needs the digest to be the tag's current release (motte release):
     an older, expired or moved one is refused unless --allow-rollback.
     The package is accepted only when every area the policy requires is satisfied.
+    Sigstore bundles count when signed by a keyless identity the namespace's root or the
+    policy names (verified offline against the pinned trusted root).
 
     Exit status: 0 accepted, 1 refused, 2 usage or a broken policy file.
 
@@ -82,6 +92,7 @@ def trust(
             log_url=log,
             progress=progress,
             allow_rollback=allow_rollback,
+            trusted_root=trusted_root,
         )
     signed = (
         sign_verdict(verdict, keys, allow_insecure_http=allow_insecure_http, log_url=log)

@@ -5,7 +5,10 @@
   vouch for the same bytes under ``acme/other``.
 - SLSA Provenance v1 (``https://slsa.dev/provenance/v1``): builder, source repository and
   commit, build command. ``buildType`` ``https://motte.dev/build/command/v1`` defines the
-  external parameters ``source``, ``commit`` and ``command``.
+  external parameters ``source``, ``commit`` and ``command``. GitHub's build types are read
+  too (:data:`GITHUB_BUILD_TYPES`): the source is ``externalParameters.workflow.repository``,
+  the commit the ``gitCommit`` of the resolved dependency on that repository, the builder
+  ``runDetails.builder.id``; they have no command.
 - Review (``https://motte.dev/attestation/review/v1``): a human review or audit: reviewer,
   scope, result (pass/fail), date, and optionally a link and a summary (after in-toto's
   human-review predicate).
@@ -27,14 +30,27 @@ SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 REVIEW = "https://motte.dev/attestation/review/v1"
 BUILD_TYPE = "https://motte.dev/build/command/v1"
 DEFAULT_BUILDER = "https://motte.dev/builders/local/v1"
+#: GitHub Actions provenance: actions/attest-build-provenance (GitHub artifact attestations)
+#: and slsa-framework/slsa-github-generator. Both describe the run by its workflow.
+GITHUB_BUILD_TYPES = (
+    "https://actions.github.io/buildtypes/workflow/v1",
+    "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+)
 
 RELEASE = "https://motte.dev/attestation/release/v1"  # motte.sign._release
+#: Sigstore signatures of a digest with no name (motte.sign._sigstore_oci): cosign 3's
+#: ``cosign sign`` predicate, and a bundle's plain message signature over the manifest.
+COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"
+MESSAGE_SIGNATURE = "https://motte.dev/sigstore/message-signature"
+DIGEST_SIGNATURES = frozenset({COSIGN_SIGN, MESSAGE_SIGNATURE})
 
 PREDICATE_NAMES = {
     PUBLICATION: "publication",
     SLSA_PROVENANCE: "provenance",
     REVIEW: "review",
     RELEASE: "release",
+    COSIGN_SIGN: "signature",
+    MESSAGE_SIGNATURE: "signature",
 }
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -124,10 +140,12 @@ class Provenance:
         builder = rd.get("builder")
         if not isinstance(ext, dict) or not isinstance(builder, dict):
             raise EnvelopeFormatError(f"{where}: needs externalParameters and runDetails.builder")
+        if bd.get("buildType") in GITHUB_BUILD_TYPES:
+            return cls._from_github(bd, rd, ext, builder, where)
         if bd.get("buildType") != BUILD_TYPE:
             # Another builder's provenance: motte reports it but does not interpret it.
             raise EnvelopeFormatError(
-                f"{where}: buildType {bd.get('buildType')!r} is not {BUILD_TYPE}"
+                f"{where}: buildType {bd.get('buildType')!r} is not {BUILD_TYPE} or one of GitHub's"
             )
         unknown = set(ext) - {"source", "commit", "command"}
         if unknown:  # SLSA: external parameters are untrusted; reject what we don't know
@@ -139,6 +157,54 @@ class Provenance:
                 _need_str(ext, "source", where),
                 _need_str(ext, "commit", where),
                 command if isinstance(command, str) else None,
+                _need_str(builder, "id", where),
+                meta.get("finishedOn") if isinstance(meta.get("finishedOn"), str) else None,
+            )
+        except SigningUsageError as e:
+            raise EnvelopeFormatError(f"{where}: {e.message}") from None
+
+    @classmethod
+    def _from_github(
+        cls,
+        bd: dict[str, Any],
+        rd: dict[str, Any],
+        ext: dict[str, Any],
+        builder: dict[str, Any],
+        where: str,
+    ) -> Provenance:
+        """GitHub's workflow build types: what motte reads, and nothing it cannot check.
+
+        The workflow (repository, path, ref) is the only external parameter accepted;
+        ``inputs`` or ``vars`` (slsa-github-generator) are accepted only when empty, since
+        they could change what was built and motte's policy has no expectation for them.
+        """
+        for key, value in ext.items():
+            if key != "workflow" and not (key in ("inputs", "vars") and value in ({}, None)):
+                raise EnvelopeFormatError(f"{where}: unknown external parameter {key!r}")
+        workflow = ext.get("workflow")
+        if not isinstance(workflow, dict):
+            raise EnvelopeFormatError(f"{where}: externalParameters.workflow must be an object")
+        repository = _need_str(workflow, "repository", where)
+        deps = bd.get("resolvedDependencies")
+        commits = [
+            d["digest"]["gitCommit"]
+            for d in (deps if isinstance(deps, list) else [])
+            if isinstance(d, dict)
+            and isinstance(d.get("uri"), str)
+            and (d["uri"] == "git+" + repository or d["uri"].startswith(f"git+{repository}@"))
+            and isinstance(d.get("digest"), dict)
+            and isinstance(d["digest"].get("gitCommit"), str)
+        ]
+        if len(set(commits)) != 1:
+            raise EnvelopeFormatError(
+                f"{where}: no single resolved dependency git+{repository} with a gitCommit"
+            )
+        meta = rd.get("metadata") if isinstance(rd.get("metadata"), dict) else {}
+        try:
+            return cls(
+                repository,
+                commits[0],
+                None,
                 _need_str(builder, "id", where),
                 meta.get("finishedOn") if isinstance(meta.get("finishedOn"), str) else None,
             )

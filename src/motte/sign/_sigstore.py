@@ -80,6 +80,12 @@ class SigstoreVerified:
     log: str = ""  # which log entry vouches for it
     #: For DSSE: the in-toto statement (parsed JSON) the bundle signs.
     statement: dict[str, Any] | None = field(default=None, compare=False)
+    #: The Rekor entry: its log (first 8 bytes of the log id, hex), index, tree size, and
+    #: the integrated time a verified SET vouches for (POSIX seconds), if any.
+    log_id: str = ""
+    log_index: int = -1
+    tree_size: int = 0
+    log_time: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -115,8 +121,7 @@ def load_trusted_root(path: Path | None = None) -> TrustedRoot:
     except OSError as e:
         raise SigningUsageError(
             f"{path}: cannot read the Sigstore trusted root: {e.strerror}",
-            hint="pin one: --trusted-root FILE, or copy it to MOTTE_HOME/sigstore/"
-            "trusted_root.json",
+            hint="pin one: motte key sigstore-root install FILE (or --trusted-root FILE)",
         ) from None
     try:
         return TrustedRoot(RawTrustedRoot.from_json(data))
@@ -124,6 +129,62 @@ def load_trusted_root(path: Path | None = None) -> TrustedRoot:
         raise SigstoreBundleError(
             f"{path}: not a Sigstore trusted root: {_first_line(e)}"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedRootSummary:
+    """What a pinned Sigstore trusted root holds (for ``motte key sigstore-root``)."""
+
+    path: Path
+    digest: str  # sha256 of the file's bytes: compare it with the publisher's
+    media_type: str
+    tlogs: tuple[str, ...]  # base URLs
+    ctlogs: int
+    certificate_authorities: tuple[str, ...]  # URIs
+    timestamp_authorities: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "tlogs": list(self.tlogs),
+            "ctlogs": self.ctlogs,
+            "certificate_authorities": list(self.certificate_authorities),
+            "timestamp_authorities": list(self.timestamp_authorities),
+        }
+
+
+def summarize_trusted_root(path: Path | None = None) -> TrustedRootSummary:
+    """Load (and so validate) a trusted root and say what it trusts."""
+    path = path or default_trusted_root()
+    root = load_trusted_root(path)
+    inner = root._inner
+    return TrustedRootSummary(
+        path,
+        "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+        str(inner.media_type),
+        tuple(str(t.base_url) for t in inner.tlogs or []),
+        len(inner.ctlogs or []),
+        tuple(str(ca.uri) for ca in inner.certificate_authorities or []),
+        tuple(str(ca.uri) for ca in inner.timestamp_authorities or []),
+    )
+
+
+def install_trusted_root(source: Path) -> TrustedRootSummary:
+    """Pin ``source`` as this installation's Sigstore trusted root, after validating it.
+
+    It is copied to ``MOTTE_HOME/sigstore/trusted_root.json`` (atomically), where ``motte
+    verify``, ``trust`` and ``run`` read it. Nothing is fetched: the consumer chooses the
+    file (Sigstore's public-good root comes from its TUF repository, or a copy you trust).
+    """
+    from motte.fsutil import atomic_write_bytes
+
+    summarize_trusted_root(source)  # refuses what is not a trusted root
+    target = default_trusted_root()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, source.read_bytes())
+    return summarize_trusted_root(target)
 
 
 def parse_bundle(data: bytes, where: str) -> Bundle:
@@ -186,7 +247,22 @@ def verify_bundle(
             content = "message-signature"
     except VerificationError as e:
         raise SigstoreRefusedError(f"{where}: {_first_line(e)}") from None
-    return SigstoreVerified(digest, content, identity, issuer, None, _log_line(bundle), statement)
+    entry = bundle.log_entry._inner
+    return SigstoreVerified(
+        digest,
+        content,
+        identity,
+        issuer,
+        None,
+        _log_line(bundle),
+        statement,
+        log_id=bytes(entry.log_id.key_id).hex()[:16] if entry.log_id else "?",
+        log_index=int(entry.log_index),
+        tree_size=int(entry.inclusion_proof.tree_size) if entry.inclusion_proof else 0,
+        log_time=int(entry.integrated_time)
+        if entry.integrated_time and entry.inclusion_promise
+        else None,
+    )
 
 
 def _digest_of(artifact: bytes | str) -> str:

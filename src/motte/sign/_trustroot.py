@@ -10,6 +10,13 @@ allowed to sign its packages, with a threshold of their own::
                 "namespaces": {"acme": {"keyids": ["<keyid>"], "threshold": 1}}},
      "signatures": [{"keyid": "<keyid>", "sig": "<base64>"}]}
 
+A namespace may also name **keyless identities** (Sigstore: a certificate identity and its
+OIDC issuer, e.g. a GitHub Actions workflow) beside keys. They are listed under
+``"identities"`` (``{"<id>": {"identity": ..., "issuer": ...}}``, the id being the SHA-256
+of the canonical JSON of the pair) and their ids sit in the namespace's ``keyids`` with the
+keys, so a threshold counts them alike. Root roles take keys only. A document without
+identities is byte for byte what it was before they existed, so its signatures still hold.
+
 Signatures are over DSSE's PAE of the canonical JSON of ``signed`` with payload type
 :data:`ROOT_PAYLOAD_TYPE`, so a root signature can never pass for a package signature.
 
@@ -22,10 +29,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,7 @@ ROOT_TYPE = "https://motte.dev/trust-root/v1"
 ROOT_PAYLOAD_TYPE = "application/vnd.motte.trust-root.v1+json"
 MAX_ROOT_BYTES = 512 * 1024
 MAX_ROOT_VERSIONS = 1024
+MAX_IDENTITY_CHARS = 1024
 _FILE_RE = re.compile(r"([1-9][0-9]{0,8})\.root\.json")
 STAGED_FILE = "staged.root.json"
 _NAMESPACE_RE = re.compile(
@@ -60,6 +69,56 @@ def _parse_time(text: object, where: str) -> dt.datetime:
         raise EnvelopeFormatError(f"{where}: 'expires' {text!r} is not an RFC 3339 time") from None
 
 
+@dataclass(frozen=True, slots=True)
+class KeylessIdentity:
+    """A Sigstore signer: a certificate identity (SAN) with its OIDC issuer, compared exactly.
+
+    Never an identity alone: the same e-mail or URI from another issuer is someone else.
+    """
+
+    identity: str
+    issuer: str
+
+    @property
+    def id(self) -> str:
+        """Where a keyid would stand: SHA-256 (hex) of the canonical JSON of the pair."""
+        return hashlib.sha256(canonical_json(self.to_dict())).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.identity} (issuer {self.issuer})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"identity": self.identity, "issuer": self.issuer}
+
+    @classmethod
+    def parse(cls, identity: str, issuer: str, where: str = "identity") -> KeylessIdentity:
+        """Validate a pair given by a user (a usage error) or read from a root."""
+        for what, value in (("identity", identity), ("issuer", issuer)):
+            if not isinstance(value, str) or not value.strip() or value != value.strip():
+                raise SigningUsageError(f"{where}: the {what} must be a non-empty string")
+            if len(value) > MAX_IDENTITY_CHARS or any(ord(c) < 0x20 for c in value):
+                raise SigningUsageError(
+                    f"{where}: the {what} must be printable and at most "
+                    f"{MAX_IDENTITY_CHARS} characters"
+                )
+        if not issuer.startswith("https://"):
+            raise SigningUsageError(
+                f"{where}: issuer {issuer!r} is not an https:// OIDC issuer URL",
+                hint="GitHub Actions: https://token.actions.githubusercontent.com",
+            )
+        return cls(identity, issuer)
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> KeylessIdentity:
+        if not isinstance(obj, dict) or set(obj) != {"identity", "issuer"}:
+            raise EnvelopeFormatError(f"{where}: must be an object with identity and issuer")
+        try:
+            return cls.parse(obj["identity"], obj["issuer"], where)
+        except SigningUsageError as e:
+            raise EnvelopeFormatError(e.message) from None
+
+
 def _format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -73,7 +132,7 @@ class Role:
         return {"keyids": list(self.keyids), "threshold": self.threshold}
 
     @classmethod
-    def from_dict(cls, obj: object, keys: dict[str, PublicKey], where: str) -> Role:
+    def from_dict(cls, obj: object, keys: Container[str], where: str) -> Role:
         if not isinstance(obj, dict):
             raise EnvelopeFormatError(f"{where}: must be an object with keyids and threshold")
         keyids, threshold = obj.get("keyids"), obj.get("threshold")
@@ -102,9 +161,16 @@ class RootMetadata:
     keys: dict[str, PublicKey]
     root: Role
     namespaces: dict[str, Role] = field(default_factory=dict)
+    #: Keyless publishers (id -> identity); only namespace roles name them.
+    identities: dict[str, KeylessIdentity] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         used = set(self.root.keyids).union(*(r.keyids for r in self.namespaces.values()))
+        identities = {
+            iid: ident.to_dict() for iid, ident in sorted(self.identities.items()) if iid in used
+        }
+        # Only when there are any: a root without them signs the same bytes as before.
+        extra = {"identities": identities} if identities else {}
         return {
             "_type": ROOT_TYPE,
             "version": self.version,
@@ -116,6 +182,7 @@ class RootMetadata:
             },
             "root": self.root.to_dict(),
             "namespaces": {ns: r.to_dict() for ns, r in sorted(self.namespaces.items())},
+            **extra,
         }
 
     def signing_bytes(self) -> bytes:
@@ -128,7 +195,11 @@ class RootMetadata:
         role = self.namespaces.get(namespace)
         if role is None:
             return None
-        return [self.keys[k] for k in role.keyids], role.threshold
+        return [self.keys[k] for k in role.keyids if k in self.keys], role.threshold
+
+    def namespace_identities(self, namespace: str) -> list[KeylessIdentity]:
+        role = self.namespaces.get(namespace)
+        return [self.identities[k] for k in role.keyids if k in self.identities] if role else []
 
     @classmethod
     def from_dict(cls, obj: object, where: str) -> RootMetadata:
@@ -153,6 +224,17 @@ class RootMetadata:
             if entry.get("keytype") != key.key_type:
                 raise EnvelopeFormatError(f"{kw}: keytype {entry.get('keytype')!r} is wrong")
             keys[kid] = key
+        raw_ids = obj.get("identities", {})
+        if not isinstance(raw_ids, dict):
+            raise EnvelopeFormatError(f"{where}: 'identities' must be an object")
+        identities: dict[str, KeylessIdentity] = {}
+        for iid, entry in raw_ids.items():
+            ident = KeylessIdentity.from_dict(entry, f"{where}: identities.{iid[:16]}")
+            if ident.id != iid:
+                raise EnvelopeFormatError(
+                    f"{where}: identities.{iid[:16]}: id is not the SHA-256 of the identity"
+                )
+            identities[iid] = ident
         namespaces_obj = obj.get("namespaces", {})
         if not isinstance(namespaces_obj, dict):
             raise EnvelopeFormatError(f"{where}: 'namespaces' must be an object")
@@ -160,13 +242,14 @@ class RootMetadata:
         for ns, role in namespaces_obj.items():
             if not _NAMESPACE_RE.fullmatch(ns):
                 raise EnvelopeFormatError(f"{where}: namespace {ns!r} is not a valid namespace")
-            namespaces[ns] = Role.from_dict(role, keys, f"{where}: namespaces.{ns}")
+            namespaces[ns] = Role.from_dict(role, {*keys, *identities}, f"{where}: namespaces.{ns}")
         return cls(
             version,
             _parse_time(obj.get("expires"), where),
             keys,
             Role.from_dict(obj.get("root"), keys, f"{where}: root"),
             namespaces,
+            identities,
         )
 
 
@@ -320,19 +403,22 @@ def with_namespace(
     threshold: int,
     *,
     expires: dt.datetime,
+    identities: Sequence[KeylessIdentity] = (),
 ) -> RootMetadata:
-    """The next version, delegating ``namespace`` to ``signers`` (replacing any earlier)."""
+    """The next version, delegating ``namespace`` to ``signers`` and keyless ``identities``
+    (replacing any earlier delegation); the threshold counts both alike."""
     if not _NAMESPACE_RE.fullmatch(namespace):
         raise SigningUsageError(f"namespace {namespace!r} is not valid (lowercase, digits, . _ -)")
-    ids = list(dict.fromkeys(k.keyid for k in signers))
-    if not signers:
+    ids = list(dict.fromkeys([*(k.keyid for k in signers), *(i.id for i in identities)]))
+    if not ids:
         namespaces = {ns: r for ns, r in current.namespaces.items() if ns != namespace}
     else:
         if not 1 <= threshold <= len(ids):
             raise SigningUsageError(f"threshold {threshold} must be between 1 and {len(ids)}")
         namespaces = {**current.namespaces, namespace: Role(tuple(ids), threshold)}
     keys = {**current.keys, **{k.keyid: k for k in signers}}
-    return RootMetadata(current.version + 1, expires, keys, current.root, namespaces)
+    known = {**current.identities, **{i.id: i for i in identities}}
+    return RootMetadata(current.version + 1, expires, keys, current.root, namespaces, known)
 
 
 def with_root_keys(
@@ -341,7 +427,9 @@ def with_root_keys(
     """The next version with new root keys (a rotation); namespaces carried over."""
     fresh = new_root(root_keys, threshold, expires=expires, version=current.version + 1)
     keys = {**current.keys, **fresh.keys}
-    return RootMetadata(fresh.version, expires, keys, fresh.root, dict(current.namespaces))
+    return RootMetadata(
+        fresh.version, expires, keys, fresh.root, dict(current.namespaces), current.identities
+    )
 
 
 def default_expiry(now: dt.datetime, days: int = 365) -> dt.datetime:

@@ -24,6 +24,7 @@ from motte.sign._errors import SigningUsageError, TrustRootError
 from motte.sign._keys import PrivateKey, PublicKey
 from motte.sign._trustroot import (
     STAGED_FILE,
+    KeylessIdentity,
     RootDocument,
     RootMetadata,
     chain_files,
@@ -40,7 +41,8 @@ def trust_roots_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class PublisherPolicy:
-    """Which keys may publish a namespace, how many must, and who said so."""
+    """Which keys (and keyless identities) may publish a namespace, how many must, and who
+    said so. A threshold counts keys and identities alike."""
 
     keys: tuple[PublicKey, ...]
     threshold: int
@@ -48,6 +50,20 @@ class PublisherPolicy:
     #: The installed root's directory of versions (None for pinned keys): where the history
     #: of the namespace's delegations can be read.
     chain_dir: Path | None = None
+    #: Sigstore signers (certificate identity + OIDC issuer) the root names as publishers.
+    identities: tuple[KeylessIdentity, ...] = ()
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """The keyids and identity ids that count towards the threshold."""
+        return frozenset([*(k.keyid for k in self.keys), *(i.id for i in self.identities)])
+
+    def name_of(self, signer: str) -> str:
+        """How to show a signer: an identity by its name, a key by its short keyid."""
+        for i in self.identities:
+            if i.id == signer:
+                return i.label
+        return signer[:16]
 
 
 def policy_from_keys(keys: Sequence[PublicKey]) -> PublisherPolicy:
@@ -93,7 +109,11 @@ def policy_for_namespace(
     chain, root = found[0]
     keys, threshold = root.namespace_keys(namespace) or ([], 1)
     return PublisherPolicy(
-        tuple(keys), threshold, f"trust root {chain.name} version {root.version}", chain
+        tuple(keys),
+        threshold,
+        f"trust root {chain.name} version {root.version}",
+        chain,
+        tuple(root.namespace_identities(namespace)),
     )
 
 

@@ -14,6 +14,12 @@ For a reference (tag resolved once to a digest):
    fails, and so does a log that cannot be reached for the consistency proof).
 4. Publication statements for this namespace/name by distinct trusted keys must reach the
    policy's threshold.
+
+Sigstore bundles attached as referrers are verified offline against the pinned
+``trusted_root.json`` when their certificate names a keyless identity the namespace's root
+delegates (:mod:`motte.sign._sigstore_oci`); one counts as that identity's signature. Any
+other bundle, and every signature in cosign's ``.sig``/``.att`` tags, is ignored with the
+reason.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from motte.sign._errors import (
     SignatureError,
 )
 from motte.sign._logging import LogEvidence, check_logged
-from motte.sign._predicates import PREDICATE_NAMES, PUBLICATION, Publication, describe
+from motte.sign._predicates import (
+    DIGEST_SIGNATURES,
+    PREDICATE_NAMES,
+    PUBLICATION,
+    Publication,
+    describe,
+)
 from motte.sign._release import (
     ReleaseCheck,
     SignedRelease,
@@ -45,8 +57,19 @@ from motte.sign._release import (
     releases_in,
     remember_release,
 )
+from motte.sign._sigstore_oci import (
+    SigstoreChecker,
+    read_cosign_tags,
+    read_sigstore_bundles,
+    statement_kind,
+)
 from motte.sign._statement import Statement
+from motte.sign._trustroot import KeylessIdentity
 from motte.sign._truststore import PublisherPolicy, policy_for_namespace
+
+#: What the fork check says of a Rekor entry: sigstore-python verified its inclusion proof
+#: and signed checkpoint offline, but nothing compares that checkpoint with earlier ones.
+REKOR_FORK_CHECK = "none for Rekor (inclusion proof and checkpoint verified offline)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +99,11 @@ class Verification:
     release: ReleaseCheck | None = None
     #: Where an ``allow_rollback`` override was recorded, if one was used.
     override_recorded: Path | None = None
+    #: Keyless signers among ``publishers`` and statement signers: id -> "identity (issuer)".
+    names: dict[str, str] = field(default_factory=dict)
+
+    def name_of(self, signer: str) -> str:
+        return self.names.get(signer, signer[:16])
 
 
 def verify_artifact(
@@ -89,8 +117,13 @@ def verify_artifact(
     now: dt.datetime | None = None,
     unsafe_skip_fork_check: bool = False,
     allow_rollback: bool = False,
+    trusted_root: Path | None = None,
 ) -> Verification:
     """Verify ``ref`` (see the module docstring); raise naming the failed check, or return.
+
+    ``trusted_root`` is the Sigstore ``trusted_root.json`` for bundle referrers (default:
+    ``MOTTE_HOME/sigstore/trusted_root.json``); read only when a bundle is there and the
+    namespace names a keyless identity.
 
     ``unsafe_skip_fork_check`` accepts a statement whose checkpoint cannot be shown consistent
     with the last one seen because the log cannot be reached (see :mod:`motte.sign._logging`).
@@ -111,6 +144,8 @@ def verify_artifact(
         verify_workload_blobs(repo, desc, data, label)
         ignored: list[tuple[str, str]] = []
         stored = read_statements(repo, desc.digest, skipped=ignored)
+        bundles = read_sigstore_bundles(repo, desc.digest, skipped=ignored)
+        ignored.extend(read_cosign_tags(repo, ref, desc.digest))
 
     checked: list[CheckedStatement] = []
     log_hint: str | None = None
@@ -209,6 +244,40 @@ def verify_artifact(
                 continue
             publishers.update(dict.fromkeys(signers))
 
+    checker = SigstoreChecker(policy.identities, trusted_root)
+    for b in bundles:
+        where = f"referrer {b.referrer}"
+        try:
+            v = checker.check(b.data, desc.digest, where)
+        except MotteError as e:
+            ignored.append((b.referrer, e.message.removeprefix(f"{where}: ")))
+            continue
+        assert v.identity is not None and v.issuer is not None
+        signer = KeylessIdentity(v.identity, v.issuer).id
+        ptype, predicate = statement_kind(v)
+        try:
+            summary = describe(ptype, predicate)
+        except EnvelopeFormatError as e:
+            ignored.append((b.referrer, f"Sigstore bundle by {v.identity}: {e.message}"))
+            continue
+        evidence = LogEvidence(
+            f"Rekor {v.log_id}", v.log_index, v.tree_size, REKOR_FORK_CHECK, v.log_time
+        )
+        checked.append(CheckedStatement(b.referrer, ptype, (signer,), evidence, summary))
+        found_releases.append((ptype, predicate, (signer,), where))
+        if ptype == PUBLICATION:
+            pub = Publication.from_dict(predicate, where)
+            if (pub.namespace, pub.name) != (ref.namespace, ref.name):
+                ignored.append(
+                    (
+                        b.referrer,
+                        f"publishes it as {pub.namespace}/{pub.name}, not {ref.repository}",
+                    )
+                )
+                continue
+        if ptype == PUBLICATION or ptype in DIGEST_SIGNATURES:
+            publishers[signer] = None
+
     if len(publishers) < policy.threshold:
         reasons = "; ".join(f"{r[:19]}: {why}" for r, why in ignored)
         raise ArtifactVerificationError(
@@ -223,7 +292,7 @@ def verify_artifact(
             ref.repository,
             ref.tag,
             desc.digest,
-            releases_in(found_releases, (k.keyid for k in policy.keys)),
+            releases_in(found_releases, policy.ids),
             threshold=policy.threshold,
             now=now,
             allow_rollback=allow_rollback,
@@ -239,6 +308,7 @@ def verify_artifact(
         tuple(ignored),
         release,
         recorded,
+        {i.id: i.label for i in policy.identities},
     )
 
 

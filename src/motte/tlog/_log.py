@@ -223,9 +223,10 @@ class LocalLog:
         out: list[LoggedEntry | None] = []
         new: list[bytes] = []
         pending: dict[bytes, list[int]] = {}
-        for e in entries:
-            leaf = leaf_hash(e)
-            known = self.store.find_leaf(leaf)
+        hashed = [leaf_hash(e) for e in entries]
+        found = self.store.find_leaves(hashed)  # one query for the batch, not one per entry
+        for e, leaf in zip(entries, hashed, strict=True):
+            known = found.get(leaf)
             if known is not None:
                 out.append(LoggedEntry(known, leaf))
                 continue

@@ -188,6 +188,26 @@ class LogStore:
         )
         return None if row is None else row[0]
 
+    def find_leaves(self, leaves: Sequence[bytes]) -> dict[bytes, int]:
+        """``find_leaf`` for a batch: leaf hash -> index of its first entry, for those found.
+
+        One query per 500 distinct hashes (over the same index) instead of one per entry: the
+        per-entry lookup cost a batch append about 45% of its throughput.
+        """
+        distinct = list(dict.fromkeys(leaves))
+        out: dict[bytes, int] = {}
+        conn = self._conn()
+        for i in range(0, len(distinct), 500):
+            chunk = distinct[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT substr(hashes, 1, 32), min(idx) FROM entries "
+                f"WHERE substr(hashes, 1, 32) IN ({marks}) GROUP BY 1"
+            )
+            for leaf, idx in conn.execute(sql, chunk):
+                out[bytes(leaf)] = idx
+        return out
+
     def root(self, size: int | None = None, *, fresh: bool = False) -> tuple[int, bytes]:
         """The tree size and root: of the whole tree, or of its first ``size`` leaves."""
         from motte.tlog._merkle import EMPTY_ROOT, fold, root_plan

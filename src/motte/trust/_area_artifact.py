@@ -3,7 +3,7 @@ published as logged (integrity). Pure functions of the evidence, the policy and 
 
 from __future__ import annotations
 
-from motte.sign import PUBLICATION, SLSA_PROVENANCE, Provenance, Publication
+from motte.sign import DIGEST_SIGNATURES, PUBLICATION, SLSA_PROVENANCE, Provenance, Publication
 from motte.trust._context import Context, kind, predicate, short
 from motte.trust._evidence import EXISTS, MISSING
 from motte.trust._predicates import REBUILD, Rebuild, RebuildFailure
@@ -43,10 +43,13 @@ def _provenance(ctx: Context) -> list[RuleResult]:
         match = ctx.party(pairs, s.signers)
         if match is not None:
             _, key = match
+            signer = (
+                f"its identity {ctx.who(key)}" if key in ctx.ev.names else f"its key {short(key)}"
+            )
             found = RuleResult(
                 "build.provenance",
                 S,
-                f"built by {p.builder} (its key {short(key)}) from {p.source} at {p.commit[:12]}",
+                f"built by {p.builder} ({signer}) from {p.source} at {p.commit[:12]}",
                 (ctx.cite(s, signer=key, detail=f"builder {p.builder}"),),
             )
             return [found, *notes]
@@ -54,7 +57,7 @@ def _provenance(ctx: Context) -> list[RuleResult]:
             RuleResult(
                 "build.provenance",
                 N,
-                f"provenance by builder {p.builder} signed by {short(s.signers[0])}: not a "
+                f"provenance by builder {p.builder} signed by {ctx.who(s.signers[0])}: not a "
                 "signer-builder pair the policy trusts",
                 (ctx.cite(s),),
             )
@@ -264,17 +267,21 @@ def _signed(ctx: Context) -> RuleResult:
         )
     counted: dict[str, EvidenceRef] = {}
     why_not: list[str] = []
-    for s in ctx.of_type(PUBLICATION):
+    # Sigstore signatures of the digest (cosign's sign/v1, a message signature) count as
+    # publications of it: they name no package (see docs/supply-chain.md).
+    signatures = [s for t in sorted(DIGEST_SIGNATURES) for s in ctx.of_type(t)]
+    for s in [*ctx.of_type(PUBLICATION), *signatures]:
         mine = s.signed_by_any(pubs.keyids)
         if not mine:
             continue
         if not s.usable:
-            why_not.append(f"{short(mine[0])}: {s.log_problem or s.parse_problem}")
+            why_not.append(f"{ctx.who(mine[0])}: {s.log_problem or s.parse_problem}")
             continue
-        p = predicate(s, Publication.from_dict)
-        if (p.namespace, p.name) != (ctx.ev.namespace, ctx.ev.name):
-            why_not.append(f"{short(mine[0])} publishes it as {p.namespace}/{p.name}")
-            continue
+        if s.predicate_type == PUBLICATION:
+            p = predicate(s, Publication.from_dict)
+            if (p.namespace, p.name) != (ctx.ev.namespace, ctx.ev.name):
+                why_not.append(f"{ctx.who(mine[0])} publishes it as {p.namespace}/{p.name}")
+                continue
         for k in mine:
             counted.setdefault(k, ctx.cite(s, signer=k))
     if len(counted) >= pubs.threshold:
@@ -312,11 +319,21 @@ def _logged(ctx: Context) -> RuleResult:
     if not mine:
         return RuleResult("integrity.logged", U, "no statement signed by a key the consumer knows")
     origins = sorted({s.log.origin for s in mine if s.log})
+    motte_logs = [o for o in origins if not o.startswith("Rekor ")]
+    rekor = [o for o in origins if o.startswith("Rekor ")]
+    parts = []
+    if motte_logs:
+        parts.append(
+            f"in {', '.join(motte_logs)}, under checkpoints consistent with those seen before"
+        )
+    if rekor:
+        # sigstore-python verified the proof and the signed checkpoint offline; nothing
+        # compares that checkpoint with earlier ones (no fork check for Rekor).
+        parts.append(f"in {', '.join(rekor)} (inclusion proof and checkpoint; no fork check)")
     return RuleResult(
         "integrity.logged",
         S,
-        f"{len(mine)} statement(s) included in {', '.join(origins)}, under checkpoints "
-        "consistent with those seen before",
+        f"{len(mine)} statement(s) included " + "; ".join(parts),
         tuple(ctx.cite(s) for s in mine),
     )
 

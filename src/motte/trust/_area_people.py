@@ -220,7 +220,7 @@ def provenance(ctx: Context) -> list[RuleResult]:
                 RuleResult(
                     "provenance.signer",
                     S,
-                    f"{short(key)} has signed {ctx.ev.package} since log entry "
+                    f"{ctx.who(key)} has signed {ctx.ev.package} since log entry "
                     f"{earliest.log.index if earliest.log else '?'} "
                     f"({day(earliest.log.time if earliest.log else None)}){root}",
                     (ctx.cite(earliest, signer=key),),
@@ -232,7 +232,7 @@ def provenance(ctx: Context) -> list[RuleResult]:
                 RuleResult(
                     "provenance.signer",
                     S,
-                    f"{short(key)} is the first publisher of {ctx.ev.package} (log entry "
+                    f"{ctx.who(key)} is the first publisher of {ctx.ev.package} (log entry "
                     f"{first_here}){root}: nothing earlier to compare with",
                     (ctx.cite(earliest, signer=key),),
                 )
@@ -244,7 +244,7 @@ def provenance(ctx: Context) -> list[RuleResult]:
             RuleResult(
                 "provenance.signers",
                 S,
-                f"published by {', '.join(short(k) for k in signers)} under "
+                f"published by {', '.join(ctx.who(k) for k in signers)} under "
                 f"{ctx.ev.publishers.source}",
                 tuple(ctx.cite(s) for s in here),
             )
@@ -273,7 +273,9 @@ def _new_signer(
     """A key never seen signing this package, on a package with a history."""
     this = next(s for s in ctx.publications() if s.about(ctx.ev.digest) and key in s.signers)
     cite = (ctx.cite(this, signer=key),)
-    new = f"{short(key)} is new to {ctx.ev.package} (no earlier signature in the log or here){root}"
+    new = (
+        f"{ctx.who(key)} is new to {ctx.ev.package} (no earlier signature in the log or here){root}"
+    )
     if not ctx.policy.sensitive:
         return RuleResult("provenance.new-signer", NOTE, new, cite)
     # The version to compare with: the latest earlier one whose layers are at hand.
@@ -323,7 +325,7 @@ def _outside_rotation(ctx: Context) -> list[RuleResult]:
                 RuleResult(
                     "provenance.rotation",
                     NOTE,
-                    f"a publication is signed by {short(k) or '(no keyid)'}, which {source} "
+                    f"a publication is signed by {ctx.who(k) or '(no keyid)'}, which {source} "
                     "does not delegate (outside its rotation): not counted",
                     (ctx.cite(s, signer=k),),
                 )

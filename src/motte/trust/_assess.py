@@ -45,6 +45,7 @@ def assess(
     remember: bool = True,
     progress: Progress = NO_PROGRESS,
     allow_rollback: bool = False,
+    trusted_root: Path | None = None,
 ) -> TrustVerdict:
     """Judge ``target`` (a reference, or a ``sha256:`` digest in the local store).
 
@@ -67,6 +68,7 @@ def assess(
         log_url=log_url,
         progress=progress,
         allow_rollback=allow_rollback,
+        trusted_root=trusted_root,
     )
     verdict = decide(evidence, pol, now)
     check = evidence.release
@@ -107,8 +109,12 @@ def enforce(
     store: LocalStore | None = None,
     allow_insecure_http: bool = False,
     allow_rollback: bool | None = None,
+    trusted_root: Path | None = None,
 ) -> TrustVerdict:
     """The verdict if ``policy`` accepts the package; else raise :class:`TrustRefusedError`.
+
+    Sigstore bundles are verified against ``trusted_root`` (default: the one pinned in
+    ``MOTTE_HOME/sigstore/trusted_root.json``, which is what ``motte run`` uses).
 
     The error's message names every failing area and its deciding rule on one line, and
     carries the whole verdict (``e.verdict``). ``allow_rollback`` defaults to the
@@ -123,6 +129,7 @@ def enforce(
         store=store,
         allow_insecure_http=allow_insecure_http,
         allow_rollback=allow_rollback,
+        trusted_root=trusted_root,
     )
     if not verdict.accepted:
         raise TrustRefusedError(verdict)

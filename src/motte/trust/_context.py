@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from motte.sign import PREDICATE_NAMES, PUBLICATION, Publication
+from motte.sign import DIGEST_SIGNATURES, PREDICATE_NAMES, PUBLICATION, Publication
 from motte.trust._evidence import Evidence, FoundStatement
 from motte.trust._policy import Party, Policy
 from motte.trust._predicates import ADVISORY, REBUILD, TRUST_VERDICT
@@ -49,6 +49,10 @@ class Context:
     policy: Policy
     now: dt.datetime
 
+    def who(self, signer: str) -> str:
+        """A signer as messages name it: a keyless identity by name, a key by short keyid."""
+        return self.ev.names.get(signer) or short(signer)
+
     @property
     def publisher_ids(self) -> frozenset[str]:
         return self.ev.publishers.keyids if self.ev.publishers else frozenset()
@@ -86,15 +90,25 @@ class Context:
         return None
 
     def publications(self) -> list[FoundStatement]:
-        """Usable publications of this package name by its delegated keys, in log order."""
+        """Usable publications of this package name by its delegated keys, in log order.
+
+        A Sigstore signature of a digest (cosign's sign/v1, a message signature) names no
+        package, so it counts as a publication of this package only for this digest.
+        """
         out = []
-        for s in self.of_type(PUBLICATION, here=False):
+        for s in self.ev.statements:
             if not s.usable or not s.signed_by_any(self.publisher_ids):
+                continue
+            if s.predicate_type in DIGEST_SIGNATURES:
+                if s.about(self.ev.digest):
+                    out.append(s)
+                continue
+            if s.predicate_type != PUBLICATION:
                 continue
             pub = Publication.from_dict(s.predicate, "publication")
             if (pub.namespace, pub.name) == (self.ev.namespace, self.ev.name):
                 out.append(s)
-        return out
+        return sorted(out, key=lambda s: s.log.index if s.log else 1 << 62)
 
 
 def predicate(s: FoundStatement, parser: Any) -> Any:

@@ -120,6 +120,8 @@ class Evidence:
     tag: str | None = None
     #: Where an --allow-rollback override of ``release`` is recorded (it is, on accept).
     release_override_file: str | None = None
+    #: Keyless signers (identity id -> "identity (issuer issuer)"), for messages.
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def package(self) -> str:

@@ -37,20 +37,26 @@ from motte.sign import (
     SLSA_PROVENANCE,
     Envelope,
     EnvelopeFormatError,
+    KeylessIdentity,
     Provenance,
     Publication,
     PublicKey,
     Review,
     SignatureError,
+    SigstoreChecker,
     Statement,
+    StoredBundle,
     TrustRootError,
     check_logged,
     check_release,
     load_release_memory,
     overrides_file,
     policy_for_namespace,
+    read_cosign_tags,
+    read_sigstore_bundles,
     read_statements,
     releases_in,
+    statement_kind,
     verify_envelope,
 )
 from motte.trust._errors import TrustUsageError
@@ -110,8 +116,14 @@ def gather(
     log_url: str | None = None,
     progress: Progress = NO_PROGRESS,
     allow_rollback: bool = False,
+    trusted_root: Path | None = None,
 ) -> Evidence:
     """Everything :func:`decide` needs about ``target`` (see the module docstring).
+
+    Sigstore bundles attached to the package are verified offline against ``trusted_root``
+    (default ``MOTTE_HOME/sigstore/trusted_root.json``) when their certificate names a
+    keyless identity the namespace's root or the policy names; any other, and cosign's
+    ``.sig``/``.att`` tags, become notes saying why they do not count.
 
     Judged by tag, the release check (motte.sign) runs against this installation's memory;
     ``allow_rollback`` turns its refusal into a recorded override.
@@ -120,8 +132,11 @@ def gather(
     machine reads the whole log).
     """
     ref = reference_for(target, store)
-    publishers, publisher_problem, publisher_keys = _publishers(ref.namespace, trust_dir, now)
+    publishers, publisher_problem, publisher_keys, publisher_ids = _publishers(
+        ref.namespace, trust_dir, now
+    )
     known = {k.keyid: k for k in (*publisher_keys, *policy.keys())}
+    identities = list({i.id: i for i in (*publisher_ids, *policy.identities())}.values())
     with open_repository(ref, store=store, allow_insecure_http=allow_insecure_http) as repo:
         desc, data = repo.resolve(ref)
         label = f"{ref.repository}@{desc.digest}"
@@ -136,6 +151,8 @@ def gather(
         # Unreadable referrers are skipped, not a finding against the package: anyone with
         # push access can attach one. They are kept as notes (integrity.ignored).
         stored = read_statements(repo, desc.digest, skipped=skipped)
+        bundles = read_sigstore_bundles(repo, desc.digest, skipped=skipped)
+        skipped.extend(read_cosign_tags(repo, ref, desc.digest))
         for referrer, why in skipped:
             found.append(
                 FoundStatement(referrer, "", {}, frozenset(), referrer=referrer, parse_problem=why)
@@ -146,6 +163,8 @@ def gather(
                     s.envelope, s.bundle, known, referrer=s.referrer, now=now, log_url=log_url
                 )
             )
+        checker = SigstoreChecker(identities, trusted_root)
+        found.extend(check_bundle(b, desc.digest, checker) for b in bundles)
         statements, logs, history_problem = _with_history(
             found, ref, desc.digest, known, now=now, progress=progress
         )
@@ -193,6 +212,7 @@ def gather(
         release=release,
         tag=ref.tag,
         release_override_file=str(overrides_file()),
+        names={i.id: i.label for i in identities},
     )
 
 
@@ -203,11 +223,11 @@ def _layers(data: bytes, label: str) -> dict[str, str]:
 
 def _publishers(
     namespace: str, trust_dir: Path | None, now: dt.datetime
-) -> tuple[PublisherKeys | None, str | None, Sequence[PublicKey]]:
+) -> tuple[PublisherKeys | None, str | None, Sequence[PublicKey], Sequence[KeylessIdentity]]:
     try:
         pp = policy_for_namespace(namespace, trust_dir, now=now)
     except TrustRootError as e:
-        return None, e.message, ()
+        return None, e.message, (), ()
     since: dict[str, int] = {}
     if pp.chain_dir is not None:
         from motte.sign import RootDocument
@@ -220,8 +240,48 @@ def _publishers(
             role = doc.signed.namespaces.get(namespace)
             for keyid in role.keyids if role else ():
                 since.setdefault(keyid, doc.signed.version)
-    keys = PublisherKeys(frozenset(k.keyid for k in pp.keys), pp.threshold, pp.source, since)
-    return keys, None, pp.keys
+    keys = PublisherKeys(pp.ids, pp.threshold, pp.source, since)
+    return keys, None, pp.keys, pp.identities
+
+
+def check_bundle(b: StoredBundle, digest: str, checker: SigstoreChecker) -> FoundStatement:
+    """A Sigstore bundle referrer as a statement: verified by sigstore-python for a trusted
+    identity, or a note saying why it counts for nothing."""
+    where = f"referrer {b.referrer}"
+    try:
+        v = checker.check(b.data, digest, where)
+    except MotteError as e:
+        why = e.message.removeprefix(f"{where}: ")
+        return FoundStatement(b.digest, "", {}, frozenset(), referrer=b.referrer, parse_problem=why)
+    assert v.identity is not None and v.issuer is not None
+    ptype, predicate = statement_kind(v)
+    subjects = frozenset({digest})
+    if v.statement is not None:
+        subjects = frozenset(
+            f"{algo}:{value}"
+            for sub in v.statement.get("subject") or []
+            if isinstance(sub, dict) and isinstance(sub.get("digest"), dict)
+            for algo, value in sub["digest"].items()
+            if isinstance(value, str)
+        )
+    parse_problem = None
+    parser = _PARSERS.get(ptype)
+    if parser is not None:
+        try:
+            parser(predicate, f"{b.digest[:19]} predicate")
+        except EnvelopeFormatError as e:
+            parse_problem = e.message
+    when = None if v.log_time is None else dt.datetime.fromtimestamp(v.log_time, dt.UTC)
+    return FoundStatement(
+        b.digest,
+        ptype,
+        predicate,
+        subjects,
+        signers=(KeylessIdentity(v.identity, v.issuer).id,),
+        referrer=b.referrer,
+        log=LogPlace(f"Rekor {v.log_id}", v.log_index, when),
+        parse_problem=parse_problem,
+    )
 
 
 def check_statement(

@@ -13,6 +13,10 @@ no "trusted" flag and no score: only requirements, and the parties whose evidenc
     [[build.builders]]
     id = "https://ci.example.org/builders/v1"
     keys = ["MCowBQYDK2VwAyEA..."]   # base64 DER public keys, or PEM
+    [[build.builders]]               # or keyless: Sigstore identities with their issuer
+    id = "https://github.com/actions/runner/github-hosted"
+    identities = [{identity = "https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main",
+                   issuer = "https://token.actions.githubusercontent.com"}]
 
     [integrity]
     unchecked_source = "unknown"   # the source could not be asked for its commit: or "note"
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from motte._toml import KeyPath, format_path, key_lines, location, parse_toml, read_text
-from motte.sign import PublicKey, SignError
+from motte.sign import KeylessIdentity, PublicKey, SignError
 from motte.trust._errors import PolicyError
 
 AREAS = ("build", "integrity", "responsiveness", "provenance", "expertise")
@@ -66,14 +70,17 @@ _PEM_RE = re.compile(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----",
 
 @dataclass(frozen=True, slots=True)
 class Party:
-    """Someone the consumer trusts for one kind of evidence: a name (a label) and keys."""
+    """Someone the consumer trusts for one kind of evidence: a name (a label) and keys, or
+    keyless Sigstore identities (certificate identity + OIDC issuer)."""
 
     name: str
     keys: tuple[PublicKey, ...]
+    identities: tuple[KeylessIdentity, ...] = ()
 
     @property
     def keyids(self) -> frozenset[str]:
-        return frozenset(k.keyid for k in self.keys)
+        """Keyids, and identity ids (which stand where a keyid would)."""
+        return frozenset([*(k.keyid for k in self.keys), *(i.id for i in self.identities)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,14 @@ class Policy:
         for party in (*self.builders, *self.rebuilders, *self.advisors, *self.auditors):
             for k in party.keys:
                 seen.setdefault(k.keyid, k)
+        return list(seen.values())
+
+    def identities(self) -> list[KeylessIdentity]:
+        """Every keyless identity the policy names, once each."""
+        seen: dict[str, KeylessIdentity] = {}
+        for party in (*self.builders, *self.rebuilders, *self.advisors, *self.auditors):
+            for i in party.identities:
+                seen.setdefault(i.id, i)
         return list(seen.values())
 
 
@@ -196,17 +211,51 @@ def _parties(table: Mapping[str, Any], key: str, path: KeyPath, label: str) -> t
     out = []
     for i, entry in enumerate(value):
         e = _table(entry, (*p, i))
-        _known(e, {label, "keys"}, (*p, i))
+        _known(e, {label, "keys", "identities"}, (*p, i))
         if label not in e:
             raise _Invalid((*p, i), f"missing required key {label!r}")
         name = _str(e[label], (*p, i, label))
         if label == "id" and not _URI_RE.fullmatch(name):
             raise _Invalid((*p, i, "id"), f"builder id {name!r} is not a URI")
-        keys = e.get("keys")
-        if not isinstance(keys, list) or not keys:
-            raise _Invalid((*p, i, "keys"), "expected a non-empty array of public keys")
+        identities = _identities(e.get("identities", []), (*p, i, "identities"))
+        keys = e.get("keys", [] if identities else None)
+        if not isinstance(keys, list) or not (keys or identities):
+            raise _Invalid(
+                (*p, i, "keys"),
+                "expected a non-empty array of public keys (or keyless identities)",
+            )
         parsed = tuple(_key(k, (*p, i, "keys", j)) for j, k in enumerate(keys))
-        out.append(Party(name, parsed))
+        out.append(Party(name, parsed, identities))
+    return tuple(out)
+
+
+def _identities(value: Any, path: KeyPath) -> tuple[KeylessIdentity, ...]:
+    """``[{identity = "...", issuer = "..."}, ...]``: Sigstore signers, always with issuer."""
+    if not isinstance(value, list):
+        raise _Invalid(
+            path, f"expected an array of {{identity, issuer}} tables, got {_kind(value)}"
+        )
+    out = []
+    for j, entry in enumerate(value):
+        e = _table(entry, (*path, j))
+        _known(e, {"identity", "issuer"}, (*path, j))
+        for field_name in ("identity", "issuer"):
+            if field_name not in e:
+                raise _Invalid(
+                    (*path, j),
+                    f"missing required key {field_name!r}",
+                    hint="a keyless signer is an identity with its OIDC issuer",
+                )
+        try:
+            out.append(
+                KeylessIdentity.parse(
+                    _str(e["identity"], (*path, j, "identity")),
+                    _str(e["issuer"], (*path, j, "issuer")),
+                    format_path((*path, j)),
+                )
+            )
+        except SignError as err:
+            raise _Invalid((*path, j), err.message.split(": ", 1)[-1], hint=err.hint) from None
     return tuple(out)
 
 
