@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from motte.fsutil import atomic_write_bytes, atomic_writer, locked_directory
+from motte.fsutil import atomic_write_bytes, atomic_writer, create_exclusive, locked_directory
 
 
 def test_atomic_write_replaces_whole(tmp_path):
@@ -42,3 +42,30 @@ def test_locked_directory_excludes_others_until_the_block_ends(tmp_path):
     with locked_directory(d):
         assert not try_lock()  # another open file description is shut out
     assert try_lock()
+
+
+def test_create_exclusive_creates_once_and_never_replaces(tmp_path):
+    p = tmp_path / "keys" / "k"
+    assert create_exclusive(p, b"first") is True
+    assert (os.stat(p).st_mode & 0o777) == 0o600
+    assert create_exclusive(p, b"second", mode=0o644) is False
+    assert p.read_bytes() == b"first"
+    assert [x.name for x in p.parent.iterdir()] == ["k"]  # no temporary file left behind
+
+
+def test_create_exclusive_races_end_with_one_complete_file(tmp_path):
+    import threading
+
+    p = tmp_path / "k"
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(create_exclusive(p, bytes([i]) * 4096)))
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    data = p.read_bytes()
+    assert len(data) == 4096 and len(set(data)) == 1

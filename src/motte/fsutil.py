@@ -51,6 +51,34 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int = 0o
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
+def create_exclusive(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> bool:
+    """Write ``data`` to ``path`` unless ``path`` exists: True if this call created it.
+
+    For files made once and never replaced (a signing key, a cache key): the bytes go to a
+    temporary file in the same directory (``mode`` from its first byte, fsynced), which is
+    then hard-linked to ``path``; the link fails if the name exists, so two processes
+    creating the file at once end with one file, complete, and both use it. Nobody ever
+    sees a half-written file, and an existing one is never touched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    fsync_dir(target.parent)
+    return True
+
+
 @contextlib.contextmanager
 def locked_directory(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (created if missing) for the block: the

@@ -22,17 +22,14 @@ policy can pin the public keys it accepts (``[sim] keys``).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from motte.attest._evidence import SIM_MAGIC
 from motte.attest.errors import AttestError, EvidenceParseError, EvidenceVerificationError
-from motte.fsutil import fsync_dir
+from motte.fsutil import create_exclusive
 from motte.home import home_dir
 
 if TYPE_CHECKING:
@@ -166,7 +163,7 @@ def load_or_create_sim_key(path: Path | None = None) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        _create_exclusive(target, pem)
+        create_exclusive(target, pem)
     try:
         data = target.read_bytes()
         key = serialization.load_pem_private_key(data, password=None)
@@ -179,23 +176,3 @@ def load_or_create_sim_key(path: Path | None = None) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise AttestError(f"{target}: not an Ed25519 private key")
     return key
-
-
-def _create_exclusive(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` unless it exists: temp file, fsync, link (never replace).
-
-    Two processes creating the key at once end with one key, and both use it.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    fsync_dir(target.parent)

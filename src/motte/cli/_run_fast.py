@@ -30,7 +30,7 @@ USAGE = "motte run [OPTIONS] WORKLOAD [-- ARGS...]"
 
 class RunOptions:
     """The parsed command line, whichever parser read it (a plain class: dataclasses would
-    cost ~12 ms of start-up, see motte.keep._record)."""
+    cost ~12 ms of start-up, see motte._record)."""
 
     def __init__(
         self,

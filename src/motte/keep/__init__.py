@@ -41,8 +41,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from motte._digest import check_digest, file_digest, is_digest, workload_digest
 from motte._lazy import lazy_exports
-from motte.keep._digest import check_digest, file_digest, is_digest, workload_digest
 
 if TYPE_CHECKING:
     from motte.keep._cache import CacheInfo, CacheKeyError, CompiledCache, cache_info, clear_cache

@@ -98,23 +98,12 @@ def load_or_create_key() -> bytes:
     key = _read_key(path)
     if key is not None:
         return key
-    from motte.fsutil import fsync_dir
+    from motte.fsutil import create_exclusive
 
-    keys = home_dir("keys", private=True)
-    tmp = keys / f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, os.urandom(KEY_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if another process created the key first; theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(keys)
+    home_dir("keys", private=True)
+    # Another process creating the key at the same moment wins or loses the race as a
+    # whole: either way, both use the one key that ends up in the file.
+    create_exclusive(path, os.urandom(KEY_BYTES), mode=0o600)
     key = _read_key(path)
     assert key is not None
     return key

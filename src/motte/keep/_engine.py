@@ -30,7 +30,7 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING
 
-from motte.keep._record import Record
+from motte._record import Record
 
 if TYPE_CHECKING:
     import wasmtime

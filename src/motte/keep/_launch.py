@@ -37,8 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from motte._digest import workload_digest
 from motte.errors import NotFoundError, UsageError
-from motte.keep._digest import workload_digest
 
 if TYPE_CHECKING:
     from motte.keep._attest import KeepIdentity

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from motte._record import Record
 from motte.errors import ExitStatus
 from motte.keep import _limits
-from motte.keep._record import Record
 
 if TYPE_CHECKING:
     import wasmtime

@@ -18,10 +18,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from motte._digest import workload_digest
 from motte.errors import ExitStatus, MotteError, NotFoundError, UsageError
 from motte.keep import _capi, _limits, _outcome
 from motte.keep._cache import CompiledCache, cache_key
-from motte.keep._digest import workload_digest
 from motte.keep._engine import DEFAULT_SETTINGS, EngineSettings, Runtime, runtime
 from motte.keep._outcome import RunResult, Trap
 from motte.keep._stdio import DEFAULT_MAX_OUTPUT, OutputSpec, StdinSpec, Streams, from_manifest

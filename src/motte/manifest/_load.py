@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from motte._digest import check_digest
 from motte.errors import NotFoundError
-from motte.keep._digest import check_digest
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import MANIFEST_NAME, Manifest, Workload
 

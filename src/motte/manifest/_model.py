@@ -16,8 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from motte._record import Record
 from motte.errors import ConfigError
-from motte.keep._record import Record
 
 MANIFEST_NAME = "Motte.toml"
 

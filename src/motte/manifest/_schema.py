@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from motte._digest import check_digest, is_digest
 from motte._net import is_loopback_host
 from motte._toml import KeyPath, format_path, line_of
 from motte.errors import ConfigError, UsageError
-from motte.keep._digest import check_digest, is_digest
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import (
     INHERIT,

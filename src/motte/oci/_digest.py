@@ -1,25 +1,26 @@
-"""Content digests, written ``sha256:<64 lowercase hex>`` everywhere.
+"""Digests as the OCI code checks them: each failure an :class:`OciError` naming what.
 
-Only SHA-256 is offered: it is what every registry and tool must support, and a second
-algorithm would be a second way to get verification wrong.
+The digest itself (``sha256:<64 lowercase hex>``, computed and recognised) is the base
+layer's, :mod:`motte._digest`; this module adds what a registry client needs on top: a
+digest field checked where it was read, and bytes or a stream checked against the size and
+digest that named them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 
+from motte._digest import digest_hex, is_digest, sha256_digest
 from motte.oci._errors import DigestMismatchError, MalformedArtifactError, TooLargeError
 
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def is_digest(text: str) -> bool:
-    return _DIGEST_RE.fullmatch(text) is not None
+__all__ = [
+    "DigestVerifier",
+    "check_digest",
+    "digest_hex",
+    "is_digest",
+    "sha256_digest",
+    "verify_bytes",
+]
 
 
 def check_digest(text: object, where: str) -> str:
@@ -33,10 +34,6 @@ def check_digest(text: object, where: str) -> str:
         )
         raise MalformedArtifactError(f"{where}: {reason}")
     return text
-
-
-def digest_hex(digest: str) -> str:
-    return digest.split(":", 1)[1]
 
 
 def verify_bytes(data: bytes, digest: str, size: int | None, what: str) -> bytes:

@@ -31,10 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from motte._digest import is_digest
 from motte.attest import MAX_EVIDENCE_BYTES
 from motte.attest.der import INTEGER, OCTET_STRING, SEQUENCE, UTF8_STRING, DerReader
 from motte.attest.errors import EvidenceParseError
-from motte.keep._digest import is_digest
 
 GENERALIZED_TIME = 0x18
 CONTEXT_0 = 0x80

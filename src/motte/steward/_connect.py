@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from motte._digest import check_digest
 from motte.errors import RemoteError, UsageError
-from motte.keep._digest import check_digest
 from motte.steward._identity import KeepCertificate
 from motte.steward.errors import KeepIdentityError
 

@@ -13,18 +13,16 @@ making it sign a fork).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from motte.fsutil import fsync_dir
+from motte.fsutil import create_exclusive
 from motte.home import motte_home
 from motte.tlog._bundle import InclusionBundle
 from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified, time_line
@@ -90,25 +88,6 @@ def default_origin() -> str:
     return f"{host}/motte-log/{secrets.token_hex(4)}"
 
 
-def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
-    """Write ``path`` atomically unless it exists (then leave it): True if we created it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        try:
-            os.link(tmp, path)  # fails if another process created the file first
-        except FileExistsError:
-            return False
-        fsync_dir(path.parent)
-        return True
-    finally:
-        os.unlink(tmp)
-
-
 def load_or_create_key(directory: Path, *, origin: str | None, create: bool) -> Signer:
     path = directory / KEY_FILE
     if not path.exists():
@@ -118,7 +97,7 @@ def load_or_create_key(directory: Path, *, origin: str | None, create: bool) -> 
             )
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         signer = Signer.generate(origin or default_origin())
-        _create_exclusive(path, (signer.skey + "\n").encode(), 0o600)
+        create_exclusive(path, (signer.skey + "\n").encode(), mode=0o600)
     if path.stat().st_mode & 0o077:
         raise TlogUsageError(
             f"{path}: the log's private key is readable by others",

@@ -222,7 +222,7 @@ def default_witness_dir() -> Path:
 
 def init_witness(directory: Path, *, name: str | None = None) -> Signer:
     """Create the witness key (mode 0600) unless one exists; return the key."""
-    from motte.tlog._log import _create_exclusive
+    from motte.fsutil import create_exclusive
 
     path = directory / WITNESS_KEY_FILE
     if not path.exists():
@@ -232,7 +232,7 @@ def init_witness(directory: Path, *, name: str | None = None) -> Signer:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         default = f"{socket.gethostname()}/motte-witness/{secrets.token_hex(4)}"
         signer = Signer.generate(name or default, COSIGNATURE_ED25519)
-        _create_exclusive(path, (signer.skey + "\n").encode(), 0o600)
+        create_exclusive(path, (signer.skey + "\n").encode(), mode=0o600)
     signer = Signer.from_skey(path.read_text())
     if name is not None and signer.name != name:
         raise TlogUsageError(

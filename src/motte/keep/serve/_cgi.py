@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from motte import __version__
-from motte.keep._record import Record
+from motte._record import Record
 from motte.keep.serve._errors import BadGatewayError, BadRequestError
 
 if TYPE_CHECKING:

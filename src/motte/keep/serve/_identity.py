@@ -23,8 +23,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from motte._record import Record
 from motte._tls_leaf import tls_leaf_key_usage
-from motte.keep._record import Record
 from motte.keep.serve._errors import IdentityError
 
 if TYPE_CHECKING:

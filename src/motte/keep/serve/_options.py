@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from motte.keep._record import Record
+from motte._record import Record
 
 
 def default_instances(processes: int = 1) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from motte.keep._record import Record
+from motte._record import Record
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])")

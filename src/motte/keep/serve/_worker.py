@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from motte.keep._record import Record
+from motte._record import Record
 
 log = logging.getLogger("motte.keep.serve")
 
