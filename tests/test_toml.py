@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,3 +150,56 @@ def test_property_every_key_is_found_on_its_line(doc):
     for path, line in expected.items():
         assert lines[path] == line, (path, text)
         assert src[line - 1].lstrip().startswith(str(path[-1]))
+
+
+# -- the strict table reader shared by every configuration file --------------------------
+
+
+def _table(text):
+    from motte._toml import parse_table
+    from motte.errors import ConfigError
+
+    return parse_table(text, source="c.toml", error=ConfigError)
+
+
+def test_a_table_refuses_a_key_nobody_read_and_names_file_line_and_key():
+    from motte.errors import ConfigError
+
+    top = _table('name = "x"\n[limits]\nmemory = 5\nmemroy = 6\n')
+    assert top.str("name") == "x"
+    limits = top.table("limits")
+    assert limits is not None and limits.num("memory") == 5.0
+    top.done()
+    with pytest.raises(ConfigError) as e:
+        limits.done()
+    assert e.value.message == "c.toml:4: limits.memroy: unknown key (known here: memory)"
+    assert e.value.hint == "did you mean 'memory'?"
+
+
+def test_check_keys_takes_a_schema_and_an_explicit_hint():
+    from motte._toml import Invalid, check_keys
+    from motte.errors import ConfigError
+
+    top = _table("[empty]\nx = 1\n")
+    with pytest.raises(ConfigError) as e:
+        top.check_keys({"other"}, hint="tables: [empty]")
+    assert e.value.message == "c.toml:1: empty: unknown key (known here: other)"
+    assert e.value.hint == "tables: [empty]"
+    with pytest.raises(Invalid) as inv:
+        check_keys({"x": 1}, set(), ("empty",))
+    assert inv.value.path == ("empty", "x")
+    assert inv.value.reason == "unknown key (this table takes no keys)"
+    assert inv.value.hint is None
+
+
+def test_a_table_checks_types_where_they_are():
+    from motte.errors import ConfigError
+
+    top = _table('n = "3"\nflag = 1\n[[step]]\nat = -1\n')
+    with pytest.raises(ConfigError, match=r"^c.toml:1: n: must be a number, not a string$"):
+        top.num("n")
+    with pytest.raises(ConfigError, match=r"^c.toml:2: flag: must be true or false"):
+        top.bool("flag", False)
+    step = top.sub(top.raw("step")[0], "step", 0)
+    with pytest.raises(ConfigError, match=r"^c.toml:4: step\[0\].at: must be at least 0"):
+        step.num("at")

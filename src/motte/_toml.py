@@ -1,9 +1,14 @@
-"""Configuration files in TOML, read one way everywhere: bounded, UTF-8, and every error
-naming the file, the line and the key (manifests, attestation and trust policies, the
-Steward's config, power plans).
+"""Configuration files in TOML, read one way everywhere: bounded, UTF-8, strict, and every
+error naming the file, the line and the key (manifests, attestation and trust policies, the
+Steward's config, power plans and scenarios).
 
 :func:`read_toml` reads and decodes a file and parses it; :func:`key_lines` finds the line
-where each key is defined.
+where each key is defined. Reading a table strictly is :class:`Table` (typed getters, and
+:meth:`Table.done` refuses every key nobody asked for) or, for validators that also check
+command-line flags and so know no file, :func:`check_keys` raising :class:`Invalid` with
+the key path, which the caller turns into its error with :func:`location`. Either way an
+unknown key reads ``Motte.toml:3: limits.stack: unknown key (known here: cpu_time, memory,
+wall_time)`` with a ``did you mean`` hint when one is close.
 
 ``tomllib`` returns plain dicts without positions, so an error such as "limits.memory must be
 a whole number" could not say where to look. :func:`key_lines` scans the source once more and
@@ -23,7 +28,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import shlex
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -343,13 +349,212 @@ def read_toml(
     return parse_toml(text, source=source, error=error), text
 
 
+# -- strict tables -----------------------------------------------------------------------
+
+
+class Invalid(Exception):
+    """The value at ``path`` is wrong: the one-line ``reason`` and an optional ``hint``.
+
+    Raised by validators that know the key path but not the file (a manifest value and the
+    ``motte run`` flag that sets it are checked by one function); the reader that knows the
+    file turns it into its own error with :func:`location`.
+    """
+
+    def __init__(self, path: KeyPath, reason: str, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+
+
+def check_keys(
+    table: Mapping[str, Any], known: Iterable[str], path: KeyPath, *, hint: str | None = None
+) -> None:
+    """Raise :class:`Invalid` at the first key of ``table`` (at ``path``) not in ``known``.
+
+    The reason lists the known keys; the hint is ``hint`` when given, else the closest
+    known key ("did you mean ...?") when one is close.
+    """
+    names = sorted(known)
+    for key in table:
+        if key not in names:
+            if hint is None:
+                import difflib
+
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else None
+            listed = f"known here: {', '.join(names)}" if names else "this table takes no keys"
+            raise Invalid((*path, key), f"unknown key ({listed})", hint)
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+class Table:
+    """One TOML table being read strictly; :meth:`done` refuses keys nobody asked for.
+
+    Errors are ``error`` (the file's :class:`MotteError` kind) naming ``source``, the line
+    (from ``lines``, :func:`key_lines` of the file's text) and the key path.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        path: KeyPath,
+        source: str | os.PathLike[str],
+        error: type[MotteError],
+        lines: dict[KeyPath, int] | None = None,
+    ) -> None:
+        self.path = path
+        self.source = source
+        self.error = error
+        self.lines = lines or {}
+        if not isinstance(data, dict):
+            raise self._fail(path, f"must be a table, not {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self._seen: set[str] = set()
+
+    def _fail(self, path: KeyPath, message: str, hint: str | None = None) -> MotteError:
+        return self.error(f"{location(str(self.source), self.lines, path)}: {message}", hint=hint)
+
+    def key(self, name: str | int) -> KeyPath:
+        return (*self.path, name)
+
+    def fail(self, name: str | int, message: str, hint: str | None = None) -> MotteError:
+        """The error to raise for the value of ``name`` in this table."""
+        return self._fail(self.key(name), message, hint)
+
+    def invalid(self, e: Invalid) -> MotteError:
+        """The error to raise for an :class:`Invalid` whose path is in this file."""
+        return self._fail(e.path, e.reason, e.hint)
+
+    def sub(self, data: Any, *names: str | int) -> Table:
+        """``data`` read as the table at this table's path + ``names`` (same file)."""
+        return Table(data, (*self.path, *names), self.source, self.error, self.lines)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str) -> Any:
+        self._seen.add(name)
+        return self.data.get(name)
+
+    def table(self, name: str, *, required: bool = False) -> Table | None:
+        value = self.raw(name)
+        if value is None:
+            if required:
+                raise self.fail(name, "is required")
+            return None
+        return self.sub(value, name)
+
+    def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value:
+            raise self.fail(name, f"must be a non-empty string, not {_kind(value)}")
+        if choices and value not in choices:
+            raise self.fail(name, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def num(
+        self, name: str, default: float | None = None, *, low: float = 0, high: float | None = None
+    ) -> Any:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"must be a number, not {_kind(value)}")
+        if value != value or value in (float("inf"), float("-inf")):  # TOML has nan and inf
+            raise self.fail(name, f"must be a finite number, not {value}")
+        if value < low or (high is not None and value > high):
+            span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise self.fail(name, f"must be {span}, not {value:g}")
+        return float(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(name, "must be a list of non-empty strings")
+        return tuple(value)
+
+    def command(self, name: str) -> tuple[str, ...] | None:
+        """A command: an argv list, or a string split as a POSIX shell would (no shell runs)."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                argv = shlex.split(value)
+            except ValueError as e:
+                raise self.fail(name, f"cannot split command: {e}") from None
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            argv = list(value)
+        else:
+            raise self.fail(name, "must be a command: a string or a list of strings")
+        if not argv or not argv[0]:
+            raise self.fail(name, "is an empty command")
+        return tuple(argv)
+
+    def check_keys(self, known: Iterable[str], *, hint: str | None = None) -> None:
+        """Refuse any key not in ``known`` (for a reader that walks a schema, not getters)."""
+        try:
+            check_keys(self.data, known, self.path, hint=hint)
+        except Invalid as e:
+            raise self.invalid(e) from None
+
+    def done(self) -> None:
+        """Refuse any key none of the getters above asked for."""
+        self.check_keys(self._seen)
+
+
+#: A plan or scenario is a page of TOML, not a data file.
+MAX_TABLE_BYTES = 1024 * 1024
+
+
+def load_table(
+    path: Path, error: type[MotteError], *, what: str, max_bytes: int = MAX_TABLE_BYTES
+) -> Table:
+    """The top table of the TOML file at ``path``; ``error`` names the file and line."""
+    data, text = read_toml(path, what=what, max_bytes=max_bytes, error=error)
+    return Table(data, (), path, error, key_lines(text))
+
+
+def parse_table(text: str, *, source: str, error: type[MotteError]) -> Table:
+    """The top table of TOML ``text`` read from ``source``."""
+    return Table(parse_toml(text, source=source, error=error), (), source, error, key_lines(text))
+
+
 __all__ = [
+    "Invalid",
     "KeyPath",
     "Path",
+    "Table",
+    "check_keys",
     "format_path",
     "key_lines",
     "line_of",
+    "load_table",
     "location",
+    "parse_table",
     "parse_toml",
     "read_text",
     "read_toml",

@@ -303,10 +303,15 @@ _SECTION_TYPES = {"snp": SnpPolicy, "tdx": TdxPolicy, "sgx": SgxPolicy, "sim": S
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """A Policy from TOML text; raises PolicyError naming the key and line."""
     # The TOML reader loads only when a policy file is read (not for the default policy).
-    from motte._toml import key_lines, parse_toml
+    from motte._toml import Table, key_lines, parse_toml
 
     data = parse_toml(text, source=source, error=PolicyError)
     ctx = _Ctx(source, key_lines(text))
+    Table(data, (), source, PolicyError, ctx.lines).check_keys(
+        [*SCHEMA[""], *_SECTION_TYPES],
+        hint=f"top-level keys: {', '.join(SCHEMA[''])}; tables: "
+        + ", ".join(f"[{t}]" for t in _SECTION_TYPES),
+    )
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
@@ -314,16 +319,8 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
             if not isinstance(value, dict):
                 raise _err(ctx, key, f"must be a table [{key}]")
             sections[key] = _convert_table(_Ctx(source, ctx.lines, (key,)), key, value)
-        elif key in SCHEMA[""]:
-            top[key] = SCHEMA[""][key](ctx, key, value)
         else:
-            raise _err(
-                ctx,
-                key,
-                "unknown key",
-                hint=f"top-level keys: {', '.join(SCHEMA[''])}; tables: "
-                + ", ".join(f"[{t}]" for t in _SECTION_TYPES),
-            )
+            top[key] = SCHEMA[""][key](ctx, key, value)
     kw: dict[str, Any] = dict(top)
     for name, values in sections.items():
         kw[name] = _SECTION_TYPES[name](**values)
@@ -335,11 +332,14 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
 
 
 def _convert_table(ctx: _Ctx, table: str, values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    from motte._toml import Table
+
     schema = SCHEMA[table]
+    Table(values, (table,), ctx.path, PolicyError, ctx.lines).check_keys(
+        schema, hint=f"keys in [{table}]: {', '.join(schema)}"
+    )
+    out = {}
     for key, value in values.items():
-        if key not in schema:
-            raise _err(ctx, key, "unknown key", hint=f"keys in [{table}]: {', '.join(schema)}")
         out[key] = schema[key](ctx, key, value)
     return out
 

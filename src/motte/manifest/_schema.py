@@ -21,7 +21,7 @@ from typing import Any
 
 from motte._digest import check_digest, is_digest
 from motte._net import is_loopback_host
-from motte._toml import KeyPath, format_path, line_of
+from motte._toml import Invalid, KeyPath, check_keys, format_path, line_of
 from motte.errors import ConfigError, UsageError
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import (
@@ -37,16 +37,6 @@ from motte.manifest._model import (
     Workload,
     check_unique_guest_paths,
 )
-
-
-class Invalid(Exception):
-    """A value at ``path`` is wrong; carries the one-line reason and an optional hint."""
-
-    def __init__(self, path: KeyPath, reason: str, hint: str | None = None) -> None:
-        super().__init__(reason)
-        self.path = path
-        self.reason = reason
-        self.hint = hint
 
 
 class _Context:
@@ -98,17 +88,6 @@ def _expect_table(value: Any, path: KeyPath) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(path, f"expected a table, got {_describe(value)}")
     return value
-
-
-def _check_keys(table: Mapping[str, Any], known: Mapping[str, Any] | set[str], path: KeyPath):
-    for key in table:
-        if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else None
-            known_list = ", ".join(sorted(known))
-            raise Invalid((*path, key), f"unknown key (known here: {known_list})", hint)
 
 
 def _require(table: Mapping[str, Any], key: str, path: KeyPath) -> Any:
@@ -198,7 +177,7 @@ def _stdio(value: Any, path: KeyPath, ctx: _Context) -> Stdio:
     if value == "null":
         return NULL
     if isinstance(value, dict):
-        _check_keys(value, {"file"}, path)
+        check_keys(value, {"file"}, path)
         text = _expect_str(_require(value, "file", path), (*path, "file"))
         if not text:
             raise Invalid((*path, "file"), "is empty")
@@ -216,7 +195,7 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
     out = []
     for i, table in enumerate(_array_of_tables(value, path)):
         p = (*path, i)
-        _check_keys(table, {"host", "guest", "writable"}, p)
+        check_keys(table, {"host", "guest", "writable"}, p)
         host = _expect_str(_require(table, "host", p), (*p, "host"))
         if not host:
             raise Invalid((*p, "host"), "is empty")
@@ -236,7 +215,7 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
 
 def _limits(value: Any, path: KeyPath, ctx: _Context) -> Limits:
     table = _expect_table(value, path)
-    _check_keys(table, {"memory", "cpu_time", "wall_time"}, path)
+    check_keys(table, {"memory", "cpu_time", "wall_time"}, path)
     defaults = Limits()
     return Limits(
         memory=check_memory(table.get("memory", defaults.memory), (*path, "memory")),
@@ -252,7 +231,7 @@ def _listen(value: Any, path: KeyPath, ctx: _Context) -> tuple[Listen, ...]:
     out: list[Listen] = []
     for i, table in enumerate(_array_of_tables(value, path)):
         p = (*path, i)
-        _check_keys(table, {"name", "port", "protocol", "tls"}, p)
+        check_keys(table, {"name", "port", "protocol", "tls"}, p)
         name = _expect_str(_require(table, "name", p), (*p, "name"))
         if not _LISTENER_NAME.fullmatch(name):
             raise Invalid((*p, "name"), f"{name!r}: use 1 to 63 letters, digits, '-' or '_'")
@@ -329,7 +308,7 @@ def manifest_from_dict(
     """Validate parsed TOML into a Manifest; raise :class:`ManifestError` naming key and line."""
     ctx = _Context(base_dir, name, lines)
     try:
-        _check_keys(data, TOP_LEVEL, ())
+        check_keys(data, TOP_LEVEL, ())
         for key in REQUIRED:
             if key not in data:
                 raise Invalid((), f"missing required key {key!r}", _REQUIRED_HINTS.get(key))

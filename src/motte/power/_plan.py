@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motte._toml import KeyPath
+from motte._toml import KeyPath, Table, load_table
 from motte.errors import MotteError
 from motte.power._errors import PlanError
 from motte.power._status import NOTIFY_EVENTS
-from motte.power._toml import Table, load_table
 from motte.power.nut import TlsMode, UpsAddress
 
 Command = tuple[str, ...]

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from motte._toml import Table, load_table
 from motte.power._errors import ScenarioError
-from motte.power._toml import Table, load_table
 from motte.power.nut import check_name, check_sendable
 
 DEFAULT_COMMANDS = ("shutdown.return", "shutdown.stayoff", "load.off", "load.on")

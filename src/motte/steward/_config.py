@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motte._toml import key_lines, location, parse_toml, read_text
+from motte._toml import parse_table, read_text
 from motte.home import motte_home
 from motte.steward.errors import StewardConfigError
 
@@ -182,45 +182,33 @@ def _toml_bool(value: bool) -> str:
 
 
 def parse_config(text: str, *, source: str) -> StewardConfig:
-    data = parse_toml(text, source=source, error=StewardConfigError)
-    lines = key_lines(text)
-
-    def where(key: str) -> str:
-        return location(source, lines, (key,))
-
-    known = set(StewardConfig.__dataclass_fields__)
-    for key in data:
-        if key not in known:
-            raise StewardConfigError(
-                f"{where(key)}: unknown key", hint=f"known keys: {', '.join(sorted(known))}"
-            )
-
+    top = parse_table(text, source=source, error=StewardConfigError)
+    top.check_keys(StewardConfig.__dataclass_fields__)
     kw: dict[str, Any] = {}
-    if "san_allow" in data:
-        value = data["san_allow"]
+    if top.has("san_allow"):
+        value = top.raw("san_allow")
         if not isinstance(value, list) or not value:
-            raise StewardConfigError(f"{where('san_allow')}: must be a non-empty list of names")
+            raise top.fail("san_allow", "must be a non-empty list of names")
         try:
             kw["san_allow"] = tuple(SanPattern.parse(v) for v in value)
         except ValueError as e:
-            raise StewardConfigError(f"{where('san_allow')}: {e}") from None
+            raise top.fail("san_allow", str(e)) from None
     for key, lo, hi in (
         ("certificate_lifetime", MIN_CERTIFICATE_LIFETIME, MAX_CERTIFICATE_LIFETIME),
         ("nonce_lifetime", MIN_NONCE_LIFETIME, MAX_NONCE_LIFETIME),
     ):
-        if key in data:
-            value = data[key]
+        if top.has(key):
+            value = top.raw(key)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise StewardConfigError(
-                    f"{where(key)}: must be a whole number of seconds from {lo} to {hi}, "
-                    f"not {value!r}"
+                raise top.fail(
+                    key, f"must be a whole number of seconds from {lo} to {hi}, not {value!r}"
                 )
             kw[key] = value
     for key in ("online_collateral", "unsafe_allow_unbound_enarx_csrs"):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise StewardConfigError(f"{where(key)}: must be true or false")
-            kw[key] = data[key]
+        if top.has(key):
+            if not isinstance(top.raw(key), bool):
+                raise top.fail(key, "must be true or false")
+            kw[key] = top.raw(key)
     return StewardConfig(**kw)
 
 

@@ -52,7 +52,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from motte._toml import KeyPath, format_path, key_lines, location, parse_toml, read_text
+from motte._toml import (
+    Invalid,
+    KeyPath,
+    check_keys,
+    format_path,
+    key_lines,
+    location,
+    parse_toml,
+    read_text,
+)
 from motte.sign import KeylessIdentity, PublicKey, SignError
 from motte.trust._errors import PolicyError
 
@@ -122,12 +131,6 @@ class Policy:
         return list(seen.values())
 
 
-class _Invalid(Exception):
-    def __init__(self, path: KeyPath, reason: str, hint: str | None = None) -> None:
-        super().__init__(reason)
-        self.path, self.reason, self.hint = path, reason, hint
-
-
 def _kind(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
         type(value), "an array" if isinstance(value, list) else "a table"
@@ -136,25 +139,14 @@ def _kind(value: Any) -> str:
 
 def _table(value: Any, path: KeyPath) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _Invalid(path, f"expected a table, got {_kind(value)}")
+        raise Invalid(path, f"expected a table, got {_kind(value)}")
     return value
-
-
-def _known(table: Mapping[str, Any], known: set[str], path: KeyPath) -> None:
-    for key in table:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            raise _Invalid(
-                (*path, key),
-                f"unknown key (known here: {', '.join(sorted(known))})",
-                f"did you mean {close[0]!r}?" if close else None,
-            )
 
 
 def _bool(table: Mapping[str, Any], key: str, path: KeyPath, default: bool) -> bool:
     value = table.get(key, default)
     if not isinstance(value, bool):
-        raise _Invalid((*path, key), f"expected true or false, got {_kind(value)}")
+        raise Invalid((*path, key), f"expected true or false, got {_kind(value)}")
     return value
 
 
@@ -163,14 +155,14 @@ def _count(table: Mapping[str, Any], key: str, path: KeyPath, default: int | Non
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100_000:
-        raise _Invalid((*path, key), f"expected a whole number from 1 to 100000, got {value!r}")
+        raise Invalid((*path, key), f"expected a whole number from 1 to 100000, got {value!r}")
     return value
 
 
 def _choice(table: Mapping[str, Any], key: str, path: KeyPath, choices: tuple[str, ...]) -> str:
     value = table.get(key, choices[0])
     if value not in choices:
-        raise _Invalid(
+        raise Invalid(
             (*path, key), f"expected one of {', '.join(map(repr, choices))}, got {value!r}"
         )
     return str(value)
@@ -178,7 +170,7 @@ def _choice(table: Mapping[str, Any], key: str, path: KeyPath, choices: tuple[st
 
 def _str(value: Any, path: KeyPath) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _Invalid(path, f"expected a non-empty string, got {_kind(value)}")
+        raise Invalid(path, f"expected a non-empty string, got {_kind(value)}")
     return value
 
 
@@ -189,7 +181,7 @@ def _key(value: Any, path: KeyPath) -> PublicKey:
     try:
         der = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise _Invalid(
+        raise Invalid(
             path,
             "not a public key: expected base64 DER (the text between the PEM lines) or a PEM",
             hint="motte key show NAME prints the PEM",
@@ -200,27 +192,27 @@ def _key(value: Any, path: KeyPath) -> PublicKey:
         # "not a DER SubjectPublicKeyInfo: Could not deserialize ... Details: ..." -> its
         # first sentence is enough to say what is wrong.
         reason = e.message.split(": ", 1)[-1].split(". ")[0].split(": Could not")[0]
-        raise _Invalid(path, reason, hint="motte key show NAME prints the PEM") from None
+        raise Invalid(path, reason, hint="motte key show NAME prints the PEM") from None
 
 
 def _parties(table: Mapping[str, Any], key: str, path: KeyPath, label: str) -> tuple[Party, ...]:
     value = table.get(key, [])
     p = (*path, key)
     if not isinstance(value, list):
-        raise _Invalid(p, f"expected an array of tables ([[{format_path(p)}]]), got {_kind(value)}")
+        raise Invalid(p, f"expected an array of tables ([[{format_path(p)}]]), got {_kind(value)}")
     out = []
     for i, entry in enumerate(value):
         e = _table(entry, (*p, i))
-        _known(e, {label, "keys", "identities"}, (*p, i))
+        check_keys(e, {label, "keys", "identities"}, (*p, i))
         if label not in e:
-            raise _Invalid((*p, i), f"missing required key {label!r}")
+            raise Invalid((*p, i), f"missing required key {label!r}")
         name = _str(e[label], (*p, i, label))
         if label == "id" and not _URI_RE.fullmatch(name):
-            raise _Invalid((*p, i, "id"), f"builder id {name!r} is not a URI")
+            raise Invalid((*p, i, "id"), f"builder id {name!r} is not a URI")
         identities = _identities(e.get("identities", []), (*p, i, "identities"))
         keys = e.get("keys", [] if identities else None)
         if not isinstance(keys, list) or not (keys or identities):
-            raise _Invalid(
+            raise Invalid(
                 (*p, i, "keys"),
                 "expected a non-empty array of public keys (or keyless identities)",
             )
@@ -232,16 +224,14 @@ def _parties(table: Mapping[str, Any], key: str, path: KeyPath, label: str) -> t
 def _identities(value: Any, path: KeyPath) -> tuple[KeylessIdentity, ...]:
     """``[{identity = "...", issuer = "..."}, ...]``: Sigstore signers, always with issuer."""
     if not isinstance(value, list):
-        raise _Invalid(
-            path, f"expected an array of {{identity, issuer}} tables, got {_kind(value)}"
-        )
+        raise Invalid(path, f"expected an array of {{identity, issuer}} tables, got {_kind(value)}")
     out = []
     for j, entry in enumerate(value):
         e = _table(entry, (*path, j))
-        _known(e, {"identity", "issuer"}, (*path, j))
+        check_keys(e, {"identity", "issuer"}, (*path, j))
         for field_name in ("identity", "issuer"):
             if field_name not in e:
-                raise _Invalid(
+                raise Invalid(
                     (*path, j),
                     f"missing required key {field_name!r}",
                     hint="a keyless signer is an identity with its OIDC issuer",
@@ -255,17 +245,17 @@ def _identities(value: Any, path: KeyPath) -> tuple[KeylessIdentity, ...]:
                 )
             )
         except SignError as err:
-            raise _Invalid((*path, j), err.message.split(": ", 1)[-1], hint=err.hint) from None
+            raise Invalid((*path, j), err.message.split(": ", 1)[-1], hint=err.hint) from None
     return tuple(out)
 
 
 def _require(value: Any) -> frozenset[str]:
     if not isinstance(value, list):
-        raise _Invalid(("require",), f"expected an array of area names, got {_kind(value)}")
+        raise Invalid(("require",), f"expected an array of area names, got {_kind(value)}")
     for i, area in enumerate(value):
         if area not in AREAS:
             close = difflib.get_close_matches(str(area), AREAS, n=1)
-            raise _Invalid(
+            raise Invalid(
                 ("require", i),
                 f"{area!r} is not an area (areas: {', '.join(AREAS)})",
                 f"did you mean {close[0]!r}?" if close else None,
@@ -274,29 +264,29 @@ def _require(value: Any) -> frozenset[str]:
 
 
 def policy_from_dict(data: Mapping[str, Any], *, name: str, digest: str) -> Policy:
-    """Validate parsed TOML; raises :class:`_Invalid` (turned into PolicyError by the caller)."""
-    _known(data, {"require", *AREAS}, ())
+    """Validate parsed TOML; raises :class:`Invalid` (turned into PolicyError by the caller)."""
+    check_keys(data, {"require", *AREAS}, ())
     require = _require(data.get("require", list(AREAS)))
     integrity = _table(data.get("integrity", {}), ("integrity",))
-    _known(integrity, {"unchecked_source"}, ("integrity",))
+    check_keys(integrity, {"unchecked_source"}, ("integrity",))
     build = _table(data.get("build", {}), ("build",))
-    _known(
+    check_keys(
         build,
         {"builders", "reproducible", "min_rebuilds", "rebuilders", "failed_rebuild"},
         ("build",),
     )
     resp = _table(data.get("responsiveness", {}), ("responsiveness",))
-    _known(
+    check_keys(
         resp, {"refuse_open_advisories", "max_advisory_age_days", "advisors"}, ("responsiveness",)
     )
     prov = _table(data.get("provenance", {}), ("provenance",))
-    _known(prov, {"sensitive"}, ("provenance",))
+    check_keys(prov, {"sensitive"}, ("provenance",))
     exp = _table(data.get("expertise", {}), ("expertise",))
-    _known(exp, {"auditors", "min_audits", "max_audit_age_days"}, ("expertise",))
+    check_keys(exp, {"auditors", "min_audits", "max_audit_age_days"}, ("expertise",))
 
     sensitive = prov.get("sensitive", [])
     if not isinstance(sensitive, list):
-        raise _Invalid(("provenance", "sensitive"), "expected an array of layer names or globs")
+        raise Invalid(("provenance", "sensitive"), "expected an array of layer names or globs")
     patterns = tuple(_str(s, ("provenance", "sensitive", i)) for i, s in enumerate(sensitive))
 
     policy = Policy(
@@ -324,20 +314,20 @@ def policy_from_dict(data: Mapping[str, Any], *, name: str, digest: str) -> Poli
 def _check_satisfiable(p: Policy, data: Mapping[str, Any]) -> None:
     """A required area whose evidence could never count is a mistake in the policy."""
     if "build" in p.require and not p.builders:
-        raise _Invalid(
+        raise Invalid(
             ("build",) if "build" in data else ("require",),
             "build is required but no [[build.builders]] are trusted",
             hint="name the builders whose provenance you accept, or drop build from require",
         )
     if p.reproducible and len(p.rebuilders) < p.min_rebuilds:
-        raise _Invalid(
+        raise Invalid(
             ("build", "reproducible"),
             f"needs {p.min_rebuilds} independent rebuild(s) but the policy names "
             f"{len(p.rebuilders)} [[build.rebuilders]]",
             hint="name your rebuilders (your own key counts: motte rebuild REF --attest KEY)",
         )
     if "expertise" in p.require and len(p.auditors) < p.min_audits:
-        raise _Invalid(
+        raise Invalid(
             ("expertise",) if "expertise" in data else ("require",),
             f"expertise is required ({p.min_audits} audit(s)) but the policy names "
             f"{len(p.auditors)} [[expertise.auditors]]",
@@ -351,7 +341,7 @@ def parse_policy(text: str, *, name: str, digest: str | None = None) -> Policy:
     data = parse_toml(text, source=name, error=PolicyError)
     try:
         return policy_from_dict(data, name=name, digest=digest)
-    except _Invalid as e:
+    except Invalid as e:
         where = location(name, key_lines(text), e.path)
         raise PolicyError(f"{where}: {e.reason}", hint=e.hint) from None
 
