@@ -21,7 +21,7 @@ import wasmtime
 from motte.keep import PreparedWorkload
 from motte.keep.serve import ServeError, ServeOptions, self_signed_identity, serve
 from motte.keep.serve._server import bind
-from motte.keep.serve._worker import Workers
+from motte.keep.serve._workers import Workers
 from motte.manifest import Listen, load_manifest
 from tests.conftest import REPO
 from tests.keep.serve import cgi_guests as g

@@ -12,13 +12,13 @@ import logging
 import pytest
 
 from motte.keep.serve import TlsIdentity, self_signed_identity
-from motte.keep.serve._renew import Identities, Renewer, next_attempt
-from motte.keep.serve._worker import (
+from motte.keep.serve._handover import (
     decode_identity,
     encode_identity,
     identity_message,
     read_messages,
 )
+from motte.keep.serve._renew import Identities, Renewer, next_attempt
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

@@ -1,6 +1,6 @@
 """Accepting connections: the thread that accepts on every listening socket of a serving
-process (:class:`Acceptor`), a thread per accepted connection (or a 503 when every slot is
-taken), and the TLS handshake each connection's thread does first (see ``_server``)."""
+process (:class:`Acceptor`), and a thread per accepted connection running the listener's
+protocol (``_http`` or ``_tcp``), or a 503 when every slot is taken (see ``_server``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from motte.keep.serve._conn import Conn
+from motte.keep.serve._http import refuse_connection, serve_http
+from motte.keep.serve._tcp import serve_tcp
 
 if TYPE_CHECKING:
-    import ssl
-
     from motte.keep.serve._server import Listening, Serving
 
 log = logging.getLogger("motte.keep.serve")
@@ -88,9 +88,6 @@ class Acceptor:
 
 def start_connection(serving: Serving, raw: socket.socket, peer: Any, lst: Listening) -> None:
     """Give an accepted connection its thread, or refuse it when every slot is taken."""
-    from motte.keep.serve._http import refuse_connection, serve_http
-    from motte.keep.serve._tcp import serve_tcp
-
     options = serving.options
     if len(serving.connections) >= options.max_connections:
         serving.count("rejected")
@@ -133,19 +130,3 @@ def _connection(handler: Callable[[Conn, Listening], None], conn: Conn, lst: Lis
             with contextlib.suppress(OSError):
                 conn.sock.close()
         conn.serving.remove(conn)
-
-
-def tls_handshake(conn: Conn, context: ssl.SSLContext) -> bool:
-    """Wrap the connection's socket in TLS and handshake (bounded by the watchdog); False
-    if the client failed it, went away or was too slow."""
-    import ssl
-
-    with conn.lock:
-        if conn.expired:
-            return False
-        conn.sock = context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
-    try:
-        conn.sock.do_handshake()  # type: ignore[attr-defined]
-    except (OSError, ssl.SSLError, ValueError):
-        return False
-    return True

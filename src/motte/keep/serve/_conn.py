@@ -1,5 +1,7 @@
-"""One connection as the other threads see it (:class:`Conn`), and the :class:`Watchdog`
-that enforces the deadlines its own thread cannot while it blocks.
+"""One connection as the other threads see it (:class:`Conn`), the :class:`Watchdog`
+that enforces the deadlines its own thread cannot while it blocks, and what every
+protocol does with its socket first and last (:func:`tls_handshake`,
+:func:`close_after_answer`).
 
 Each connection has a thread of its own that reads and writes its socket in blocking mode
 (TLS in OpenSSL, in C, as the standard library's servers do) and runs its instances inline.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,16 @@ if TYPE_CHECKING:
 
 #: How often the watchdog checks the deadlines: the resolution of every timeout.
 TICK = 0.05
+#: How long, once the Keep is stopping, a connection accepted before the stop has to send
+#: its first request.
+FRESH_GRACE = 1.0
+#: How much a connection's thread reads from its socket at once.
+READ_SIZE = 64 * 1024
+#: How long closing a connection after an answer may wait for the client to take it (the
+#: TLS close_notify, then the client's own close), so unread input does not reset it.
+CLOSE_TIMEOUT = 1.0
+#: Errors that mean the client has gone: nothing to answer, nobody to tell.
+GONE = (ConnectionError, ssl.SSLError, EOFError, OSError)
 
 #: What a connection's thread is doing (Conn.state).
 HANDSHAKE = "handshake"
@@ -169,3 +182,34 @@ def expire(conn: Conn, now: float) -> None:
             threading.Thread(
                 target=conn.overrun, args=(conn,), name="motte-overrun", daemon=True
             ).start()
+
+
+def tls_handshake(conn: Conn, context: ssl.SSLContext) -> bool:
+    """Wrap the connection's socket in TLS and handshake (bounded by the watchdog); False
+    if the client failed it, went away or was too slow."""
+    with conn.lock:
+        if conn.expired:
+            return False
+        conn.sock = context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        conn.sock.do_handshake()  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError, ValueError):
+        return False
+    return True
+
+
+def close_after_answer(sock: socket.socket) -> None:
+    """Before the close: the TLS close_notify, the end of our side, then whatever the client
+    still sends, read and dropped until it closes (at most CLOSE_TIMEOUT): closing with
+    unread input would reset the connection and could destroy the answer in flight."""
+    with contextlib.suppress(*GONE, ValueError):
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(0.0)  # send our close_notify; do not wait for the client's
+            with contextlib.suppress(*GONE):
+                sock.unwrap()
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not socket.socket.recv(sock, READ_SIZE):  # raw bytes: TLS has ended
+                return

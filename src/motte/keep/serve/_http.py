@@ -26,7 +26,6 @@ not trusted with them): only the listener, a request number, the status and the 
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import logging
 import socket
@@ -38,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from motte.errors import MotteError
-from motte.keep.serve._accept import tls_handshake
 from motte.keep.serve._cgi import (
     CgiRequest,
     CgiResponse,
@@ -48,10 +46,18 @@ from motte.keep.serve._cgi import (
     error_response,
     response_from_run,
 )
-from motte.keep.serve._conn import INSTANCE, READING, WRITING
+from motte.keep.serve._conn import (
+    FRESH_GRACE,
+    GONE,
+    INSTANCE,
+    READ_SIZE,
+    READING,
+    WRITING,
+    close_after_answer,
+    tls_handshake,
+)
 from motte.keep.serve._errors import BadGatewayError, BadRequestError
 from motte.keep.serve._request import CommonRequest, parse_common_request
-from motte.keep.serve._server import FRESH_GRACE
 
 if TYPE_CHECKING:
     from motte.keep import RunResult
@@ -60,15 +66,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("motte.keep.serve")
 
-READ_SIZE = 64 * 1024
 #: Past its wall time, how long an instance blocked in a host call (where the limit cannot
 #: reach it) is waited for before its client gets a 502.
 OVERRUN_GRACE = 0.5
-#: How long closing a connection after an answer may wait for the client to take it (the
-#: TLS close_notify, then the client's own close), so unread input does not reset it.
-CLOSE_TIMEOUT = 1.0
-#: Errors that mean the client has gone: nothing to answer, nobody to tell.
-GONE = (ConnectionError, ssl.SSLError, EOFError, OSError)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -171,7 +171,7 @@ def serve_http(conn: Conn, lst: Listening) -> None:
         except GONE:
             return
         if close:
-            _close_after_answer(sock)
+            close_after_answer(sock)
             return
 
 
@@ -441,7 +441,7 @@ def _answer_overrun(number: str, head: bool, listener: str, wall: float, conn: C
     try:
         conn.sock.settimeout(serving.options.request_timeout)
         conn.sock.sendall(_refusal_bytes(refusal, head))
-        _close_after_answer(conn.sock)
+        close_after_answer(conn.sock)
     except GONE:
         pass
     finally:
@@ -464,24 +464,7 @@ def _answer_and_close(conn: Conn, refusal: _Refuse, *, head: bool = False) -> No
         conn.sock.sendall(_refusal_bytes(refusal, head))
     except GONE:
         return
-    _close_after_answer(conn.sock)
-
-
-def _close_after_answer(sock: socket.socket) -> None:
-    """Before the close: the TLS close_notify, the end of our side, then whatever the client
-    still sends, read and dropped until it closes (at most CLOSE_TIMEOUT): closing with
-    unread input would reset the connection and could destroy the answer in flight."""
-    with contextlib.suppress(*GONE, ValueError):
-        if isinstance(sock, ssl.SSLSocket):
-            sock.settimeout(0.0)  # send our close_notify; do not wait for the client's
-            with contextlib.suppress(*GONE):
-                sock.unwrap()
-        socket.socket.shutdown(sock, socket.SHUT_WR)
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        while (remaining := deadline - time.monotonic()) > 0:
-            sock.settimeout(remaining)
-            if not socket.socket.recv(sock, READ_SIZE):  # raw bytes: TLS has ended
-                return
+    close_after_answer(conn.sock)
 
 
 def refuse_connection(
@@ -497,7 +480,7 @@ def refuse_connection(
         sock.sendall(
             _refusal_bytes(_Refuse(503, "every connection slot is busy; try again shortly"), False)
         )
-        _close_after_answer(sock)
+        close_after_answer(sock)
     except (*GONE, ValueError):
         pass
     finally:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from motte.keep.serve._accept import Acceptor
-from motte.keep.serve._conn import FRESH, HANDSHAKE, KEEPALIVE, Conn, Watchdog
+from motte.keep.serve._conn import FRESH, FRESH_GRACE, HANDSHAKE, KEEPALIVE, Conn, Watchdog
 from motte.keep.serve._errors import ServeError
 from motte.keep.serve._identity import TlsIdentity, server_context
 from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats, default_instances
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("motte.keep.serve")
 
-#: How long, once the Keep is stopping, a connection accepted before the stop has to send
-#: its first request.
-FRESH_GRACE = 1.0
 #: How long, after a forced stop, instances get to notice it (one epoch tick is 10 ms).
 FORCE_GRACE = 1.0
 #: How often the main thread looks at the stop flags and, while stopping, at the
@@ -288,7 +285,7 @@ def serve(
     identity it installs is what every process's new TLS handshakes use from then on;
     ``identity`` is then ignored for its ``renewer.identities.current``.
     """
-    from motte.keep.serve._worker import Workers
+    from motte.keep.serve._workers import Workers
 
     options = options or ServeOptions()
     identities = None

@@ -33,9 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from motte.errors import MotteError
-from motte.keep.serve._accept import tls_handshake
-from motte.keep.serve._conn import STREAM
-from motte.keep.serve._http import GONE, READ_SIZE, _close_after_answer
+from motte.keep.serve._conn import GONE, READ_SIZE, STREAM, close_after_answer, tls_handshake
 
 if TYPE_CHECKING:
     from motte.keep import RunResult
@@ -95,7 +93,7 @@ def _stream(conn: Conn, listener: str) -> None:
         serving.slots.finish()
         pump.join()
     if pump.sent_everything:
-        _close_after_answer(conn.sock)
+        close_after_answer(conn.sock)
     if result is None:
         if conn.cancel.is_set():
             serving.count("interrupted")

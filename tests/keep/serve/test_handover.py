@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from motte.keep.serve._worker import decode_record, encode_record
+from motte.keep.serve._handover import decode_record, encode_record
 from motte.manifest import Dir, Limits, Listen, load_manifest
 from tests.conftest import REPO
 
