@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from motte.keep._launch import launch
+from motte.keep import launch
 from motte.oci import DigestMismatchError, LocalStore, build_package, parse_reference, push
 from tests.keep.conftest import EXAMPLES
 from tests.oci.registry_server import run_registry

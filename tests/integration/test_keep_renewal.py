@@ -290,7 +290,7 @@ def test_motte_run_serves_an_attested_identity_with_a_renewer(tmp_path, steward,
     s, sock = steward
     given: dict[str, object] = {}
 
-    def fake_serve_workload(workload, *, identity, json, renewer):
+    def fake_serve_workload(workload, *, identity, renewer):
         given.update(identity=identity, renewer=renewer)
         return 0
 

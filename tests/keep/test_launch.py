@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from motte.errors import UsageError
-from motte.keep._launch import launch
+from motte.keep import launch
 from motte.keep.backends import BackendError
 from motte.oci import DigestMismatchError, build_package, parse_reference
 from motte.steward import AttestationRefusedError

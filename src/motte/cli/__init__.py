@@ -16,10 +16,13 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from motte.cli._output import report_error
 from motte.errors import ExitStatus, MotteError
 
 if TYPE_CHECKING:
     import typer
+
+__all__ = ["COMMANDS", "build_app", "main", "report_error"]
 
 #: name -> (module, attribute, summary). The attribute is a ``typer.Typer`` (a group of
 #: subcommands) or a function (a single command, documented by its docstring).
@@ -107,13 +110,6 @@ def build_app(only: str | None = None) -> typer.Typer:
     for name in [only] if only else COMMANDS:
         _register(app, name)
     return app
-
-
-def report_error(err: MotteError) -> None:
-    """The one format for a user-facing failure: one line, then a hint when there is one."""
-    print(f"motte: error: {err.message}", file=sys.stderr)
-    if err.hint:
-        print(f"  hint: {err.hint}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,14 @@
-"""Rendering helpers shared by the commands: JSON for scripts, Rich for people."""
+"""Rendering helpers shared by the commands: JSON for scripts, Rich for people, and the one
+format of an error."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from motte.errors import MotteError
 
 
 def emit_json(obj: Any) -> None:
@@ -17,3 +21,10 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def report_error(err: MotteError) -> None:
+    """The one format for a user-facing failure: one line, then a hint when there is one."""
+    print(f"motte: error: {err.message}", file=sys.stderr)
+    if err.hint:
+        print(f"  hint: {err.hint}", file=sys.stderr)

@@ -110,38 +110,29 @@ def parse(argv: list[str]) -> RunOptions:
     )
 
 
-def build_manifest(opts: RunOptions) -> Any:
-    """The manifest ``motte run`` will grant: the target's, with the flags applied."""
-    from motte.manifest import resolve_target
+def overrides(opts: RunOptions) -> Any:
+    """The command line's changes to the manifest (arguments, environment, directories,
+    limits) as a :class:`motte.manifest.Overrides` value, each flag checked."""
+    from motte.manifest import Overrides
 
-    return apply_flags(resolve_target(opts.target), opts)
+    args = tuple(opts.args) if opts.args is not None else None
+    limits = (opts.memory, opts.cpu_time, opts.wall_time)
+    if not opts.env and not opts.dir and all(v is None for v in limits):
+        return Overrides(args=args)  # the validators stay unimported on the common path
+    from motte.manifest import overrides_from_flags
 
-
-def apply_flags(manifest: Any, opts: RunOptions) -> Any:
-    """``manifest`` with the command line's arguments, environment, directories and limits."""
-    flags = (
-        ("memory", "--memory", opts.memory),
-        ("cpu_time", "--cpu-time", opts.cpu_time),
-        ("wall_time", "--wall-time", opts.wall_time),
-    )
-    env: dict[str, str] = {}
-    dirs: tuple[Any, ...] = ()
-    limits: dict[str, Any] = {}
-    if opts.env or opts.dir or any(value is not None for _, _, value in flags):
-        from motte.manifest import dir_from_flag, env_from_flag, limit_from_flag
-
-        env = dict(env_from_flag(e) for e in opts.env)
-        dirs = tuple(dir_from_flag(d) for d in opts.dir)
-        limits = {name: limit_from_flag(f, v) for name, f, v in flags if v is not None}
-    if opts.args is None and not env and not dirs and not limits:
-        return manifest
-    return manifest.with_overrides(
-        args=tuple(opts.args) if opts.args is not None else None, env=env, dirs=dirs, **limits
+    return overrides_from_flags(
+        args=args,
+        env=opts.env,
+        dirs=opts.dir,
+        memory=opts.memory,
+        cpu_time=opts.cpu_time,
+        wall_time=opts.wall_time,
     )
 
 
 def _report(err: MotteError) -> None:
-    from motte.cli import report_error
+    from motte.cli._output import report_error
 
     report_error(err)
 
@@ -198,7 +189,7 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     """
     try:
         launched = _launch(opts)
-        from motte.keep._outcome import limit_trap
+        from motte.keep import limit_trap
     except MotteError as e:
         _report(e)
         # Only a limit keeps its own status; anything else that stops the start is 125.
@@ -247,7 +238,7 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
 
 def _launch(opts: RunOptions) -> Any:
     """Name the workload, attest it when a Steward is configured, fetch and prepare it."""
-    from motte.keep._launch import launch
+    from motte.keep import launch
 
     return launch(
         opts.target,
@@ -256,15 +247,19 @@ def _launch(opts: RunOptions) -> Any:
         allow_insecure_sim=opts.allow_insecure_sim,
         sans=opts.san,
         trust_policy=opts.trust_policy,
-        overrides=lambda manifest: apply_flags(manifest, opts),
+        overrides=overrides(opts),
         on_attested=_say_attested,
     )
 
 
 def _say_attested(identity: Any) -> None:
-    from motte.keep._launch import describe
-
-    sys.stderr.write(f"motte: {describe(identity)}\n")
+    """One line for the operator (standard error), as soon as the Steward has answered."""
+    c = identity.certificate
+    warning = " INSECURE: a sim keep, no hardware protects it;" if c.insecure else ""
+    sys.stderr.write(
+        f"motte: attested by {identity.steward} ({identity.backend}):{warning} certificate "
+        f"{c.serial} for {', '.join(c.names)} until {c.not_after.isoformat(timespec='seconds')}\n"
+    )
     sys.stderr.flush()
 
 
@@ -279,17 +274,49 @@ def _serve(workload: Any, opts: RunOptions, identity: Any = None) -> int:
     try:
         tls = identity.tls_identity() if identity is not None else None
         if identity is not None:
-            from motte.keep.serve._renew import Renewer
+            from motte.keep.serve import Renewer
 
             # The Steward's certificate is short-lived: attest again, the same way, before
             # it expires (docs/keeps.md, "Renewal").
             renewer = Renewer(
                 tls, lambda: identity.reattest().tls_identity(), steward=identity.steward
             )
-        return serve_workload(workload, identity=tls, json=opts.json, renewer=renewer)
+        served = serve_workload(workload, identity=tls, renewer=renewer)
     except MotteError as e:
         _report(e)
         return int(ExitStatus.RUN_ERROR)
+    if opts.json:
+        _emit_served_json(served)
+    return int(ExitStatus.OK)
+
+
+def _emit_served_json(served: Any) -> None:
+    from motte.cli._output import emit_json
+
+    identity = served.identity
+    emit_json(
+        {
+            "digest": served.digest,
+            "listeners": [
+                {
+                    "name": b.name,
+                    "protocol": b.protocol,
+                    "tls": b.tls,
+                    "url": b.url,
+                    "addresses": [list(a) for a in b.addresses],
+                }
+                for b in served.listeners
+            ],
+            "identity": None
+            if identity is None
+            else {
+                "attested": identity.attested,
+                "description": identity.description,
+                "certificate_sha256": identity.leaf_sha256,
+            },
+            "stats": served.stats.as_dict(),
+        }
+    )
 
 
 def _is_limit(result: Any) -> bool:

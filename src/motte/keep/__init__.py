@@ -33,8 +33,8 @@ feed.
 :func:`workload_digest` is the one function that names a workload by content.
 
 Attested Keeps build on this: :mod:`motte.keep.backends` produces a TEE's evidence, and
-``motte.keep._launch.launch`` (what ``motte run`` calls) attests to a Steward before it
-fetches the workload by the attested digest (docs/keeps.md).
+:func:`launch` (what ``motte run`` calls) attests to a Steward before it fetches the
+workload by the attested digest (docs/keeps.md).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from motte._lazy import lazy_exports
 if TYPE_CHECKING:
     from motte.keep._cache import CacheInfo, CacheKeyError, CompiledCache, cache_info, clear_cache
     from motte.keep._engine import EngineSettings
-    from motte.keep._outcome import RunResult, Trap
+    from motte.keep._launch import Launched, launch
+    from motte.keep._outcome import RunResult, Trap, limit_trap
     from motte.keep._workload import (
         KeepError,
         MemoryLimitError,
@@ -62,6 +63,7 @@ __all__ = [
     "CompiledCache",
     "EngineSettings",
     "KeepError",
+    "Launched",
     "MemoryLimitError",
     "PreparedWorkload",
     "RunResult",
@@ -73,6 +75,8 @@ __all__ = [
     "detect_kind",
     "file_digest",
     "is_digest",
+    "launch",
+    "limit_trap",
     "workload_digest",
 ]
 
@@ -85,8 +89,11 @@ _LAZY = {
     "cache_info": "motte.keep._cache",
     "clear_cache": "motte.keep._cache",
     "EngineSettings": "motte.keep._engine",
+    "Launched": "motte.keep._launch",
+    "launch": "motte.keep._launch",
     "RunResult": "motte.keep._outcome",
     "Trap": "motte.keep._outcome",
+    "limit_trap": "motte.keep._outcome",
     "KeepError": "motte.keep._workload",
     "MemoryLimitError": "motte.keep._workload",
     "PreparedWorkload": "motte.keep._workload",

@@ -43,7 +43,7 @@ from motte.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     from motte.keep._attest import KeepIdentity
     from motte.keep._workload import PreparedWorkload
-    from motte.manifest import Manifest
+    from motte.manifest import Overrides
     from motte.oci import Reference
 
 
@@ -87,12 +87,17 @@ def launch(
     allow_insecure_sim: bool = False,
     sans: Sequence[str] = (),
     trust_policy: str | os.PathLike[str] | None = None,
-    overrides: Callable[[Manifest], Manifest] = lambda m: m,
+    overrides: Overrides | None = None,
     on_attested: Callable[[KeepIdentity], None] | None = None,
 ) -> Launched:
     """Attest (when a Steward is configured), fetch, judge (when a trust policy is
-    configured) and prepare ``target``; see the module docstring. ``overrides`` applies the
-    command line's changes to the manifest."""
+    configured) and prepare ``target``; see the module docstring. ``overrides`` are the
+    command line's changes to the manifest; ``on_attested`` hears of the identity as soon
+    as the Steward has issued it (before anything is fetched)."""
+    if overrides is None:
+        from motte.manifest import Overrides
+
+        overrides = Overrides()
     ref = None if _looks_local(target) else _reference(target)
     policy = _trust_policy_path(trust_policy)
     if ref is None:
@@ -169,13 +174,13 @@ def _launch_local(
     backend: str | None,
     allow_insecure_sim: bool,
     sans: Sequence[str],
-    overrides: Callable[[Manifest], Manifest],
+    overrides: Overrides,
     on_attested: Callable[[KeepIdentity], None] | None,
 ) -> Launched:
     from motte.keep._workload import MAX_WORKLOAD_BYTES, PreparedWorkload, WorkloadError
     from motte.manifest import resolve_target
 
-    manifest = overrides(resolve_target(target))
+    manifest = overrides.apply(resolve_target(target))
     steward = steward or manifest.steward
     _check_flags(steward, backend, sans)
     identity = None
@@ -212,7 +217,7 @@ def _launch_package(
     backend: str | None,
     allow_insecure_sim: bool,
     sans: Sequence[str],
-    overrides: Callable[[Manifest], Manifest],
+    overrides: Overrides,
     on_attested: Callable[[KeepIdentity], None] | None,
     trust_policy: Path | None = None,
 ) -> Launched:
@@ -264,16 +269,6 @@ def _launch_package(
             "attested before fetching it",
             hint=f"run it with --steward {manifest.steward}",
         )
-    manifest = overrides(manifest)
+    manifest = overrides.apply(manifest)
     workload = PreparedWorkload.prepare(manifest, module=package.module)
     return Launched(workload, digest=digest, identity=identity, reference=pinned)
-
-
-def describe(identity: KeepIdentity) -> str:
-    """One line for the operator (standard error)."""
-    c = identity.certificate
-    warning = " INSECURE: a sim keep, no hardware protects it;" if c.insecure else ""
-    return (
-        f"attested by {identity.steward} ({identity.backend}):{warning} certificate {c.serial} "
-        f"for {', '.join(c.names)} until {c.not_after.isoformat(timespec='seconds')}"
-    )

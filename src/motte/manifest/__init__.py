@@ -43,6 +43,7 @@ from motte.manifest._model import (
     Limits,
     Listen,
     Manifest,
+    Overrides,
     Stdio,
     Workload,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Listen",
     "Manifest",
     "ManifestError",
+    "Overrides",
     "Stdio",
     "Workload",
     "dir_from_flag",
@@ -67,6 +69,7 @@ __all__ = [
     "load_manifest",
     "manifest_for_digest",
     "manifest_for_module",
+    "overrides_from_flags",
     "parse_manifest",
     "resolve_target",
 ]
@@ -74,7 +77,8 @@ __all__ = [
 # The validators (and the TOML key locator) load only when a manifest or a flag is parsed:
 # a bare module runs without them.
 _LAZY = dict.fromkeys(
-    ("dir_from_flag", "env_from_flag", "limit_from_flag"), "motte.manifest._schema"
+    ("dir_from_flag", "env_from_flag", "limit_from_flag", "overrides_from_flags"),
+    "motte.manifest._schema",
 )
 
 __getattr__ = lazy_exports(__name__, _LAZY, globals())

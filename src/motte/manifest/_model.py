@@ -229,3 +229,54 @@ class Manifest(Record):
             dir=merged_dirs,
             limits=self.limits.replace(**changes) if changes else self.limits,
         )
+
+
+class Overrides(Record):
+    """What a command line changes in a manifest, as a value (``motte run``'s flags):
+    ``args`` replace the manifest's (None: keep them), ``env`` is merged over it, ``dirs``
+    are added, and each limit given replaces the manifest's. :meth:`apply` makes the
+    changed manifest; the empty value changes nothing."""
+
+    __slots__ = ("args", "cpu_time", "dirs", "env", "memory", "wall_time")
+    args: tuple[str, ...] | None
+    env: Mapping[str, str]
+    dirs: tuple[Dir, ...]
+    memory: int | None
+    cpu_time: float | None
+    wall_time: float | None
+
+    def __init__(
+        self,
+        *,
+        args: tuple[str, ...] | None = None,
+        env: Mapping[str, str] | None = None,
+        dirs: tuple[Dir, ...] = (),
+        memory: int | None = None,
+        cpu_time: float | None = None,
+        wall_time: float | None = None,
+    ) -> None:
+        self._set(
+            args=None if args is None else tuple(args),
+            env=MappingProxyType(dict(env or {})),
+            dirs=tuple(dirs),
+            memory=memory,
+            cpu_time=cpu_time,
+            wall_time=wall_time,
+        )
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.args, tuple(self.env.items()), self.dirs, *self._limits().items())
+
+    def _limits(self) -> dict[str, int | float]:
+        limits = (("memory", self.memory), ("cpu_time", self.cpu_time))
+        return {k: v for k, v in (*limits, ("wall_time", self.wall_time)) if v is not None}
+
+    def __bool__(self) -> bool:
+        return self.args is not None or bool(self.env or self.dirs or self._limits())
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        if not self:
+            return manifest
+        return manifest.with_overrides(
+            args=self.args, env=self.env, dirs=self.dirs, **self._limits()
+        )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from motte.manifest._model import (
     Limits,
     Listen,
     Manifest,
+    Overrides,
     Stdio,
     Workload,
     check_unique_guest_paths,
@@ -369,3 +370,31 @@ def limit_from_flag(flag: str, value: Any) -> int | float:
         return check_seconds(value, ())
     except Invalid as e:
         raise _flag_error(f"{flag} {value!r}", e) from None
+
+
+def overrides_from_flags(
+    *,
+    args: Sequence[str] | None = None,
+    env: Sequence[str] = (),
+    dirs: Sequence[str] = (),
+    memory: Any = None,
+    cpu_time: Any = None,
+    wall_time: Any = None,
+) -> Overrides:
+    """``motte run``'s ``-- ARGS``, ``--env``, ``--dir`` and limit flags as one value, each
+    checked with the rule its manifest key follows."""
+    limits = {
+        name: limit_from_flag(flag, value)
+        for name, flag, value in (
+            ("memory", "--memory", memory),
+            ("cpu_time", "--cpu-time", cpu_time),
+            ("wall_time", "--wall-time", wall_time),
+        )
+        if value is not None
+    }
+    return Overrides(
+        args=None if args is None else tuple(args),
+        env=dict(env_from_flag(e) for e in env),
+        dirs=tuple(dir_from_flag(d) for d in dirs),
+        **limits,
+    )

@@ -80,12 +80,6 @@ class AmdRoots:
                 hint="the pinned roots cover Milan, Genoa and Turin, VCEK and VLEK",
             ) from None
 
-    def arks(self) -> list[x509.Certificate]:
-        seen: dict[str, x509.Certificate] = {}
-        for c in self.chains.values():
-            seen.setdefault(fingerprint(c.ark), c.ark)
-        return list(seen.values())
-
 
 def _load_pinned(file: str, ask_fp: str, ark_fp: str, product: str, key_type: str) -> AmdChain:
     data = resources.files("motte.attest").joinpath("roots", file).read_bytes()

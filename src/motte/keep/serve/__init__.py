@@ -10,7 +10,8 @@
 The identity is a :class:`TlsIdentity`: the Steward-issued chain of an attested Keep, or
 :func:`self_signed_identity` when there is no Steward (the listeners then log a loud
 warning: such a certificate attests nothing). :func:`serve_workload` is ``motte run``'s
-path (logging, warnings, the self-signed default, ``--json``). docs/keeps.md ("Listeners")
+path (logging, warnings, the self-signed default); it returns what it served
+(:class:`Served`), which the command line prints. docs/keeps.md ("Listeners")
 describes what a guest sees and what it must answer.
 """
 
@@ -24,7 +25,8 @@ from motte.keep.serve._identity import TlsIdentity, self_signed_identity, server
 from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats
 
 if TYPE_CHECKING:
-    from motte.keep.serve._run import serve_workload
+    from motte.keep.serve._renew import Renewer
+    from motte.keep.serve._run import Served, serve_workload
     from motte.keep.serve._server import serve
 
 __all__ = [
@@ -32,9 +34,11 @@ __all__ = [
     "BadRequestError",
     "BoundListener",
     "IdentityError",
+    "Renewer",
     "ServeError",
     "ServeOptions",
     "ServeStats",
+    "Served",
     "TlsIdentity",
     "self_signed_identity",
     "serve",
@@ -43,7 +47,12 @@ __all__ = [
 ]
 
 # h11 and the serving machinery load when serving starts, not when an identity is built.
-_LAZY = {"serve": "motte.keep.serve._server", "serve_workload": "motte.keep.serve._run"}
+_LAZY = {
+    "Renewer": "motte.keep.serve._renew",
+    "Served": "motte.keep.serve._run",
+    "serve": "motte.keep.serve._server",
+    "serve_workload": "motte.keep.serve._run",
+}
 
 
 __getattr__ = lazy_exports(__name__, _LAZY, globals())

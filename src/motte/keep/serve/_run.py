@@ -2,6 +2,8 @@
 
 Logs go to standard error, one line each (``motte: ...``). A listener serving the
 self-signed identity, or plain text, is announced with a warning that says what it means.
+What was served comes back as a :class:`Served` value; printing it (``--json``) is the
+command line's business.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from motte.errors import ExitStatus
+from motte._record import Record
 
 if TYPE_CHECKING:
     from motte.keep import PreparedWorkload
     from motte.keep.serve._identity import TlsIdentity
-    from motte.keep.serve._options import BoundListener, ServeOptions
+    from motte.keep.serve._options import BoundListener, ServeOptions, ServeStats
     from motte.keep.serve._renew import Renewer
 
 log = logging.getLogger("motte.keep.serve")
@@ -82,15 +84,35 @@ def warn_about(listeners: list[BoundListener], identity: TlsIdentity | None) -> 
             )
 
 
+class Served(Record):
+    """What :func:`serve_workload` served, once it has stopped: the workload's ``digest``,
+    the ``listeners`` as they were bound, the ``identity`` new connections were given last
+    (None: no TLS listener), and the counters (``stats``)."""
+
+    __slots__ = ("digest", "identity", "listeners", "stats")
+    digest: str
+    listeners: tuple[BoundListener, ...]
+    identity: TlsIdentity | None
+    stats: ServeStats
+
+    def __init__(
+        self,
+        digest: str,
+        listeners: tuple[BoundListener, ...],
+        identity: TlsIdentity | None,
+        stats: ServeStats,
+    ) -> None:
+        self._set(digest=digest, listeners=tuple(listeners), identity=identity, stats=stats)
+
+
 def serve_workload(
     workload: PreparedWorkload,
     *,
     identity: TlsIdentity | None = None,
-    json: bool = False,
     options: ServeOptions | None = None,
     renewer: Renewer | None = None,
-) -> int:
-    """Serve the workload's listeners until SIGTERM/SIGINT; the exit status (0 once stopped).
+) -> Served:
+    """Serve the workload's listeners until SIGTERM/SIGINT; what was served, once stopped.
 
     Without an ``identity``, TLS listeners present :func:`self_signed_identity`'s (never
     renewed: it is valid for a day); without ``options``, one process serves per CPU. An
@@ -120,30 +142,4 @@ def serve_workload(
         identity = renewer.identities.current  # the one new connections got last
     counts = stats.as_dict()
     log.info("stopped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
-    if json:
-        from motte.cli._output import emit_json
-
-        emit_json(
-            {
-                "digest": workload.digest,
-                "listeners": [
-                    {
-                        "name": b.name,
-                        "protocol": b.protocol,
-                        "tls": b.tls,
-                        "url": b.url,
-                        "addresses": [list(a) for a in b.addresses],
-                    }
-                    for b in bound
-                ],
-                "identity": None
-                if identity is None
-                else {
-                    "attested": identity.attested,
-                    "description": identity.description,
-                    "certificate_sha256": identity.leaf_sha256,
-                },
-                "stats": counts,
-            }
-        )
-    return int(ExitStatus.OK)
+    return Served(workload.digest, tuple(bound), identity, stats)
