@@ -246,8 +246,7 @@ def _checkpoint_json(cp: Any) -> dict[str, Any]:
 @app.command()
 def audit(directory: Dir = None, json: Json = False) -> int:
     """Rebuild the tree from the stored entries; check every hash, checkpoint and cosignature."""
-    from motte.tlog import LocalLog, default_log_dir
-    from motte.tlog._audit import audit_log
+    from motte.tlog import LocalLog, audit_log, default_log_dir
 
     with LocalLog(directory or default_log_dir(), create=False) as log:
         if sys.stderr.isatty() and not json:
@@ -307,9 +306,7 @@ def serve(
     Witnesses listed in DIR/witnesses ('<vkey> <url>' per line) are asked to cosign each
     new checkpoint before appends are acknowledged.
     """
-    from motte.tlog import LocalLog, default_log_dir
-    from motte.tlog._log import KEY_FILE
-    from motte.tlog._server import create_log_app, serve
+    from motte.tlog import KEY_FILE, LocalLog, create_log_app, default_log_dir, serve
 
     where = directory or default_log_dir()
     new = not (where / KEY_FILE).exists()
@@ -340,7 +337,7 @@ def witness_init(
     ] = None,
 ) -> int:
     """Create the witness key (mode 0600); prints its cosigner vkey for logs and verifiers."""
-    from motte.tlog._witness import default_witness_dir, init_witness
+    from motte.tlog import default_witness_dir, init_witness
 
     signer = init_witness(directory or default_witness_dir(), name=name)
     typer.echo(signer.verifier.vkey)
@@ -359,8 +356,7 @@ def witness_serve(
     directory: WDir = None,
 ) -> int:
     """Serve the witness (C2SP tlog-witness): POST /add-checkpoint returns a cosignature."""
-    from motte.tlog._server import create_witness_app, serve
-    from motte.tlog._witness import default_witness_dir, open_witness
+    from motte.tlog import create_witness_app, default_witness_dir, open_witness, serve
 
     witness = open_witness(directory or default_witness_dir(), extra_logs=log_keys or ())
     serve(create_witness_app(witness), listen, what=f"witness {witness.signer.name}")

@@ -446,7 +446,7 @@ def _sign_output(result: SignResult, json_out: bool) -> int:
             }
         )
     else:
-        from motte.sign._predicates import PREDICATE_NAMES
+        from motte.sign import PREDICATE_NAMES
 
         kind = PREDICATE_NAMES.get(result.predicate_type, result.predicate_type)
         typer.echo(f"signed {kind} of {result.reference}")

@@ -59,8 +59,7 @@ def init(
           --policy prod.toml
       motte steward init --allow-insecure-sim      # development, with sim keeps
     """
-    from motte.steward import Steward, init_steward
-    from motte.steward._config import DEFAULT_SAN_ALLOW
+    from motte.steward import DEFAULT_SAN_ALLOW, Steward, init_steward
 
     paths = init_steward(
         san_allow=tuple(san_allow) if san_allow else DEFAULT_SAN_ALLOW,
@@ -139,7 +138,7 @@ def serve(
     adds the console's Keeps, Secrets, Log, Trust and Power pages under /console/.
     """
     from motte.steward import Steward
-    from motte.steward._server import serve as run_server
+    from motte.steward import serve as run_server
 
     token = None
     if console or console_token_file:

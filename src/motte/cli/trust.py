@@ -262,7 +262,7 @@ def _namespace_keys(reference: str) -> list[Any]:
 
     from motte.errors import MotteError
     from motte.sign import policy_for_namespace
-    from motte.trust._gather import reference_for
+    from motte.trust import reference_for
 
     try:
         ns = reference_for(reference).namespace

@@ -99,9 +99,8 @@ def attest_keep(
     """Attest to ``steward`` as a Keep about to run ``workload_digest``; see the module doc."""
     from cryptography.hazmat.primitives import serialization
 
-    from motte.attest._binding import bind_report_data
-    from motte.steward._client import StewardClient
-    from motte.steward._csr import build_keep_csr
+    from motte.attest import bind_report_data
+    from motte.steward import StewardClient, build_keep_csr
 
     key = keep_key(backend.name)
     with StewardClient(steward, timeout=timeout) as client:

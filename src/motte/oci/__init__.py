@@ -7,6 +7,7 @@ the workload digest, each byte checked against the digest that names it. The reg
 (httpx) is imported only when a reference names a registry.
 """
 
+from motte.oci import _mediatypes as mediatypes
 from motte.oci._digest import sha256_digest
 from motte.oci._errors import (
     ArtifactNotFoundError,
@@ -82,6 +83,7 @@ __all__ = [
     "default_store_path",
     "is_loopback",
     "load_workload",
+    "mediatypes",
     "module_path_from_manifest",
     "open_repository",
     "parse_reference",

@@ -20,7 +20,7 @@ from motte.oci import (
     Repository,
     read_referrers,
 )
-from motte.oci import _mediatypes as mt
+from motte.oci import mediatypes as mt
 from motte.sign._predicates import rfc3339
 
 

@@ -18,7 +18,13 @@ docs/keeps.md for the formats, OIDs and API.
 from motte._lazy import lazy_exports
 from motte.steward._asn1 import KeepEvidence, VerdictSummary
 from motte.steward._client import StewardClient, check_steward_url
-from motte.steward._config import SanPattern, StewardConfig, StewardPaths, steward_dir
+from motte.steward._config import (
+    DEFAULT_SAN_ALLOW,
+    SanPattern,
+    StewardConfig,
+    StewardPaths,
+    steward_dir,
+)
 from motte.steward._csr import build_keep_csr, parse_csr_request
 from motte.steward._identity import KeepCertificate
 from motte.steward._oids import (
@@ -40,6 +46,7 @@ from motte.steward.errors import (
 )
 
 __all__ = [
+    "DEFAULT_SAN_ALLOW",
     "MOTTE_ARC",
     "OID_KEEP_EVIDENCE",
     "OID_MEASUREMENT",
@@ -70,6 +77,7 @@ __all__ = [
     "connect_keep",
     "init_steward",
     "parse_csr_request",
+    "serve",
     "steward_dir",
 ]
 
@@ -81,6 +89,7 @@ _LAZY = {
     "init_steward": "motte.steward._setup",
     "KeepConnection": "motte.steward._connect",
     "connect_keep": "motte.steward._connect",
+    "serve": "motte.steward._server",
 }
 
 

@@ -19,6 +19,7 @@ function on bytes (``_merkle``, ``_note``, ``_checkpoint``, ``_tiles``, ``_bundl
 ``_witness``); storage and HTTP wrap them.
 """
 
+from motte._lazy import lazy_exports
 from motte.tlog._bundle import InclusionBundle, verify_inclusion_bundle
 from motte.tlog._checkpoint import (
     Checkpoint,
@@ -41,7 +42,7 @@ from motte.tlog._errors import (
     TlogUsageError,
     WitnessRefusedError,
 )
-from motte.tlog._log import LocalLog, Log, LoggedEntry, default_log_dir, open_log
+from motte.tlog._log import KEY_FILE, LocalLog, Log, LoggedEntry, default_log_dir, open_log
 from motte.tlog._merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -66,6 +67,7 @@ from motte.tlog._trust import (
 
 __all__ = [
     "EMPTY_ROOT",
+    "KEY_FILE",
     "MAX_ENTRY_SIZE",
     "Checkpoint",
     "CheckpointBody",
@@ -92,20 +94,27 @@ __all__ = [
     "Verifier",
     "WitnessRefusedError",
     "add_trusted",
+    "audit_log",
     "check_and_remember",
+    "create_log_app",
+    "create_witness_app",
     "default_log_dir",
+    "default_witness_dir",
     "forks_dir",
+    "init_witness",
     "last_seen",
     "leaf_hash",
     "load_trusted",
     "node_hash",
     "open_log",
     "open_note",
+    "open_witness",
     "parse_checkpoint_unverified",
     "parse_note",
     "parse_tile_path",
     "resolve_log",
     "root_of",
+    "serve",
     "sign_note",
     "verify_checkpoint",
     "verify_consistency",
@@ -113,3 +122,16 @@ __all__ = [
     "verify_inclusion_bundle",
     "verify_logged",
 ]
+
+# The log and witness servers import FastAPI; the audit and the witness load when used.
+_LAZY = {
+    "audit_log": "motte.tlog._audit",
+    "create_log_app": "motte.tlog._server",
+    "create_witness_app": "motte.tlog._server",
+    "serve": "motte.tlog._server",
+    "default_witness_dir": "motte.tlog._witness",
+    "init_witness": "motte.tlog._witness",
+    "open_witness": "motte.tlog._witness",
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -29,7 +29,7 @@ from motte.trust._errors import (
     TrustUsageError,
 )
 from motte.trust._evidence import Evidence, FoundStatement, LogPlace, PublisherKeys
-from motte.trust._gather import gather
+from motte.trust._gather import gather, reference_for
 from motte.trust._policy import AREAS, Party, Policy, load_policy, parse_policy
 from motte.trust._predicates import (
     ADVISORY,
@@ -86,6 +86,7 @@ __all__ = [
     "parse_policy",
     "publish_advisory",
     "rebuild",
+    "reference_for",
     "sign_verdict",
     "verdict_statement",
 ]

@@ -86,7 +86,7 @@ def reference_for(target: Reference | str, store: LocalStore | None = None) -> R
     if not target.startswith("sha256:"):
         return parse_reference(target)
     store = store or LocalStore()
-    from motte.oci import _mediatypes as mt
+    from motte.oci import mediatypes as mt
 
     names = sorted(
         {
@@ -230,8 +230,7 @@ def _publishers(
         return None, e.message, (), ()
     since: dict[str, int] = {}
     if pp.chain_dir is not None:
-        from motte.sign import RootDocument
-        from motte.sign._trustroot import chain_files
+        from motte.sign import RootDocument, chain_files
 
         # The chain was verified just now (policy_for_namespace); here only its history
         # is read: which version first delegated the namespace to each key.
