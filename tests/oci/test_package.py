@@ -12,6 +12,7 @@ from motte.oci import (
     PackageError,
     build_package,
     load_workload,
+    open_package,
     parse_reference,
     workload_layers,
 )
@@ -30,6 +31,19 @@ def test_package_then_load_returns_the_verified_bytes(tmp_path):
     assert loaded.module == (wl / "hello.wasm").read_bytes()
     assert loaded.manifest == (wl / "Motte.toml").read_bytes()
     assert load_workload(f"acme/hello@{result.digest}").module == loaded.module
+
+
+def test_open_package_is_the_one_verified_value_with_its_referrers(tmp_path):
+    from motte._digest import sha256_digest
+
+    wl = make_workload(tmp_path / "w", size=10_000)
+    result = build_package(wl, REF)
+    package = open_package("acme/hello:1.0")
+    assert package.digest == result.digest
+    assert package.module_digest == sha256_digest(package.module)
+    assert package.attachments == () and package.skipped_referrers == ()  # none signed
+    assert open_package("acme/hello:1.0", attachments=False).attachments is None
+    assert load_workload("acme/hello:1.0").attachments is None
 
 
 def test_artifact_shape(tmp_path):

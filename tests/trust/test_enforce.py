@@ -105,3 +105,46 @@ def test_a_local_workload_cannot_run_under_a_trust_policy(world, tmp_path, cli):
     r = cli("run", module, "--trust-policy", _policy_file(world, tmp_path))
     assert r.exit_code == ExitStatus.RUN_ERROR
     assert "a local workload is not a package it can judge" in r.stderr
+
+
+# -- one verified package: opened once, judged and run without reading it again ---------------
+
+
+def test_a_package_opened_once_is_judged_as_its_reference_is(world):
+    from motte.oci import open_package
+
+    digest = good_release(world)
+    package = open_package(REF)
+    assert package.digest == digest and package.attachments  # its signed statements
+    by_value = enforce(package, world.policy())
+    by_reference = enforce(REF, world.policy())
+    assert by_value.accepted and by_reference.accepted
+    assert [a.status for a in by_value.areas] == [a.status for a in by_reference.areas]
+    assert by_value.reference == by_reference.reference
+
+
+def test_run_reads_and_hashes_each_blob_of_the_package_once(world, tmp_path, cli, monkeypatch):
+    """pull, load and trust each read the package before; now one open feeds both the
+    judgement and the Keep (the registry pull, which checks bytes as they come, aside)."""
+    from collections import Counter
+
+    from motte.oci import LocalStore
+
+    digest = good_release(world, payload=COMMAND_BODY)
+    reads: Counter[str] = Counter()
+    original, original_iter = LocalStore.read_blob, LocalStore.iter_blob
+
+    def counting(self, desc, what, *, limit=None):
+        reads[desc.digest] += 1
+        return original(self, desc, what, limit=limit)
+
+    def counting_iter(self, desc, what, **kw):
+        reads[desc.digest] += 1
+        return original_iter(self, desc, what, **kw)
+
+    monkeypatch.setattr(LocalStore, "read_blob", counting)
+    monkeypatch.setattr(LocalStore, "iter_blob", counting_iter)
+    # By digest: a tag would be resolved (its manifest read) before attesting, as it must.
+    r = cli("run", f"acme/hello@{digest}", "--trust-policy", _policy_file(world, tmp_path))
+    assert (r.exit_code, r.stderr) == (0, "")
+    assert reads[digest] == 1 and max(reads.values()) == 1, reads

@@ -19,6 +19,10 @@ With a Steward (``--steward`` or the manifest's ``steward``) the order is fixed:
 3. fetch by that digest and refuse bytes whose digest differs;
 4. prepare (compile, link) and hand back the workload and its TLS identity.
 
+A package is opened and verified once (:func:`motte.oci.open_package`): that one
+:class:`motte.oci.VerifiedPackage` goes to the trust judgement and to the Keep, so its bytes
+are read and hashed once (after the pull from a registry, which checks them as they come).
+
 With a trust policy (``--trust-policy FILE``, else this host's
 ``MOTTE_HOME/trust/policy.toml`` when it exists), a package runs only if the policy accepts
 it (:func:`motte.trust.enforce`, after the fetch and before anything is prepared), and a
@@ -223,7 +227,7 @@ def _launch_package(
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
     from motte.manifest import Workload, parse_manifest
-    from motte.oci import load_workload, open_repository, pull
+    from motte.oci import open_package, open_repository, pull
 
     _check_flags(steward, backend, sans)
     digest = ref.digest
@@ -240,7 +244,8 @@ def _launch_package(
         # Into the local store (verified, by digest): a listener's worker processes load the
         # module from there, by its digest, as the parent did.
         pull(pinned)
-    package = load_workload(pinned.local())
+    # Opened and verified once: the trust judgement and the Keep both take this value.
+    package = open_package(pinned.local(), attachments=trust_policy is not None)
     if package.digest != digest:
         raise WorkloadError(
             f"{pinned}: the fetched package is {package.digest}, not the attested {digest}"
@@ -249,7 +254,7 @@ def _launch_package(
         from motte.trust import enforce
 
         # Raises TrustRefusedError naming each failing area and its deciding rule.
-        enforce(pinned.local(), trust_policy)
+        enforce(package, trust_policy)
     name = f"{pinned.pinned}/Motte.toml"
     try:
         text = package.manifest.decode("utf-8")
@@ -260,9 +265,7 @@ def _launch_package(
     manifest = parse_manifest(text, base_dir=Path.cwd(), name=name)
     # The module runs from the package, named by its digest (in the local store, verified
     # on every read), never from a file the manifest's path would name here.
-    manifest = manifest.replace(
-        workload=Workload(digest=workload_digest(package.module), where=name)
-    )
+    manifest = manifest.replace(workload=Workload(digest=package.module_digest, where=name))
     if manifest.steward is not None and steward is None:
         raise UsageError(
             f"{name}: the package names steward {manifest.steward}, but the Keep was not "
@@ -270,5 +273,5 @@ def _launch_package(
             hint=f"run it with --steward {manifest.steward}",
         )
     manifest = overrides.apply(manifest)
-    workload = PreparedWorkload.prepare(manifest, module=package.module)
+    workload = PreparedWorkload.prepare(manifest, package=package)
     return Launched(workload, digest=digest, identity=identity, reference=pinned)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import wasmtime
 
     from motte.manifest import Manifest, Workload
+    from motte.oci import VerifiedPackage
 
 #: Bound on a workload's size (a module or component file).
 MAX_WORKLOAD_BYTES = 256 * 1024 * 1024
@@ -215,16 +216,25 @@ class PreparedWorkload:
         settings: EngineSettings = DEFAULT_SETTINGS,
         use_cache: bool = True,
         module: bytes | None = None,
+        package: VerifiedPackage | None = None,
     ) -> PreparedWorkload:
         """Read, verify, compile (or load from the cache) and link the workload once.
 
-        ``module`` gives the workload's bytes when the caller already holds them (a package
-        loaded and verified by digest, or a file read once to attest its digest); they must
-        match ``manifest.workload.digest`` when the manifest names one.
+        ``module`` gives the workload's bytes when the caller already holds them (a file read
+        once to attest its digest); they must match ``manifest.workload.digest`` when the
+        manifest names one. ``package`` is a package opened and verified once
+        (:func:`motte.oci.open_package`): its module runs, named by the digest its layer was
+        verified against, and is not read or hashed again.
         """
         _check_grants(manifest)
         where = manifest.workload.where or manifest.workload.name
-        if module is None:
+        if package is not None:
+            data, digest = package.module, package.module_digest
+            if manifest.workload.digest not in (None, digest):
+                raise WorkloadError(
+                    f"{where}: the package's module is {digest}, not {manifest.workload.digest}"
+                )
+        elif module is None:
             data, digest = read_workload(manifest.workload)
         else:
             if len(module) > MAX_WORKLOAD_BYTES:

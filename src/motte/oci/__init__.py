@@ -2,8 +2,10 @@
 
     from motte.oci import parse_reference, build_package, load_workload, push, pull
 
-``load_workload(ref)`` is what a Keep calls: it returns the Motte.toml and module bytes and
-the workload digest, each byte checked against the digest that names it. The registry client
+``open_package(ref)`` is what ``motte run`` calls: one :class:`VerifiedPackage` with the
+Motte.toml and module bytes, the workload digest and the package's signed statements, each
+byte checked against the digest that names it; the trust judgement and the Keep take that
+value (``load_workload`` is the same without the statements). The registry client
 (httpx) is imported only when a reference names a registry.
 """
 
@@ -24,10 +26,12 @@ from motte.oci._errors import (
 from motte.oci._layout import LocalStore, default_store_path
 from motte.oci._limits import DEFAULT_LIMITS, Limits
 from motte.oci._model import Descriptor, Index, Manifest, canonical_json, referrer_descriptor
+from motte.oci._open import open_package, read_attachments
 from motte.oci._package import (
     MANIFEST_FILE,
+    Attachment,
     PackageResult,
-    Workload,
+    VerifiedPackage,
     WorkloadLayers,
     build_package,
     load_workload,
@@ -52,6 +56,7 @@ __all__ = [
     "MANIFEST_FILE",
     "NO_PROGRESS",
     "ArtifactNotFoundError",
+    "Attachment",
     "AuthError",
     "Descriptor",
     "DigestMismatchError",
@@ -74,7 +79,7 @@ __all__ = [
     "Sink",
     "TooLargeError",
     "TransferResult",
-    "Workload",
+    "VerifiedPackage",
     "WorkloadLayers",
     "build_package",
     "canonical_json",
@@ -85,10 +90,12 @@ __all__ = [
     "load_workload",
     "mediatypes",
     "module_path_from_manifest",
+    "open_package",
     "open_repository",
     "parse_reference",
     "pull",
     "push",
+    "read_attachments",
     "read_referrers",
     "read_workload",
     "referrer_descriptor",

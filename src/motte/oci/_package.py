@@ -38,14 +38,41 @@ class WorkloadLayers:
 
 
 @dataclass(frozen=True, slots=True)
-class Workload:
-    """A package loaded and verified: every byte here hashed to the digest that named it."""
+class Attachment:
+    """A motte referrer of a package (a signed statement, maybe with its log proof), read and
+    verified: its manifest by digest and subject, each layer's bytes by digest. What the
+    statement says, and who signed it, is :mod:`motte.sign`'s to read."""
+
+    descriptor: Descriptor  # the referrer's manifest
+    manifest: Manifest
+    layers: tuple[bytes, ...]  # each layer's bytes, in the manifest's order
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedPackage:
+    """A package opened once and verified: every byte here hashed to the digest that named it.
+
+    ``motte run REF`` opens the package once (:func:`open_package`) and hands this value on:
+    the trust judgement reads its layers' digests and its statements from it, and the Keep
+    prepares its module, so neither reads or hashes the package again.
+    """
 
     reference: Reference  # pinned: reference.digest == digest
-    digest: str
+    digest: str  # the package's (its OCI manifest's): the workload digest a Keep attests
     manifest: bytes  # Motte.toml
     module: bytes
     module_name: str
+    layers: WorkloadLayers
+    #: The package's motte referrers, each verified by digest (None: not read).
+    attachments: tuple[Attachment, ...] | None = None
+    #: (digest, why) of each referrer left out because it could not be read intact: anyone
+    #: with push access can attach one, so it is a note, never a reason to refuse the package.
+    skipped_referrers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def module_digest(self) -> str:
+        """The module's digest, as its layer descriptor names it (checked when read)."""
+        return self.layers.module.digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +268,7 @@ def load_workload(
     store: LocalStore | None = None,
     allow_insecure_http: bool = False,
     limits: Limits = DEFAULT_LIMITS,
-) -> Workload:
+) -> VerifiedPackage:
     """The verified Motte.toml and module of ``ref`` (local store or registry), and its digest.
 
     A tag is resolved once; the manifest, Motte.toml and module are each checked against the
@@ -257,7 +284,7 @@ def load_workload(
         return read_workload(repo, ref)
 
 
-def read_workload(repo: Repository, ref: Reference) -> Workload:
+def read_workload(repo: Repository, ref: Reference) -> VerifiedPackage:
     desc, data = repo.resolve(ref)
     label = f"{ref.repository}@{desc.digest}"
     layers = workload_layers(
@@ -265,8 +292,8 @@ def read_workload(repo: Repository, ref: Reference) -> Workload:
     )
     toml_bytes = repo.blob(layers.motte_toml, f"layer {MANIFEST_FILE} of {label}")
     module = repo.blob(layers.module, f"layer {layers.module_name} of {label}")
-    return Workload(
-        ref.with_digest(desc.digest), desc.digest, toml_bytes, module, layers.module_name
+    return VerifiedPackage(
+        ref.with_digest(desc.digest), desc.digest, toml_bytes, module, layers.module_name, layers
     )
 
 

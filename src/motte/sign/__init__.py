@@ -7,7 +7,12 @@ in the transparency log and stored beside the package as OCI referrers. Publishe
 delegated per namespace by a TUF-style root (:mod:`motte.sign._trustroot`).
 """
 
-from motte.sign._attach import StoredStatement, attach_statement, read_statements
+from motte.sign._attach import (
+    StoredStatement,
+    attach_statement,
+    read_statements,
+    stored_statements,
+)
 from motte.sign._canonical import canonical_json
 from motte.sign._dsse import (
     INTOTO_PAYLOAD_TYPE,
@@ -234,6 +239,7 @@ __all__ = [
     "sign_staged",
     "sign_statement",
     "statement_kind",
+    "stored_statements",
     "summarize_trusted_root",
     "trust_roots_dir",
     "verify_artifact",

@@ -10,15 +10,17 @@ downloading (they are hints; the envelope is what is verified).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from motte.errors import MotteError
 from motte.oci import (
+    Attachment,
     Descriptor,
     MalformedArtifactError,
     Manifest,
     Repository,
-    read_referrers,
+    read_attachments,
 )
 from motte.oci import mediatypes as mt
 from motte.sign._predicates import rfc3339
@@ -101,10 +103,19 @@ def read_statements(
     does not match its digest) is left out and, with ``skipped``, reported as (digest, why):
     anyone with push access can attach one, and only statements that verify may decide.
     """
+    return stored_statements(read_attachments(repo, subject, skipped=skipped), skipped=skipped)
+
+
+def stored_statements(
+    attachments: Iterable[Attachment], *, skipped: list[tuple[str, str]] | None = None
+) -> list[StoredStatement]:
+    """The statements among a package's verified referrers (``VerifiedPackage.attachments``),
+    without I/O: their bytes were checked when they were read. One that is not an envelope
+    (and a proof) is left out and, with ``skipped``, reported as (digest, why)."""
     out = []
-    for r in read_referrers(repo, subject, skipped=skipped):
-        what = f"referrer {r.desc.digest}"
-        layers = r.manifest.layers
+    for a in attachments:
+        what = f"referrer {a.descriptor.digest}"
+        layers = a.manifest.layers
         try:
             if not layers or layers[0].media_type != mt.DSSE_ENVELOPE_LAYER:
                 raise MalformedArtifactError(f"{what}: layer 0 is not a DSSE envelope")
@@ -112,17 +123,17 @@ def read_statements(
                 len(layers) == 2 and layers[1].media_type != mt.TLOG_PROOF_LAYER
             ):
                 raise MalformedArtifactError(f"{what}: unexpected layers after the envelope")
-            envelope = repo.blob(layers[0], f"{what} layer 0 (DSSE envelope)")
-            bundle = (
-                repo.blob(layers[1], f"{what} layer 1 (log proof)") if len(layers) == 2 else None
-            )
         except MotteError as e:
             if skipped is not None:
-                skipped.append((r.desc.digest, e.message))
+                skipped.append((a.descriptor.digest, e.message))
             continue
+        bundle = a.layers[1] if len(layers) == 2 else None
         out.append(
             StoredStatement(
-                r.desc.digest, envelope, bundle, r.manifest.annotations.get(mt.ANN_PREDICATE_TYPE)
+                a.descriptor.digest,
+                a.layers[0],
+                bundle,
+                a.manifest.annotations.get(mt.ANN_PREDICATE_TYPE),
             )
         )
     return out

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from motte.oci import NO_PROGRESS, LocalStore, Progress, Reference
+from motte.oci import NO_PROGRESS, LocalStore, Progress, Reference, VerifiedPackage
 from motte.sign import PUBLICATION, record_override, remember_release
 from motte.trust._decide import decide
 from motte.trust._errors import TrustRefusedError
@@ -34,7 +34,7 @@ def _policy(policy: Policy | str | os.PathLike[str]) -> Policy:
 
 
 def assess(
-    target: Reference | str,
+    target: Reference | str | VerifiedPackage,
     policy: Policy | str | os.PathLike[str],
     *,
     now: dt.datetime | None = None,
@@ -47,7 +47,8 @@ def assess(
     allow_rollback: bool = False,
     trusted_root: Path | None = None,
 ) -> TrustVerdict:
-    """Judge ``target`` (a reference, or a ``sha256:`` digest in the local store).
+    """Judge ``target``: a reference, a ``sha256:`` digest in the local store, or a package
+    already opened and verified (:func:`motte.oci.open_package`), which is not read again.
 
     An accepted verdict is remembered (``remember``): the signers it counted become "seen
     before" for this package on this installation. A refused one is not, so a flagged new
@@ -102,7 +103,7 @@ def assess(
 
 
 def enforce(
-    reference_or_digest: Reference | str,
+    reference_or_digest: Reference | str | VerifiedPackage,
     policy: Policy | str | os.PathLike[str],
     *,
     now: dt.datetime | None = None,

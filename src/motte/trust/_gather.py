@@ -25,6 +25,7 @@ from motte.oci import (
     Progress,
     Reference,
     Repository,
+    VerifiedPackage,
     open_repository,
     parse_reference,
     verify_workload_blobs,
@@ -57,6 +58,7 @@ from motte.sign import (
     read_statements,
     releases_in,
     statement_kind,
+    stored_statements,
     verify_envelope,
 )
 from motte.trust._errors import TrustUsageError
@@ -106,7 +108,7 @@ def reference_for(target: Reference | str, store: LocalStore | None = None) -> R
 
 
 def gather(
-    target: Reference | str,
+    target: Reference | str | VerifiedPackage,
     policy: Policy,
     *,
     now: dt.datetime,
@@ -118,7 +120,9 @@ def gather(
     allow_rollback: bool = False,
     trusted_root: Path | None = None,
 ) -> Evidence:
-    """Everything :func:`decide` needs about ``target`` (see the module docstring).
+    """Everything :func:`decide` needs about ``target`` (see the module docstring): a
+    reference, a ``sha256:`` digest in the local store, or a package already opened and
+    verified (:func:`motte.oci.open_package`, with its attachments), which is not read again.
 
     Sigstore bundles attached to the package are verified offline against ``trusted_root``
     (default ``MOTTE_HOME/sigstore/trusted_root.json``) when their certificate names a
@@ -131,28 +135,37 @@ def gather(
     ``progress`` shows the indexing of a log's new entries (the first judgement on a
     machine reads the whole log).
     """
-    ref = reference_for(target, store)
+    package = target if isinstance(target, VerifiedPackage) else None
+    ref = package.reference if package is not None else reference_for(target, store)
     publishers, publisher_problem, publisher_keys, publisher_ids = _publishers(
         ref.namespace, trust_dir, now
     )
     known = {k.keyid: k for k in (*publisher_keys, *policy.keys())}
     identities = list({i.id: i for i in (*publisher_ids, *policy.identities())}.values())
     with open_repository(ref, store=store, allow_insecure_http=allow_insecure_http) as repo:
-        desc, data = repo.resolve(ref)
-        label = f"{ref.repository}@{desc.digest}"
-        layers = _layers(data, label)
-        blob_problem = None
-        try:
-            verify_workload_blobs(repo, desc, data, label)
-        except DigestMismatchError as e:
-            blob_problem = e.message
         found: list[FoundStatement] = []
         skipped: list[tuple[str, str]] = []
         # Unreadable referrers are skipped, not a finding against the package: anyone with
         # push access can attach one. They are kept as notes (integrity.ignored).
-        stored = read_statements(repo, desc.digest, skipped=skipped)
-        bundles = read_sigstore_bundles(repo, desc.digest, skipped=skipped)
-        skipped.extend(read_cosign_tags(repo, ref, desc.digest))
+        blob_problem = None
+        if package is not None and package.attachments is not None:
+            # Opened and verified once by the caller (motte run): its layers, its bytes and
+            # its motte statements are not read or hashed again here.
+            subject, layers = package.digest, _package_layers(package)
+            skipped.extend(package.skipped_referrers)
+            stored = stored_statements(package.attachments, skipped=skipped)
+        else:
+            desc, data = repo.resolve(ref)
+            subject = desc.digest
+            label = f"{ref.repository}@{subject}"
+            layers = _layers(data, label)
+            try:
+                verify_workload_blobs(repo, desc, data, label)
+            except DigestMismatchError as e:
+                blob_problem = e.message
+            stored = read_statements(repo, subject, skipped=skipped)
+        bundles = read_sigstore_bundles(repo, subject, skipped=skipped)
+        skipped.extend(read_cosign_tags(repo, ref, subject))
         for referrer, why in skipped:
             found.append(
                 FoundStatement(referrer, "", {}, frozenset(), referrer=referrer, parse_problem=why)
@@ -164,15 +177,15 @@ def gather(
                 )
             )
         checker = SigstoreChecker(identities, trusted_root)
-        found.extend(check_bundle(b, desc.digest, checker) for b in bundles)
+        found.extend(check_bundle(b, subject, checker) for b in bundles)
         statements, logs, history_problem = _with_history(
-            found, ref, desc.digest, known, now=now, progress=progress
+            found, ref, subject, known, now=now, progress=progress
         )
-        statements = _dated_from_referrers(repo, ref, desc.digest, statements, now, log_url)
-        versions = _other_versions(repo, ref, desc.digest, statements)
+        statements = _dated_from_referrers(repo, ref, subject, statements, now, log_url)
+        versions = _other_versions(repo, ref, subject, statements)
     memory = load_memory(ref.repository)
     for digest, entry in memory.versions.items():
-        if digest != desc.digest and isinstance(entry.get("layers"), dict):
+        if digest != subject and isinstance(entry.get("layers"), dict):
             versions.setdefault(digest, {str(k): str(v) for k, v in entry["layers"].items()})
     release = None
     if ref.tag is not None and publishers is not None:
@@ -180,14 +193,14 @@ def gather(
             (
                 (s.predicate_type, s.predicate, s.signers, s.envelope_digest)
                 for s in statements
-                if s.usable and s.about(desc.digest)
+                if s.usable and s.about(subject)
             ),
             publishers.keyids,
         )
         release = check_release(
             ref.repository,
             ref.tag,
-            desc.digest,
+            subject,
             found,
             load_release_memory(ref.repository),
             threshold=publishers.threshold,
@@ -195,16 +208,16 @@ def gather(
             allow_rollback=allow_rollback,
         )
     return Evidence(
-        reference=str(ref.with_digest(desc.digest)),
+        reference=str(ref.with_digest(subject)),
         namespace=ref.namespace,
         name=ref.name,
-        digest=desc.digest,
+        digest=subject,
         layers=layers,
         statements=tuple(statements),
         blob_problem=blob_problem,
         publishers=publishers,
         publisher_problem=publisher_problem,
-        source_checks=check_sources(statements, desc.digest, now),
+        source_checks=check_sources(statements, subject, now),
         history_logs=tuple(logs),
         history_problem=history_problem,
         seen_signers=dict(memory.signers),
@@ -214,6 +227,11 @@ def gather(
         release_override_file=str(overrides_file()),
         names={i.id: i.label for i in identities},
     )
+
+
+def _package_layers(package: VerifiedPackage) -> dict[str, str]:
+    wl = package.layers
+    return {"Motte.toml": wl.motte_toml.digest, wl.module_name: wl.module.digest}
 
 
 def _layers(data: bytes, label: str) -> dict[str, str]:
