@@ -39,7 +39,9 @@ See docs/attestation.md for the policy reference and what each check means."""  
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Parse and verify TEE attestation evidence (SEV-SNP, TDX, SGX, configfs-tsm, Enarx, sim).",
+    help="Parse and verify TEE attestation evidence (SEV-SNP, TDX, SGX, configfs-tsm, Enarx, "
+    "sim): what a Keep's hardware reports about it. Signed statements about a package "
+    "(provenance, reviews) are motte attest-build and attest-review.",
     epilog=_EPILOG,
 )
 

@@ -125,7 +125,7 @@ def push(
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Push a packaged artifact and its attestations to an OCI registry.
+    """Push a packaged artifact and its signed statements to an OCI registry.
 
     Pushes the local artifact of the same NAMESPACE/NAME:TAG, each blob checked on the way.
     Signatures and provenance follow as OCI referrers (the sha256-<hex> tag if need be).
@@ -148,7 +148,7 @@ def pull(
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Pull an artifact and its attestations from an OCI registry into the local store.
+    """Pull an artifact and its signed statements from an OCI registry into the local store.
 
     A tag is resolved once to a digest; every blob is checked against its digest as it streams.
     Nothing reaches the store unless all of it verified.

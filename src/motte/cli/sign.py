@@ -532,9 +532,10 @@ def attest_build(
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Record SLSA provenance v1: who built this digest, from which source, commit and command.
+    """Sign SLSA provenance v1 (an in-toto statement, not TEE evidence): who built this digest.
 
-    Signed, logged and stored beside the artifact like a signature.
+    Which source, commit and command built it; signed, logged and stored beside the package
+    like a signature. TEE evidence about a running Keep is motte attest.
     The default builder id names a local build (SLSA level 1 at most).
 
     Example: motte attest-build acme/hello:1.0 --key ci --source https://git.example/acme/hello
@@ -569,7 +570,10 @@ def attest_review(
     allow_insecure_http: InsecureOpt = False,
     json_out: JsonOpt = False,
 ) -> int:
-    """Record a human review or audit of this digest: reviewer, scope, result, date.
+    """Sign a human review or audit of this digest (an in-toto statement, not TEE evidence).
+
+    Reviewer, scope, result and date; signed, logged and stored beside the package like a
+    signature. TEE evidence about a running Keep is motte attest.
 
     Example: motte attest-review acme/hello:1.0 --key bob --reviewer bob@example.org
     --scope full --result pass

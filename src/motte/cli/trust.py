@@ -203,7 +203,11 @@ def rebuild(
     ] = None,
     attest: Annotated[
         list[str],
-        typer.Option("--attest", help="Sign the result as a rebuild statement with this key."),
+        typer.Option(
+            "--attest",
+            help="Sign the result as an in-toto rebuild statement with this key "
+            "(a statement about the package, not TEE evidence).",
+        ),
     ] = [],  # noqa: B006
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds the build command may take.")
