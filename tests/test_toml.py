@@ -200,6 +200,6 @@ def test_a_table_checks_types_where_they_are():
         top.num("n")
     with pytest.raises(ConfigError, match=r"^c.toml:2: flag: must be true or false"):
         top.bool("flag", False)
-    step = top.sub(top.raw("step")[0], "step", 0)
+    step = top.sub(top.raw("step")[0], ("step", 0))
     with pytest.raises(ConfigError, match=r"^c.toml:4: step\[0\].at: must be at least 0"):
         step.num("at")

@@ -436,9 +436,9 @@ class Table:
         """The error to raise for an :class:`Invalid` whose path is in this file."""
         return self._fail(e.path, e.reason, e.hint)
 
-    def sub(self, data: Any, *names: str | int) -> Table:
-        """``data`` read as the table at this table's path + ``names`` (same file)."""
-        return Table(data, (*self.path, *names), self.source, self.error, self.lines)
+    def sub(self, data: Any, path: KeyPath) -> Table:
+        """``data`` read as the table at key ``path`` of the same file."""
+        return Table(data, path, self.source, self.error, self.lines)
 
     def has(self, name: str) -> bool:
         return name in self.data
@@ -453,7 +453,7 @@ class Table:
             if required:
                 raise self.fail(name, "is required")
             return None
-        return self.sub(value, name)
+        return self.sub(value, self.key(name))
 
     def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
         value = self.raw(name)
@@ -524,6 +524,10 @@ class Table:
     def done(self) -> None:
         """Refuse any key none of the getters above asked for."""
         self.check_keys(self._seen)
+
+    def _known(self) -> str:
+        """The keys read so far, for a message."""
+        return ", ".join(sorted(self._seen)) or "(none)"
 
 
 #: A plan or scenario is a page of TOML, not a data file.
