@@ -47,7 +47,7 @@ from motte.oci import (
     Repository,
     read_referrers,
 )
-from motte.oci import _mediatypes as mt
+from motte.oci import mediatypes as mt
 from motte.sign._errors import SigningUsageError
 from motte.sign._predicates import MESSAGE_SIGNATURE
 from motte.sign._sigstore import (
