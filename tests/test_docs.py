@@ -117,6 +117,12 @@ class Page:
         )
 
     def _start(self, block: Block) -> None:
+        assert block.ready is not None
+        if _ready(block.ready):  # the page's server would not be the one that answers
+            pytest.fail(
+                f"{block.where}: {block.ready} answers before the block starts: another "
+                "server holds its port (the docs use fixed ports; stop it and run again)"
+            )
         log = self.cwd / f".background-{block.line}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -128,7 +134,6 @@ class Page:
                 start_new_session=True,
             )
         self.background.append((block, proc, log))
-        assert block.ready is not None
         deadline = time.monotonic() + block.timeout
         while not _ready(block.ready):
             # A block that ends in `cmd &` exits 0 at once and leaves its server running.
