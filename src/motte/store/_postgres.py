@@ -90,9 +90,21 @@ class PostgresTx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.execute(sql, params).fetchall()
 
-    def lock(self, name: str) -> None:
-        """An advisory lock held until this transaction ends (other writers wait)."""
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+    def lock(self, name: str, *, timeout: float | None = None) -> bool:
+        """An advisory lock held until this transaction ends (other writers wait): False
+        if ``timeout`` seconds pass first (the transaction goes on, without the lock)."""
+        if timeout is None:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+            return True
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction():  # a savepoint: a timeout must not end ours
+                self.conn.execute(f"SET LOCAL lock_timeout = {int(timeout * 1000)}")
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+                self.conn.execute("SET LOCAL lock_timeout = 0")
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
 
 
 class PostgresDatabase:
@@ -264,6 +276,11 @@ class PostgresDatabase:
         self._pool.close()
 
 
+def lease_lock_name(schema: str, name: str) -> str:
+    """The advisory lock a lease holds: a one-off writer takes it for a transaction."""
+    return f"motte.lease.{schema}.{name}"
+
+
 class PostgresLease:
     """A session advisory lock on a connection of its own.
 
@@ -277,7 +294,7 @@ class PostgresLease:
     def __init__(self, db: PostgresDatabase, name: str) -> None:
         self.db = db
         self.name = name
-        self.key = lock_key(f"motte.lease.{db.schema.name}.{name}")
+        self.key = lock_key(lease_lock_name(db.schema.name, name))
         self._conn: psycopg.Connection[Any] | None = None
         self._held = False
         self._lock = threading.Lock()

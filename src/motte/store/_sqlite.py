@@ -36,8 +36,9 @@ class SqliteTx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, params).fetchall()
 
-    def lock(self, name: str) -> None:
+    def lock(self, name: str, *, timeout: float | None = None) -> bool:
         """Nothing to do: a write transaction already holds SQLite's one write lock."""
+        return True
 
 
 def _translate(e: sqlite3.Error, where: Path) -> Exception:
@@ -61,7 +62,10 @@ class SqliteLease:
     def held(self) -> bool:
         return True
 
-    def acquire(self, *, timeout: float | None = None) -> bool:
+    def try_acquire(self) -> bool:
+        return True
+
+    def acquire(self, *, timeout: float | None = None, stop: object = None) -> bool:
         return True
 
     def write(self, *, durable: bool = True) -> contextlib.AbstractContextManager[Tx]:
