@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 USER = "motte"
@@ -163,3 +164,25 @@ class PostgresServer:
     def cleanup(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_server() -> Iterator[tuple[PostgresServer, str]]:
+    """A PostgreSQL of the test's own (to stop and start it), and a database URL on it
+    whose password comes from the server's passfile (``passfile=``: not a password)."""
+    import pytest
+
+    from tests.conftest import require
+
+    bindir = find_bindir()
+    require(bindir is not None, "PostgreSQL server (scripts/system-deps.sh test: postgresql)")
+    assert bindir is not None
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        _, url = server.create_database()
+        yield server, f"{url}?passfile={server.passfile}"
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    finally:
+        server.cleanup()

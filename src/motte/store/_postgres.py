@@ -32,7 +32,11 @@ log = logging.getLogger("motte.store")
 
 #: Seconds to wait for a connection (from the pool, or a new one) before saying so.
 CONNECT_TIMEOUT = 10
-POOL_TIMEOUT = 15.0
+POOL_TIMEOUT = 5.0
+#: The pool's background reconnection backs off exponentially; it gives up after this many
+#: seconds, and the next request starts a fresh attempt at once. A short span bounds how
+#: long after the server's return a request can still be refused.
+RECONNECT_TIMEOUT = 10.0
 
 
 def _psycopg() -> Any:
@@ -154,6 +158,7 @@ class PostgresDatabase:
             kwargs={**self._kwargs, "autocommit": True},
             configure=configure,
             timeout=POOL_TIMEOUT,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             name=f"motte-{schema.name}",
             open=True,
         )
