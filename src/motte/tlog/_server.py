@@ -72,6 +72,10 @@ class Standby(Exception):
     """This server is not (or no longer) the log's sequencer: appends go elsewhere."""
 
 
+STANDBY = "standby: another process is this log's sequencer; retry (it takes appends)"
+UNAVAILABLE = "the log's database is unavailable; appends resume when it answers again"
+
+
 def _say(line: str) -> None:
     print(f"motte log: {line}", file=sys.stderr, flush=True)
 
@@ -85,11 +89,13 @@ class Sequencer:
         self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[LoggedEntry]]] = asyncio.Queue()
         #: True while this process may append (always on SQLite once started).
         self.active = False
+        #: Why appends are refused while not active (the answer's text).
+        self.why = STANDBY
         self._stop = threading.Event()
 
     async def add(self, entry: bytes) -> LoggedEntry:
         if not self.active:
-            raise Standby()
+            raise Standby(self.why)
         fut: asyncio.Future[LoggedEntry] = asyncio.get_running_loop().create_future()
         await self._queue.put((entry, fut))
         return await fut
@@ -103,7 +109,13 @@ class Sequencer:
         store = self.log.store
         if store.db.dialect != "sqlite":
             if not store.is_sequencer and not store.sequencer.try_acquire():
-                _say("standby: another process is the sequencer; serving reads, waiting")
+                try:
+                    await asyncio.to_thread(store.size)
+                except StoreError:
+                    self.why = UNAVAILABLE
+                else:
+                    self.why = STANDBY
+                    _say("standby: another process is the sequencer; serving reads, waiting")
                 got = await asyncio.to_thread(store.acquire_sequencer, stop=self._stop)
                 if not got:
                     return
@@ -115,11 +127,12 @@ class Sequencer:
         """The lease went (the database restarted, or the connection broke): refuse what is
         queued, and take the lease again before appending anything more."""
         self.active = False
+        self.why = UNAVAILABLE
         _say(f"sequencer: lost the database ({e}); appends refused until it is back")
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
             if not fut.done():
-                fut.set_exception(Standby())
+                fut.set_exception(Standby(self.why))
 
     def _commit(self, entries: list[bytes]) -> list[LoggedEntry]:
         # A store that refuses to sign is asked first, so a refused batch appends nothing.
@@ -234,8 +247,8 @@ def create_log_app(log_: LocalLog, *, max_batch: int = MAX_BATCH) -> FastAPI:
                 return _text(f"an entry is at most {MAX_ENTRY_SIZE} bytes\n", status=413)
         try:
             got = await seq.add(bytes(body))
-        except Standby:
-            return _unavailable("standby: this server is not the log's sequencer; retry")
+        except Standby as e:
+            return _unavailable(str(e))
         except StoreError as e:
             return _unavailable(e.message)
         except TlogError as e:
