@@ -45,8 +45,10 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        #: fsync as a deployment would (bench/store.py); tests throw the data away.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="motte-pg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
@@ -95,10 +97,11 @@ class PostgresServer:
 
     @property
     def options(self) -> str:
+        unsafe = "" if self.durable else "-c fsync=off -c full_page_writes=off "
         return (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.socket_dir} -c fsync=off "
-            "-c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB"
+            f"-c unix_socket_directories={self.socket_dir} {unsafe}"
+            "-c max_connections=400 -c shared_buffers=128MB"
         )
 
     def start(self) -> None:

@@ -236,7 +236,7 @@ class LogStore:
                 (first + i, e, b"".join(h for _, h in frontier.append(leaf)))
                 for i, (e, leaf) in enumerate(zip(entries, leaves, strict=True))
             ]
-            tx.executemany("INSERT INTO entries (idx, data, hashes) VALUES (?, ?, ?)", rows)
+            tx.insert_many("entries", ("idx", "data", "hashes"), ("int8", "bytea", "bytea"), rows)
             # Committed when the block ends; only then is the new right edge ours.
             committed = frontier
         self._frontier = committed
