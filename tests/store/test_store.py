@@ -219,3 +219,24 @@ def test_a_counter_under_concurrent_writers_loses_no_increment(tmp_path):
         assert tx.one("SELECT name FROM widget WHERE id = 1") == (str(4 * per_thread),)
     for db in dbs:
         db.close()
+
+
+# -- credentials: from libpq's environment, never the URL -------------------------------------
+
+
+def test_the_password_comes_from_pgpassword_and_a_wrong_one_is_named_not_shown(
+    postgresql, pg_database, monkeypatch, database
+):
+    from motte.store import StoreUnavailableError
+
+    if database != "postgresql":
+        pytest.skip("PostgreSQL only")
+    url = parse_database_url(pg_database)
+    monkeypatch.delenv("PGPASSFILE")
+    monkeypatch.setenv("PGPASSWORD", postgresql.password)
+    open_database(url, WIDGETS).close()
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(StoreUnavailableError, match="password authentication failed") as e:
+        open_database(url, WIDGETS)
+    assert "not-the-password" not in e.value.message + (e.value.hint or "")
+    assert "PGPASSWORD or a passfile" in (e.value.hint or "")
