@@ -255,21 +255,29 @@ class LogStore:
         """``find_leaf`` for a batch: leaf hash -> index of its first entry, for those found.
 
         One query per 500 distinct hashes (over the same index) instead of one per entry: the
-        per-entry lookup cost a batch append about 45% of its throughput.
+        per-entry lookup cost a batch append about 45% of its throughput on SQLite, and on
+        PostgreSQL every query is a round trip.
         """
-        distinct = list(dict.fromkeys(leaves))
-        out: dict[bytes, int] = {}
-        conn = self._conn()
-        for i in range(0, len(distinct), 500):
-            chunk = distinct[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                "SELECT substr(hashes, 1, 32), min(idx) FROM entries "
-                f"WHERE substr(hashes, 1, 32) IN ({marks}) GROUP BY 1"
-            )
-            for leaf, idx in conn.execute(sql, chunk):
-                out[bytes(leaf)] = idx
-        return out
+        found: dict[bytes, int] = {}
+        unique = list(dict.fromkeys(leaves))
+        with self.db.read() as tx:
+            for i in range(0, len(unique), 500):
+                chunk = unique[i : i + 500]
+                if tx.dialect == "postgresql":
+                    rows = tx.all(
+                        "SELECT substr(hashes, 1, 32), min(idx) FROM entries "
+                        "WHERE substr(hashes, 1, 32) = ANY(?) GROUP BY 1",
+                        (chunk,),
+                    )
+                else:
+                    marks = ",".join("?" * len(chunk))
+                    rows = tx.all(
+                        "SELECT substr(hashes, 1, 32), min(idx) FROM entries "
+                        f"WHERE substr(hashes, 1, 32) IN ({marks}) GROUP BY 1",
+                        chunk,
+                    )
+                found.update((bytes(leaf), int(idx)) for leaf, idx in rows)
+        return found
 
     def root(self, size: int | None = None, *, fresh: bool = False) -> tuple[int, bytes]:
         """The tree size and root: of the whole tree, or of its first ``size`` leaves."""
