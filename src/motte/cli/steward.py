@@ -159,7 +159,10 @@ def serve(
     """
     from motte.steward import Steward
     from motte.steward import serve as run_server
+    from motte.store import parse_database_url
 
+    if db:
+        parse_database_url(db)  # a password in it is named before anything else
     token = None
     if console or console_token_file:
         from motte.console import new_token, read_token_file

@@ -175,8 +175,8 @@ class LocalLog:
         database: str | None = None,
     ) -> None:
         self.directory = Path(directory)
+        url = log_database(self.directory, database)  # a bad URL before anything is made
         self.signer = load_or_create_key(self.directory, origin=origin, create=create)
-        url = log_database(self.directory, database)
         self.store = LogStore(url, create=create)
         recorded = self.directory / DATABASE_FILE
         if url.is_postgresql and not recorded.exists():
