@@ -18,7 +18,8 @@ Where the time goes: the CPU seconds each party spent per attestation during the
 (the Steward processes, PostgreSQL's processes, HAProxy, the clients in this process),
 read from /proc: on 2 cores, throughput is bounded by the sum.
 
-Log (``LocalLog.append_many`` in batches of 1000, one durable transaction each):
+Log (``LocalLog.append_many`` in batches of 1000, one durable transaction each, with the
+content-dedup lookup of the batch's leaf hashes it starts with):
 
 - the build from 0 to ``--entries`` on each store (appends/s over the whole build);
 - then interleaved rounds of 10 batches at that size: appends/s, PostgreSQL / SQLite.
@@ -132,20 +133,34 @@ def run_steward(args: argparse.Namespace, server, rows: list, extra: dict) -> No
                             if left[0] <= 0:
                                 return
                             left[0] -= 1
-                        c.request("GET", "/nonce")
-                        nonce = json.loads(c.getresponse().read())["nonce"]
-                        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-                        c.request(
-                            "POST",
-                            "/attest",
-                            body=keep_csr(raw),
-                            headers={"Content-Type": "application/pkcs10"},
-                        )
-                        r = c.getresponse()
-                        body = r.read()
-                        assert r.status == 200, body[:500]
+                        for _attempt in range(3):
+                            try:
+                                attest_once(c)
+                                break
+                            except (http.client.RemoteDisconnected, ConnectionError):
+                                # A keep-alive connection the server had closed: HTTP
+                                # clients reconnect and repeat (a fresh nonce each time).
+                                c.close()
+                                with lock:
+                                    reconnects[0] += 1
+                        else:
+                            raise RuntimeError("three connections in a row were closed")
                 finally:
                     c.close()
+
+            def attest_once(c: http.client.HTTPConnection) -> None:
+                c.request("GET", "/nonce")
+                nonce = json.loads(c.getresponse().read())["nonce"]
+                raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+                c.request(
+                    "POST",
+                    "/attest",
+                    body=keep_csr(raw),
+                    headers={"Content-Type": "application/pkcs10"},
+                )
+                r = c.getresponse()
+                body = r.read()
+                assert r.status == 200, body[:500]
 
             threads = [threading.Thread(target=client) for _ in range(args.clients)]
             for t in threads:
@@ -179,7 +194,9 @@ def run_steward(args: argparse.Namespace, server, rows: list, extra: dict) -> No
 
         cases = [case(n) for n in targets]
         del pg_pids
+        reconnects = [0]
         interleave(cases, args.rounds)
+        extra["client_reconnects"] = reconnects[0]
         rows += table(
             f"Steward: wall time per attestation, {args.clients} concurrent clients, "
             f"{args.attestations} per round, {args.rounds} rounds (lower is better)",
