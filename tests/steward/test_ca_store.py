@@ -239,3 +239,19 @@ def test_a_database_belongs_to_one_ca(tmp_path, monkeypatch, database):
     other.save(paths)  # this directory's CA replaced: no longer the database's
     with pytest.raises(StewardConfigError, match="belongs to the Steward whose CA is"):
         Steward(paths.root)
+
+
+def test_outstanding_nonces_are_bounded(tmp_path, monkeypatch):
+    from motte.steward import _store
+    from motte.steward._store import TooManyNonces
+
+    monkeypatch.setattr(_store, "MAX_OUTSTANDING", 3)
+    store = open_store(tmp_path)
+    for i in range(3):
+        store.issue_nonce(bytes([i + 1]) * 32, now=1000.0, lifetime=60)
+    with pytest.raises(TooManyNonces):
+        store.issue_nonce(b"\x09" * 32, now=1000.0, lifetime=60)
+    store.consume_nonce(b"\x01" * 32, now=1001.0)  # used: no longer outstanding
+    store.issue_nonce(b"\x09" * 32, now=1001.0, lifetime=60)
+    store.issue_nonce(b"\x0a" * 32, now=1070.0, lifetime=60)  # the others expired
+    store.close()

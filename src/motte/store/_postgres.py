@@ -272,6 +272,18 @@ class PostgresDatabase:
         except (psycopg.Error, PoolTimeout) as e:
             raise self._failed(e) from None
 
+    def write_one(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own transaction (autocommit: one round trip, no BEGIN and
+        COMMIT); returns how many rows it changed."""
+        psycopg = _psycopg()
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                return int(conn.execute(_pg_sql(sql), params).rowcount)  # type: ignore[arg-type]
+        except (psycopg.Error, PoolTimeout) as e:
+            raise self._failed(e) from None
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         psycopg = _psycopg()

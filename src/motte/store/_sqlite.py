@@ -187,6 +187,15 @@ class SqliteDatabase:
                     conn.execute("ROLLBACK")
                 raise _translate(e, self.path) from None
 
+    def write_one(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own durable transaction; returns how many rows it changed."""
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                return conn.execute(sql, params).rowcount
+            except sqlite3.Error as e:
+                raise _translate(e, self.path) from None
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         try:
