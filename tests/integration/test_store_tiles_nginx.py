@@ -11,12 +11,12 @@ from motte.tlog import (
     LocalLog,
     ProofError,
     RemoteLog,
+    export_tiles,
     load_trusted,
     parse_checkpoint_unverified,
     verify_consistency,
     verify_inclusion_bundle,
 )
-from motte.tlog._export import export_tiles
 from tests.conftest import require
 from tests.integration._peers import nginx
 

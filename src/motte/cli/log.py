@@ -364,7 +364,7 @@ def export_tiles(
       motte log export-tiles /srv/www/log --incremental     # e.g. every minute, from cron
     """
     from motte.tlog import LocalLog, default_log_dir
-    from motte.tlog._export import export_tiles as export
+    from motte.tlog import export_tiles as export
 
     with LocalLog(directory or default_log_dir(), create=False, database=db) as log:
         report = export(log, out, incremental=incremental)

@@ -225,14 +225,14 @@ def parse_config(text: str, *, source: str) -> StewardConfig:
                     key, f"must be a whole number of seconds from {lo} to {hi}, not {value!r}"
                 )
             kw[key] = value
-    if "database" in data:
-        value = data["database"]
+    if top.has("database"):
+        value = top.raw("database")
         if not isinstance(value, str):
-            raise StewardConfigError(f"{where('database')}: must be a postgresql:// URL")
+            raise top.fail("database", "must be a postgresql:// URL")
         try:
-            parse_database_url(value, where=where("database"))
+            parse_database_url(value, where="database")
         except DatabaseUrlError as e:
-            raise StewardConfigError(e.message, hint=e.hint) from None
+            raise top.fail("database", e.message.removeprefix("database: "), e.hint) from None
         kw["database"] = value
     for key in ("online_collateral", "unsafe_allow_unbound_enarx_csrs"):
         if top.has(key):

@@ -15,22 +15,16 @@ a ``postgresql://`` URL whose password comes from the environment or a passfile,
 URL. See docs/scale.md.
 """
 
-from motte.store._database import (
-    ConstraintError,
-    Cursor,
-    Database,
-    Lease,
-    Tx,
-    open_database,
-    sqlite_path,
-)
+from motte.store._database import open_database, sqlite_path
 from motte.store._errors import (
+    ConstraintError,
     DatabaseUrlError,
     LockHeldError,
     SchemaError,
     StoreError,
     StoreUnavailableError,
 )
+from motte.store._protocols import Cursor, Database, Lease, Tx
 from motte.store._schema import Migration, Schema, lock_key
 from motte.store._url import ENV, DatabaseUrl, parse_database_url, resolve_database
 

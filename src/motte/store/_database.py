@@ -18,75 +18,11 @@ with the COMMIT itself), :class:`ConstraintError` when a constraint refused the 
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
-from motte.store._errors import StoreError
+from motte.store._protocols import Database
 from motte.store._schema import Schema
 from motte.store._url import DatabaseUrl
-
-
-class ConstraintError(StoreError):
-    """A constraint refused the change (a unique key taken, an append-only table)."""
-
-
-class Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-class Tx(Protocol):
-    """A transaction (or, from ``read()``, a connection for reads)."""
-
-    dialect: str
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
-    def insert_many(
-        self,
-        table: str,
-        columns: Sequence[str],
-        types: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-    ) -> None: ...
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-    def lock(self, name: str, *, timeout: float | None = None) -> bool: ...
-
-
-class Lease(Protocol):
-    """An exclusive role held by one process at a time, and the connection that holds it
-    (PostgreSQL: a session advisory lock). Writes made through ``write()`` run on that
-    connection, so a process whose connection (and with it the lock) was lost cannot write."""
-
-    @property
-    def held(self) -> bool: ...
-    def try_acquire(self) -> bool: ...
-    def acquire(
-        self, *, timeout: float | None = None, stop: threading.Event | None = None
-    ) -> bool: ...
-    def write(self, *, durable: bool = True) -> contextlib.AbstractContextManager[Tx]: ...
-    def release(self) -> None: ...
-
-
-class Database(Protocol):
-    url: DatabaseUrl
-    schema: Schema
-
-    @property
-    def dialect(self) -> str: ...
-    def write(self, *, durable: bool = True) -> contextlib.AbstractContextManager[Tx]: ...
-    def read(self) -> contextlib.AbstractContextManager[Tx]: ...
-    def write_one(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-    def lease(self, name: str) -> Lease: ...
-    def version(self) -> int: ...
-    def close(self) -> None: ...
 
 
 def open_database(

@@ -25,3 +25,7 @@ class SchemaError(StoreError, ConfigError):
 
 class LockHeldError(StoreError):
     """An exclusive role (the log's sequencer) is held by another process."""
+
+
+class ConstraintError(StoreError):
+    """A constraint refused the change (a unique key taken, an append-only table)."""

@@ -20,8 +20,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from motte.store._database import ConstraintError, Tx
-from motte.store._errors import LockHeldError, SchemaError, StoreError, StoreUnavailableError
+from motte.store._errors import (
+    ConstraintError,
+    LockHeldError,
+    SchemaError,
+    StoreError,
+    StoreUnavailableError,
+)
+from motte.store._protocols import Tx
 from motte.store._schema import BOOKKEEPING, Schema, lock_key
 from motte.store._url import DatabaseUrl
 

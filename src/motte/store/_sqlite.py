@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from motte.store._database import ConstraintError, Tx
-from motte.store._errors import SchemaError, StoreUnavailableError
+from motte.store._errors import ConstraintError, SchemaError, StoreUnavailableError
+from motte.store._protocols import Tx
 from motte.store._schema import BOOKKEEPING, Schema
 from motte.store._url import DatabaseUrl
 
