@@ -160,34 +160,39 @@ def test_postgresql_stopped_and_started_under_appends(tmp_path):
             vkey = log.verifier_key
         seen = Observed()
         seq = serve(d, home, url)
-        stop = threading.Event()
-        threads = [
-            threading.Thread(target=writer, args=([seq.url], f"w{i}", seen, stop)) for i in range(3)
-        ]
-        threads.append(threading.Thread(target=reader, args=([seq.url], vkey, seen, stop)))
         try:
-            for t in threads:
-                t.start()
-            wait_for(lambda: acked(seen) >= 30, 180, "appends")
-            server.stop()
-            with httpx.Client(timeout=60) as c:
-                r = c.post(seq.url + "/add", content=b"while the database is away")
-                assert r.status_code == 503 and "unavailable" in r.text, r.text
-                r = c.get(seq.url + "/checkpoint")
-                assert r.status_code == 503 and "unavailable" in r.text, r.text
-            at_stop = acked(seen)
-            server.start()
-            seq.wait_for_line(r"sequencer: this process appends now", timeout=120)
-            wait_for(lambda: acked(seen) >= at_stop + 30, 180, "appends after the restart")
-            assert seq.proc.poll() is None  # the same process, never restarted
+            run_through_a_restart(server, seq, vkey, seen)
         finally:
-            stop.set()
-            for t in threads:
-                t.join(120)
-        try:
-            check_after_restart(seq.url, vkey, seen)
-        finally:
-            seq.stop()
+            seq.stop()  # whatever failed: no server outlives the test
         assert "Traceback" not in "\n".join(seq.lines)
         with LocalLog(d, database=url) as log:
             assert audit_log(log).size >= len(seen.acked)
+
+
+def run_through_a_restart(server, seq: Process, vkey: str, seen: Observed) -> None:  # type: ignore[no-untyped-def]
+    """Appends flow; the database stops (503s), starts (the same sequencer appends again)."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=writer, args=([seq.url], f"w{i}", seen, stop)) for i in range(3)
+    ]
+    threads.append(threading.Thread(target=reader, args=([seq.url], vkey, seen, stop)))
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: acked(seen) >= 30, 180, "appends")
+        server.stop()
+        with httpx.Client(timeout=60) as c:
+            r = c.post(seq.url + "/add", content=b"while the database is away")
+            assert r.status_code == 503 and "unavailable" in r.text, r.text
+            r = c.get(seq.url + "/checkpoint")
+            assert r.status_code == 503 and "unavailable" in r.text, r.text
+        at_stop = acked(seen)
+        server.start()
+        seq.wait_for_line(r"sequencer: this process appends now", timeout=120)
+        wait_for(lambda: acked(seen) >= at_stop + 30, 180, "appends after the restart")
+        assert seq.proc.poll() is None  # the same process, never restarted
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    check_after_restart(seq.url, vkey, seen)

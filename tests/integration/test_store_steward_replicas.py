@@ -51,12 +51,17 @@ def start_replicas(tmp_path, motte_home, url: str, n: int = 2) -> list[Process]:
     config.toml."""
     init_steward(database=url, allow_insecure_sim=True)
     procs = [start_motte(["steward", "serve", "--db", url], home=motte_home, ready=READY)]
-    for i in range(1, n):
-        home = tmp_path / f"replica-{i}"
-        home.mkdir()
-        shutil.copytree(motte_home / "steward", home / "steward")  # modes kept (copy2)
-        assert (home / "steward" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
-        procs.append(start_motte(["steward", "serve"], home=home, ready=READY))
+    try:
+        for i in range(1, n):
+            home = tmp_path / f"replica-{i}"
+            home.mkdir()
+            shutil.copytree(motte_home / "steward", home / "steward")  # modes kept (copy2)
+            assert (home / "steward" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+            procs.append(start_motte(["steward", "serve"], home=home, ready=READY))
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
     return procs
 
 
@@ -240,7 +245,7 @@ def test_postgresql_stopped_and_started_under_load(tmp_path, motte_home):
         clients = [
             threading.Thread(target=attest_through, args=(p.url, load, stop)) for p in (a, b)
         ]
-        try:
+        try:  # the replicas are stopped whatever happens
             for t in clients:
                 t.start()
             wait_for(lambda: load.count >= 10, 180, "10 attestations")
