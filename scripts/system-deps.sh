@@ -5,12 +5,14 @@
 #         NUT upsd + dummy-ups and upsc/upsmon, the OCI registry, Go's sumdb note/tlog,
 #         git (motte rebuild clones the recorded source), wrk (bench/serve.py's load),
 #         ovmf (real edk2 firmware that motte measure is checked on against sev-snp-measure),
-#         chromium + chromium-driver (the console's browser tests)
+#         chromium + chromium-driver (the console's browser tests),
+#         PostgreSQL, HAProxy and nginx (the store's replicas, load balancer and static tiles;
+#         the tests initdb and start their own, as the postgres user when run as root)
 set -eu
 
 case "${1:-test}" in
   venv) pkgs="python3-venv" ;;
-  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf chromium chromium-driver" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf chromium chromium-driver postgresql haproxy nginx" ;;
   *) echo "usage: $0 venv|test" >&2; exit 2 ;;
 esac
 
@@ -26,4 +28,14 @@ fi
 echo "system-deps: installing$missing"
 $sudo apt-get update -qq
 # The packaged services must not start on install: tests start their own on 127.0.0.1.
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Where nothing already says so, a policy-rc.d tells invoke-rc.d to start nothing for the
+# length of the install (it is removed afterwards).
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod 755 /usr/sbin/policy-rc.d
+  guard=1
+fi
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null || status=$?
+[ -n "$guard" ] && $sudo rm -f /usr/sbin/policy-rc.d
+exit "${status:-0}"

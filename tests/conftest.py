@@ -58,3 +58,52 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
         return CliResult(code, out, err)
 
     yield run
+
+
+# -- databases: every store test runs on SQLite and on a real PostgreSQL --------------------
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[object]:
+    """One PostgreSQL server for the session (tests/integration/_postgres.py), stopped at
+    the end. Clients find its password in the passfile named by PGPASSFILE."""
+    from tests.integration._postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    require(bindir is not None, "PostgreSQL server (scripts/system-deps.sh test: postgresql)")
+    assert bindir is not None
+    server = PostgresServer(bindir)
+    old = os.environ.get("PGPASSFILE")
+    os.environ["PGPASSFILE"] = str(server.passfile)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+        if old is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = old
+
+
+@pytest.fixture
+def pg_database(postgresql: object) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its URL (no password in it)."""
+    name, url = postgresql.create_database()  # type: ignore[attr-defined]
+    try:
+        yield url
+    finally:
+        postgresql.drop_database(name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once on the embedded SQLite and once with MOTTE_DB naming a fresh
+    PostgreSQL database: a module opts in with ``pytestmark = usefixtures("database")``."""
+    monkeypatch.delenv("MOTTE_DB", raising=False)
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    url = request.getfixturevalue("pg_database")
+    monkeypatch.setenv("MOTTE_DB", url)
+    yield "postgresql"

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from motte.steward import StewardStore
+from motte.store import resolve_database
+
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
+
+def _store(path) -> StewardStore:  # type: ignore[no-untyped-def]
+    """The store at ``path``, or the PostgreSQL database MOTTE_DB names."""
+    return StewardStore(resolve_database(None, default=path))
 
 
 def _row(i: int, decision: str, **kw: object) -> dict[str, object]:
@@ -30,7 +41,7 @@ def _fill(store: StewardStore) -> None:
 
 
 def test_pages_run_newest_first_and_continue_below_an_id(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = _store(tmp_path / "db")
     _fill(store)
     first = store.audit_page(limit=4)
     assert [r.id for r in first] == [6, 5, 4, 3]
@@ -39,7 +50,7 @@ def test_pages_run_newest_first_and_continue_below_an_id(tmp_path):
 
 
 def test_filters_combine_and_text_matches_wildcards_literally(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = _store(tmp_path / "db")
     _fill(store)
     assert [r.id for r in store.audit_page(decision="rejected")] == [6, 5]
     assert [r.id for r in store.audit_page(decision="rejected", kind="sim")] == [5]
@@ -50,7 +61,7 @@ def test_filters_combine_and_text_matches_wildcards_literally(tmp_path):
 
 
 def test_keeps_group_certificates_and_count_renewals(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = _store(tmp_path / "db")
     _fill(store)
     keeps = store.attested_keeps()
     assert [(k.kind, k.certificates, k.renewals) for k in keeps] == [("snp", 1, 0), ("sim", 3, 2)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import UTC, datetime
 
@@ -14,8 +13,17 @@ from motte.steward import SanPattern, Steward, StewardConfigError, init_steward
 from motte.steward._ca import StewardCa
 from motte.steward._store import NonceRefused, StewardStore
 from motte.steward.errors import StewardNotInitialisedError
+from motte.store import StoreError, resolve_database
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
+
+def open_store(tmp_path) -> StewardStore:
+    """The store a Steward in ``tmp_path`` would use (MOTTE_DB when the case sets it)."""
+    return StewardStore(resolve_database(None, default=tmp_path / "db"))
 
 
 def patterns(*names: str) -> list[SanPattern]:
@@ -59,21 +67,27 @@ def test_issued_leaves_are_end_entity_server_and_client_certificates():
     cert.verify_directly_issued_by(ca.cert)
 
 
-def test_init_writes_everything_and_never_overwrites(tmp_path):
+def test_init_writes_everything_and_never_overwrites(tmp_path, database):
     paths = init_steward(root=tmp_path / "s", now=NOW)
     assert (paths.ca_key.stat().st_mode & 0o777) == 0o600
     assert (paths.root.stat().st_mode & 0o777) == 0o700
-    for p in (paths.ca_cert, paths.config, paths.policy, paths.database):
+    for p in (paths.ca_cert, paths.config, paths.policy):
         assert p.is_file(), p
+    # The database is the Steward's own file, or the shared one config.toml records.
+    assert paths.database.is_file() == (database == "sqlite")
+    assert ("database = " in paths.config.read_text()) == (database == "postgresql")
     with pytest.raises(StewardConfigError, match="already exists"):
         init_steward(root=tmp_path / "s")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".s.")]  # no staging left
 
 
-def test_the_default_policy_refuses_sim_and_the_dev_one_pins_this_installation(tmp_path):
+def test_the_default_policy_refuses_sim_and_the_dev_one_pins_this_installation(
+    tmp_path, monkeypatch
+):
     from motte.attest import load_policy
     from motte.attest.sim import load_or_create_sim_key
 
+    monkeypatch.delenv("MOTTE_DB", raising=False)  # two Stewards: each its own SQLite
     default = load_policy(init_steward(root=tmp_path / "a").policy)
     assert not default.allow_insecure_sim and default.name == "steward-default"
     dev_paths = init_steward(root=tmp_path / "b", allow_insecure_sim=True)
@@ -115,7 +129,7 @@ def test_no_steward_yet(tmp_path):
 
 
 def test_a_nonce_is_used_once_even_under_a_race(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = open_store(tmp_path)
     nonce = b"\x01" * 32
     store.issue_nonce(nonce, now=1000.0, lifetime=60)
     wins, losses = [], []
@@ -136,26 +150,108 @@ def test_a_nonce_is_used_once_even_under_a_race(tmp_path):
         t.join()
     assert len(wins) == 1 and len(losses) == 7
     assert all("already used" in r for r in losses)
+    store.close()
+
+
+def test_two_stores_racing_for_one_nonce_let_exactly_one_win(tmp_path):
+    """Two stores on one database, as two Steward replicas: each of many nonces is
+    redeemed by exactly one of the two, whatever the interleaving."""
+    stores = [open_store(tmp_path), open_store(tmp_path)]
+    nonces = [bytes([i]) * 32 for i in range(1, 21)]
+    for n in nonces:
+        stores[0].issue_nonce(n, now=1000.0, lifetime=60)
+    wins: dict[bytes, int] = {}
+    barrier = threading.Barrier(2)
+    lock = threading.Lock()
+
+    def redeem(store) -> None:
+        barrier.wait()
+        for n in nonces:
+            with store.decision() as record:  # as the Steward records a decision
+                reason = record.consume_nonce(n, now=1001.0)
+                decision = "accepted" if reason is None else "rejected"
+                record.append_audit({"time": "t", "client": "c", "decision": decision})
+            if reason is None:
+                with lock:
+                    wins[n] = wins.get(n, 0) + 1
+            else:
+                assert "already used" in reason
+
+    threads = [threading.Thread(target=redeem, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert wins == dict.fromkeys(nonces, 1)
+    assert stores[1].counts() == {"used_nonces": 20, "consuming_rows": 20, "audit_rows": 40}
+    for s in stores:
+        s.close()
 
 
 def test_expired_nonces_are_explained_then_forgotten(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = open_store(tmp_path)
     store.issue_nonce(b"\x02" * 32, now=1000.0, lifetime=60)
     with pytest.raises(NonceRefused, match="expired"):
         store.consume_nonce(b"\x02" * 32, now=1061.0)
     store.issue_nonce(b"\x03" * 32, now=1000.0 + 2 * 86400, lifetime=60)  # prunes old rows
     with pytest.raises(NonceRefused, match="unknown"):
         store.consume_nonce(b"\x02" * 32, now=1000.0 + 2 * 86400)
+    store.close()
 
 
 def test_the_audit_log_is_append_only(tmp_path):
-    store = StewardStore(tmp_path / "db")
+    store = open_store(tmp_path)
     row_id = store.append_audit(
         {"time": "t", "client": "c", "decision": "rejected", "sans": [], "rules": []}
     )
-    db = sqlite3.connect(tmp_path / "db")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("UPDATE audit SET decision = 'accepted' WHERE id = ?", (row_id,))
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("DELETE FROM audit")
+    # Even SQL that goes around the store's methods cannot rewrite it.
+    with pytest.raises(StoreError, match="append-only"), store.db.write() as tx:
+        tx.execute("UPDATE audit SET decision = 'accepted' WHERE id = ?", (row_id,))
+    with pytest.raises(StoreError, match="append-only"), store.db.write() as tx:
+        tx.execute("DELETE FROM audit")
     assert [r.decision for r in store.audit()] == ["rejected"]
+    store.close()
+
+
+def test_a_serial_is_never_recorded_twice(tmp_path):
+    from motte.store import ConstraintError
+
+    store = open_store(tmp_path)
+    row = {"time": "t", "client": "c", "decision": "accepted", "sans": [], "rules": []}
+    store.append_audit(row | {"serial": "5be1"})
+    with pytest.raises(ConstraintError):
+        store.append_audit(row | {"serial": "5be1"})
+    assert [r.serial for r in store.audit()] == ["5be1"]
+    store.close()
+
+
+def test_a_database_belongs_to_one_ca(tmp_path, monkeypatch, database):
+    """A second init for the database is refused; a replica with another CA will not serve."""
+    paths = init_steward(root=tmp_path / "a", now=NOW)
+    with Steward(paths.root) as steward:
+        assert steward.store.ca()[0] == steward.ca.fingerprint
+    other = StewardCa.create(patterns("localhost", "127.0.0.1", "::1"), now=NOW)
+    if database == "postgresql":
+        with pytest.raises(StewardConfigError, match="already belongs to a Steward") as e:
+            init_steward(root=tmp_path / "b", now=NOW)
+        assert "copy that Steward's directory" in (e.value.hint or "")
+        assert not (tmp_path / "b").exists()
+    other.save(paths)  # this directory's CA replaced: no longer the database's
+    with pytest.raises(StewardConfigError, match="belongs to the Steward whose CA is"):
+        Steward(paths.root)
+
+
+def test_outstanding_nonces_are_bounded(tmp_path, monkeypatch):
+    from motte.steward import _store
+    from motte.steward._store import TooManyNonces
+
+    monkeypatch.setattr(_store, "MAX_OUTSTANDING", 3)
+    store = open_store(tmp_path)
+    for i in range(3):
+        store.issue_nonce(bytes([i + 1]) * 32, now=1000.0, lifetime=60)
+    with pytest.raises(TooManyNonces):
+        store.issue_nonce(b"\x09" * 32, now=1000.0, lifetime=60)
+    store.consume_nonce(b"\x01" * 32, now=1001.0)  # used: no longer outstanding
+    store.issue_nonce(b"\x09" * 32, now=1001.0, lifetime=60)
+    store.issue_nonce(b"\x0a" * 32, now=1070.0, lifetime=60)  # the others expired
+    store.close()

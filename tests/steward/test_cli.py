@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from motte.steward import Steward
 from tests.steward.helpers import OTHER_DIGEST, keep_csr
+
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def test_init_then_audit(cli, motte_home):
@@ -68,3 +73,10 @@ def test_every_command_has_help(cli):
         r = cli(*argv)
         assert r.exit_code == 0, (argv, r.stderr)
         assert "Usage: motte" in r.stdout and "internal error" not in r.stderr
+
+
+def test_a_database_url_with_a_password_is_refused_before_anything_is_written(cli, motte_home):
+    r = cli("steward", "init", "--db", "postgresql://steward:hunter2@db.example/motte")
+    assert r.exit_code == 2
+    assert "holds a password" in r.stderr and "hunter2" not in r.stderr + r.stdout
+    assert not (motte_home / "steward").exists()

@@ -12,6 +12,9 @@ from motte.steward import AttestationRefusedError, StewardClient
 from tests.steward.helpers import OTHER_DIGEST, keep_csr, make_steward
 from tests.steward.servers import steward_server
 
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 @pytest.fixture
 def served(tmp_path):
@@ -98,13 +101,15 @@ def test_keep_side_refuses_unsafe_steward_urls(url):
         StewardClient(url)
 
 
-def test_a_keep_verifies_a_tls_steward(tmp_path):
+def test_a_keep_verifies_a_tls_steward(tmp_path, monkeypatch):
     """HTTPS to the Steward: trusted through the usual store (here SSL_CERT_FILE's CA)."""
+    import os
     import ssl
 
     from motte.steward import StewardUnreachableError
     from tests.steward.helpers import make_steward as steward_at
 
+    shared = os.environ.pop("MOTTE_DB", None)  # the second Steward, below, gets the database
     with steward_at(tmp_path / "tls-ca") as tls_ca:  # any CA will do to mint the server cert
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -129,6 +134,8 @@ def test_a_keep_verifies_a_tls_steward(tmp_path):
             )
         )
         trusted = ssl.create_default_context(cafile=None, cadata=tls_ca.ca.cert_pem.decode())
+    if shared:
+        monkeypatch.setenv("MOTTE_DB", shared)
     with (
         make_steward(tmp_path / "s") as steward,
         steward_server(steward, tls=(cert_file, key_file)) as url,

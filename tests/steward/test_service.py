@@ -31,6 +31,9 @@ from tests.steward.helpers import (
 AT_2025 = datetime(2025, 6, 1, tzinfo=UTC)
 AT_ENARX = datetime(2023, 1, 15, tzinfo=UTC)
 
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 @pytest.fixture
 def clock():

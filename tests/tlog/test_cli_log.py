@@ -187,3 +187,9 @@ def test_identical_entries_are_logged_once_by_a_served_log(cli, files, tmp_path)
         assert json.loads(r.stdout)["size"] == 2
     finally:
         served.stop()
+
+
+def test_a_database_url_with_a_password_makes_nothing(cli, tmp_path):
+    r = cli("log", "init", "--dir", tmp_path / "log", "--db", "postgresql://u:hunter2@db/x")
+    assert r.exit_code == 2 and "holds a password" in r.stderr and "hunter2" not in r.stderr
+    assert not (tmp_path / "log").exists()

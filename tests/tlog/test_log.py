@@ -30,18 +30,44 @@ def log(tmp_path):
         yield log
 
 
-def raw(log: LocalLog) -> sqlite3.Connection:
-    """A connection that goes around the log, as an attacker with file access would."""
-    conn = sqlite3.connect(log.store.path, isolation_level=None)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
-        conn.execute(f"DROP TRIGGER {name}")
-    return conn
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
 
 
-def set_node(conn: sqlite3.Connection, level: int, index: int, value: bytes) -> None:
+class Raw:
+    """SQL that goes around the log and its append-only triggers, as an attacker with access
+    to the database would (SQLite: the file; PostgreSQL: a superuser's connection)."""
+
+    def __init__(self, log: LocalLog) -> None:
+        db = log.store.db
+        if db.dialect == "sqlite":
+            self.conn = sqlite3.connect(log.store.path, isolation_level=None)
+            for (name,) in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            ).fetchall():
+                self.conn.execute(f"DROP TRIGGER {name}")
+            self.pg = False
+        else:
+            self.conn = db.connect()  # type: ignore[attr-defined]
+            self.conn.execute("SET session_replication_role = replica")  # triggers off
+            self.pg = True
+
+    def execute(self, sql: str, params: tuple = ()) -> list:
+        if self.pg:
+            cur = self.conn.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+        return self.conn.execute(sql, params).fetchall()
+
+
+def raw(log: LocalLog) -> Raw:
+    return Raw(log)
+
+
+def set_node(conn: Raw, level: int, index: int, value: bytes) -> None:
     """Overwrite one stored node hash (it lives in the row of the entry that completed it)."""
     row = ((index + 1) << level) - 1
-    (hashes,) = conn.execute("SELECT hashes FROM entries WHERE idx = ?", (row,)).fetchone()
+    [(hashes,)] = conn.execute("SELECT hashes FROM entries WHERE idx = ?", (row,))
+    hashes = bytes(hashes)
     new = hashes[: 32 * level] + value + hashes[32 * level + 32 :]
     conn.execute("UPDATE entries SET hashes = ? WHERE idx = ?", (new, row))
 
@@ -72,18 +98,27 @@ def test_appends_are_sequential_and_the_root_is_rfc6962(log):
 
 
 def test_storage_refuses_rewrites(log):
+    from motte.store import StoreError
+
     log.append_many([b"a", b"b"])
     log.checkpoint()
-    conn = sqlite3.connect(log.store.path)
-    for sql in [
-        "UPDATE entries SET data = x'00' WHERE idx = 0",
-        "DELETE FROM entries WHERE idx = 1",
-        "UPDATE entries SET hashes = x'00'",
-        "INSERT INTO entries (idx, data, hashes) VALUES (0, x'00', x'00')",
-        "DELETE FROM checkpoints",
+    for sql, params in [
+        ("UPDATE entries SET data = ? WHERE idx = 0", (b"\0",)),
+        ("DELETE FROM entries WHERE idx = 1", ()),
+        ("UPDATE entries SET hashes = ?", (b"\0",)),
+        ("INSERT INTO entries (idx, data, hashes) VALUES (0, ?, ?)", (b"\0", b"\0")),
+        ("DELETE FROM checkpoints", ()),
     ]:
-        with pytest.raises(sqlite3.DatabaseError, match=r"append-only|UNIQUE"):
-            conn.execute(sql)
+        # Even SQL that goes around the log's methods, on the log's own connection.
+        with (
+            pytest.raises(StoreError, match=r"append-only|UNIQUE|duplicate key"),
+            log.store.db.write() as tx,
+        ):
+            tx.execute(sql, params)
+    if log.store.db.dialect == "postgresql":
+        with pytest.raises(StoreError, match=r"append-only"), log.store.db.write() as tx:
+            tx.execute("TRUNCATE entries")
+    assert log.size == 2
 
 
 def test_entry_size_is_bounded(log):
@@ -171,8 +206,12 @@ def test_key_readable_by_others_is_refused(tmp_path):
         LocalLog(tmp_path / "log")
 
 
-def test_key_and_database_must_belong_together(tmp_path):
+def test_key_and_database_must_belong_together(tmp_path, database):
     LocalLog(tmp_path / "a", origin="example.com/a").close()
+    if database == "postgresql":  # one log per database: another key is refused
+        with pytest.raises(TamperError, match=r"log.key is for example.com/b but PostgreSQL"):
+            LocalLog(tmp_path / "b", origin="example.com/b")
+        return
     LocalLog(tmp_path / "b", origin="example.com/b").close()
     os.replace(tmp_path / "b" / "log.db", tmp_path / "a" / "log.db")
     with pytest.raises(TamperError, match=r"log.key is for example.com/a but log.db holds"):
@@ -222,16 +261,17 @@ def test_audit_names_a_changed_node_hash(logged):
 
 def test_audit_names_a_changed_checkpoint(logged):
     conn = raw(logged)
-    note = conn.execute("SELECT note FROM checkpoints WHERE size = 40").fetchone()[0]
-    conn.execute("UPDATE checkpoints SET note = ? WHERE size = 40", (note.replace(b"40", b"41"),))
+    [(note,)] = conn.execute("SELECT note FROM checkpoints WHERE size = 40")
+    note = bytes(note).replace(b"40", b"41")
+    conn.execute("UPDATE checkpoints SET note = ? WHERE size = 40", (note,))
     with pytest.raises(TamperError, match=r"checkpoint of size 40: .*does not verify"):
         audit_log(logged)
 
 
 def test_audit_notices_an_added_hash(logged):
     conn = raw(logged)
-    (hashes,) = conn.execute("SELECT hashes FROM entries WHERE idx = 4").fetchone()
-    conn.execute("UPDATE entries SET hashes = ? WHERE idx = 4", (hashes + bytes(32),))
+    [(hashes,)] = conn.execute("SELECT hashes FROM entries WHERE idx = 4")
+    conn.execute("UPDATE entries SET hashes = ? WHERE idx = 4", (bytes(hashes) + bytes(32),))
     with pytest.raises(TamperError, match=r"entry 4 stores 2 hashes, .* completes 1"):
         audit_log(logged)
 
@@ -255,7 +295,8 @@ def test_log_refuses_to_sign_a_tree_that_does_not_extend_its_checkpoint(logged):
 
 def test_log_refuses_to_sign_when_entries_were_lost(logged):
     raw(logged).execute("DELETE FROM entries WHERE idx >= 45")
-    logged.store._load_frontier(logged.store._conn())
+    with logged.store.db.read() as tx:
+        logged.store._load_frontier(tx)
     with pytest.raises(TamperError, match=r"entries were lost; refusing to sign"):
         logged.sign_checkpoint()
 

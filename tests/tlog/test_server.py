@@ -29,6 +29,10 @@ with warnings.catch_warnings():  # Starlette's TestClient warns it will move to 
     from fastapi.testclient import TestClient
 
 
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
+
 @pytest.fixture
 def log(tmp_path):
     with LocalLog(tmp_path / "log", origin="example.com/served") as log:

@@ -223,3 +223,45 @@ def test_a_witness_returning_a_bad_cosignature_is_not_stored(log, witness):
     log.append(b"x")
     log.checkpoint()
     assert log.store.cosignature_lines(1) == []
+
+
+def test_witness_replicas_sharing_a_database_never_roll_it_back(tmp_path, database):
+    """Two witnesses (one key, one database: SQLite file or PostgreSQL) asked at the same
+    instant to cosign the same growth: exactly one moves the state; the other is told the
+    size it now has (409), as two requests to one witness would be."""
+    import threading
+
+    from motte.store import resolve_database
+    from motte.tlog._witness import Witness
+
+    d = tmp_path / "witness"
+    signer = init_witness(d, name="witness.example/shared")
+    with LocalLog(tmp_path / "log", origin="example.com/shared-witness") as log:
+        logs = [WitnessedLog(log.origin, (Signer.from_skey(log.signer.skey).verifier,))]
+        url = resolve_database(None, default=d / "state.db")
+        replicas = [Witness(signer, logs, WitnessState(url)) for _ in range(2)]
+        log.append_many([b"a", b"b"])
+        replicas[0].add_checkpoint(request(log, 0), now=1)
+        for round_ in range(5):
+            log.append(b"more %d" % round_)
+            body = request(log, log.size - 1)
+            outcomes: list[int] = []
+            barrier = threading.Barrier(2)
+
+            def ask(w: Witness, body: bytes = body, barrier=barrier, outcomes=outcomes) -> None:
+                barrier.wait()
+                try:
+                    w.add_checkpoint(body, now=2)
+                    outcomes.append(200)
+                except WitnessRefusedError as e:
+                    outcomes.append(e.status)
+
+            threads = [threading.Thread(target=ask, args=(w,)) for w in replicas]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert sorted(outcomes) == [200, 409]
+            assert replicas[1].state.get(log.origin)[0] == log.size
+        for w in replicas:
+            w.state.close()

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from motte.home import motte_home
 from motte.sign import sign_artifact
 from motte.tlog import LocalLog, open_log
 from motte.trust import assess
-from motte.trust._history import index_path
+from motte.trust._history import HistoryIndex, index_path
 from tests.trust.test_scenarios import REF, good_release
+
+# Every case on the embedded SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("database")
+
+
+def index_rows(sql: str) -> list:
+    index = HistoryIndex()
+    try:
+        with index.db.read() as tx:
+            return tx.all(sql)
+    finally:
+        index.close()
 
 
 def _recording(monkeypatch) -> list[tuple[int, int]]:
@@ -46,17 +60,21 @@ def test_a_second_judgement_reads_only_new_entries(world, monkeypatch):
 def test_the_index_holds_summaries_not_statements(world):
     digest = good_release(world)
     assess(REF, world.policy())
-    db = sqlite3.connect(index_path())
-    packages = {p for (p,) in db.execute("SELECT package FROM entries")}
-    digests = {d for (d,) in db.execute("SELECT digest FROM subjects")}
-    db.close()
+    packages = {p for (p,) in index_rows("SELECT package FROM entries")}
+    digests = {d for (d,) in index_rows("SELECT digest FROM subjects")}
     assert "acme/hello" in packages and digest in digests
 
 
-def test_a_rewritten_embedded_log_is_indexed_again(world):
+def test_a_rewritten_embedded_log_is_indexed_again(world, database):
     good_release(world)
     assert assess(REF, world.policy()).accepted
     # The log is replaced by another with the same key (its history rewritten).
+    if database == "postgresql":
+        log = open_log()
+        conn = log.store.db.connect()
+        conn.execute("DROP SCHEMA tlog CASCADE")
+        conn.close()
+        log.close()
     for f in (motte_home() / "tlog").glob("log.db*"):
         f.unlink()
     log = open_log()
@@ -71,18 +89,25 @@ def test_a_rewritten_embedded_log_is_indexed_again(world):
     assert "at size 4" in v.area("responsiveness").deciding.message
 
 
-def test_an_index_of_another_layout_is_rebuilt(world):
+def test_an_index_from_before_the_migrations_is_rebuilt(world, database):
+    if database == "postgresql":
+        pytest.skip("PostgreSQL indexes were never made without migrations")
     good_release(world)
-    assess(REF, world.policy())
+    # An index.db as motte made it before motte.store: same tables, a stale summary.
+    index_path().parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(index_path())
-    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "CREATE TABLE logs (id INTEGER PRIMARY KEY, log_id TEXT, origin TEXT, size INT, "
+        "frontier BLOB)"
+    )
+    db.execute("CREATE TABLE entries (log INT, idx INT, leaf BLOB, package TEXT)")
+    db.execute("INSERT INTO entries VALUES (1, 0, x'00', 'stale/package')")
+    db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
     assert assess(REF, world.policy()).accepted
-    db = sqlite3.connect(index_path())
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == open_log().size
-    db.close()
+    assert index_rows("SELECT count(*) FROM entries") == [(open_log().size,)]
+    assert ("stale/package",) not in index_rows("SELECT package FROM entries")
 
 
 def test_indexing_a_long_log_reports_progress(world):

@@ -28,6 +28,8 @@ motte log verify FILE e.tlog-proof: check signatures, witnesses, proof, no fork
 
 motte log serve: serve over HTTP (C2SP tlog-tiles, POST /add)
 
+motte log export-tiles DIR: write the tiles as static files for any web server
+
 motte log witness init | serve: run a witness that cosigns checkpoints
 
 See docs/transparency-log.md."""  # noqa: E501
@@ -50,6 +52,17 @@ Url = Annotated[
     str | None, typer.Option("--log", help="A served log (http://host:port), not the embedded.")
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Keep the log in this PostgreSQL database (postgresql://[user@]host/db; the "
+        "password from PGPASSWORD or ~/.pgpass, never the URL). Default: MOTTE_DB, else the "
+        "one DIR/database records, else DIR/log.db.",
+        show_default=False,
+    ),
+]
 
 
 def _b64(h: bytes) -> str:
@@ -58,15 +71,17 @@ def _b64(h: bytes) -> str:
     return base64.b64encode(h).decode()
 
 
-def _open(url: str | None, directory: Path | None, *, create: bool = True) -> Log:
+def _open(
+    url: str | None, directory: Path | None, *, create: bool = True, db: str | None = None
+) -> Log:
     from motte.errors import UsageError
     from motte.tlog import LocalLog, default_log_dir, open_log
 
-    if url and directory:
-        raise UsageError("--log and --dir name two different logs: give one")
+    if url and (directory or db):
+        raise UsageError("--log names a served log; --dir and --db one opened here: give one")
     if url:
         return open_log(url)
-    return LocalLog(directory or default_log_dir(), create=create)
+    return LocalLog(directory or default_log_dir(), create=create, database=db)
 
 
 @app.command()
@@ -76,12 +91,13 @@ def init(
         str | None,
         typer.Option(help="The log's name (origin line and key name), e.g. example.com/log."),
     ] = None,
+    db: Db = None,
     json: Json = False,
 ) -> int:
     """Create a log: an Ed25519 key (mode 0600) and an empty database. Prints its key."""
     from motte.tlog import LocalLog, default_log_dir
 
-    with LocalLog(directory or default_log_dir(), origin=origin) as log:
+    with LocalLog(directory or default_log_dir(), origin=origin, database=db) as log:
         if json:
             emit_json({"origin": log.origin, "vkey": log.verifier_key, "dir": str(log.directory)})
         else:
@@ -95,6 +111,7 @@ def append(
     files: Annotated[list[Path], typer.Argument(help="Files to log, one each ('-': stdin).")],
     url: Url = None,
     directory: Dir = None,
+    db: Db = None,
     json: Json = False,
 ) -> int:
     """Append entries (at most 65535 bytes each); each is durable and signed when printed.
@@ -113,7 +130,7 @@ def append(
                 hint="log a small record about the file (its digest, name, signer) instead",
             )
         datas.append(data)
-    log = _open(url, directory)
+    log = _open(url, directory, db=db)
     try:
         if isinstance(log, LocalLog):
             # Signed like POST /add: a store that refuses to sign fails the command.
@@ -144,11 +161,11 @@ def _read(path: Path) -> bytes:
 
 
 @app.command()
-def checkpoint(url: Url = None, directory: Dir = None, json: Json = False) -> int:
+def checkpoint(url: Url = None, directory: Dir = None, db: Db = None, json: Json = False) -> int:
     """Print the latest signed checkpoint (signing one if entries are new)."""
     from motte.tlog import parse_checkpoint_unverified
 
-    log = _open(url, directory, create=False)
+    log = _open(url, directory, create=False, db=db)
     try:
         note = log.checkpoint()
     finally:
@@ -177,11 +194,12 @@ def prove(
     ] = None,
     url: Url = None,
     directory: Dir = None,
+    db: Db = None,
 ) -> int:
     """Write an offline inclusion proof (C2SP tlog-proof) for an entry."""
     from motte.fsutil import atomic_write_bytes
 
-    log = _open(url, directory, create=False)
+    log = _open(url, directory, create=False, db=db)
     try:
         data = log.inclusion_bundle(index).to_bytes()
     finally:
@@ -244,11 +262,11 @@ def _checkpoint_json(cp: Any) -> dict[str, Any]:
 
 
 @app.command()
-def audit(directory: Dir = None, json: Json = False) -> int:
+def audit(directory: Dir = None, db: Db = None, json: Json = False) -> int:
     """Rebuild the tree from the stored entries; check every hash, checkpoint and cosignature."""
     from motte.tlog import LocalLog, audit_log, default_log_dir
 
-    with LocalLog(directory or default_log_dir(), create=False) as log:
+    with LocalLog(directory or default_log_dir(), create=False, database=db) as log:
         if sys.stderr.isatty() and not json:
             from rich.progress import Progress
 
@@ -300,17 +318,20 @@ def serve(
     ),
     directory: Dir = None,
     origin: Annotated[str | None, typer.Option(help="The log's name, when creating it.")] = None,
+    db: Db = None,
 ) -> int:
     """Serve the log over HTTP: checkpoint, tiles and entry bundles (C2SP tlog-tiles), POST /add.
 
     Witnesses listed in DIR/witnesses ('<vkey> <url>' per line) are asked to cosign each
-    new checkpoint before appends are acknowledged.
+    new checkpoint before appends are acknowledged. On PostgreSQL (--db) one server at a
+    time appends (the sequencer); a second one on the same database serves reads as a hot
+    standby and takes over when the first dies.
     """
     from motte.tlog import KEY_FILE, LocalLog, create_log_app, default_log_dir, serve
 
     where = directory or default_log_dir()
     new = not (where / KEY_FILE).exists()
-    log = LocalLog(where, origin=origin)
+    log = LocalLog(where, origin=origin, database=db)
     if new:  # a mistyped --dir must not pass for the log the operator meant
         print(
             f"motte log: {where} held no log: created a NEW one, origin {log.origin}, key "
@@ -320,6 +341,48 @@ def serve(
         )
     serve(create_log_app(log), listen, what=f"log {log.origin}")
     log.close()
+    return 0
+
+
+@app.command("export-tiles")
+def export_tiles(
+    out: Annotated[Path, typer.Argument(help="Directory to write the static log into.")],
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental", help="Skip full tiles DIR already holds (after checking it is ours)."
+        ),
+    ] = False,
+    directory: Dir = None,
+    db: Db = None,
+    json: Json = False,
+) -> int:
+    """Write the newest checkpoint, its tiles and entry bundles (C2SP tlog-tiles) and the vkey
+    as static files, for any web server or CDN to serve; tiles first, the checkpoint last.
+
+    \b
+      motte log export-tiles /srv/www/log --incremental     # e.g. every minute, from cron
+    """
+    from motte.tlog import LocalLog, default_log_dir
+    from motte.tlog import export_tiles as export
+
+    with LocalLog(directory or default_log_dir(), create=False, database=db) as log:
+        report = export(log, out, incremental=incremental)
+    if json:
+        emit_json(
+            {
+                "size": report.size,
+                "written": report.written,
+                "skipped": report.skipped,
+                "bytes": report.bytes,
+                "dir": str(out),
+            }
+        )
+    else:
+        typer.echo(
+            f"exported size {report.size} to {out}: {report.written} tiles written "
+            f"({report.bytes} bytes), {report.skipped} already there"
+        )
     return 0
 
 
@@ -354,10 +417,13 @@ def witness_serve(
         typer.Option("--log", help="Witness this log (its vkey). Repeatable; also DIR/logs."),
     ] = None,
     directory: WDir = None,
+    db: Db = None,
 ) -> int:
     """Serve the witness (C2SP tlog-witness): POST /add-checkpoint returns a cosignature."""
     from motte.tlog import create_witness_app, default_witness_dir, open_witness, serve
 
-    witness = open_witness(directory or default_witness_dir(), extra_logs=log_keys or ())
+    witness = open_witness(
+        directory or default_witness_dir(), extra_logs=log_keys or (), database=db
+    )
     serve(create_witness_app(witness), listen, what=f"witness {witness.signer.name}")
     return 0

@@ -17,6 +17,17 @@ app = typer.Typer(
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="A PostgreSQL database shared by Steward replicas (postgresql://[user@]host/db; "
+        "the password from PGPASSWORD or ~/.pgpass, never the URL). Default: MOTTE_DB, else "
+        "the one init recorded, else MOTTE_HOME/steward/steward.db.",
+        show_default=False,
+    ),
+]
 
 
 @app.command("init")
@@ -49,15 +60,18 @@ def init(
             "keeps. Never for anything that matters.",
         ),
     ] = False,
+    db: Db = None,
     json: Json = False,
 ) -> int:
     """Create a Steward under MOTTE_HOME/steward: CA key (0600) and certificate, config,
-    policy and audit database. An existing Steward is never overwritten.
+    policy and audit database. An existing Steward is never overwritten, and a PostgreSQL
+    database that already belongs to a Steward is refused (replicas copy its directory).
 
     \b
       motte steward init --san-allow keeps.example.com --san-allow '*.keeps.example.com' \\
           --policy prod.toml
       motte steward init --allow-insecure-sim      # development, with sim keeps
+      motte steward init --db postgresql://steward@db.example/motte   # for replicas
     """
     from motte.steward import DEFAULT_SAN_ALLOW, Steward, init_steward
 
@@ -65,8 +79,9 @@ def init(
         san_allow=tuple(san_allow) if san_allow else DEFAULT_SAN_ALLOW,
         policy=policy,
         allow_insecure_sim=allow_insecure_sim,
+        database=db,
     )
-    with Steward(paths.root) as steward:
+    with Steward(paths.root, database=db) as steward:
         info = {
             "directory": str(paths.root),
             "ca": str(paths.ca_cert),
@@ -74,6 +89,7 @@ def init(
             "policy": str(paths.policy),
             "allow_insecure_sim": steward.policy.allow_insecure_sim,
             "san_allow": [p.text for p in steward.config.san_allow],
+            "database": steward.store.where,
         }
     if json:
         from motte.cli._output import emit_json
@@ -85,6 +101,7 @@ def init(
     typer.echo(f"  CA sha256   {info['ca_sha256']}")
     typer.echo(f"  names       {', '.join(info['san_allow'])}")  # type: ignore[arg-type]
     typer.echo(f"  policy      {paths.policy}")
+    typer.echo(f"  database    {info['database']}")
     if allow_insecure_sim:
         typer.echo(
             "  WARNING     the policy accepts INSECURE sim keeps: development only", err=True
@@ -130,22 +147,28 @@ def serve(
             help="With --console: read its token from FILE (mode 0600) instead.",
         ),
     ] = None,
+    db: Db = None,
 ) -> int:
     """Serve the Steward API: GET /nonce, POST /attest, GET /ca, GET /health.
 
     Plain HTTP only on loopback unless --allow-insecure-http; give --tls-cert and --tls-key
     otherwise. Each decision is logged on standard error and in the audit log. --console
-    adds the console's Keeps, Secrets, Log, Trust and Power pages under /console/.
+    adds the console's Keeps, Secrets, Log, Trust and Power pages under /console/. Replicas
+    behind a load balancer share one PostgreSQL database (--db) and copies of the Steward
+    directory; a nonce from any of them is good once at any of them.
     """
     from motte.steward import Steward
     from motte.steward import serve as run_server
+    from motte.store import parse_database_url
 
+    if db:
+        parse_database_url(db)  # a password in it is named before anything else
     token = None
     if console or console_token_file:
         from motte.console import new_token, read_token_file
 
         token = read_token_file(console_token_file) if console_token_file else new_token()
-    with Steward() as steward:
+    with Steward(database=db) as steward:
         run_server(
             steward,
             listen,
@@ -164,13 +187,14 @@ def audit(
         int | None, typer.Option("--limit", "-n", metavar="N", help="Only the last N decisions.")
     ] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refusals.")] = False,
+    db: Db = None,
     json: Json = False,
 ) -> int:
     """Show the Steward's decisions, oldest first: who asked, for what, and why it was
     accepted or refused (--json: every rule and the whole verdict)."""
     from motte.steward import Steward
 
-    with Steward() as steward:
+    with Steward(database=db) as steward:
         records = steward.store.audit(limit=limit, decision="rejected" if rejected else None)
     if json:
         from motte.cli._output import emit_json

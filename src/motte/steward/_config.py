@@ -6,7 +6,8 @@ Under ``motte_home()/steward`` (mode 0700)::
     ca.pem          the CA's self-signed certificate: what clients pin (--steward-ca)
     config.toml     the settings below
     policy.toml     the attestation policy (motte.attest) evidence is judged by
-    steward.db      SQLite: nonces (single use) and the append-only audit log
+    steward.db      SQLite: nonces (single use) and the append-only audit log (unless
+                    config.toml names a PostgreSQL database shared by replicas)
 
 config.toml::
 
@@ -15,6 +16,7 @@ config.toml::
     nonce_lifetime = 60                             # seconds a nonce may be used in
     online_collateral = false                       # fetch VCEKs, CRLs, TCB info if missing
     unsafe_allow_unbound_enarx_csrs = false         # accept Enarx CSRs: no workload, no nonce
+    database = "postgresql://steward@db/motte"      # optional (init --db): replicas share it
 
 Unknown keys and wrong types are errors naming the key and line. ``san_allow`` holds exact
 DNS names, one-label wildcards (``*.keeps.example.com``) and IP addresses; the CA's name
@@ -33,6 +35,7 @@ from typing import Any
 from motte._toml import parse_table, read_text
 from motte.home import motte_home
 from motte.steward.errors import StewardConfigError
+from motte.store import DatabaseUrl, DatabaseUrlError, parse_database_url, resolve_database
 
 DEFAULT_SAN_ALLOW = ("localhost", "127.0.0.1", "::1")
 DEFAULT_CERTIFICATE_LIFETIME = 24 * 3600
@@ -148,9 +151,20 @@ class StewardConfig:
     nonce_lifetime: int = DEFAULT_NONCE_LIFETIME
     online_collateral: bool = False
     unsafe_allow_unbound_enarx_csrs: bool = False
+    #: A postgresql:// URL (no password) recorded by ``init --db``; None: steward.db.
+    database: str | None = None
 
     def allowed(self, kind: str, value: str) -> bool:
         return any(p.matches(kind, value) for p in self.san_allow)
+
+    def database_url(self, paths: StewardPaths, flag: str | None = None) -> DatabaseUrl:
+        """``--db``, else MOTTE_DB, else ``database`` here, else ``steward.db``."""
+        return resolve_database(
+            flag,
+            default=paths.database,
+            recorded=self.database,
+            recorded_where=f"{paths.config}: database",
+        )
 
     def to_toml(self) -> str:
         enarx = _toml_bool(self.unsafe_allow_unbound_enarx_csrs)
@@ -174,6 +188,13 @@ class StewardConfig:
             "# Enarx Keep CSRs bind only their key: no workload digest, no nonce (replayable).\n"
             "# Accepting them issues certificates that say nothing about the workload.\n"
             f"unsafe_allow_unbound_enarx_csrs = {enarx}\n"
+            + (
+                "\n# The PostgreSQL database every replica of this Steward shares (its password\n"
+                "# comes from PGPASSWORD or a passfile, never from here). docs/scale.md.\n"
+                f'database = "{self.database}"\n'
+                if self.database
+                else ""
+            )
         )
 
 
@@ -204,6 +225,15 @@ def parse_config(text: str, *, source: str) -> StewardConfig:
                     key, f"must be a whole number of seconds from {lo} to {hi}, not {value!r}"
                 )
             kw[key] = value
+    if top.has("database"):
+        value = top.raw("database")
+        if not isinstance(value, str):
+            raise top.fail("database", "must be a postgresql:// URL")
+        try:
+            parse_database_url(value, where="database")
+        except DatabaseUrlError as e:
+            raise top.fail("database", e.message.removeprefix("database: "), e.hint) from None
+        kw["database"] = value
     for key in ("online_collateral", "unsafe_allow_unbound_enarx_csrs"):
         if top.has(key):
             if not isinstance(top.raw(key), bool):

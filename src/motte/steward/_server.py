@@ -30,6 +30,7 @@ from motte._net import is_loopback_host
 from motte.errors import UsageError
 from motte.steward._csr import MAX_CSR_BYTES
 from motte.steward._service import PROBLEM_TYPES, Decision, Steward
+from motte.store import StoreUnavailableError
 
 EXAMPLE_LISTEN = "127.0.0.1:8440"
 
@@ -53,6 +54,21 @@ def _problem(decision: Decision) -> Response:
 
 def _say(line: str) -> None:
     print(f"motte steward: {line}", file=sys.stderr, flush=True)
+
+
+def _unavailable(e: StoreUnavailableError, what: str) -> Response:
+    """503: nothing was decided or recorded; the client retries (any replica)."""
+    _say(f"{what}: {e.message}")
+    title, text = PROBLEM_TYPES["database-unavailable"]
+    doc = {
+        "type": "/problems/database-unavailable",
+        "title": title,
+        "status": 503,
+        "detail": text,
+    }
+    response = _json(doc, 503, "application/problem+json")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def log_decision(decision: Decision, client: str) -> None:
@@ -80,13 +96,21 @@ def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> Response:
+        # A load balancer's check: a replica that cannot reach the database is taken out.
+        try:
+            steward.store.ping()
+        except StoreUnavailableError as e:
+            return _json({"status": "database unavailable", "detail": e.message}, 503)
         return _json(
             {"status": "ok", "ca_sha256": steward.ca.fingerprint, "policy": steward.policy.ref()}
         )
 
     @app.get("/nonce")
     def nonce() -> Response:
-        grant = steward.new_nonce()
+        try:
+            grant = steward.new_nonce()
+        except StoreUnavailableError as e:
+            return _unavailable(e, "GET /nonce")
         if grant is None:
             doc = {
                 "type": "/problems/too-many-nonces",
@@ -118,29 +142,38 @@ def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
         client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in DER_TYPES + PEM_TYPES:
-            decision = await asyncio.to_thread(
-                steward.refuse_request,
-                "unsupported-media-type",
-                415,
-                f"Content-Type {media or '(none)'!r}; send application/pkcs10",
-                client=client,
-            )
+            try:
+                decision = await asyncio.to_thread(
+                    steward.refuse_request,
+                    "unsupported-media-type",
+                    415,
+                    f"Content-Type {media or '(none)'!r}; send application/pkcs10",
+                    client=client,
+                )
+            except StoreUnavailableError as e:
+                return _unavailable(e, f"POST /attest from {client}: not recorded")
             log_decision(decision, client)
             return _problem(decision)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_CSR_BYTES:
-                decision = await asyncio.to_thread(
-                    steward.refuse_request,
-                    "request-too-large",
-                    413,
-                    f"more than {MAX_CSR_BYTES} bytes",
-                    client=client,
-                )
+                try:
+                    decision = await asyncio.to_thread(
+                        steward.refuse_request,
+                        "request-too-large",
+                        413,
+                        f"more than {MAX_CSR_BYTES} bytes",
+                        client=client,
+                    )
+                except StoreUnavailableError as e:
+                    return _unavailable(e, f"POST /attest from {client}: not recorded")
                 log_decision(decision, client)
                 return _problem(decision)
-        decision = await asyncio.to_thread(steward.attest, bytes(body), client=client)
+        try:
+            decision = await asyncio.to_thread(steward.attest, bytes(body), client=client)
+        except StoreUnavailableError as e:
+            return _unavailable(e, f"POST /attest from {client}: not decided")
         log_decision(decision, client)
         if not decision.accepted:
             return _problem(decision)
@@ -193,6 +226,7 @@ def serve(
     if not tls and not is_loopback_host(host):
         _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
     _say(f"CA {steward.ca.fingerprint} ({steward.paths.ca_cert})")
+    _say(f"database {steward.store.where}")
     _say(f"serving on {scheme}://{where}")
     console = None
     if console_token is not None:

@@ -48,6 +48,7 @@ from motte.steward._csr import CsrRequest, parse_csr_request, san_general_name
 from motte.steward._oids import OID_MEASUREMENT, OID_TEE_KIND, OID_VERDICT, OID_WORKLOAD_DIGEST
 from motte.steward._store import NonceRefused, StewardStore, TooManyNonces
 from motte.steward.errors import StewardConfigError, StewardNotInitialisedError
+from motte.store import ConstraintError
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -74,6 +75,12 @@ PROBLEM_TYPES = {
     "too-many-nonces": (
         "too many outstanding nonces",
         "The Steward bounds how many unused nonces it remembers; use the ones you have.",
+    ),
+    "database-unavailable": (
+        "the Steward's database is unavailable",
+        "The Steward could not reach its database, so it decided nothing and recorded "
+        "nothing: no nonce was used. Retry (another replica, or this one once the database "
+        "answers again) with a fresh nonce.",
     ),
 }
 
@@ -133,6 +140,7 @@ class Steward:
         self,
         root: Any = None,
         *,
+        database: str | None = None,
         clock: Callable[[], float] = time.time,
         amd_roots: AmdRoots | None = None,
         intel_root: x509.Certificate | None = None,
@@ -159,7 +167,21 @@ class Steward:
         self._amd_roots = amd_roots
         self._intel_root = intel_root
         self._cache = CollateralCache()
-        self.store = StewardStore(self.paths.database)
+        self.store = StewardStore(self.config.database_url(self.paths, database))
+        try:
+            claimed = self.store.claim_ca(
+                self.ca.fingerprint, self.ca.cert_pem.decode(), now=self.now()
+            )
+            if claimed != self.ca.fingerprint:
+                raise StewardConfigError(
+                    f"{self.store.where} belongs to the Steward whose CA is {claimed[:16]}..., "
+                    f"not to this one ({self.ca.fingerprint[:16]}..., {self.paths.ca_cert})",
+                    hint="a replica uses a copy of that Steward's directory (ca-key.pem, "
+                    "ca.pem, config.toml, policy.toml); or give this Steward its own database",
+                )
+        except BaseException:
+            self.store.close()
+            raise
 
     def close(self) -> None:
         self.store.close()
@@ -225,7 +247,9 @@ class Steward:
         if accepted:
             assert verdict is not None
             self._issue(decision, request, verdict, now)
-        self._audit(decision, request, client)
+        nonce_ok = any(r.rule == "nonce" and r.outcome == "pass" for r in rules)
+        consume = request.keep.nonce if request.keep is not None and nonce_ok else None
+        self._audit(decision, request, client, consume=consume, now=now)
         return decision
 
     def _check_csr(self, request: CsrRequest, rules: list[RuleResult]) -> None:
@@ -279,8 +303,10 @@ class Steward:
     def _motte(self, request: CsrRequest, rules: list[RuleResult], now: datetime) -> Verdict:
         keep = request.keep
         assert keep is not None
+        # Only a look: the nonce is consumed in the transaction that records the decision,
+        # so that it is used if and only if the decision's audit row exists.
         try:
-            self.store.consume_nonce(keep.nonce, now=now.timestamp())
+            self.store.check_nonce(keep.nonce, now=now.timestamp())
         except NonceRefused as e:
             rules.append(RuleResult("verify", "nonce", "fail", e.reason))
         else:
@@ -375,27 +401,71 @@ class Steward:
         decision.serial = f"{cert.serial_number:x}"
         decision.not_after = cert.not_valid_after_utc
 
-    def _audit(self, decision: Decision, request: CsrRequest | None, client: str) -> None:
+    def _audit(
+        self,
+        decision: Decision,
+        request: CsrRequest | None,
+        client: str,
+        *,
+        consume: bytes | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record the decision: consume its nonce and append its audit row, in one
+        transaction. A nonce another request consumed meanwhile (at this replica or another)
+        turns the decision into a refusal, and the certificate made for it is dropped."""
+        for attempt in range(3):
+            try:
+                with self.store.decision() as record:
+                    if consume is not None:
+                        assert now is not None
+                        reason = record.consume_nonce(consume, now=now.timestamp())
+                        if reason is not None:
+                            self._lost_nonce(decision, reason)
+                    decision.audit_id = record.append_audit(
+                        self._audit_row(decision, request, client)
+                    )
+                return
+            except ConstraintError:
+                # Only an issued serial is unique among rows a decision may add: 159 random
+                # bits met an earlier certificate's. Nothing was recorded; issue afresh.
+                if decision.serial is None or decision.verdict is None or attempt == 2:
+                    raise
+                assert request is not None and now is not None
+                self._issue(decision, request, decision.verdict, now)
+
+    @staticmethod
+    def _lost_nonce(decision: Decision, reason: str) -> None:
+        decision.rules = [
+            RuleResult("verify", "nonce", "fail", reason) if r.rule == "nonce" else r
+            for r in decision.rules
+        ]
+        if decision.accepted:
+            decision.accepted = False
+            decision.status = 403
+            decision.problem = "attestation-rejected"
+            decision.chain_pem = decision.serial = decision.not_after = None
+
+    def _audit_row(
+        self, decision: Decision, request: CsrRequest | None, client: str
+    ) -> dict[str, Any]:
         verdict = decision.verdict
         keep = request.keep if request is not None else None
         evidence = keep.evidence if keep is not None else (request.der if request else None)
         reasons = decision.reasons
-        decision.audit_id = self.store.append_audit(
-            {
-                "time": self.now().isoformat(timespec="seconds"),
-                "client": client,
-                "decision": "accepted" if decision.accepted else "rejected",
-                "reason": reasons[0] if reasons else None,
-                "format": request.format if request is not None else None,
-                "kind": verdict.kind if verdict is not None else (keep.kind if keep else None),
-                "measurement": verdict.measurement if verdict is not None else None,
-                "workload_digest": keep.workload_digest if keep is not None else None,
-                "csr_key_sha256": hashlib.sha256(request.spki).hexdigest() if request else None,
-                "evidence_sha256": hashlib.sha256(evidence).hexdigest() if evidence else None,
-                "sans": [str(n) for n in request.names] if request is not None else [],
-                "serial": decision.serial,
-                "not_after": decision.not_after.isoformat() if decision.not_after else None,
-                "rules": [r.to_dict() for r in decision.rules],
-                "verdict": verdict.to_dict() if verdict is not None else None,
-            }
-        )
+        return {
+            "time": self.now().isoformat(timespec="seconds"),
+            "client": client,
+            "decision": "accepted" if decision.accepted else "rejected",
+            "reason": reasons[0] if reasons else None,
+            "format": request.format if request is not None else None,
+            "kind": verdict.kind if verdict is not None else (keep.kind if keep else None),
+            "measurement": verdict.measurement if verdict is not None else None,
+            "workload_digest": keep.workload_digest if keep is not None else None,
+            "csr_key_sha256": hashlib.sha256(request.spki).hexdigest() if request else None,
+            "evidence_sha256": hashlib.sha256(evidence).hexdigest() if evidence else None,
+            "sans": [str(n) for n in request.names] if request is not None else [],
+            "serial": decision.serial,
+            "not_after": decision.not_after.isoformat() if decision.not_after else None,
+            "rules": [r.to_dict() for r in decision.rules],
+            "verdict": verdict.to_dict() if verdict is not None else None,
+        }

@@ -26,6 +26,7 @@ from motte.steward._config import (
 )
 from motte.steward._store import StewardStore
 from motte.steward.errors import StewardConfigError
+from motte.store import resolve_database
 
 DEFAULT_POLICY = """\
 # The Steward's attestation policy (motte.attest; reference: docs/attestation.md).
@@ -60,9 +61,16 @@ def init_steward(
     san_allow: Sequence[str] = DEFAULT_SAN_ALLOW,
     policy: Path | None = None,
     allow_insecure_sim: bool = False,
+    database: str | None = None,
     now: datetime | None = None,
 ) -> StewardPaths:
-    """Create a Steward under ``root`` (default ``motte_home()/steward``)."""
+    """Create a Steward under ``root`` (default ``motte_home()/steward``).
+
+    Its database is ``steward.db`` inside, unless ``database`` (or MOTTE_DB) names a
+    PostgreSQL database: then that is recorded in config.toml, and refused if it already
+    belongs to a Steward (a second CA for one database would split its audit log between
+    two authorities; a replica copies the first Steward's directory instead).
+    """
     from motte.attest import load_policy, parse_policy
 
     target = Path(root) if root is not None else steward_dir()
@@ -96,9 +104,40 @@ def init_steward(
     else:
         policy_text = DEFAULT_POLICY
     parse_policy(policy_text, source="policy.toml")
-    config = StewardConfig(san_allow=patterns)
-    ca = StewardCa.create(patterns, now=now or datetime.now(UTC))
+    url = resolve_database(database, default=target / "steward.db")
+    config = StewardConfig(san_allow=patterns, database=url.conninfo if url.is_postgresql else None)
+    now = now or datetime.now(UTC)
+    ca = StewardCa.create(patterns, now=now)
+    shared = StewardStore(url) if url.is_postgresql else None
+    try:
+        if shared is not None:
+            _refuse_a_second_ca(shared, target)
+        return _create(target, ca, config, policy_text, shared, now)
+    finally:
+        if shared is not None:
+            shared.close()
 
+
+def _refuse_a_second_ca(store: StewardStore, target: Path) -> None:
+    existing = store.ca()
+    if existing is not None:
+        raise StewardConfigError(
+            f"{store.where} already belongs to a Steward (CA sha256 {existing[0][:16]}...): "
+            "init would make a second CA for it",
+            hint=f"to add a replica, copy that Steward's directory (ca-key.pem with mode 0600, "
+            f"ca.pem, config.toml, policy.toml) to {target}; see docs/scale.md",
+        )
+
+
+def _create(
+    target: Path,
+    ca: StewardCa,
+    config: StewardConfig,
+    policy_text: str,
+    shared: StewardStore | None,
+    now: datetime,
+) -> StewardPaths:
+    """Write the Steward into a staging directory, claim its database, rename into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -107,7 +146,15 @@ def init_steward(
         ca.save(paths)
         atomic_write_text(paths.policy, policy_text, mode=0o644)
         atomic_write_text(paths.config, config.to_toml(), mode=0o644)
-        StewardStore(paths.database).close()
+        store = shared or StewardStore(paths.database)
+        try:
+            claimed = store.claim_ca(ca.fingerprint, ca.cert_pem.decode(), now=now)
+        finally:
+            if shared is None:
+                store.close()
+        if claimed != ca.fingerprint:  # another init won the race for this database
+            assert shared is not None
+            _refuse_a_second_ca(shared, target)
         if target.exists():
             target.rmdir()  # empty (checked above); rename cannot replace a directory
         os.rename(staging, target)

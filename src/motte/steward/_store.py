@@ -1,35 +1,42 @@
-"""The Steward's SQLite database: single-use nonces and the append-only audit log.
+"""The Steward's database: single-use nonces, the append-only audit log, the CA it serves.
 
-Nonces are stored, not derived, so that a used nonce stays used across a restart: after
-``GET /nonce`` a nonce may be consumed once, before it expires. Consuming is one atomic
-``UPDATE ... WHERE used_at IS NULL AND expires_at > now``: two requests racing with the
-same nonce cannot both win. Expired rows are kept for a day so that a late request is told
-"expired", not "unknown", then pruned.
+Through :mod:`motte.store`: the embedded SQLite file ``steward.db`` by default, or a
+PostgreSQL database shared by any number of Steward replicas (``--db`` / ``MOTTE_DB``).
 
-Every attestation decision is one audit row, written in its own transaction; triggers make
-the table append-only (an UPDATE or DELETE aborts).
+Nonces are stored, not derived, so that a used nonce stays used across a restart and across
+replicas: after ``GET /nonce`` at any replica a nonce may be consumed once, at any replica,
+before it expires. A decision is recorded in ONE transaction: consuming its nonce (a
+conditional ``UPDATE ... WHERE used_at IS NULL AND expires_at > now``, which two replicas
+racing with the same nonce cannot both pass: the second waits for the first's row lock and
+then finds the nonce used) and appending its audit row, which names the nonce it consumed
+(unique) and the serial it issued (unique). So a nonce is used if and only if exactly one
+audit row consumed it, whatever process dies when; and no serial is recorded twice.
+
+Expired nonces are kept for a day so that a late request is told "expired", not "unknown",
+then pruned. Triggers make the audit table append-only (an UPDATE, DELETE or TRUNCATE
+aborts). The ``ca`` table holds the one CA this database belongs to: a second
+``motte steward init`` against it is refused, and a replica with another CA will not serve.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nonce (
-    nonce       BLOB PRIMARY KEY,
-    issued_at   REAL NOT NULL,
-    expires_at  REAL NOT NULL,
-    used_at     REAL
-) STRICT;
-CREATE INDEX IF NOT EXISTS nonce_expires ON nonce (expires_at);
-CREATE TABLE IF NOT EXISTS audit (
-    id               INTEGER PRIMARY KEY,
+from motte.store import (
+    DatabaseUrl,
+    Migration,
+    Schema,
+    Tx,
+    open_database,
+)
+
+_AUDIT_COLUMNS = """
     time             TEXT NOT NULL,
     client           TEXT NOT NULL,
     decision         TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
@@ -45,20 +52,78 @@ CREATE TABLE IF NOT EXISTS audit (
     not_after        TEXT,
     rules            TEXT NOT NULL,
     verdict          TEXT
-) STRICT;
--- The Keeps view (StewardStore.attested_keeps) and the counts read only this index: a
--- grouped scan of it costs about a quarter of one of the table at 10^5 rows.
-CREATE INDEX IF NOT EXISTS audit_keeps
-    ON audit (decision, kind, measurement, workload_digest, sans, time, not_after);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+_KEEPS_INDEX = (
+    "CREATE INDEX audit_keeps ON audit "
+    "(decision, kind, measurement, workload_digest, sans, time, not_after)"
+)
+
+SCHEMA = Schema(
+    "steward",
+    (
+        Migration(
+            1,
+            "nonces and the audit log",
+            sqlite=[
+                "CREATE TABLE IF NOT EXISTS nonce (nonce BLOB PRIMARY KEY, issued_at REAL NOT NULL,"
+                " expires_at REAL NOT NULL, used_at REAL) STRICT",
+                "CREATE INDEX IF NOT EXISTS nonce_expires ON nonce (expires_at)",
+                "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, "
+                f"{_AUDIT_COLUMNS}) STRICT",
+                "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+                "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            ],
+            postgresql=[
+                "CREATE TABLE nonce (nonce BYTEA PRIMARY KEY, issued_at DOUBLE PRECISION NOT NULL,"
+                " expires_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION)",
+                "CREATE INDEX nonce_expires ON nonce (expires_at)",
+                "CREATE TABLE audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                f"{_AUDIT_COLUMNS})",
+                "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+                "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+                "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+                "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
+            ],
+        ),
+        Migration(
+            2,
+            "replicas: the CA the database belongs to, unique serials, consumed nonces",
+            sqlite=[
+                "ALTER TABLE audit ADD COLUMN consumed_nonce BLOB",
+                "CREATE UNIQUE INDEX audit_serial ON audit (serial)",
+                "CREATE UNIQUE INDEX audit_consumed_nonce ON audit (consumed_nonce)",
+                "CREATE TABLE ca (id INTEGER PRIMARY KEY CHECK (id = 1), sha256 TEXT NOT NULL, "
+                "certificate TEXT NOT NULL, created_at TEXT NOT NULL) STRICT",
+            ],
+            postgresql=[
+                "ALTER TABLE audit ADD COLUMN consumed_nonce BYTEA",
+                "CREATE UNIQUE INDEX audit_serial ON audit (serial)",
+                "CREATE UNIQUE INDEX audit_consumed_nonce ON audit (consumed_nonce)",
+                "CREATE TABLE ca (id INTEGER PRIMARY KEY CHECK (id = 1), sha256 TEXT NOT NULL, "
+                "certificate TEXT NOT NULL, created_at TEXT NOT NULL)",
+            ],
+        ),
+        # The Keeps view (StewardStore.attested_keeps) and the counts read only this index:
+        # a grouped scan of it costs about a quarter of one of the table at 10^5 rows.
+        Migration(
+            3,
+            "the console's covering index of attested Keeps",
+            sqlite=[_KEEPS_INDEX.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS")],
+            postgresql=[_KEEPS_INDEX],
+        ),
+    ),
+)
 #: Expired nonces are remembered this long (seconds) to explain a late request.
 KEEP_EXPIRED = 24 * 3600
 #: Outstanding (unused, unexpired) nonces beyond this are refused: a bound on the table.
 MAX_OUTSTANDING = 100_000
+#: Seconds between two prunings of long-expired nonces by one process.
+PRUNE_EVERY = 60.0
 
 
 class NonceRefused(Exception):
@@ -150,22 +215,92 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-class StewardStore:
-    """One connection, shared by the server's threads under a lock (SQLite serialises
-    writers anyway; the lock keeps the connection's state consistent)."""
+_COLUMNS = (
+    "time",
+    "client",
+    "decision",
+    "reason",
+    "format",
+    "kind",
+    "measurement",
+    "workload_digest",
+    "csr_key_sha256",
+    "evidence_sha256",
+    "sans",
+    "serial",
+    "not_after",
+    "rules",
+    "verdict",
+)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        self._db.executescript(SCHEMA)
+
+def _nonce_refusal(tx: Tx, nonce: bytes, now: float) -> str | None:
+    """Why ``nonce`` cannot be used at ``now``, or None if it can."""
+    row = tx.one("SELECT issued_at, expires_at, used_at FROM nonce WHERE nonce = ?", (nonce,))
+    if row is None:
+        return "the nonce is unknown to this Steward (never issued, or long gone)"
+    issued, expires, used = row
+    if used is not None:
+        return f"the nonce was already used at {_iso(used)} (a replay)"
+    if expires <= now:
+        return (
+            f"the nonce expired at {_iso(expires)}, {now - expires:.0f} s before this request "
+            f"(issued at {_iso(issued)})"
+        )
+    return None
+
+
+class DecisionRecord:
+    """One decision's transaction: consume its nonce, append its audit row; both or neither."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._consumed: bytes | None = None
+
+    def consume_nonce(self, nonce: bytes, *, now: float) -> str | None:
+        """Mark ``nonce`` used; None if that happened, else why it could not be."""
+        cur = self._tx.execute(
+            "UPDATE nonce SET used_at = ? WHERE nonce = ? AND used_at IS NULL AND expires_at > ?",
+            (now, nonce, now),
+        )
+        if cur.rowcount == 1:
+            self._consumed = nonce
+            return None
+        return _nonce_refusal(self._tx, nonce, now) or "the nonce could not be used"
+
+    def append_audit(self, row: dict[str, Any]) -> int:
+        values = dict(row)
+        values["sans"] = json.dumps(list(values.get("sans") or ()))
+        values["rules"] = json.dumps(list(values.get("rules") or ()))
+        values["verdict"] = (
+            json.dumps(values["verdict"]) if values.get("verdict") is not None else None
+        )
+        cols = (*_COLUMNS, "consumed_nonce")
+        values["consumed_nonce"] = self._consumed
+        got = self._tx.one(
+            f"INSERT INTO audit ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            "RETURNING id",
+            [values.get(c) for c in cols],
+        )
+        assert got is not None
+        return int(got[0])
+
+
+class StewardStore:
+    """The Steward's tables in its database (``steward.db``, or a shared PostgreSQL)."""
+
+    def __init__(self, database: Path | DatabaseUrl) -> None:
+        url = database if isinstance(database, DatabaseUrl) else DatabaseUrl.sqlite(database)
+        self.url = url
+        self.db = open_database(url, SCHEMA, application="motte-steward")
+        self._pruned_at = float("-inf")
+
+    @property
+    def where(self) -> str:
+        return getattr(self.db, "where", str(self.url))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def __enter__(self) -> StewardStore:
         return self
@@ -173,86 +308,80 @@ class StewardStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """One round trip (StoreUnavailableError if the database does not answer)."""
+        with self.db.read() as tx:
+            tx.one("SELECT 1")
+
+    # -- the CA ------------------------------------------------------------------------------
+
+    def ca(self) -> tuple[str, str] | None:
+        """(SHA-256 fingerprint, PEM) of the CA this database belongs to, if claimed."""
+        with self.db.read() as tx:
+            row = tx.one("SELECT sha256, certificate FROM ca WHERE id = 1")
+        return (row[0], row[1]) if row else None
+
+    def claim_ca(self, fingerprint: str, certificate_pem: str, *, now: datetime) -> str:
+        """Record the CA unless one is recorded; return the fingerprint that is."""
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO ca (id, sha256, certificate, created_at) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (fingerprint, certificate_pem, now.isoformat(timespec="seconds")),
+            )
+            row = tx.one("SELECT sha256 FROM ca WHERE id = 1")
+        assert row is not None
+        return str(row[0])
+
     # -- nonces ------------------------------------------------------------------------------
 
     def issue_nonce(self, nonce: bytes, *, now: float, lifetime: float) -> float:
-        """Remember ``nonce`` as usable until ``now + lifetime``; returns the expiry."""
+        """Remember ``nonce`` as usable until ``now + lifetime``; returns the expiry.
+
+        One statement (one round trip on PostgreSQL): the insert happens only while fewer
+        than MAX_OUTSTANDING nonces are outstanding. Replicas each check the bound in their
+        own statement, so together they may pass it by a few: it bounds the table, it is
+        not an exact quota. Expired rows are pruned at most once a minute per process.
+        """
         expires = now + lifetime
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM nonce WHERE expires_at < ?", (now - KEEP_EXPIRED,))
-                (outstanding,) = self._db.execute(
-                    "SELECT count(*) FROM nonce WHERE used_at IS NULL AND expires_at > ?", (now,)
-                ).fetchone()
-                if outstanding >= MAX_OUTSTANDING:
-                    raise TooManyNonces()
-                self._db.execute(
-                    "INSERT INTO nonce (nonce, issued_at, expires_at) VALUES (?, ?, ?)",
-                    (nonce, now, expires),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        if not self._pruned_at <= now < self._pruned_at + PRUNE_EVERY:
+            self.db.write_one("DELETE FROM nonce WHERE expires_at < ?", (now - KEEP_EXPIRED,))
+            self._pruned_at = now
+        inserted = self.db.write_one(
+            "INSERT INTO nonce (nonce, issued_at, expires_at) SELECT ?, ?, ? "
+            "WHERE (SELECT count(*) FROM nonce WHERE used_at IS NULL AND expires_at > ?) < ?",
+            (nonce, now, expires, now, MAX_OUTSTANDING),
+        )
+        if inserted != 1:
+            raise TooManyNonces()
         return expires
+
+    def check_nonce(self, nonce: bytes, *, now: float) -> None:
+        """Raise NonceRefused if ``nonce`` cannot be used now (nothing is changed)."""
+        with self.db.read() as tx:
+            reason = _nonce_refusal(tx, nonce, now)
+        if reason is not None:
+            raise NonceRefused(reason)
 
     def consume_nonce(self, nonce: bytes, *, now: float) -> None:
         """Mark ``nonce`` used; raise NonceRefused saying why it cannot be."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE nonce SET used_at = ? "
-                "WHERE nonce = ? AND used_at IS NULL AND expires_at > ?",
-                (now, nonce, now),
-            )
-            if cur.rowcount == 1:
-                return
-            row = self._db.execute(
-                "SELECT issued_at, expires_at, used_at FROM nonce WHERE nonce = ?", (nonce,)
-            ).fetchone()
-        if row is None:
-            raise NonceRefused("the nonce is unknown to this Steward (never issued, or long gone)")
-        issued, expires, used = row
-        if used is not None:
-            raise NonceRefused(f"the nonce was already used at {_iso(used)} (a replay)")
-        raise NonceRefused(
-            f"the nonce expired at {_iso(expires)}, {now - expires:.0f} s before this request "
-            f"(issued at {_iso(issued)})"
-        )
+        with self.decision() as record:
+            reason = record.consume_nonce(nonce, now=now)
+        if reason is not None:
+            raise NonceRefused(reason)
 
-    # -- audit -------------------------------------------------------------------------------
+    # -- decisions and the audit log --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def decision(self) -> Iterator[DecisionRecord]:
+        """One transaction for a decision: its nonce and its audit row (ConstraintError if
+        its serial was ever issued before: then nothing was recorded)."""
+        with self.db.write() as tx:
+            yield DecisionRecord(tx)
 
     def append_audit(self, row: dict[str, Any]) -> int:
-        cols = [
-            "time",
-            "client",
-            "decision",
-            "reason",
-            "format",
-            "kind",
-            "measurement",
-            "workload_digest",
-            "csr_key_sha256",
-            "evidence_sha256",
-            "sans",
-            "serial",
-            "not_after",
-            "rules",
-            "verdict",
-        ]
-        values = dict(row)
-        values["sans"] = json.dumps(list(values.get("sans") or ()))
-        values["rules"] = json.dumps(list(values.get("rules") or ()))
-        values["verdict"] = (
-            json.dumps(values["verdict"]) if values.get("verdict") is not None else None
-        )
-        with self._lock:
-            cur = self._db.execute(
-                f"INSERT INTO audit ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [values.get(c) for c in cols],
-            )
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+        with self.decision() as record:
+            return record.append_audit(row)
 
     def audit_page(
         self,
@@ -273,7 +402,7 @@ class StewardStore:
         if before is not None:
             where.append("id < ?")
             args.append(before)
-        sql = "SELECT * FROM audit"
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -282,10 +411,8 @@ class StewardStore:
 
     def audit_counts(self) -> dict[str, int]:
         """How many decisions of each kind (``accepted``, ``rejected``) are recorded."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT decision, count(*) FROM audit GROUP BY decision"
-            ).fetchall()
+        with self.db.read() as tx:
+            rows = tx.all("SELECT decision, count(*) FROM audit GROUP BY decision")
         counts = {"accepted": 0, "rejected": 0}
         counts.update({d: int(n) for d, n in rows})
         return counts
@@ -301,15 +428,18 @@ class StewardStore:
             "GROUP BY kind, measurement, workload_digest, sans ORDER BY max(id) DESC LIMIT ?"
         )
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-            clients = {
-                i: c
-                for i, c in self._db.execute(
-                    f"SELECT id, client FROM audit WHERE id IN ({','.join('?' * len(rows))})",
-                    [r[8] for r in rows],
-                ).fetchall()
-            }
+        with self.db.read() as tx:
+            rows = tx.all(sql, args)
+            clients = (
+                dict(
+                    tx.all(
+                        f"SELECT id, client FROM audit WHERE id IN ({','.join('?' * len(rows))})",
+                        [r[8] for r in rows],
+                    )
+                )
+                if rows
+                else {}
+            )
         return [
             KeepSummary(
                 kind=r[0],
@@ -351,12 +481,12 @@ class StewardStore:
         return where, args
 
     def _records(self, sql: str, args: list[Any]) -> list[AuditRecord]:
-        with self._lock:
-            cur = self._db.execute(sql, args)
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        """Rows of ``SELECT id, <_COLUMNS>`` as records, in the order the query gave."""
+        with self.db.read() as tx:
+            rows = tx.all(sql, args)
         out = []
-        for r in rows:
+        for values in rows:
+            r = dict(zip(("id", *_COLUMNS), values, strict=True))
             r["sans"] = tuple(json.loads(r["sans"]))
             r["rules"] = tuple(json.loads(r["rules"]))
             r["verdict"] = json.loads(r["verdict"]) if r["verdict"] is not None else None
@@ -365,7 +495,7 @@ class StewardStore:
 
     def audit(self, *, limit: int | None = None, decision: str | None = None) -> list[AuditRecord]:
         """The newest ``limit`` rows (all when None), oldest first."""
-        sql = "SELECT * FROM audit"
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit"
         args: list[Any] = []
         if decision is not None:
             sql += " WHERE decision = ?"
@@ -374,14 +504,14 @@ class StewardStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            cur = self._db.execute(sql, args)
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        out = []
-        for r in reversed(rows):
-            r["sans"] = tuple(json.loads(r["sans"]))
-            r["rules"] = tuple(json.loads(r["rules"]))
-            r["verdict"] = json.loads(r["verdict"]) if r["verdict"] is not None else None
-            out.append(AuditRecord(**r))
-        return out
+        return list(reversed(self._records(sql, args)))
+
+    def counts(self) -> dict[str, int]:
+        """How many nonces are used and how many audit rows consumed one (they are equal)."""
+        with self.db.read() as tx:
+            (used,) = tx.one("SELECT count(*) FROM nonce WHERE used_at IS NOT NULL")  # type: ignore[misc]
+            (consumed,) = tx.one(  # type: ignore[misc]
+                "SELECT count(*) FROM audit WHERE consumed_nonce IS NOT NULL"
+            )
+            (rows,) = tx.one("SELECT count(*) FROM audit")  # type: ignore[misc]
+        return {"used_nonces": int(used), "consuming_rows": int(consumed), "audit_rows": int(rows)}

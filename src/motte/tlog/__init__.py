@@ -72,6 +72,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointBody",
     "Cosignature",
+    "ExportReport",
     "ForkError",
     "Frontier",
     "InclusionBundle",
@@ -100,6 +101,7 @@ __all__ = [
     "create_witness_app",
     "default_log_dir",
     "default_witness_dir",
+    "export_tiles",
     "forks_dir",
     "init_witness",
     "last_seen",
@@ -126,6 +128,8 @@ __all__ = [
 # The log and witness servers import FastAPI; the audit and the witness load when used.
 _LAZY = {
     "audit_log": "motte.tlog._audit",
+    "ExportReport": "motte.tlog._export",
+    "export_tiles": "motte.tlog._export",
     "create_log_app": "motte.tlog._server",
     "create_witness_app": "motte.tlog._server",
     "serve": "motte.tlog._server",

@@ -95,16 +95,11 @@ def audit_log(
     if frontier.size != size:
         raise TamperError(f"{where}: entry indexes are not contiguous (stopped at {frontier.size})")
     cosigs = 0
-    for cp_size, witness, line in store._conn().execute(
-        "SELECT size, witness, line FROM cosignatures ORDER BY size"
-    ):
+    for cp_size, witness, line in store.cosignatures():
         if cp_size not in checkpoints:
             raise TamperError(f"{where}: cosignature for size {cp_size}, which was never signed")
-        note = (
-            store._conn()
-            .execute("SELECT note FROM checkpoints WHERE size = ?", (cp_size,))
-            .fetchone()[0]
-        )
+        note = store.checkpoint_note(cp_size)
+        assert note is not None
         text = parse_checkpoint_unverified(note)[1].text
         try:
             open_note(text + b"\n" + line.encode(), [Verifier.from_vkey(witness)])

@@ -1,8 +1,9 @@
 """The log itself: the embedded (SQLite) log and :func:`open_log`, the one way in.
 
 A log directory holds ``log.key`` (the Ed25519 signing key in Go's note format, mode 0600),
-``log.db`` (the append-only store) and optionally ``witnesses`` (one ``<vkey> <url>`` per
-line: witnesses asked to cosign each new checkpoint). The key name is the log's origin.
+``log.db`` (the append-only store) or ``database`` (the PostgreSQL URL the store lives in
+instead, see motte.store), and optionally ``witnesses`` (one ``<vkey> <url>`` per line:
+witnesses asked to cosign each new checkpoint). The key name is the log's origin.
 
 Two rules protect the log's word: a checkpoint is signed only after the entries it covers
 are committed, and only if the tree still extends the last checkpoint signed (checked with
@@ -24,6 +25,7 @@ from typing import Protocol
 
 from motte.fsutil import create_exclusive
 from motte.home import motte_home
+from motte.store import DatabaseUrl, resolve_database
 from motte.tlog._bundle import InclusionBundle
 from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified, time_line
 from motte.tlog._errors import (
@@ -52,6 +54,7 @@ log = logging.getLogger("motte.tlog")
 
 KEY_FILE = "log.key"
 DB_FILE = "log.db"
+DATABASE_FILE = "database"
 WITNESSES_FILE = "witnesses"
 #: After a witness fails, checkpoints go out without asking it for this many seconds.
 WITNESS_RETRY_AFTER = 30.0
@@ -134,20 +137,58 @@ def read_witness_config(path: Path) -> list[tuple[Verifier, str]]:
     return out
 
 
+def log_database(directory: Path, flag: str | None = None) -> DatabaseUrl:
+    """Where the log in ``directory`` keeps its store: ``--db``, MOTTE_DB, the URL its
+    ``database`` file records, else its own ``log.db``. A log never silently moves: a URL
+    other than the recorded one, or PostgreSQL for a directory that holds a SQLite log, is
+    refused (the same key over another store would sign another history)."""
+    recorded_file = directory / DATABASE_FILE
+    recorded = recorded_file.read_text().strip() if recorded_file.exists() else None
+    url = resolve_database(
+        flag, default=directory / DB_FILE, recorded=recorded, recorded_where=str(recorded_file)
+    )
+    if recorded and url.conninfo != recorded:
+        raise TlogUsageError(
+            f"{directory}: this log lives in the database named by {recorded_file}, not the "
+            "one --db or MOTTE_DB names",
+            hint=f"if the database moved, write its new URL into {recorded_file}",
+        )
+    if url.is_postgresql and not recorded and (directory / DB_FILE).exists():
+        raise TlogUsageError(
+            f"{directory}: this log is stored in {DB_FILE} (SQLite); naming a PostgreSQL "
+            "database does not move it",
+            hint="start a new log (another --dir) on PostgreSQL",
+        )
+    return url
+
+
 class LocalLog:
-    """The embedded log: a directory with a key and an SQLite store."""
+    """A log this process opens itself: a directory with its key, and its store (SQLite in
+    the directory, or PostgreSQL)."""
 
     def __init__(
-        self, directory: Path | str, *, origin: str | None = None, create: bool = True
+        self,
+        directory: Path | str,
+        *,
+        origin: str | None = None,
+        create: bool = True,
+        database: str | None = None,
     ) -> None:
         self.directory = Path(directory)
+        url = log_database(self.directory, database)  # a bad URL before anything is made
         self.signer = load_or_create_key(self.directory, origin=origin, create=create)
-        self.store = LogStore(self.directory / DB_FILE)
+        self.store = LogStore(url, create=create)
+        recorded = self.directory / DATABASE_FILE
+        if url.is_postgresql and not recorded.exists():
+            from motte.fsutil import atomic_write_text
+
+            atomic_write_text(recorded, f"{url.conninfo}\n", mode=0o644)
         stored = self.store.set_meta_once("origin", self.signer.name)
         if stored != self.signer.name:
+            self.store.close()
             raise TamperError(
-                f"{self.directory}: {KEY_FILE} is for {self.signer.name} but {DB_FILE} holds "
-                f"the log {stored}"
+                f"{self.directory}: {KEY_FILE} is for {self.signer.name} but "
+                f"{DB_FILE if url.path is not None else self.store.where} holds the log {stored}"
             )
         self.witnesses = read_witness_config(self.directory / WITNESSES_FILE)
         #: Witness submissions: replaced in tests and by the server (see _remote.post_witness).
@@ -248,7 +289,7 @@ class LocalLog:
         """
         with self.store.write_transaction(fsync=False) as conn:
             size = self.store._size_in(conn)
-            latest = self.store.latest_checkpoint()
+            latest = self.store.latest_checkpoint(conn)
             if latest is not None and latest[0] == size:
                 return latest
             if latest is not None and latest[0] > size:

@@ -7,6 +7,12 @@ transaction, one fsync and one checkpoint signature per batch instead of per ent
 client's ``200`` means its entry is durable and covered by the checkpoint now served (and
 cosigned, when witnesses are configured).
 
+On PostgreSQL one ``motte log serve`` at a time is the log's *sequencer* (it holds the
+store's sequencer lease); any other is a hot standby that serves every read from the same
+database and answers ``POST /add`` with 503 until the sequencer dies, then takes over: it
+signs a checkpoint for whatever the dead one committed (after checking it extends the last
+one signed) and appends from there. On SQLite the server is the sequencer at once.
+
 Log endpoints::
 
     GET  /checkpoint                       latest checkpoint (+ cosignatures), not cached
@@ -31,6 +37,7 @@ import contextlib
 import gzip
 import logging
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -41,6 +48,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from motte._listen import bind_listener
+from motte.store import StoreError
 from motte.tlog._errors import (
     LogNotFoundError,
     TlogError,
@@ -60,6 +68,18 @@ MAX_BATCH = 4096
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+class Standby(Exception):
+    """This server is not (or no longer) the log's sequencer: appends go elsewhere."""
+
+
+STANDBY = "standby: another process is this log's sequencer; retry (it takes appends)"
+UNAVAILABLE = "the log's database is unavailable; appends resume when it answers again"
+
+
+def _say(line: str) -> None:
+    print(f"motte log: {line}", file=sys.stderr, flush=True)
+
+
 class Sequencer:
     """Collects concurrent appends into batches: one transaction + one checkpoint per batch."""
 
@@ -67,11 +87,52 @@ class Sequencer:
         self.log = log_
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[LoggedEntry]]] = asyncio.Queue()
+        #: True while this process may append (always on SQLite once started).
+        self.active = False
+        #: Why appends are refused while not active (the answer's text).
+        self.why = STANDBY
+        self._stop = threading.Event()
 
     async def add(self, entry: bytes) -> LoggedEntry:
+        if not self.active:
+            raise Standby(self.why)
         fut: asyncio.Future[LoggedEntry] = asyncio.get_running_loop().create_future()
         await self._queue.put((entry, fut))
         return await fut
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _take_over(self) -> None:
+        """Become the sequencer: wait (as a hot standby) for the lease, then sign a
+        checkpoint for entries a dead predecessor committed but did not sign."""
+        store = self.log.store
+        if store.db.dialect != "sqlite":
+            if not store.is_sequencer and not store.sequencer.try_acquire():
+                try:
+                    await asyncio.to_thread(store.size)
+                except StoreError:
+                    self.why = UNAVAILABLE
+                else:
+                    self.why = STANDBY
+                    _say("standby: another process is the sequencer; serving reads, waiting")
+                got = await asyncio.to_thread(store.acquire_sequencer, stop=self._stop)
+                if not got:
+                    return
+            size, _ = await asyncio.to_thread(self.log.sign_checkpoint)
+            _say(f"sequencer: this process appends now, from size {size}")
+        self.active = True
+
+    def _lost(self, e: Exception) -> None:
+        """The lease went (the database restarted, or the connection broke): refuse what is
+        queued, and take the lease again before appending anything more."""
+        self.active = False
+        self.why = UNAVAILABLE
+        _say(f"sequencer: lost the database ({e}); appends refused until it is back")
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(Standby(self.why))
 
     def _commit(self, entries: list[bytes]) -> list[LoggedEntry]:
         # A store that refuses to sign is asked first, so a refused batch appends nothing.
@@ -79,6 +140,12 @@ class Sequencer:
 
     async def run(self) -> None:
         while True:
+            while not self.active:
+                await self._take_over()
+                if self._stop.is_set():
+                    return
+                if not self.active:
+                    await asyncio.sleep(1.0)
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -89,6 +156,8 @@ class Sequencer:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
+                if isinstance(e, StoreError) and not self.log.store.is_sequencer:
+                    self._lost(e)
                 continue
             for (_, fut), got in zip(batch, logged, strict=True):
                 if not fut.done():
@@ -104,6 +173,10 @@ def _text(body: str | bytes, *, cache: str = "no-cache", status: int = 200, **kw
     )
 
 
+def _unavailable(message: str) -> Any:
+    return _text(message + "\n", status=503, cache="no-store", headers={"Retry-After": "1"})
+
+
 def _error(e: TlogError) -> Any:
     status = 404 if isinstance(e, LogNotFoundError) else 400
     if not isinstance(e, LogNotFoundError | TlogUsageError | TlogFormatError):
@@ -113,16 +186,27 @@ def _error(e: TlogError) -> Any:
 
 def create_log_app(log_: LocalLog, *, max_batch: int = MAX_BATCH) -> FastAPI:
     seq = Sequencer(log_, max_batch=max_batch)
-    log_.sign_checkpoint()  # entries committed before a crash get their checkpoint now
+    if log_.store.db.dialect == "sqlite" or log_.store.sequencer.try_acquire():
+        log_.sign_checkpoint()  # entries committed before a crash get their checkpoint now
+        seq.active = True
+        if log_.store.db.dialect != "sqlite":
+            _say(f"sequencer: this process appends, from size {log_.store.known_size}")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(seq.run())
         yield
+        seq.stop()
         task.cancel()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.sequencer = seq
     store = log_.store
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, e: StoreError) -> Any:
+        # The database is away, or a standby was asked to write: never a traceback.
+        return _unavailable(e.message)
 
     @app.get("/checkpoint")
     def checkpoint() -> Any:
@@ -163,6 +247,10 @@ def create_log_app(log_: LocalLog, *, max_batch: int = MAX_BATCH) -> FastAPI:
                 return _text(f"an entry is at most {MAX_ENTRY_SIZE} bytes\n", status=413)
         try:
             got = await seq.add(bytes(body))
+        except Standby as e:
+            return _unavailable(str(e))
+        except StoreError as e:
+            return _unavailable(e.message)
         except TlogError as e:
             return _error(e)
         return JSONResponse(

@@ -4,18 +4,20 @@ The request and response formats are pure functions; :class:`Witness` runs the s
 in order, each failure a :class:`WitnessRefusedError` carrying the HTTP status the spec
 assigns (404 unknown origin, 403 no trusted signature, 400 malformed or old size too big,
 409 old size or root differs from what the witness recorded, 422 bad consistency proof).
-The check of the old size and the update of the recorded checkpoint are one SQLite
-transaction (``BEGIN IMMEDIATE``), so two concurrent requests cannot roll the state back.
+The check of the old size and the update of the recorded checkpoint are one transaction
+that holds the origin's lock (SQLite's write lock; a PostgreSQL advisory lock per origin, so
+witness replicas sharing a database serialise too): two concurrent requests cannot roll the
+state back. The state lives in ``state.db`` (SQLite) or a PostgreSQL database (``--db``).
 """
 
 from __future__ import annotations
 
 import base64
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from motte.store import DatabaseUrl, Migration, Schema, Tx, open_database, resolve_database
 from motte.tlog._checkpoint import CheckpointBody, parse_checkpoint_unverified
 from motte.tlog._errors import (
     ProofError,
@@ -99,29 +101,40 @@ def parse_logs_config(lines: Iterable[str], *, where: str = "witness logs") -> l
     return [WitnessedLog(o, tuple(ks)) for o, ks in by_origin.items()]
 
 
-class WitnessState:
-    """The latest cosigned checkpoint per origin, in SQLite (one row per log)."""
+SCHEMA = Schema(
+    "witness",
+    (
+        Migration(
+            1,
+            "the latest cosigned checkpoint per log",
+            sqlite=[
+                "CREATE TABLE IF NOT EXISTS latest (origin TEXT PRIMARY KEY, "
+                "size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL)"
+            ],
+            postgresql=[
+                "CREATE TABLE latest (origin TEXT PRIMARY KEY, size BIGINT NOT NULL, "
+                "root BYTEA NOT NULL, note BYTEA NOT NULL)"
+            ],
+        ),
+    ),
+)
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS latest (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-            "root BLOB NOT NULL, note BLOB NOT NULL)"
-        )
+
+class WitnessState:
+    """The latest cosigned checkpoint per origin (one row per log)."""
+
+    def __init__(self, database: Path | DatabaseUrl) -> None:
+        url = database if isinstance(database, DatabaseUrl) else DatabaseUrl.sqlite(database)
+        self.path = url.path
+        self.db = open_database(url, SCHEMA, application="motte-witness")
 
     def get(self, origin: str) -> tuple[int, bytes] | None:
-        row = self._conn.execute(
-            "SELECT size, root FROM latest WHERE origin = ?", (origin,)
-        ).fetchone()
-        return (row[0], row[1]) if row else None
+        with self.db.read() as tx:
+            row = tx.one("SELECT size, root FROM latest WHERE origin = ?", (origin,))
+        return (int(row[0]), bytes(row[1])) if row else None
 
     def close(self) -> None:
-        self._conn.close()
+        self.db.close()
 
 
 class Witness:
@@ -157,29 +170,21 @@ class Witness:
             raise WitnessRefusedError(403, e.message) from None
         if old > cp.size:
             raise WitnessRefusedError(400, f"old size {old} is past the checkpoint's {cp.size}")
-        with self._lock:
-            conn = self.state._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._check_and_record(conn, cp, old, proof, note)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, self.state.db.write() as tx:
+            tx.lock(f"motte.witness.{cp.origin}")
+            self._check_and_record(tx, cp, old, proof, note)
         return self.signer.signature_line(parsed.text, timestamp=now).encode()
 
     def _check_and_record(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         cp: CheckpointBody,
         old: int,
         proof: list[bytes],
         note: bytes,
     ) -> None:
-        row = conn.execute(
-            "SELECT size, root FROM latest WHERE origin = ?", (cp.origin,)
-        ).fetchone()
-        size, root = (row[0], row[1]) if row else (0, b"")
+        row = tx.one("SELECT size, root FROM latest WHERE origin = ?", (cp.origin,))
+        size, root = (int(row[0]), bytes(row[1])) if row else (0, b"")
         if old != size:
             raise WitnessRefusedError(
                 409,
@@ -199,7 +204,7 @@ class Witness:
                 verify_consistency(old, cp.size, proof, root, cp.root_hash)
             except ProofError as e:
                 raise WitnessRefusedError(422, f"{cp.origin}: {e.message}") from None
-        conn.execute(
+        tx.execute(
             "INSERT INTO latest (origin, size, root, note) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, "
             "note = excluded.note",
@@ -242,8 +247,11 @@ def init_witness(directory: Path, *, name: str | None = None) -> Signer:
     return signer
 
 
-def open_witness(directory: Path, *, extra_logs: Iterable[str] = ()) -> Witness:
-    """The witness in ``directory``: its key, the logs it witnesses, its state."""
+def open_witness(
+    directory: Path, *, extra_logs: Iterable[str] = (), database: str | None = None
+) -> Witness:
+    """The witness in ``directory``: its key, the logs it witnesses, its state (in
+    ``state.db``, or the PostgreSQL database ``database`` / MOTTE_DB names)."""
     from motte.tlog._errors import LogNotFoundError
 
     key = directory / WITNESS_KEY_FILE
@@ -263,4 +271,5 @@ def open_witness(directory: Path, *, extra_logs: Iterable[str] = ()) -> Witness:
         raise TlogUsageError(
             "the witness trusts no log", hint="pass --log VKEY or list log keys in " + str(cfg)
         )
-    return Witness(signer, logs, WitnessState(directory / WITNESS_STATE_FILE))
+    url = resolve_database(database, default=directory / WITNESS_STATE_FILE)
+    return Witness(signer, logs, WitnessState(url))
