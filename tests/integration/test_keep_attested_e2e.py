@@ -359,3 +359,50 @@ def test_the_keep_key_follows_the_tee(tmp_path):
 
     assert isinstance(keep_key("snp").curve, ec.SECP384R1)
     assert isinstance(keep_key("sim").curve, ec.SECP256R1)
+
+
+def test_sighup_reloads_the_policy_of_a_running_steward_and_the_audit_log_says_so(home):
+    """A Steward serving the development policy is told to judge by the production one: after
+    SIGHUP the same sim evidence is refused; a policy that does not load changes nothing."""
+    from motte.steward._setup import DEFAULT_POLICY
+
+    assert motte(home, "steward", "init", "--allow-insecure-sim").returncode == 0
+    proc, url = start_steward(home)
+    policy = home / "steward" / "policy.toml"
+    dev = policy.read_text()
+
+    def attest_ok() -> bool:
+        with StewardClient(url) as client:
+            try:
+                client.attest(keep_csr(client.nonce()))
+            except AttestationRefusedError:
+                return False
+        return True
+
+    def reloads_said() -> int:
+        return sum("policy reloaded" in line or "reload refused" in line for line in proc.lines)
+
+    try:
+        assert attest_ok()
+        policy.write_text(DEFAULT_POLICY)
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: reloads_said() == 1, timeout=30)
+        assert any("policy reloaded: 'steward-default'" in line for line in proc.lines), proc.log
+        assert not attest_ok()
+
+        policy.write_text(dev + "\n[snp]\nmeasurment = 'x'\n")
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: reloads_said() == 2, timeout=30)
+        assert any("reload refused: " in line and "unknown key" in line for line in proc.lines)
+        assert not attest_ok()  # still the production policy
+        assert proc.proc.poll() is None
+    finally:
+        proc.stop()
+    policy.write_text(DEFAULT_POLICY)  # `steward audit` opens the Steward, policy and all
+    r = motte(home, "steward", "audit", "--policy", "--json")
+    assert r.returncode == 0, r.stderr
+    events = json.loads(r.stdout)
+    assert [e["event"] for e in events] == ["loaded", "reloaded", "reload-refused"]
+    assert events[1]["policy_name"] == "steward-default"
+    decisions = json.loads(motte(home, "steward", "audit", "--json").stdout)
+    assert [d["decision"] for d in decisions] == ["accepted", "rejected", "rejected"]

@@ -187,6 +187,14 @@ def audit(
         int | None, typer.Option("--limit", "-n", metavar="N", help="Only the last N decisions.")
     ] = None,
     rejected: Annotated[bool, typer.Option("--rejected", help="Only refusals.")] = False,
+    policy: Annotated[
+        bool,
+        typer.Option(
+            "--policy",
+            help="The policy events instead: which policy a running Steward judged with from "
+            "when (loaded at start, reloaded on SIGHUP) and reloads it refused.",
+        ),
+    ] = False,
     db: Db = None,
     json: Json = False,
 ) -> int:
@@ -194,6 +202,24 @@ def audit(
     accepted or refused (--json: every rule and the whole verdict)."""
     from motte.steward import Steward
 
+    if policy:
+        with Steward(database=db) as steward:
+            events = steward.store.policy_events(limit=limit)
+        if json:
+            from motte.cli._output import emit_json
+
+            emit_json([e.to_dict() for e in events])
+            return int(ExitStatus.OK)
+        if not events:
+            typer.echo("no policy events yet (a Steward records one when it starts serving)")
+        for e in events:
+            typer.echo(
+                f"{e.id:>5}  {e.time}  {e.event.upper():14}  {e.policy_name!r} "
+                f"sha256 {e.policy_sha256[:16]}..."
+            )
+            if e.detail:
+                typer.echo(f"       {e.detail}")
+        return int(ExitStatus.OK)
     with Steward(database=db) as steward:
         records = steward.store.audit(limit=limit, decision="rejected" if rejected else None)
     if json:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import sys
+import threading
 from typing import Any
 
 # Imported only to serve; FastAPI resolves the endpoints' annotations from module globals.
@@ -27,7 +30,7 @@ from fastapi import FastAPI, Request, Response
 
 from motte._listen import bind_listener, parse_listen
 from motte._net import is_loopback_host
-from motte.errors import UsageError
+from motte.errors import MotteError, UsageError
 from motte.steward._csr import MAX_CSR_BYTES
 from motte.steward._service import PROBLEM_TYPES, Decision, Steward
 from motte.store import StoreUnavailableError
@@ -216,13 +219,7 @@ def serve(
         )
     sock, where = bind_listener(listen, example=EXAMPLE_LISTEN)
     scheme = "https" if tls else "http"
-    if steward.policy.allow_insecure_sim:
-        _say(
-            f"WARNING: policy {steward.paths.policy} accepts INSECURE sim evidence: "
-            "certificates from this Steward prove nothing about hardware"
-        )
-    if steward.config.unsafe_allow_unbound_enarx_csrs:
-        _say("WARNING: unsafe_allow_unbound_enarx_csrs: Enarx CSRs are accepted without a nonce")
+    _warn_settings(steward)
     if not tls and not is_loopback_host(host):
         _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
     _say(f"CA {steward.ca.fingerprint} ({steward.paths.ca_cert})")
@@ -247,4 +244,43 @@ def serve(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    steward.record_loaded()
+    _say(f"policy {_named(steward.policy)}; `kill -HUP {os.getpid()}` reloads it and the config")
+    previous = signal.signal(signal.SIGHUP, lambda *_: _reload_in_background(steward))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _named(policy: Any) -> str:
+    return f"{policy.name!r} (sha256 {(policy.sha256 or '')[:16]}...)"
+
+
+def _warn_settings(steward: Steward) -> None:
+    if steward.policy.allow_insecure_sim:
+        _say(
+            f"WARNING: policy {steward.paths.policy} accepts INSECURE sim evidence: "
+            "certificates from this Steward prove nothing about hardware"
+        )
+    if steward.config.unsafe_allow_unbound_enarx_csrs:
+        _say("WARNING: unsafe_allow_unbound_enarx_csrs: Enarx CSRs are accepted without a nonce")
+
+
+def _reload_in_background(steward: Steward) -> None:
+    """SIGHUP: reload off the signal handler (it writes the audit log, which may wait on the
+    database); requests go on meanwhile, each judged wholly by the old or the new policy."""
+
+    def reload() -> None:
+        try:
+            result = steward.reload()
+        except MotteError as e:  # the audit log itself is unreachable: nothing changed
+            _say(f"reload failed: {e.message}; still judging by {_named(steward.policy)}")
+            return
+        if result.reloaded:
+            _say(f"policy reloaded: {_named(result.after)}, was {_named(result.before)}")
+            _warn_settings(steward)
+        else:
+            _say(f"reload refused: {result.error}; still judging by {_named(result.before)}")
+
+    threading.Thread(target=reload, name="motte-steward-reload", daemon=True).start()

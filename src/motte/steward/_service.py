@@ -23,10 +23,12 @@ reaches them, so a deployed Steward cannot be told to trust anything but the pin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,7 @@ from motte.attest import (
     verify_evidence,
 )
 from motte.attest.errors import EvidenceParseError
+from motte.errors import MotteError
 from motte.steward._asn1 import VerdictSummary, der_octets, der_utf8
 from motte.steward._ca import StewardCa
 from motte.steward._config import StewardConfig, StewardPaths, load_config, steward_dir
@@ -133,6 +136,20 @@ class Decision:
         return doc
 
 
+@dataclass(frozen=True)
+class Reload:
+    """What :meth:`Steward.reload` did: ``reloaded``, or ``error`` says why not."""
+
+    reloaded: bool
+    before: Policy
+    after: Policy
+    error: str | None
+
+
+def _policy_sha256(policy: Policy) -> str:
+    return policy.sha256 or hashlib.sha256(b"").hexdigest()
+
+
 class Steward:
     """A Steward over its state directory. Thread-safe: the server calls it from a pool."""
 
@@ -152,21 +169,16 @@ class Steward:
             raise StewardNotInitialisedError(
                 f"{self.paths.root}: no Steward here", hint="create one with `motte steward init`"
             )
-        self.config: StewardConfig = load_config(self.paths.config)
         self.ca = StewardCa.load(self.paths)
-        self.policy: Policy = load_policy(self.paths.policy)
-        for pattern in self.config.san_allow:
-            if not self.ca.permits(pattern):
-                raise StewardConfigError(
-                    f"{self.paths.config}: san_allow {pattern.text!r} is outside the CA's name "
-                    "constraints, so clients would refuse its certificates",
-                    hint="narrow san_allow, or create a new Steward with "
-                    "`motte steward init --san-allow ...`",
-                )
+        #: The config and policy judged with, swapped together by reload(); a request reads
+        #: them once (see _one_settings), so it is judged wholly by the old or the new.
+        self._settings: tuple[StewardConfig, Policy] = self._load_settings()
+        self._pinned = threading.local()
         self.clock = clock
         self._amd_roots = amd_roots
         self._intel_root = intel_root
         self._cache = CollateralCache()
+        self._database_flag = database
         self.store = StewardStore(self.config.database_url(self.paths, database))
         try:
             claimed = self.store.claim_ca(
@@ -185,6 +197,76 @@ class Steward:
 
     def close(self) -> None:
         self.store.close()
+
+    # -- settings: config.toml and policy.toml, reloaded on SIGHUP -----------------------------
+
+    @property
+    def config(self) -> StewardConfig:
+        return self._current()[0]
+
+    @property
+    def policy(self) -> Policy:
+        return self._current()[1]
+
+    def _current(self) -> tuple[StewardConfig, Policy]:
+        return getattr(self._pinned, "settings", None) or self._settings
+
+    @contextlib.contextmanager
+    def _one_settings(self) -> Iterator[None]:
+        """Within, this thread sees one (config, policy) pair, whatever a reload does."""
+        self._pinned.settings = self._settings
+        try:
+            yield
+        finally:
+            del self._pinned.settings
+
+    def _load_settings(self) -> tuple[StewardConfig, Policy]:
+        config = load_config(self.paths.config)
+        policy = load_policy(self.paths.policy)
+        for pattern in config.san_allow:
+            if not self.ca.permits(pattern):
+                raise StewardConfigError(
+                    f"{self.paths.config}: san_allow {pattern.text!r} is outside the CA's name "
+                    "constraints, so clients would refuse its certificates",
+                    hint="narrow san_allow, or create a new Steward with "
+                    "`motte steward init --san-allow ...`",
+                )
+        return config, policy
+
+    def record_loaded(self) -> None:
+        """Say in the audit log which policy a starting server judges with."""
+        policy = self.policy
+        self.store.append_policy_event(
+            "loaded", policy.name, _policy_sha256(policy), now=self.now(), detail=None
+        )
+
+    def reload(self) -> Reload:
+        """Read config.toml and policy.toml again and judge every later request by them.
+
+        A file that does not load, or a config naming another database, changes nothing:
+        the Steward keeps judging by what it has. Either way the audit log says so."""
+        _, old = self._settings
+        try:
+            config, policy = self._load_settings()
+            before = self.config.database_url(self.paths, self._database_flag)
+            after = config.database_url(self.paths, self._database_flag)
+            if after != before:
+                raise StewardConfigError(
+                    f"{self.paths.config}: database: a running Steward keeps its database "
+                    f"({before}); restart it to use {after}"
+                )
+        except MotteError as e:
+            detail = e.message
+            self.store.append_policy_event(
+                "reload-refused", old.name, _policy_sha256(old), now=self.now(), detail=detail
+            )
+            return Reload(False, old, old, detail)
+        self._settings = (config, policy)
+        detail = f"was {old.name} (sha256 {_policy_sha256(old)[:16]}...)"
+        self.store.append_policy_event(
+            "reloaded", policy.name, _policy_sha256(policy), now=self.now(), detail=detail
+        )
+        return Reload(True, old, policy, None)
 
     def __enter__(self) -> Steward:
         return self
@@ -218,6 +300,10 @@ class Steward:
         return decision
 
     def attest(self, body: bytes, *, client: str) -> Decision:
+        with self._one_settings():
+            return self._attest(body, client=client)
+
+    def _attest(self, body: bytes, *, client: str) -> Decision:
         now = self.now()
         rules: list[RuleResult] = []
         try:
@@ -380,7 +466,7 @@ class Steward:
         evidence = request.keep.evidence if request.keep is not None else request.der
         summary = VerdictSummary(
             policy_name=self.policy.name,
-            policy_sha256=bytes.fromhex(self.policy.sha256 or hashlib.sha256(b"").hexdigest()),
+            policy_sha256=bytes.fromhex(_policy_sha256(self.policy)),
             verified_at=now,
             evidence_sha256=hashlib.sha256(evidence).digest(),
         )

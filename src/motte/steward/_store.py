@@ -116,6 +116,31 @@ SCHEMA = Schema(
             sqlite=[_KEEPS_INDEX.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS")],
             postgresql=[_KEEPS_INDEX],
         ),
+        # The audit log's other half: which policy judged from when. A reload (SIGHUP) is
+        # not a decision on a request, so it has its own append-only table.
+        Migration(
+            4,
+            "policy events: what a running Steward loaded, and reloads it refused",
+            sqlite=[
+                "CREATE TABLE policy_event (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
+                "event TEXT NOT NULL CHECK (event IN ('loaded', 'reloaded', 'reload-refused')), "
+                "policy_name TEXT NOT NULL, policy_sha256 TEXT NOT NULL, detail TEXT) STRICT",
+                "CREATE TRIGGER policy_event_append_only BEFORE UPDATE ON policy_event "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+                "CREATE TRIGGER policy_event_no_delete BEFORE DELETE ON policy_event "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            ],
+            postgresql=[
+                "CREATE TABLE policy_event (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " time TEXT NOT NULL, event TEXT NOT NULL CHECK (event IN ('loaded', "
+                "'reloaded', 'reload-refused')), policy_name TEXT NOT NULL, "
+                "policy_sha256 TEXT NOT NULL, detail TEXT)",
+                "CREATE TRIGGER policy_event_no_change BEFORE UPDATE OR DELETE ON policy_event "
+                "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+                "CREATE TRIGGER policy_event_no_truncate BEFORE TRUNCATE ON policy_event "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
+            ],
+        ),
     ),
 )
 #: Expired nonces are remembered this long (seconds) to explain a late request.
@@ -136,6 +161,30 @@ class NonceRefused(Exception):
 
 class TooManyNonces(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEvent:
+    """What policy a running Steward judged with from ``time`` on (``loaded`` at start,
+    ``reloaded`` on SIGHUP), or a reload it refused (``detail`` says why; the policy named is
+    the one it kept)."""
+
+    id: int
+    time: str
+    event: str
+    policy_name: str
+    policy_sha256: str
+    detail: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "event": self.event,
+            "policy_name": self.policy_name,
+            "policy_sha256": self.policy_sha256,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,6 +554,26 @@ class StewardStore:
             sql += " LIMIT ?"
             args.append(limit)
         return list(reversed(self._records(sql, args)))
+
+    def append_policy_event(
+        self, event: str, policy_name: str, policy_sha256: str, *, now: datetime, detail: str | None
+    ) -> int:
+        with self.db.write() as tx:
+            got = tx.one(
+                "INSERT INTO policy_event (time, event, policy_name, policy_sha256, detail) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (now.isoformat(timespec="seconds"), event, policy_name, policy_sha256, detail),
+            )
+        assert got is not None
+        return int(got[0])
+
+    def policy_events(self, *, limit: int | None = None) -> list[PolicyEvent]:
+        """The newest ``limit`` policy events (all when None), oldest first."""
+        sql = "SELECT id, time, event, policy_name, policy_sha256, detail FROM policy_event"
+        sql += " ORDER BY id DESC" + (" LIMIT ?" if limit is not None else "")
+        with self.db.read() as tx:
+            rows = tx.all(sql, [limit] if limit is not None else [])
+        return [PolicyEvent(*row) for row in reversed(rows)]
 
     def counts(self) -> dict[str, int]:
         """How many nonces are used and how many audit rows consumed one (they are equal)."""
