@@ -523,7 +523,7 @@ class Coordinator:
                         "supply-lost",
                         f"{self._name(address)}: lost ({why}); every host it feeds keeps "
                         f"enough supplies: {', '.join(running) or 'nothing'} keep running",
-                        data={"ups": address, "running": running},
+                        data={"upses": [address], "running": running},
                     )
                 )
         return False, out
