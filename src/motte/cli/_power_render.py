@@ -215,19 +215,16 @@ def _loss_line(plan: Plan, result: PlanCheck, loss: Loss) -> str:
     lost = ", ".join(_ups_name(plan, a) for a in loss.upses)
     if not loss.stops and not loss.coordinator_stops:
         return f"{lost}: nothing stops (every host keeps enough supplies)"
-    steps = [", ".join(s) for s in loss.stages]
+    steps = [f"stop {', '.join(s)}" for s in loss.stages]
     aim = ", ".join(_ups_name(plan, a) for a in loss.targets)
     if aim and plan.policy.fsd and any(u.username for u in plan.upses):
         steps.append(f"FSD on {aim}")
     if aim and plan.policy.cut_power:
         steps.append(f"shutdown.return on {aim}")
     if loss.coordinator_stops:
-        steps.append(f"{result.coordinator} (the coordinator)")
+        steps.append(f"stop {result.coordinator} (the coordinator)")
     running = ", ".join(loss.running) or "nothing"
-    return (
-        f"{lost}: stops {' -> '.join(steps)} (up to {loss.shutdown_time:g}s); "
-        f"keeps running: {running}"
-    )
+    return f"{lost}: {' -> '.join(steps)} (up to {loss.shutdown_time:g}s); keeps running: {running}"
 
 
 def _check_dict(plan: Plan, result: PlanCheck) -> dict[str, Any]:

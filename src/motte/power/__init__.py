@@ -19,7 +19,7 @@ from motte.power._monitor import ups_runtime
 from motte.power._notify import EventLog, Notifier, read_events
 from motte.power._plan import Host, Plan, Policy, Supply, UpsConfig, load_plan
 from motte.power._plancheck import Loss, PlanCheck, check_local, check_plan, shutdown_stages
-from motte.power._progress import HostState, Phase, Progress
+from motte.power._progress import PLAN_EVENTS, HostState, Phase, Progress
 from motte.power._scenario import Scenario, load_scenario
 from motte.power._secondary import SecondaryCore, run_secondary
 from motte.power._simulator import Simulator
@@ -28,6 +28,7 @@ from motte.power._watch import Watch, default_log_path, load_state, power_dir, s
 
 __all__ = [
     "NOTIFY_EVENTS",
+    "PLAN_EVENTS",
     "AgentApp",
     "AgentClient",
     "AgentError",

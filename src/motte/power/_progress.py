@@ -64,6 +64,36 @@ STEP_STATE = {
 }
 
 
+#: The kinds of the plan's own events (the upsmon ones are :data:`._status.NOTIFY_EVENTS`).
+PLAN_EVENTS = (
+    "riding-through",
+    "ridden-out",
+    "supply-lost",
+    "stage",
+    "step",
+    "step-done",
+    "step-skipped",
+    "deadline-shrunk",
+    "shutdown-widened",
+    "host-down",
+    "host-failed",
+    "paused",
+    "continued",
+    "final",
+    "down",
+    "recovering",
+    "recovery-halted",
+    "waiting-load-cut",
+    "waiting-charge",
+    "host-up",
+    "host-started",
+    "host-unknown",
+    "recovered",
+    "resumed",
+    "notify-failed",
+)
+
+
 # -- actions: what the coordinator asks its driver to do --------------------------------------
 
 
