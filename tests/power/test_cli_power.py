@@ -206,13 +206,13 @@ def test_plan_check_of_the_two_ups_example_lists_every_ups(cli, monkeypatch):
     monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
     r = cli("power", "plan", "check", EXAMPLES / "two-ups.toml")
     assert r.exit_code == 0, r.stderr
-    assert "UPS rack@127.0.0.1:34930 as motte (primary)" in r.stdout
-    assert "UPS aux@127.0.0.1:34931 as motte (primary)" in r.stdout
+    assert "UPS rack@127.0.0.1:34932 as motte (primary)" in r.stdout
+    assert "UPS aux@127.0.0.1:34933 as motte (primary)" in r.stdout
     assert "the plan runs when any of the 2 is critical" in r.stdout
     assert "ask every UPS for shutdown.return" in r.stdout
     doc = json.loads(cli("power", "plan", "check", EXAMPLES / "two-ups.toml", "--json").stdout)
-    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34930", "aux@127.0.0.1:34931"]
-    assert doc["ups"] == "rack@127.0.0.1:34930,aux@127.0.0.1:34931"
+    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34932", "aux@127.0.0.1:34933"]
+    assert doc["ups"] == "rack@127.0.0.1:34932,aux@127.0.0.1:34933"
     one = json.loads(
         cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--json").stdout
     )
@@ -289,3 +289,29 @@ def test_plan_check_refuses_a_runtime_that_is_not_seconds(cli, value):
     r = cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--runtime", value)
     assert r.exit_code == 2
     assert "--runtime must be a number of seconds" in r.stderr
+
+
+def test_plan_check_of_the_redundant_example_shows_each_ups_loss(cli, monkeypatch):
+    monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
+    r = cli("power", "plan", "check", EXAMPLES / "redundant.toml")
+    assert r.exit_code == 0, r.stderr
+    assert "nas: needs 1 of rack=1, aux=1" in r.stdout
+    assert (
+        "rack: stop app -> FSD on rack -> shutdown.return on rack (up to 9s); "
+        "keeps running: nas, pi" in r.stdout
+    )
+    doc = json.loads(cli("power", "plan", "check", EXAMPLES / "redundant.toml", "--json").stdout)
+    assert doc["supplies"]["nas"] == {
+        "upses": {"rack@127.0.0.1:34934": 1, "aux@127.0.0.1:34935": 1},
+        "needed": 1,
+    }
+    rack = next(x for x in doc["losses"] if x["upses"] == ["rack@127.0.0.1:34934"])
+    assert rack["stages"] == [["app"]] and rack["targets"] == ["rack@127.0.0.1:34934"]
+    assert rack["running"] == ["nas", "pi"] and not rack["coordinator_stops"]
+
+
+def test_watch_until_takes_only_a_known_event_kind(cli, monkeypatch):
+    monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
+    r = cli("power", "watch", "--plan", EXAMPLES / "rehearsal.toml", "--until", "recoverd")
+    assert r.exit_code == ExitStatus.USAGE
+    assert "--until recoverd: not an event kind" in r.stderr

@@ -1,7 +1,10 @@
 """Running host steps: deadlines kill whole process groups, checks retry until they pass."""
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,15 +23,35 @@ def test_a_command_runs_without_a_shell_and_sees_its_environment():
     assert result.output == "nas x;y"
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped by whoever inherited it counts)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def test_a_command_past_its_deadline_is_killed_with_its_children(tmp_path):
-    marker = tmp_path / "child-ran"
-    script = f"(sleep 1.5; touch {marker}) & sleep 30"
-    start = time.monotonic()
-    result = asyncio.run(run_command(["sh", "-c", script], timeout=0.3))
-    assert result.timed_out and not result.ok
-    assert time.monotonic() - start < 10  # generous: it did not wait for sleep 30
-    time.sleep(2)
-    assert not marker.exists()  # the background child died with the group
+    pidfile, marker = tmp_path / "child.pid", tmp_path / "child-ran"
+    # The child says who it is, then would outlive the command by minutes; the command waits
+    # until the child has said so, then hangs past its deadline.
+    child = f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; sleep 300; touch {marker}"
+    script = f"sh -c '{child}' & while [ ! -s {pidfile} ]; do sleep 0.01; done; sleep 300"
+    result = asyncio.run(run_command(["sh", "-c", script], timeout=2))
+    assert result.timed_out and not result.ok  # killed at its deadline, not waited for
+    assert pidfile.exists(), "the child did not start within the command's 2 s"
+    pid = int(pidfile.read_text())
+    try:
+        # Killed with the group: it goes at once (a survivor would sleep for minutes).
+        deadline = time.monotonic() + 60
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid), f"child {pid} outlived the command"
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)  # the one this test started, by its pid
+    assert not marker.exists()
 
 
 def test_a_missing_program_is_a_result_not_an_exception():

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from motte.power import NOTIFY_EVENTS, Plan, PlanCheck, Scenario, load_state, read_events
+from motte.power import (
+    NOTIFY_EVENTS,
+    Loss,
+    Plan,
+    PlanCheck,
+    Scenario,
+    load_state,
+    read_events,
+)
 
 _STYLE = {
     "SHUTDOWN": "bold red",
@@ -109,7 +117,15 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
     for ups in plan.upses:
         role = f" as {ups.username} (primary)" if ups.username else " (read-only)"
         c.print(f"UPS {ups.address}{role}")
-    if len(plan.upses) > 1:
+    if plan.redundant:
+        c.print("Redundancy: each host's supplies decide whether it must stop")
+        for name, host in plan.hosts.items():
+            if host.never_stop:
+                continue
+            fed, needed = plan.feeds(name)
+            given = ", ".join(f"{_ups_name(plan, a)}={v}" for a, v in fed.items())
+            c.print(f"  {name}: needs {needed} of {given}")
+    elif len(plan.upses) > 1:
         c.print(
             f"Every UPS is a required supply: the plan runs when any of the "
             f"{len(plan.upses)} is critical"
@@ -133,7 +149,8 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
         from rich.table import Table
 
         table = Table(
-            title="Timeline of a cut that lasts (seconds from mains lost)",
+            title="Timeline of a cut that lasts (seconds from mains lost)"
+            + (" on every UPS" if plan.redundant else ""),
             title_justify="left",
             show_edge=False,
             pad_edge=False,
@@ -147,6 +164,10 @@ def plan_check(plan: Plan, result: PlanCheck, json_out: bool) -> None:
                 f"{e.start:g}", "" if e.end == e.start else f"{e.end:g}", e.what, e.host or ""
             )
         c.print(table)
+    if result.losses and not result.errors:
+        c.print("If one UPS alone is lost:")
+        for loss in result.losses:
+            c.print(f"  {_escape(_loss_line(plan, result, loss))}")
     runtime = (
         f"the battery lasts {result.runtime:g}s at the current load"
         if result.runtime is not None
@@ -183,6 +204,29 @@ def _triggers(plan: Plan) -> str:
     return "; ".join(parts)
 
 
+def _ups_name(plan: Plan, address: str) -> str:
+    names = [u.address.ups for u in plan.upses]
+    ups = address.partition("@")[0]
+    return ups if names.count(ups) == 1 else address
+
+
+def _loss_line(plan: Plan, result: PlanCheck, loss: Loss) -> str:
+    """What losing one UPS does, on one line: who stops, in order, and who keeps running."""
+    lost = ", ".join(_ups_name(plan, a) for a in loss.upses)
+    if not loss.stops and not loss.coordinator_stops:
+        return f"{lost}: nothing stops (every host keeps enough supplies)"
+    steps = [f"stop {', '.join(s)}" for s in loss.stages]
+    aim = ", ".join(_ups_name(plan, a) for a in loss.targets)
+    if aim and plan.policy.fsd and any(u.username for u in plan.upses):
+        steps.append(f"FSD on {aim}")
+    if aim and plan.policy.cut_power:
+        steps.append(f"shutdown.return on {aim}")
+    if loss.coordinator_stops:
+        steps.append(f"stop {result.coordinator} (the coordinator)")
+    running = ", ".join(loss.running) or "nothing"
+    return f"{lost}: {' -> '.join(steps)} (up to {loss.shutdown_time:g}s); keeps running: {running}"
+
+
 def _check_dict(plan: Plan, result: PlanCheck) -> dict[str, Any]:
     return {
         "plan": plan.name,
@@ -204,6 +248,28 @@ def _check_dict(plan: Plan, result: PlanCheck) -> dict[str, Any]:
         ],
         "errors": list(result.errors),
         "warnings": list(result.warnings),
+        # With redundancy: each host's supplies, and what losing each UPS alone does.
+        "supplies": {
+            name: {"upses": fed, "needed": needed}
+            for name in plan.hosts
+            if plan.redundant and not plan.hosts[name].never_stop
+            for fed, needed in [plan.feeds(name)]
+        },
+        "losses": [
+            {
+                "upses": list(loss.upses),
+                "stages": [list(s) for s in loss.stages],
+                "coordinator_stops": loss.coordinator_stops,
+                "running": list(loss.running),
+                "targets": list(loss.targets),
+                "shutdown_time": loss.shutdown_time,
+                "timeline": [
+                    {"start": e.start, "end": e.end, "what": e.what, "host": e.host}
+                    for e in loss.timeline
+                ],
+            }
+            for loss in result.losses
+        ],
     }
 
 
@@ -213,6 +279,8 @@ def watch_banner(
     if json_out:
         return
     order = " -> ".join(", ".join(s) for s in result.stages) or "(no hosts to stop)"
+    if plan.redundant:
+        order += " (with every UPS lost; each host's supplies decide)"
     watched = ", ".join(str(u.address) for u in plan.upses)
     _console().print(
         f"[bold]Watching {watched}[/bold] for plan {plan.name}: stop order {order}, "

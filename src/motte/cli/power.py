@@ -221,26 +221,59 @@ def watch(
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON object per event on stdout.")
     ] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="EVENT",
+            help="Exit 0 once an event of this kind has happened, e.g. recovered: a "
+            "rehearsal that ends on its own.",
+        ),
+    ] = None,
 ) -> int:
     """Watch the plan's UPSes and run the plan: ride through, shut down in order, bring hosts back.
 
     Progress is saved under MOTTE_HOME/power/ after every step, so a restarted watch resumes
-    where it was. Every event goes to the plan's JSON-lines log too. Stop with Ctrl-C.
+    where it was. Every event goes to the plan's JSON-lines log too. Stop with Ctrl-C (or
+    let --until end a rehearsal).
     """
     from motte.cli import _power_render as render
-    from motte.power import Watch, check_plan, load_plan
+    from motte.power import NOTIFY_EVENTS, PLAN_EVENTS, Watch, check_plan, load_plan
 
+    if until is not None and until not in (*NOTIFY_EVENTS, *PLAN_EVENTS):
+        raise UsageError(
+            f"--until {until}: not an event kind",
+            hint="one of " + ", ".join((*NOTIFY_EVENTS, *PLAN_EVENTS)),
+        )
     plan = load_plan(plan_file)
     result = check_plan(plan)
     if not result.ok:
         from motte.power import PlanError
 
         raise PlanError(result.errors[0], hint=f"run `motte power plan check {plan_file}`")
-    w = Watch(plan, on_event=render.event_line(json_out))
+    show = render.event_line(json_out)
+    seen = asyncio.Event()
+
+    def on_event(record: dict[str, Any]) -> None:
+        show(record)
+        if record["kind"] == until:
+            seen.set()
+
+    w = Watch(plan, on_event=on_event)
     render.watch_banner(plan, result, w.state_file, w.log_path, json_out)
 
     async def main() -> int:
-        await w.run()
+        running = asyncio.create_task(w.run())
+        waiting = asyncio.create_task(seen.wait())
+        try:
+            await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            if not running.done():
+                running.cancel()  # --until's event came: stop cleanly, as on SIGTERM
+            await asyncio.gather(running, waiting, return_exceptions=True)
+        if not seen.is_set():
+            await running  # the watch ended on its own: its error, if any
         return int(ExitStatus.OK)
 
     return _run(main())

@@ -17,9 +17,9 @@ from motte.power._coordinator import Coordinator
 from motte.power._errors import AgentError, PlanError, PowerError, ScenarioError
 from motte.power._monitor import ups_runtime
 from motte.power._notify import EventLog, Notifier, read_events
-from motte.power._plan import Host, Plan, Policy, UpsConfig, load_plan
-from motte.power._plancheck import PlanCheck, check_local, check_plan, shutdown_stages
-from motte.power._progress import HostState, Phase, Progress
+from motte.power._plan import Host, Plan, Policy, Supply, UpsConfig, load_plan
+from motte.power._plancheck import Loss, PlanCheck, check_local, check_plan, shutdown_stages
+from motte.power._progress import PLAN_EVENTS, HostState, Phase, Progress
 from motte.power._scenario import Scenario, load_scenario
 from motte.power._secondary import SecondaryCore, run_secondary
 from motte.power._simulator import Simulator
@@ -28,6 +28,7 @@ from motte.power._watch import Watch, default_log_path, load_state, power_dir, s
 
 __all__ = [
     "NOTIFY_EVENTS",
+    "PLAN_EVENTS",
     "AgentApp",
     "AgentClient",
     "AgentError",
@@ -35,6 +36,7 @@ __all__ = [
     "EventLog",
     "Host",
     "HostState",
+    "Loss",
     "Notifier",
     "Phase",
     "Plan",
@@ -47,6 +49,7 @@ __all__ = [
     "ScenarioError",
     "SecondaryCore",
     "Simulator",
+    "Supply",
     "UpsConfig",
     "UpsReading",
     "Watch",

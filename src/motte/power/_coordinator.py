@@ -35,6 +35,15 @@ The rules, in the order they are applied:
   (NUT's FSD is latched; secondaries are already going): with ``fsd_at = "start"`` that is
   from the start. If FSD could not be set (or the UPS cannot be reached), nobody waits for
   NUT secondaries: none was told.
+- **Redundancy** (hosts with ``supplies``, upsmon's MINSUPPLIES with power values): each UPS is
+  judged on its own by the rules above (its own ride-through, thresholds, dead-UPS timer) and
+  a UPS that meets one is *lost*. A host stops only when the UPSes it has left give less power
+  than it needs, and so does every host that depends on it; the others keep running, the
+  coordinator too unless it lost its own power. A loss that stops nothing is announced
+  (``supply-lost``). A second loss mid-shutdown adds its hosts to the stages not yet run.
+  FSD and ``shutdown.return`` go only to the lost UPSes that feed a stopped host, and mains
+  must be back on every lost UPS before anything restarts. A plan without ``supplies`` is
+  judged on the combined view as above (every UPS a required supply).
 - When mains has been back ``mains_stable`` seconds and the charge has reached
   ``restart_charge``, stopped hosts are started in dependency order (dependencies first), each
   then polled with its ``ready`` check. Not while a load cut is pending: once the UPS accepted
@@ -45,9 +54,10 @@ The rules, in the order they are applied:
 
 from __future__ import annotations
 
+from motte.power._combine import combine
 from motte.power._errors import PlanError
 from motte.power._plan import Plan
-from motte.power._plancheck import check_plan
+from motte.power._plancheck import affected, check_plan, targets
 from motte.power._progress import (
     STEP_STATE,
     STOPPED,
@@ -62,6 +72,7 @@ from motte.power._progress import (
     RunStep,
     SetFsd,
     StepResult,
+    SupplyProgress,
     Task,
     WaitSecondaries,
 )
@@ -96,12 +107,20 @@ class Coordinator:
         self.stages = [list(s) for s in check.stages]
         assert check.coordinator is not None
         self.me = check.coordinator
+        #: With redundancy each UPS is judged on its own (fed by :meth:`observe_ups`).
+        self.redundant = plan.redundant
         #: With several UPSes the driver announces each one's events; the combined view's
         #: changes would name no UPS, so the coordinator stays quiet about them.
-        self.ups_events = len(plan.upses) == 1
+        self.ups_events = len(plan.upses) == 1 and not self.redundant
         self.p = progress if progress is not None else Progress(plan=plan.name)
         # The plan may have changed since the state was written: new hosts start as up.
         self.p.hosts = {n: self.p.hosts.get(n, HostProgress()) for n in plan.hosts}
+        self.addresses = [str(u.address) for u in plan.upses]
+        if self.redundant:
+            self.p.supplies = {a: self.p.supplies.get(a, SupplyProgress()) for a in self.addresses}
+            self.p.lost = {a: why for a, why in self.p.lost.items() if a in self.p.supplies}
+        #: The time of the last evaluation: a timer at or before it is spent.
+        self._last = float("-inf")
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -114,6 +133,10 @@ class Coordinator:
         """
         p = self.p
         p.comm_ok, p.comm_lost_since, p.mains_back_since = True, None, None
+        for sp in p.supplies.values():
+            sp.comm_ok, sp.comm_lost_since, sp.mains_back_since = True, None, None
+        if self.redundant and not all(sp.fresh for sp in p.supplies.values()):
+            p.fresh = False
         out: list[Action] = []
         if self.p.phase is not Phase.ONLINE or self.p.running:
             stale = (
@@ -185,6 +208,44 @@ class Coordinator:
                 out.append(self._notify("COMMBAD", f"UPS unreachable: {reason}{tail}"))
         return out + self._evaluate(now)
 
+    def observe_ups(self, address: str, reading: UpsReading, now: float) -> list[Action]:
+        """A fresh reading of one UPS (a plan with redundancy: each UPS is judged alone)."""
+        p, sp = self.p, self.p.supplies[address]
+        if not sp.comm_ok:
+            sp.comm_ok, sp.comm_lost_since = True, None
+        if not reading.waiting:
+            sp.reading, sp.reading_at, sp.fresh = reading, now, True
+            gone = "FSD" not in reading.status and p.phase not in _FSD_RACES
+            if gone and address in p.fsd_upses:  # upsd restarted or the UPS power-cycled
+                p.fsd_upses.remove(address)
+            if reading.on_battery:
+                sp.mains_back_since = None
+                if sp.cut_since is None:
+                    sp.cut_since = now
+            elif reading.on_line and sp.mains_back_since is None:
+                sp.mains_back_since = now
+        self._refresh_view(now)
+        return self._evaluate(now)
+
+    def ups_lost(self, address: str, reason: str, now: float) -> list[Action]:
+        """One UPS (or its server) cannot be read (a plan with redundancy)."""
+        sp = self.p.supplies[address]
+        if sp.comm_ok:
+            sp.comm_ok, sp.comm_lost_since = False, now
+        self._refresh_view(now)
+        return self._evaluate(now)
+
+    def _refresh_view(self, now: float) -> None:
+        """The combined view, for status and the budget: every UPS read by this run."""
+        p = self.p
+        # Decided only once every UPS was read by this run or found unreachable (as the
+        # combined view of a plan without redundancy).
+        p.fresh = all(sp.fresh or not sp.comm_ok for sp in p.supplies.values())
+        p.comm_ok = all(sp.comm_ok for sp in p.supplies.values())
+        readings = [sp.reading for sp in p.supplies.values() if sp.fresh and sp.reading]
+        if readings:
+            p.reading, p.reading_at = combine(readings), now
+
     def completed(self, result: StepResult, now: float) -> list[Action]:
         task = self.p.running.get(result.key)
         if task is None or task.seq != result.seq:
@@ -213,6 +274,8 @@ class Coordinator:
         """
         p, pol = self.p, self.plan.policy
         times = [t.deadline + RESULT_GRACE for t in p.running.values()]
+        if self.redundant:
+            return self._next_wakeup_redundant(times)
         if p.phase in (Phase.ONLINE, Phase.ON_BATTERY) and self._on_battery():
             if p.cut_since is not None:
                 times.append(p.cut_since + pol.ride_through)
@@ -227,9 +290,27 @@ class Coordinator:
             times.append(p.load_cut_until)
         return min(times, default=None)
 
+    def _next_wakeup_redundant(self, times: list[float]) -> float | None:
+        p, pol = self.p, self.plan.policy
+        for address, sp in p.supplies.items():
+            r = sp.reading
+            if r is not None and self._ups_loss(address, self._last) is None:
+                if not sp.comm_ok and sp.comm_lost_since is not None and r.on_battery:
+                    times.append(sp.comm_lost_since + pol.dead_after)
+                if sp.fresh and r.on_battery and sp.cut_since is not None:
+                    times.append(sp.cut_since + pol.ride_through)
+            if sp.cut_since is not None and sp.mains_back_since is not None:
+                times.append(sp.mains_back_since + pol.mains_stable)  # the cut is over
+        if p.phase is Phase.RECOVERING and p.load_cut_until is not None:
+            times.append(p.load_cut_until)
+        return min((t for t in times if t > self._last), default=None)
+
     # -- decisions -------------------------------------------------------------------------
 
     def _evaluate(self, now: float) -> list[Action]:
+        self._last = now
+        if self.redundant:
+            self._end_cuts(now)
         out: list[Action] = self._expire(now)
         for _ in range(16):  # each pass may change phase; a handful always suffices
             before = (self.p.phase, self.p.stage, self.p.final, self.p.recovery_stage)
@@ -240,8 +321,17 @@ class Coordinator:
 
     def _step(self, now: float) -> list[Action]:
         p = self.p
+        out: list[Action] = []
+        if self.redundant and p.phase is not Phase.FINAL:
+            started, out = self._losses_act(now)
+            if started:
+                return out
         if not p.fresh and p.phase in (Phase.PAUSED, Phase.DOWN, Phase.RECOVERING):
-            return []  # a restarted coordinator: nothing moves until the UPS is read again
+            return out  # a restarted coordinator: nothing moves until the UPS is read again
+        return out + self._step_phase(now)
+
+    def _step_phase(self, now: float) -> list[Action]:
+        p = self.p
         if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
             reason = self._trigger(now)
             if reason:
@@ -295,19 +385,183 @@ class Coordinator:
 
     def _on_battery(self) -> bool:
         p = self.p
+        if self.redundant:
+            return any(self._ups_on_battery(a) for a in self._scope(battery=True))
         return p.fresh and p.reading is not None and p.reading.on_battery
 
     def _mains_back(self) -> bool:
         """Power is back for the hosts: mains, and the UPS's output on (OFF feeds nothing, so
         an OFF UPS neither pauses a shutdown nor lets hosts start)."""
         p, r = self.p, self.p.reading
+        if self.redundant:
+            return all(self._ups_back(a) for a in self._scope())
         return p.fresh and p.comm_ok and r is not None and r.on_line and not r.output_off
+
+    # -- redundancy: each UPS judged on its own ----------------------------------------------
+
+    def _scope(self, *, battery: bool = False) -> list[str]:
+        """The UPSes the phase rules look at: those the shutdown is for (whose return the
+        stopped hosts wait for) or, with none lost, every UPS (riding through)."""
+        p = self.p
+        if battery and p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
+            return list(p.supplies)  # any UPS on battery is a cut being ridden through
+        return list(p.lost) if p.lost else list(p.supplies)
+
+    def _ups_on_battery(self, address: str) -> bool:
+        sp = self.p.supplies[address]
+        return sp.fresh and sp.reading is not None and sp.reading.on_battery
+
+    def _ups_back(self, address: str) -> bool:
+        sp = self.p.supplies[address]
+        r = sp.reading
+        return sp.fresh and sp.comm_ok and r is not None and r.on_line and not r.output_off
+
+    def _ups_stable(self, address: str, now: float) -> bool:
+        sp = self.p.supplies[address]
+        return (
+            self._ups_back(address)
+            and sp.mains_back_since is not None
+            and now - sp.mains_back_since >= self.plan.policy.mains_stable
+        )
+
+    def _ups_dead(self, address: str, now: float) -> float | None:
+        """Seconds ``address``, last seen on battery, has been unreachable (None: it is not)."""
+        sp = self.p.supplies[address]
+        r = sp.reading
+        if sp.comm_ok or sp.comm_lost_since is None or r is None or not r.on_battery:
+            return None
+        return now - sp.comm_lost_since
+
+    def _end_cuts(self, now: float) -> None:
+        """A UPS's cut is over once its mains has held ``mains_stable`` seconds."""
+        for address, sp in self.p.supplies.items():
+            if sp.cut_since is not None and self._ups_stable(address, now):
+                sp.cut_since = None
+
+    def _ups_loss(self, address: str, now: float) -> str | None:
+        """Why UPS ``address`` no longer counts as a supply (upsmon: it is critical, dead or
+        off; and this plan's own thresholds and ride-through), or None while it does."""
+        p, pol, sp = self.p, self.plan.policy, self.p.supplies[address]
+        r = sp.reading
+        if r is None:
+            return None  # never seen: assumed supplying (upsmon's rule)
+        lost_for = self._ups_dead(address, now)
+        if lost_for is not None and lost_for >= pol.dead_after:
+            return f"unreachable for {lost_for:.0f}s after it was last seen on battery"
+        if not sp.fresh:
+            return None  # a reading from before a restart decides nothing
+        if "OB" in r.status and "LB" in r.status:
+            return "low battery (OB LB)"
+        if "FSD" in r.status and address not in p.fsd_upses:
+            return "FSD (another primary forced a shutdown)"
+        if r.output_off:
+            return "output OFF: it feeds nothing"
+        if not r.on_battery:
+            return None
+        if pol.charge_below is not None and r.charge is not None and r.charge < pol.charge_below:
+            return f"battery charge {r.charge:g}% is below {pol.charge_below:g}%"
+        if (
+            pol.runtime_below is not None
+            and r.runtime is not None
+            and r.runtime < pol.runtime_below
+        ):
+            return f"battery runtime {r.runtime:g}s is below {pol.runtime_below:g}s"
+        if sp.cut_since is not None and now - sp.cut_since >= pol.ride_through:
+            return (
+                f"on battery for {now - sp.cut_since:.1f}s, longer than the "
+                f"{pol.ride_through:g}s ride-through"
+            )
+        return None
+
+    def _name(self, address: str) -> str:
+        names = [u.address.ups for u in self.plan.upses]
+        ups = address.partition("@")[0]
+        return ups if names.count(ups) == 1 else address
+
+    def _planned(self) -> set[str]:
+        """Hosts the shutdown in flight will stop (or is stopping), the coordinator included."""
+        p = self.p
+        out: set[str] = set()
+        if p.phase in (Phase.SHUTTING_DOWN, Phase.PAUSED):
+            out = {n for stage in p.stages[max(p.stage, 0) :] for n in stage}
+        if p.stop_self and p.phase in (Phase.SHUTTING_DOWN, Phase.PAUSED, Phase.FINAL):
+            out.add(self.me)
+        return out | {
+            t.host for t in p.running.values() if t.step in ("drain", "stop", "confirm") and t.host
+        }
+
+    def _losses_act(self, now: float) -> tuple[bool, list[Action]]:
+        """Judge every UPS; start or widen a shutdown when a host has too little power left.
+
+        Returns (a shutdown started or widened, actions)."""
+        p = self.p
+        losses = {a: why for a in p.supplies if (why := self._ups_loss(a, now)) is not None}
+        for address in [a for a in p.lost_told if a not in losses]:
+            p.lost_told.remove(address)  # back: a later loss is told again
+        hit = affected(self.plan, set(losses))
+        planned = self._planned()
+        new = sorted(n for n in hit if p.hosts[n].state not in STOPPED and n not in planned)
+        if new:
+            if p.phase in (Phase.SHUTTING_DOWN, Phase.PAUSED):
+                return True, self._widen(now, losses, set(new))
+            return True, self._start_shutdown(now, self._loss_reason(losses), losses, set(new))
+        out: list[Action] = []
+        if p.phase in (Phase.ONLINE, Phase.ON_BATTERY):
+            for address, why in losses.items():
+                if address in p.lost_told:
+                    continue
+                p.lost_told.append(address)
+                running = sorted(
+                    n
+                    for n in self.plan.hosts
+                    if address in self.plan.feeds(n)[0]
+                    and n not in hit
+                    and not self.plan.hosts[n].never_stop
+                )
+                out.append(
+                    Event(
+                        "supply-lost",
+                        f"{self._name(address)}: lost ({why}); every host it feeds keeps "
+                        f"enough supplies: {', '.join(running) or 'nothing'} keep running",
+                        data={"upses": [address], "running": running},
+                    )
+                )
+        return False, out
+
+    def _loss_reason(self, losses: dict[str, str]) -> str:
+        return "; ".join(f"{self._name(a)}: {why}" for a, why in losses.items())
+
+    def _widen(self, now: float, losses: dict[str, str], new: set[str]) -> list[Action]:
+        """A second loss mid-shutdown: its hosts join the stages not yet run, in order."""
+        p = self.p
+        fresh_losses = {a: w for a, w in losses.items() if a not in p.lost}
+        p.lost.update(losses)
+        if self.me in new:
+            p.stop_self = True
+        begun = {n for stage in p.stages[: p.stage + 1] for n in stage}
+        later = {n for stage in p.stages[p.stage + 1 :] for n in stage} | (new - {self.me})
+        rest = [[n for n in stage if n in later and n not in begun] for stage in self.stages]
+        p.stages = p.stages[: p.stage + 1] + [s for s in rest if s]
+        out: list[Action] = [
+            Event(
+                "shutdown-widened",
+                f"{self._loss_reason(fresh_losses or losses)}: also stopping "
+                f"{', '.join(sorted(new))}",
+                data={"hosts": sorted(new), "stages": p.stages, "upses": list(p.lost)},
+            )
+        ]
+        if p.phase is Phase.PAUSED:
+            p.phase = Phase.SHUTTING_DOWN
+        return out + (self._next_stage(now) if self._stage_done(p.stages, p.stage) else [])
 
     def _dead(self, now: float) -> float | None:
         """Seconds the UPS, last seen on battery, has been unreachable (None: it is not).
 
         The one rule a stale reading may feed: it only starts a timer, and the unreachability
         it times is this run's own observation."""
+        if self.redundant:
+            dead = [d for a in self._scope() if (d := self._ups_dead(a, now)) is not None]
+            return max(dead, default=None)
         p, r = self.p, self.p.reading
         if p.comm_ok or p.comm_lost_since is None or r is None or not r.on_battery:
             return None
@@ -315,6 +569,8 @@ class Coordinator:
 
     def _mains_stable(self, now: float) -> bool:
         p = self.p
+        if self.redundant:
+            return all(self._ups_stable(a, now) for a in self._scope())
         return (
             self._mains_back()
             and p.mains_back_since is not None
@@ -323,7 +579,7 @@ class Coordinator:
 
     def _trigger(self, now: float) -> str | None:
         p, pol, r = self.p, self.plan.policy, self.p.reading
-        if r is None:
+        if r is None or self.redundant:  # with redundancy: _losses_act, UPS by UPS
             return None
         lost_for = self._dead(now)
         if lost_for is not None and lost_for >= pol.dead_after:
@@ -361,31 +617,69 @@ class Coordinator:
 
     # -- shutdown --------------------------------------------------------------------------
 
-    def _start_shutdown(self, now: float, reason: str) -> list[Action]:
+    def _start_shutdown(
+        self,
+        now: float,
+        reason: str,
+        losses: dict[str, str] | None = None,
+        hosts: set[str] | None = None,
+    ) -> list[Action]:
+        """Stop ``hosts`` (None: every host) because of ``losses`` (with redundancy)."""
         p = self.p
         out: list[Action] = []
         for key, task in list(p.running.items()):  # a recovery in flight is overtaken
-            if task.step in ("start", "ready"):
+            if task.step in ("start", "ready") and (hosts is None or task.host in hosts):
                 del p.running[key]
                 out.append(Cancel(key))
         p.phase, p.reason, p.shutdown_started = Phase.SHUTTING_DOWN, reason, now
         p.stages = [
             s
             for s in (
-                [n for n in stage if p.hosts[n].state not in STOPPED] for stage in self.stages
+                [
+                    n
+                    for n in stage
+                    if p.hosts[n].state not in STOPPED and (hosts is None or n in hosts)
+                ]
+                for stage in self.stages
             )
             if s
         ]
         p.stage, p.final, p.final_steps, p.fsd_failed = -1, -1, [], False
-        out.append(
-            self._notify("SHUTDOWN", f"shutdown started: {reason}", data={"stages": p.stages})
-        )
+        data: dict[str, object] = {"stages": p.stages}
+        if hosts is not None and losses is not None:
+            p.lost.update(losses)
+            p.stop_self = self.me in hosts
+            p.step_upses = {}
+            running = sorted(
+                n
+                for n, h in self.plan.hosts.items()
+                if n not in hosts and not h.never_stop and p.hosts[n].state not in STOPPED
+            )
+            data.update(upses=list(losses), stops=sorted(hosts), running=running)
+            keep = f"; keeps running: {', '.join(running)}" if running else ""
+            message = f"shutdown started: {reason}{keep}"
+            names = ",".join(self._name(a) for a in losses)
+            out.append(Event("SHUTDOWN", f"{names}: {message}", data=data))
+        else:
+            out.append(self._notify("SHUTDOWN", f"shutdown started: {reason}", data=data))
         if self._fsd_enabled() and self.plan.policy.fsd_at == "start" and not p.fsd_ours:
-            out += self._final_task("fsd", now)
+            if hosts is None:
+                out += self._final_task("fsd", now)
+            elif aim := self._logins(targets(self.plan, set(p.lost), hosts)):
+                p.step_upses["fsd"] = aim
+                out += self._final_task("fsd", now)
         return out + self._next_stage(now)
+
+    def _logins(self, addresses: list[str]) -> list[str]:
+        """Those of ``addresses`` the plan logs into (FSD needs a login)."""
+        return [
+            str(u.address) for u in self.plan.upses if u.username and str(u.address) in addresses
+        ]
 
     def _fsd_committed(self) -> bool:
         """FSD is set (or on its way): the shutdown goes all the way, as in NUT."""
+        if self.redundant:
+            return "fsd" in self.p.running or any(a in self.p.fsd_upses for a in self.p.lost)
         return self.p.fsd_ours or "fsd" in self.p.running
 
     def _next_stage(self, now: float) -> list[Action]:
@@ -419,13 +713,22 @@ class Coordinator:
 
     def _budget(self, now: float, stage: int) -> float | None:
         """Seconds of runtime left for ``stage``, after the reserve and what follows it."""
-        p, r = self.p, self.p.reading
+        p, r = self.p, self._view()
         if r is None or r.runtime is None or p.reading_at is None:
             return None
         later = sum(max(self.plan.hosts[n].needs for n in s) for s in p.stages[stage + 1 :])
         later += self._final_needs()
         left = r.runtime - (now - p.reading_at) - self.plan.policy.reserve - later
         return max(left, 0.0)
+
+    def _view(self) -> UpsReading | None:
+        """The reading the battery budget and restart charge come from: with redundancy, the
+        UPSes the shutdown is for (a UPS still on mains does not shorten its deadlines)."""
+        p = self.p
+        if not self.redundant or not p.lost:
+            return p.reading
+        readings = [sp.reading for a, sp in p.supplies.items() if a in p.lost and sp.reading]
+        return combine(readings) if readings else p.reading
 
     def _final_needs(self) -> float:
         pol, me = self.plan.policy, self.plan.hosts[self.me]
@@ -461,11 +764,12 @@ class Coordinator:
         if task.kind == "host" or task.step in ("self-drain", "self-stop"):
             host = task.host or self.me
             return RunStep(key, task.seq, host, task.step.removeprefix("self-"), task.deadline)
+        upses = tuple(self.p.step_upses.get(task.step, ()))
         if task.step == "fsd":
-            return SetFsd(key, task.seq)
+            return SetFsd(key, task.seq, upses)
         if task.step == "secondaries":
-            return WaitSecondaries(key, task.seq, task.deadline)
-        return CutPower(key, task.seq)
+            return WaitSecondaries(key, task.seq, task.deadline, upses)
+        return CutPower(key, task.seq, upses)
 
     def _finished(self, key: str, task: Task, result: StepResult, now: float) -> list[Action]:
         del self.p.running[key]
@@ -538,6 +842,8 @@ class Coordinator:
     def _begin_final(self, now: float) -> list[Action]:
         p, pol, me = self.p, self.plan.policy, self.plan.hosts[self.me]
         p.phase = Phase.FINAL
+        if self.redundant:
+            return self._begin_final_redundant(now)
         steps = []
         if self._fsd_enabled():
             early = pol.fsd_at == "start"
@@ -551,9 +857,48 @@ class Coordinator:
         p.final_steps, p.final = steps, -1
         return [Event("final", "every stage done: " + (", ".join(steps) or "nothing left"))]
 
+    def _begin_final_redundant(self, now: float) -> list[Action]:
+        """FSD, the wait and shutdown.return for the lost UPSes that feed a stopped host;
+        the coordinator's own steps only if it lost its power too."""
+        p, pol, me = self.p, self.plan.policy, self.plan.hosts[self.me]
+        stopped = {n for n, h in p.hosts.items() if h.state in STOPPED}
+        if p.stop_self:
+            stopped.add(self.me)
+        aim = targets(self.plan, set(p.lost), stopped)
+        logins = self._logins(aim)
+        steps: list[str] = []
+        if pol.fsd and logins:
+            told = [a for a in logins if a not in p.fsd_upses]
+            if told and not (pol.fsd_at == "start" and "fsd" in p.step_upses):
+                steps.append("fsd")
+            steps.append("secondaries")
+            p.step_upses["fsd"] = told
+            p.step_upses["secondaries"] = logins
+        if p.stop_self and me.drains:
+            steps.append("self-drain")
+        uncut = [a for a in aim if a not in p.cut_upses]  # an earlier shutdown asked those
+        if pol.cut_power and uncut:
+            steps.append("cut-power")
+            p.step_upses["cut-power"] = uncut
+        if p.stop_self and me.stop is not None:
+            steps.append("self-stop")
+        p.final_steps, p.final = steps, -1
+        return [
+            Event(
+                "final",
+                "every stage done: " + (", ".join(steps) or "nothing left"),
+                data={"upses": aim},
+            )
+        ]
+
     @property
     def _the_ups(self) -> str:
         return "the UPS" if len(self.plan.upses) == 1 else "every UPS"
+
+    def _ups_words(self, step: str) -> str:
+        if not self.redundant:
+            return self._the_ups
+        return ", ".join(self._name(a) for a in self.p.step_upses.get(step, ())) or "no UPS"
 
     def _final_running(self) -> bool:
         return any(t.kind == "final" for t in self.p.running.values())
@@ -563,18 +908,34 @@ class Coordinator:
         p.final += 1
         if p.final >= len(p.final_steps):
             p.phase = Phase.DOWN
+            if self.redundant and not p.stop_self:
+                stopped = sorted(n for n, h in p.hosts.items() if h.state in STOPPED)
+                return [
+                    Event(
+                        "down",
+                        f"shutdown complete: {', '.join(stopped) or 'nothing'} asked to stop; "
+                        f"{self.me} keeps watching",
+                    )
+                ]
             p.hosts[self.me].state = HostState.DOWN
             return [Event("down", "shutdown complete: everything was asked to stop")]
         step = p.final_steps[p.final]
         skip = None
         if step == "secondaries" and p.fsd_failed:
             skip = "FSD could not be set, so no NUT secondary was told to go"
-        elif step == "secondaries" and not p.comm_ok:
+        elif step == "secondaries" and not self._countable():
             skip = "the UPS server cannot be reached, so its logins cannot be counted"
         if skip is not None:
             event = Event("step-skipped", f"not waiting for NUT secondaries: {skip}")
             return [event, *self._next_final(now)]
         return self._final_task(step, now)
+
+    def _countable(self) -> bool:
+        """Some UPS whose secondaries are waited for can be reached."""
+        p = self.p
+        if not self.redundant:
+            return p.comm_ok
+        return any(p.supplies[a].comm_ok for a in p.step_upses.get("secondaries", ()))
 
     def _final_task(self, step: str, now: float) -> list[Action]:
         p = self.p
@@ -590,10 +951,13 @@ class Coordinator:
         if step in ("self-drain", "self-stop"):
             p.hosts[self.me].state = STEP_STATE[step.removeprefix("self-")]
         text = {
-            "fsd": f"setting FSD on {self._the_ups} for NUT secondaries",
+            "fsd": f"setting FSD on {self._ups_words('fsd')} for NUT secondaries",
             "secondaries": f"waiting up to {span:g}s for NUT secondaries to log out",
             "self-drain": f"draining the coordinator {self.me}",
-            "cut-power": f"asking {self._the_ups} to cut power and restore it (shutdown.return)",
+            "cut-power": (
+                f"asking {self._ups_words('cut-power')} to cut power and restore it "
+                "(shutdown.return)"
+            ),
             "self-stop": f"stopping the coordinator {self.me}",
         }[step]
         return [
@@ -607,11 +971,27 @@ class Coordinator:
         p = self.p
         if task.step == "fsd":
             p.fsd_ours, p.fsd_failed = result.ok, not result.ok
+            if self.redundant and result.ok:
+                p.fsd_upses += [a for a in p.step_upses.get("fsd", ()) if a not in p.fsd_upses]
         if task.step == "cut-power" and result.ok:
-            variables = p.reading.variables if p.reading is not None else {}
-            delay = finite_number(variables.get("ups.delay.shutdown"))
-            delay = DEFAULT_DELAY_SHUTDOWN if delay is None else max(delay, 0.0)
-            p.load_cut_until = now + delay + LOAD_CUT_MARGIN
+            if self.redundant:
+                asked = list(p.step_upses.get("cut-power", ()))
+                p.cut_upses += [a for a in asked if a not in p.cut_upses]
+                cut = [p.supplies[a].reading for a in asked]
+                delays = [
+                    finite_number(r.variables.get("ups.delay.shutdown")) if r else None for r in cut
+                ]
+            else:
+                variables = p.reading.variables if p.reading is not None else {}
+                delays = [finite_number(variables.get("ups.delay.shutdown"))]
+            delay = max(
+                (DEFAULT_DELAY_SHUTDOWN if d is None else max(d, 0.0) for d in delays),
+                default=DEFAULT_DELAY_SHUTDOWN,
+            )
+            until = now + delay + LOAD_CUT_MARGIN
+            if self.redundant and p.load_cut_until is not None:  # an earlier cut still pending
+                until = max(until, p.load_cut_until)
+            p.load_cut_until = until
         return [Event("step-done", text, data={"step": task.step, "ok": result.ok})]
 
     def _load_cut_pending(self, now: float) -> bool:
@@ -619,10 +999,14 @@ class Coordinator:
         p = self.p
         if p.load_cut_until is None:
             return False
-        r = p.reading
-        timer = finite_number(r.variables.get("ups.timer.shutdown")) if r is not None else None
-        if r is not None and (r.output_off or (timer is not None and timer > 0)):
-            return True  # off, or counting down to it: wait for the load to come back
+        if self.redundant:
+            cut = [p.supplies[a].reading for a in p.cut_upses if a in p.supplies]
+        else:
+            cut = [p.reading]
+        for r in cut:
+            timer = finite_number(r.variables.get("ups.timer.shutdown")) if r is not None else None
+            if r is not None and (r.output_off or (timer is not None and timer > 0)):
+                return True  # off, or counting down to it: wait for the load to come back
         if now < p.load_cut_until:
             return True
         p.load_cut_until, p.waiting_charge_logged = None, False
@@ -665,7 +1049,8 @@ class Coordinator:
                 )
             ]
         if p.recovery_stage < 0:
-            charge = p.reading.charge if p.reading else None
+            view = self._view()
+            charge = view.charge if view else None
             if charge is not None and charge < self.plan.policy.restart_charge:
                 if p.waiting_charge_logged:
                     return []
@@ -682,6 +1067,7 @@ class Coordinator:
             p.phase, p.reason, p.shutdown_started = Phase.ONLINE, None, None
             p.stages, p.stage, p.recovery, p.recovery_stage = [], -1, [], -1
             p.final_steps, p.final = [], -1
+            p.lost, p.stop_self, p.step_upses, p.cut_upses = {}, False, {}, []
             return [
                 Event(
                     "recovered",

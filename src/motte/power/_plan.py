@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,16 @@ class Agent:
 
 
 @dataclass(frozen=True, slots=True)
+class Supply:
+    """One UPS feeding a host, and what it counts for (upsmon's MONITOR power value)."""
+
+    #: The UPS's address, as the plan's ``[[ups]]`` names it (``str(UpsAddress)``).
+    ups: str
+    #: How much of the host's need this UPS covers (1 for each power supply it feeds).
+    power: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Host:
     name: str
     description: str = ""
@@ -129,6 +139,16 @@ class Host:
     drain_time: float = 30.0
     stop_time: float = 60.0
     start_time: float = 300.0
+    #: The UPSes that feed this host (``supplies``); none: every UPS, each one required.
+    supplies: tuple[Supply, ...] = ()
+    #: upsmon's MINSUPPLIES: the power it needs; None: every supply (the sum of the values).
+    min_supplies: int | None = None
+
+    @property
+    def needed(self) -> int:
+        """The power this host needs from its supplies (``supplies`` given)."""
+        total = sum(s.power for s in self.supplies)
+        return total if self.min_supplies is None else self.min_supplies
 
     @property
     def transport(self) -> str:
@@ -165,6 +185,26 @@ class Plan:
     @property
     def coordinator(self) -> Host | None:
         return next((h for h in self.hosts.values() if h.coordinator), None)
+
+    @property
+    def redundant(self) -> bool:
+        """Some host says which UPSes feed it: each UPS is then judged on its own."""
+        return any(h.supplies for h in self.hosts.values())
+
+    def feeds(self, name: str) -> tuple[dict[str, int], int]:
+        """The UPSes that feed host ``name`` (address: power value) and the power it needs.
+
+        A host without ``supplies`` is fed by every UPS and needs them all, as a plan without
+        redundancy treats every host."""
+        host = self.hosts[name]
+        if not host.supplies:
+            return {str(u.address): 1 for u in self.upses}, len(self.upses)
+        return {s.ups: s.power for s in host.supplies}, host.needed
+
+    def powered(self, name: str, lost: set[str] | frozenset[str]) -> bool:
+        """Host ``name`` still has the power it needs with the UPSes in ``lost`` gone."""
+        fed, needed = self.feeds(name)
+        return sum(power for ups, power in fed.items() if ups not in lost) >= needed
 
 
 class _Collecting(Table):
@@ -252,7 +292,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         assert hosts_table is not None
         host_table = hosts_table.table(host_name)
         if host_table is not None:
-            host = section(lambda t=host_table, n=host_name: _host(n, t, base), None)
+            host = section(lambda t=host_table, n=host_name: _host(n, t, base, upses), None)
             if host is not None:
                 hosts[host_name] = host
     if hosts_table is not None:
@@ -395,7 +435,90 @@ def _problem(t: Table, error: MotteError) -> None:
         raise error
 
 
-def _host(name: str, t: Table, base: Path) -> Host:
+def _supplies(t: Table, upses: tuple[UpsConfig, ...]) -> tuple[tuple[Supply, ...], int | None]:
+    """``supplies`` (UPS names, or UPS name: power value) and ``min_supplies``.
+
+    A supply names a watched UPS by its address or, when no other watched UPS has that
+    name, by its UPS name alone (``rack``)."""
+    raw = t.raw("supplies")
+    minimum = t.raw("min_supplies")
+    if raw is None:
+        if minimum is not None:
+            raise t.fail("min_supplies", "needs supplies: the UPSes that feed this host")
+        return (), None
+    if isinstance(raw, list) and all(isinstance(v, str) and v for v in raw):
+        given: list[tuple[str, Any]] = [(v, 1) for v in raw]
+    elif isinstance(raw, dict):
+        given = list(raw.items())
+    else:
+        raise t.fail(
+            "supplies",
+            "must be a list of UPS names, or a table of UPS name = power value",
+            hint='supplies = ["rack", "aux"], or supplies = { rack = 1, aux = 1 }',
+        )
+    if not given:
+        raise t.fail("supplies", "names no UPS (leave it out: every UPS then feeds the host)")
+    by_name: dict[str, list[str]] = {}
+    for u in upses:
+        by_name.setdefault(u.address.ups, []).append(str(u.address))
+    supplies: list[Supply] = []
+    seen: dict[str, str] = {}
+    for ref, power in given:
+        if isinstance(power, bool) or not isinstance(power, int) or power < 1:
+            raise t.fail(
+                "supplies",
+                f"{ref}: the power value must be a whole number of at least 1, not {power!r}",
+            )
+        address = _resolve_ups(ref, upses, by_name)
+        if address is None:
+            known = ", ".join(str(u.address) for u in upses)
+            raise t.fail(
+                "supplies", f"{ref}: not a UPS of this plan", hint=f"the plan watches {known}"
+            )
+        if address.startswith("?"):
+            raise t.fail(
+                "supplies",
+                f"{ref}: several watched UPSes are named {ref}",
+                hint=f"name it by its address: {address[1:]}",
+            )
+        if address in seen:
+            raise t.fail("supplies", f"{ref}: the same UPS as {seen[address]}")
+        seen[address] = ref
+        supplies.append(Supply(address, power))
+    total = sum(s.power for s in supplies)
+    if minimum is None:
+        return tuple(supplies), None
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+        raise t.fail(
+            "min_supplies",
+            f"must be a whole number of at least 1, not {minimum!r}",
+            hint="a host that needs no supply is never stopped: make it never_stop",
+        )
+    if minimum > total:
+        raise t.fail(
+            "min_supplies",
+            f"needs {minimum} but its supplies give at most {total}: it could never run",
+        )
+    return tuple(supplies), minimum
+
+
+def _resolve_ups(
+    ref: str, upses: tuple[UpsConfig, ...], by_name: dict[str, list[str]]
+) -> str | None:
+    """The address ``ref`` names; "?addresses" when the name is ambiguous; None: unknown."""
+    if "@" in ref:
+        try:
+            address = str(UpsAddress.parse(ref))
+        except ValueError:
+            return None
+        return address if any(str(u.address) == address for u in upses) else None
+    matches = by_name.get(ref, [])
+    if len(matches) > 1:
+        return "?" + " or ".join(matches)
+    return matches[0] if matches else None
+
+
+def _host(name: str, t: Table, base: Path, upses: tuple[UpsConfig, ...] = ()) -> Host:
     agent = None
     agent_table = t.table("agent")
     if agent_table is not None:
@@ -425,6 +548,20 @@ def _host(name: str, t: Table, base: Path) -> Host:
         stop_time=t.num("stop_time", 60.0),
         start_time=t.num("start_time", 300.0, low=1),
     )
+    if upses or not t.has("supplies"):  # no UPS read (already an error): nothing to name
+        try:
+            supplies, minimum = _supplies(t, upses)
+        except PlanError as e:
+            _problem(t, e)
+            supplies, minimum = (), None
+        host = replace(host, supplies=supplies, min_supplies=minimum)
+    else:
+        t.raw("supplies"), t.raw("min_supplies")
+    if host.never_stop and host.supplies:
+        _problem(
+            t,
+            t.fail("supplies", "a never_stop host is never stopped: its supplies decide nothing"),
+        )
     if host.ssh and host.agent:
         _problem(t, t.fail("agent", "give ssh or agent, not both"))
     if host.agent and (host.drain or host.stop):

@@ -27,6 +27,28 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Loss:
+    """What losing some UPSes (and nothing else) does, in a plan with redundancy."""
+
+    #: The UPSes lost (addresses).
+    upses: tuple[str, ...]
+    #: The hosts that stop, in stages (the coordinator, if it stops, is not in them).
+    stages: tuple[tuple[str, ...], ...]
+    #: The coordinator loses power too: it stops last.
+    coordinator_stops: bool
+    #: Hosts that keep running (enough supplies left, nothing they need stops).
+    running: tuple[str, ...]
+    #: The UPSes FSD and shutdown.return go to: the lost ones that feed a stopped host.
+    targets: tuple[str, ...]
+    timeline: tuple[TimelineEntry, ...] = ()
+    shutdown_time: float = 0.0
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return tuple(n for s in self.stages for n in s)
+
+
+@dataclass(frozen=True, slots=True)
 class PlanCheck:
     stages: tuple[tuple[str, ...], ...]
     kept_up: tuple[str, ...]
@@ -37,6 +59,8 @@ class PlanCheck:
     runtime: float | None
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    #: With redundancy (hosts with ``supplies``): what losing each UPS alone does.
+    losses: tuple[Loss, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -72,6 +96,58 @@ def shutdown_stages(plan: Plan) -> list[list[str]]:
     for name, lvl in level.items():
         stages[lvl].append(name)
     return [sorted(stage) for stage in stages]
+
+
+def affected(plan: Plan, lost: set[str] | frozenset[str]) -> set[str]:
+    """The hosts that must stop when the UPSes in ``lost`` are gone: those left with less
+    power than they need (upsmon's MINSUPPLIES), and every host that depends on one of them.
+    ``never_stop`` hosts are never among them. Assumes a checked plan (no cycles)."""
+    if not lost:
+        return set()
+    hit = {n for n, h in plan.hosts.items() if not h.never_stop and not plan.powered(n, lost)}
+    grew = True
+    while grew:  # a host that depends on a stopping host stops first, so it stops too
+        grew = False
+        for name, host in plan.hosts.items():
+            if name not in hit and not host.never_stop and hit & set(host.depends_on):
+                hit.add(name)
+                grew = True
+    return hit
+
+
+def targets(plan: Plan, lost: set[str] | frozenset[str], stopped: set[str]) -> list[str]:
+    """The UPSes in ``lost`` that feed a host in ``stopped``, in the plan's order: those FSD
+    and shutdown.return go to (a UPS that still feeds running hosts is never cut)."""
+    out = []
+    for ups in plan.upses:
+        address = str(ups.address)
+        if address in lost and any(address in plan.feeds(n)[0] for n in stopped):
+            out.append(address)
+    return out
+
+
+def loss(plan: Plan, lost: set[str] | frozenset[str], coordinator: str | None) -> Loss:
+    """What losing exactly the UPSes in ``lost`` does (a checked plan)."""
+    hit = affected(plan, lost)
+    stages = [[n for n in stage if n in hit] for stage in shutdown_stages(plan)]
+    stages = [s for s in stages if s]
+    me_stops = coordinator is not None and coordinator in hit
+    running = sorted(
+        n for n, h in plan.hosts.items() if n not in hit and not h.never_stop and n != coordinator
+    )
+    if coordinator is not None and not me_stops:
+        running.append(coordinator)
+    aim = targets(plan, lost, hit)
+    timeline, total = _timeline(plan, stages, coordinator if me_stops else None, aim)
+    return Loss(
+        upses=tuple(str(u.address) for u in plan.upses if str(u.address) in lost),
+        stages=tuple(tuple(s) for s in stages),
+        coordinator_stops=me_stops,
+        running=tuple(running),
+        targets=tuple(aim),
+        timeline=tuple(timeline),
+        shutdown_time=total,
+    )
 
 
 def _cycle(plan: Plan) -> list[str] | None:
@@ -176,8 +252,27 @@ def check_plan(plan: Plan, *, runtime: float | None = None) -> PlanCheck:
                 + ": NUT secondaries are not told"
             )
 
+    if plan.redundant:
+        fed = {a for n in plan.hosts if not plan.hosts[n].never_stop for a in plan.feeds(n)[0]}
+        for i, ups in enumerate(plan.upses):
+            if str(ups.address) not in fed:
+                warnings.append(
+                    f"ups[{i}]: {ups.address} feeds no host (no host's supplies name it): "
+                    "losing it stops nothing"
+                )
+        if coordinator and not plan.hosts[coordinator].supplies:
+            warnings.append(
+                f"hosts.{coordinator}: the coordinator has no supplies, so every UPS feeds it "
+                "and losing any one stops it (name the UPS it hangs on in supplies)"
+            )
+
     stages = [] if (cycle or errors) else shutdown_stages(plan)
     timeline, total = _timeline(plan, stages, coordinator)
+    losses = (
+        tuple(loss(plan, {str(u.address)}, coordinator) for u in plan.upses)
+        if plan.redundant and not (cycle or errors)
+        else ()
+    )
     pol = plan.policy
     if pol.runtime_below is not None and total > pol.runtime_below:
         errors.append(
@@ -199,11 +294,15 @@ def check_plan(plan: Plan, *, runtime: float | None = None) -> PlanCheck:
         runtime=runtime,
         errors=tuple(errors),
         warnings=tuple(warnings),
+        losses=losses,
     )
 
 
 def _timeline(
-    plan: Plan, stages: list[list[str]], coordinator: str | None
+    plan: Plan,
+    stages: list[list[str]],
+    coordinator: str | None,
+    aim: list[str] | None = None,
 ) -> tuple[list[TimelineEntry], float]:
     """The longest timeline: a cut that lasts, with no threshold firing before ride-through."""
     pol = plan.policy
@@ -223,21 +322,35 @@ def _timeline(
             entries.append(TimelineEntry(begin, begin + host.stop_time, f"stage {i}: stop", name))
             length = max(length, host.needs)
         t += length
-    if plan.policy.fsd and any(u.username for u in plan.upses):
-        entries.append(TimelineEntry(t, t, "set FSD: NUT secondaries shut down"))
+    # aim: the UPSes FSD and shutdown.return go to (None: every UPS, as without redundancy)
+    logins = {str(u.address) for u in plan.upses if u.username}
+    fsd_on = sorted(logins) if aim is None else [a for a in aim if a in logins]
+    if plan.policy.fsd and fsd_on:
+        on = "" if aim is None else f" on {_names(plan, fsd_on)}"
+        entries.append(TimelineEntry(t, t, f"set FSD{on}: NUT secondaries shut down"))
         entries.append(TimelineEntry(t, t + pol.secondaries_wait, "wait for secondaries"))
         t += pol.secondaries_wait
-    if coordinator:
-        host = plan.hosts[coordinator]
-        if host.drains:
-            entries.append(TimelineEntry(t, t + host.drain_time, "drain", coordinator))
-            t += host.drain_time
-        if pol.cut_power:
+    host = plan.hosts[coordinator] if coordinator else None
+    if host is not None and host.drains:
+        entries.append(TimelineEntry(t, t + host.drain_time, "drain", coordinator))
+        t += host.drain_time
+    if pol.cut_power and ((aim is None and host is not None) or aim):
+        if aim is None:
             which = "the UPS" if len(plan.upses) == 1 else "every UPS"
-            entries.append(TimelineEntry(t, t, f"ask {which} for shutdown.return"))
+        else:
+            which = _names(plan, aim)
+        entries.append(TimelineEntry(t, t, f"ask {which} for shutdown.return"))
+    if host is not None:
         entries.append(TimelineEntry(t, t + host.stop_time, "stop the coordinator", coordinator))
         t += host.stop_time
     return entries, t - t0
+
+
+def _names(plan: Plan, addresses: list[str]) -> str:
+    """UPSes by their UPS names where that is unambiguous, else by address."""
+    names = [u.address.ups for u in plan.upses]
+    by_address = {str(u.address): u.address.ups for u in plan.upses}
+    return ", ".join(by_address[a] if names.count(by_address[a]) == 1 else a for a in addresses)
 
 
 #: Steps that run on the coordinator itself, whatever the host's transport.

@@ -64,6 +64,36 @@ STEP_STATE = {
 }
 
 
+#: The kinds of the plan's own events (the upsmon ones are :data:`._status.NOTIFY_EVENTS`).
+PLAN_EVENTS = (
+    "riding-through",
+    "ridden-out",
+    "supply-lost",
+    "stage",
+    "step",
+    "step-done",
+    "step-skipped",
+    "deadline-shrunk",
+    "shutdown-widened",
+    "host-down",
+    "host-failed",
+    "paused",
+    "continued",
+    "final",
+    "down",
+    "recovering",
+    "recovery-halted",
+    "waiting-load-cut",
+    "waiting-charge",
+    "host-up",
+    "host-started",
+    "host-unknown",
+    "recovered",
+    "resumed",
+    "notify-failed",
+)
+
+
 # -- actions: what the coordinator asks its driver to do --------------------------------------
 
 
@@ -91,6 +121,8 @@ class RunStep(Action):
 class SetFsd(Action):
     key: str
     seq: int
+    #: The UPSes to set it on (addresses); empty: every UPS the plan logs into.
+    upses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +132,8 @@ class WaitSecondaries(Action):
     key: str
     seq: int
     deadline: float
+    #: The UPSes whose logins count (addresses); empty: every UPS FSD was set on.
+    upses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +142,8 @@ class CutPower(Action):
 
     key: str
     seq: int
+    #: The UPSes to ask (addresses); empty: every UPS.
+    upses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +199,43 @@ class HostProgress:
 
 
 @dataclass(slots=True)
+class SupplyProgress:
+    """One UPS as a plan with redundancy tracks it: each UPS is judged on its own."""
+
+    reading: UpsReading | None = None
+    reading_at: float | None = None
+    comm_ok: bool = True
+    comm_lost_since: float | None = None
+    #: When this UPS's current cut began; kept through short returns of mains.
+    cut_since: float | None = None
+    mains_back_since: float | None = None
+    #: Read by this run (a saved reading is stale: a timer's input, never a decision's).
+    fresh: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reading": self.reading.to_dict() if self.reading else None,
+            "reading_at": self.reading_at,
+            "comm_ok": self.comm_ok,
+            "comm_lost_since": self.comm_lost_since,
+            "cut_since": self.cut_since,
+            "mains_back_since": self.mains_back_since,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SupplyProgress:
+        return cls(
+            reading=UpsReading.from_dict(data["reading"]) if data["reading"] else None,
+            reading_at=data["reading_at"],
+            comm_ok=bool(data["comm_ok"]),
+            comm_lost_since=data["comm_lost_since"],
+            cut_since=data["cut_since"],
+            mains_back_since=data["mains_back_since"],
+            fresh=False,
+        )
+
+
+@dataclass(slots=True)
 class Progress:
     plan: str
     phase: Phase = Phase.ONLINE
@@ -197,6 +270,21 @@ class Progress:
     fresh: bool = True
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     running: dict[str, Task] = field(default_factory=dict)
+    # -- a plan with redundancy (hosts with ``supplies``) only -----------------------------
+    #: Each UPS (by address), judged on its own.
+    supplies: dict[str, SupplyProgress] = field(default_factory=dict)
+    #: The UPSes the shutdown (or the hosts it left stopped) is for: address -> why lost.
+    #: Mains must be back on all of them before anything restarts.
+    lost: dict[str, str] = field(default_factory=dict)
+    #: The coordinator loses power in this shutdown, so it stops last.
+    stop_self: bool = False
+    #: The UPSes each UPS step goes to ("fsd", "secondaries", "cut-power": addresses).
+    step_upses: dict[str, list[str]] = field(default_factory=dict)
+    #: UPSes our own FSD is set on (latched in upsd), and those asked for shutdown.return.
+    fsd_upses: list[str] = field(default_factory=list)
+    cut_upses: list[str] = field(default_factory=list)
+    #: UPSes announced lost although their loss stopped nothing (said once per loss).
+    lost_told: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +329,13 @@ class Progress:
                 }
                 for key, t in self.running.items()
             },
+            "supplies": {a: sp.to_dict() for a, sp in self.supplies.items()},
+            "lost": self.lost,
+            "stop_self": self.stop_self,
+            "step_upses": self.step_upses,
+            "fsd_upses": self.fsd_upses,
+            "cut_upses": self.cut_upses,
+            "lost_told": self.lost_told,
         }
 
     @classmethod
@@ -291,6 +386,19 @@ class Progress:
                     )
                     for key, t in data["running"].items()
                 },
+                # Redundancy came later: a state file written before it has none of these.
+                supplies={
+                    str(a): SupplyProgress.from_dict(sp)
+                    for a, sp in data.get("supplies", {}).items()
+                },
+                lost={str(a): str(why) for a, why in data.get("lost", {}).items()},
+                stop_self=bool(data.get("stop_self", False)),
+                step_upses={
+                    str(k): list(map(str, v)) for k, v in data.get("step_upses", {}).items()
+                },
+                fsd_upses=list(map(str, data.get("fsd_upses", []))),
+                cut_upses=list(map(str, data.get("cut_upses", []))),
+                lost_told=list(map(str, data.get("lost_told", []))),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise PowerError(

@@ -10,7 +10,8 @@ issued again with their original deadlines (so stop commands must be safe to rep
 A plan may watch several UPSes: one monitor runs per UPS, and :class:`~._combine.Supplies`
 turns their news into the one view the coordinator acts on (every UPS a required supply).
 Actions on the UPS (FSD, ``shutdown.return``) go to every UPS; the wait for NUT secondaries
-counts their logins over all of them.
+counts their logins over all of them. With redundancy (hosts with ``supplies``) the
+coordinator is fed each UPS's own readings instead, and names the UPSes each action goes to.
 """
 
 from __future__ import annotations
@@ -130,8 +131,16 @@ class Watch:
         self._log: EventLog | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
         self._sampled: dict[str, tuple[float, UpsReading]] = {}
+        #: The reading each reachable UPS last gave (an unreachable one is absent).
+        self._reachable: dict[str, UpsReading] = {}
         #: UPSes FSD was set on; after a restart, every UPS (the latch is upsd's, not ours).
-        self._fsd_set: set[str] = set(self.upses) if self.coordinator.p.fsd_ours else set()
+        self._fsd_set: set[str] = (
+            set(self.coordinator.p.fsd_upses)
+            if self.coordinator.redundant
+            else set(self.upses)
+            if self.coordinator.p.fsd_ours
+            else set()
+        )
 
     async def run(self) -> None:
         """Run until cancelled, or until the UPS server refuses our login."""
@@ -175,8 +184,10 @@ class Watch:
         now, c = self.clock(), self.coordinator
         if isinstance(item, Reading):
             self._sample(item.ups, item.reading, now)
+            self._reachable[item.ups] = item.reading
             actions = self._supply(item.ups, self.supplies.observe(item.ups, item.reading, now))
         elif isinstance(item, Lost):
+            self._reachable.pop(item.ups, None)
             actions = self._supply(item.ups, self.supplies.comm_lost(item.ups, item.reason, now))
         elif isinstance(item, StepResult):
             self._tasks.pop(item.key, None)
@@ -226,6 +237,10 @@ class Watch:
         if not c.ups_events:  # several UPSes: name the one that changed
             for kind, message in update.events:
                 self._emit(Event(kind, message), ups=self.upses[address])
+        if c.redundant:  # each UPS judged on its own: the combined view is not fed
+            if address in self._reachable:
+                return c.observe_ups(address, self._reachable[address], now)
+            return c.ups_lost(address, self.supplies.lost[address] or "unreachable", now)
         if update.lost is not None:
             return c.comm_lost(now, update.lost)
         if update.reading is not None:
@@ -268,7 +283,10 @@ class Watch:
             # one's load is cut. One UPS refusing does not spare the others.
             many = len(self.monitors) > 1
             done, failed = [], []
+            aim = action.upses or tuple(self.monitors)  # with redundancy: only those named
             for address, m in self.monitors.items():
+                if address not in aim:
+                    continue
                 if isinstance(action, SetFsd) and self.upses[address].username is None:
                     continue  # no login: FSD cannot be set there (plan check warned)
                 try:
@@ -292,8 +310,9 @@ class Watch:
             return "the UPS accepted shutdown.return"
         # Only UPSes we set FSD on have secondaries told to go, and only a reachable one can
         # count them: waiting on any other would burn the whole timeout for nothing.
-        counted = {a: m for a, m in self.monitors.items() if a in self._fsd_set}
-        skipped = sorted(set(self.monitors) - set(counted))
+        aim = action.upses or tuple(self.monitors)
+        counted = {a: m for a, m in self.monitors.items() if a in self._fsd_set and a in aim}
+        skipped = sorted(set(aim) - set(counted))
         while True:
             waiting = 0
             for address, m in list(counted.items()):
@@ -314,7 +333,13 @@ class Watch:
 
     def _emit(self, event: Event, ups: UpsConfig | None = None) -> None:
         """Log and show ``event``, naming ``ups`` (the UPS it is about) or every UPS."""
-        address = str(ups.address) if ups is not None else self.all_addresses
+        named = event.data.get("upses") if ups is None else None
+        if ups is not None:
+            address = str(ups.address)
+        elif named:  # with redundancy: the UPSes a shutdown is for
+            address = ",".join(named)
+        else:
+            address = self.all_addresses
         record = event_record(event, plan=self.plan.name, ups=address, now=self.clock())
         assert self._log is not None
         self._log.write(record)
@@ -327,6 +352,8 @@ class Watch:
 
     async def _notify(self, event: Event, ups: UpsConfig | None) -> None:
         name = ups.address.ups if ups is not None else None
+        if name is None and event.data.get("upses"):
+            name = ",".join(self.upses[a].address.ups for a in event.data["upses"])
         result = await self.notifier.notify(event.kind, event.message, name)
         if not result.ok:
             self._emit(
