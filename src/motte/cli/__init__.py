@@ -14,12 +14,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from motte.cli._output import report_error
 from motte.errors import ExitStatus, MotteError
 
+# Not typing.TYPE_CHECKING: importing typing costs `motte --help` a tenth of its time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import typer
 
 __all__ = ["COMMANDS", "build_app", "main", "report_error"]
@@ -123,6 +126,12 @@ def build_app(only: str | None = None) -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
+        if _may_ask_for_help(args):
+            from motte.cli._help import answer_help
+
+            status = answer_help(args)
+            if status is not None:
+                return status
         if args and args[0] == "run" and not {"-h", "--help"} & set(_own_args(args[1:])):
             from motte.cli._run_fast import main as run_main
 
@@ -150,18 +159,30 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitStatus.INTERNAL)
 
 
+def _may_ask_for_help(args: list[str]) -> bool:
+    """Whether ``args`` may be a plain help request, which :mod:`motte.cli._help` answers
+    without Typer: ``--help``/``-h`` last, nothing at all, or a group's name alone."""
+    if not args or args[-1] in ("-h", "--help"):
+        return True
+    return len(args) <= 2 and args[0] != "run" and not any(a.startswith("-") for a in args)
+
+
 def _own_args(args: list[str]) -> list[str]:
     """The arguments before ``--`` (after it they belong to the guest)."""
     return args[: args.index("--")] if "--" in args else args
 
 
 def _main_typer(args: list[str]) -> int:
+    only = args[0] if args and args[0] in COMMANDS else None
+    return _main_typer_command(build_app(only), args)
+
+
+def _main_typer_command(command: Any, args: list[str]) -> int:
+    """Run a Typer app (or the click command built from one) on ``args``: its exit status."""
     import typer
 
-    only = args[0] if args and args[0] in COMMANDS else None
-    app = build_app(only)
     try:
-        rv = app(args=args, prog_name="motte", standalone_mode=False)
+        rv = command(args=args, prog_name="motte", standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code)
     except typer.Abort:

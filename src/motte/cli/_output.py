@@ -3,16 +3,19 @@ format of an error."""
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: `motte --help` does without importing typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from motte.errors import MotteError
 
 
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout: stable key order, one document, trailing newline."""
+    import json
+
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
