@@ -126,6 +126,11 @@ def build_app(only: str | None = None) -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
+        if args == ["--version"]:  # as the root callback prints it, without Typer
+            from motte import __version__
+
+            print(f"motte {__version__}")
+            return int(ExitStatus.OK)
         if _may_ask_for_help(args):
             from motte.cli._help import answer_help
 
