@@ -41,7 +41,12 @@ _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.POINTER(ctypes.c_uint64),
     ctypes.POINTER(ctypes.c_uint8),
 )
-_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+# Registering the callback never blocks: called keeping the interpreter lock (the bindings'
+# own function releases it, one hand-off to another thread per instance on a busy server),
+# with an untyped store pointer.
+_register = ctypes.PyDLL(ffi.dll._name).wasmtime_store_epoch_deadline_callback
+_register.restype = None
+_register.argtypes = (ctypes.c_void_p, _CALLBACK, ctypes.c_void_p, ctypes.c_void_p)
 
 #: Limit reasons a Watch records (the ``kind`` of the resulting stop).
 CPU_TIME = "cpu_time"
@@ -89,9 +94,7 @@ class Watch:
         """Register with ``store`` and start the clocks; call it on the thread that will run
         the guest, right before instantiation (the start function counts too)."""
         _watches[self.id] = self
-        ffi.wasmtime_store_epoch_deadline_callback(
-            store.ptr(), _CALLBACK_FN, ctypes.c_void_p(self.id), _NO_FINALIZER
-        )
+        _register(store.ptr(), _CALLBACK_FN, self.id, None)
         store.set_epoch_deadline(1)
         self.wall_start = time.monotonic()
         self.wall_deadline = self.wall_start + self.wall_limit
