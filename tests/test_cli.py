@@ -110,6 +110,14 @@ def test_help_imports_no_heavy_module(args):
     asked = "--help" in args or "-h" in args
     assert proc.returncode == (0 if asked else 2), proc.stderr  # bare: help, exit 2 (Typer's)
     assert "Usage: motte" in proc.stdout
+    # What the interpreter loads by itself here (site, .pth files) is not motte's doing.
+    bare = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules -= set(json.loads(bare.stdout))
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
     assert heavy == [], f"motte {' '.join(args)} imported {heavy}"
 
