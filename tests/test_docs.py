@@ -6,6 +6,16 @@ A page's blocks share one shell's state as a reader's terminal would: what one b
 exports or the directory it changes to holds for the next. Background blocks (a Steward, a
 registry, a log server) are started as the page says, waited for, and stopped when the page
 is done.
+
+The pages run one after another and their servers listen on fixed ports (a reader pastes
+the same addresses), so no two pages share one:
+
+    README.md                 5000 registry, 8440 Steward, 8443 Keep
+    docs/power.md             34930-34935 UPS simulators, 8450 Steward, 8443 Keep
+    docs/transparency-log.md  8570 log, 8571 witness
+
+A page that reads the public samples in ../shared/testdata (beside the checkout, as in the
+reader's tree) is skipped, saying so, where they are absent.
 """
 
 from __future__ import annotations
@@ -25,12 +35,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_TESTDATA
 from tests.mdblocks import Block, DocError, check_convention, read_blocks
 
 #: The pages held to the convention. Every page of docs/ joins as its quick start is made to
 #: run as written (test_every_doc_page_is_held_to_it lists the ones still outside).
-PAGES = [REPO / "README.md", REPO / "docs" / "power.md"]
+PAGES = [
+    REPO / "README.md",
+    *(
+        REPO / "docs" / f"{name}.md"
+        for name in (
+            "power",
+            "development",
+            "transparency-log",
+        )
+    ),
+]
 
 
 def _blocks(page: Path) -> list[Block]:
@@ -74,6 +94,10 @@ class Page:
             self.cwd / "examples",
             ignore=shutil.ignore_patterns("*.o", "__pycache__"),
         )
+        # The public samples sit beside the checkout (../shared/testdata), as in the reader's.
+        if SHARED_TESTDATA.is_dir():
+            (tmp / "shared").mkdir()
+            (tmp / "shared" / "testdata").symlink_to(SHARED_TESTDATA)
         bindir = Path(sys.executable).parent
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MOTTE_", "PYTEST_"))}
         self.env.update(
@@ -174,6 +198,8 @@ RUNNABLE = [p for p in PAGES if any(b.runs for b in read_blocks(p))]
 @pytest.mark.integration
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
 def test_the_page_runs_as_written(page: Path, tmp_path: Path) -> None:
+    if "../shared/testdata" in page.read_text() and not SHARED_TESTDATA.is_dir():
+        pytest.skip(f"{page.name} reads the public samples: {SHARED_TESTDATA} is absent")
     with _page(tmp_path) as runner:
         for block in _blocks(page):
             if block.runs:
