@@ -13,6 +13,7 @@ the same addresses), so no two pages share one:
     README.md                 5000 registry, 8440 Steward, 8443 Keep
     docs/power.md             34930-34935 UPS simulators, 8450 Steward, 8443 Keep
     docs/transparency-log.md  8570 log, 8571 witness
+    docs/supply-chain.md      5100 registry, 8500 log
 
 A page that reads the public samples in ../shared/testdata (beside the checkout, as in the
 reader's tree) is skipped, saying so, where they are absent.
@@ -48,6 +49,7 @@ PAGES = [
             "power",
             "development",
             "transparency-log",
+            "supply-chain",
         )
     ),
 ]
