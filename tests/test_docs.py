@@ -50,6 +50,7 @@ PAGES = [
             "development",
             "transparency-log",
             "supply-chain",
+            "trust",
         )
     ),
 ]
