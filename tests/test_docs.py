@@ -51,6 +51,8 @@ PAGES = [
             "transparency-log",
             "supply-chain",
             "trust",
+            "attestation",
+            "attestation-intel",
         )
     ),
 ]
