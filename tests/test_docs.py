@@ -53,6 +53,7 @@ PAGES = [
             "trust",
             "attestation",
             "attestation-intel",
+            "measure",
         )
     ),
 ]
