@@ -14,6 +14,7 @@ the same addresses), so no two pages share one:
     docs/power.md             34930-34935 UPS simulators, 8450 Steward, 8443 Keep
     docs/transparency-log.md  8570 log, 8571 witness
     docs/supply-chain.md      5100 registry, 8500 log
+    docs/console.md           8580 console
 
 A page that reads the public samples in ../shared/testdata (beside the checkout, as in the
 reader's tree) is skipped, saying so, where they are absent.
@@ -54,6 +55,7 @@ PAGES = [
             "attestation",
             "attestation-intel",
             "measure",
+            "console",
         )
     ),
 ]
