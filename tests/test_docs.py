@@ -15,6 +15,8 @@ the same addresses), so no two pages share one:
     docs/transparency-log.md  8570 log, 8571 witness
     docs/supply-chain.md      5100 registry, 8500 log
     docs/console.md           8580 console
+    docs/scale.md             5150 PostgreSQL, 8540-8541 Stewards, 8542 HAProxy, 8543 Keep,
+                              8510-8511 log sequencer and standby, 8512 static tiles
 
 A page that reads the public samples in ../shared/testdata (beside the checkout, as in the
 reader's tree) is skipped, saying so, where they are absent.
@@ -56,6 +58,7 @@ PAGES = [
             "attestation-intel",
             "measure",
             "console",
+            "scale",
         )
     ),
 ]
