@@ -191,3 +191,30 @@ def test_fast_help_refuses_screens_from_other_sources(tmp_path, monkeypatch, cap
     monkeypatch.setattr(fast, "SCREENS_FILE", str(stale))
     assert fast.answer_help(["--help"]) is None
     assert capsys.readouterr() == ("", "")
+
+
+def _helps(command):
+    """(where, text) of every help string of a click command and its subcommands."""
+    yield command.name, command.help or ""
+    for param in command.params:
+        yield f"{command.name} {param.name}", getattr(param, "help", None) or ""
+    for sub in getattr(command, "commands", {}).values():
+        for where, text in _helps(sub):
+            yield f"{command.name} {where}", text
+
+
+def test_help_text_shows_its_brackets():
+    """Help is rendered as Rich markup, where `[user@]` or `[http://]` is a tag and vanishes:
+    a literal bracket must be escaped (`\\[`) to reach the reader."""
+    import typer.main
+    from rich.text import Text
+
+    from motte.cli import build_app
+
+    lost = [
+        f"{where}: {text!r}"
+        for where, text in _helps(typer.main.get_command(build_app()))
+        # click's "\b" (keep these lines as written) is a control character Rich drops
+        if Text.from_markup(text).plain != text.replace("\b", "").replace("\\[", "[")
+    ]
+    assert not lost, "\n".join(lost)

@@ -57,9 +57,21 @@ Db = Annotated[
     typer.Option(
         "--db",
         metavar="URL",
-        help="Keep the log in this PostgreSQL database (postgresql://[user@]host/db; the "
+        help="Keep the log in this PostgreSQL database (postgresql://\\[user@]host/db; the "
         "password from PGPASSWORD or ~/.pgpass, never the URL). Default: MOTTE_DB, else the "
         "one DIR/database records, else DIR/log.db.",
+        show_default=False,
+    ),
+]
+
+WitnessDb = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Keep the witness's state in this PostgreSQL database (postgresql://\\[user@]host/db; "
+        "the password from PGPASSWORD or ~/.pgpass, never the URL). Default: MOTTE_DB, else "
+        "DIR/state.db.",
         show_default=False,
     ),
 ]
@@ -417,7 +429,7 @@ def witness_serve(
         typer.Option("--log", help="Witness this log (its vkey). Repeatable; also DIR/logs."),
     ] = None,
     directory: WDir = None,
-    db: Db = None,
+    db: WitnessDb = None,
 ) -> int:
     """Serve the witness (C2SP tlog-witness): POST /add-checkpoint returns a cosignature."""
     from motte.tlog import create_witness_app, default_witness_dir, open_witness, serve

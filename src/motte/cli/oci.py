@@ -27,7 +27,7 @@ InsecureOpt = Annotated[
     ),
 ]
 RemoteRef = Annotated[
-    str, typer.Argument(help="[http://]REGISTRY/NAMESPACE/NAME[:TAG|@DIGEST]", show_default=False)
+    str, typer.Argument(help="\\[http://]REGISTRY/NAMESPACE/NAME[:TAG|@DIGEST]", show_default=False)
 ]
 
 

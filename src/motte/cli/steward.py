@@ -22,7 +22,7 @@ Db = Annotated[
     typer.Option(
         "--db",
         metavar="URL",
-        help="A PostgreSQL database shared by Steward replicas (postgresql://[user@]host/db; "
+        help="A PostgreSQL database shared by Steward replicas (postgresql://\\[user@]host/db; "
         "the password from PGPASSWORD or ~/.pgpass, never the URL). Default: MOTTE_DB, else "
         "the one init recorded, else MOTTE_HOME/steward/steward.db.",
         show_default=False,
