@@ -50,9 +50,11 @@ def serve_console(
     if not tls and not is_loopback_host(host):
         _say("WARNING: serving plain HTTP off loopback (--allow-insecure-http)")
     _say(f"serving on {scheme}://{where}/ (read-only)")
-    if show_token:
-        # Printed once, here, for the operator; never logged again. Clients on this machine
-        # need no token.
+    if is_loopback_host(host):
+        # No other machine can reach it, and a client on this one needs no token: print none.
+        _say("clients on this machine need no token; --listen another address for others")
+    elif show_token:
+        # Printed once, here, for the operator; never logged again.
         _say(f"for other machines: {scheme}://{where}/?token={config.token}")
     try:
         server = uvicorn.Server(

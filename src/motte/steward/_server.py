@@ -234,7 +234,7 @@ def serve(
             steward_store=steward.store,
         )
         _say(f"console (read-only) on {scheme}://{where}/console/")
-        if show_console_token:
+        if show_console_token and not is_loopback_host(host):
             _say(f"console for other machines: {scheme}://{where}/console/?token={console_token}")
     config = uvicorn.Config(
         create_app(steward, console=console),
