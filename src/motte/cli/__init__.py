@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "measure": ("motte.cli.measure", "app", "Compute the launch measurement a policy pins."),
     "steward": ("motte.cli.steward", "app", "The attestation service and CA."),
+    "secret": (
+        "motte.cli.secret",
+        "app",
+        "Secrets in the Steward, released only to attested Keeps.",
+    ),
     "connect": ("motte.cli.connect", "connect", "Connect to a Keep and verify what it is."),
     "package": ("motte.cli.oci", "package", "Build an OCI artifact from a workload directory."),
     "push": ("motte.cli.oci", "push", "Push an artifact to an OCI registry."),

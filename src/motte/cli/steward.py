@@ -246,3 +246,64 @@ def audit(
                 if rule["outcome"] == "fail":
                     typer.echo(f"       {rule['rule']}: {rule['reason']}")
     return int(ExitStatus.OK)
+
+
+token_app = typer.Typer(
+    no_args_is_help=True,
+    help="Tokens for the secret store's admin API (motte secret ... --steward URL "
+    "--token-file FILE). The Steward keeps only their SHA-256.",
+)
+app.add_typer(token_app, name="admin-token")
+
+
+@token_app.command("new")
+def token_new(
+    name: Annotated[str, typer.Argument(help="What the token is for (recorded in the audit).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="FILE", help="Write the token here (mode 0600; new file)."),
+    ],
+    db: Db = None,
+) -> int:
+    """Make an admin token: written to FILE only (never printed), its hash to the database
+    replicas share."""
+    from motte.fsutil import create_exclusive
+    from motte.steward import AdminTokens, SecretUsageError, Steward
+
+    if out.exists():
+        raise SecretUsageError(f"--out {out} exists; the token goes to a new file")
+    with Steward(database=db) as steward:
+        token = AdminTokens(steward.store.db).new(name)
+        if not create_exclusive(out, (token + "\n").encode(), mode=0o600):
+            AdminTokens(steward.store.db).revoke(name)
+            raise SecretUsageError(f"--out {out} appeared meanwhile; the token was revoked")
+    typer.echo(f"admin token {name} written to {out} (mode 0600)")
+    return int(ExitStatus.OK)
+
+
+@token_app.command("list")
+def token_list(db: Db = None) -> int:
+    """The admin tokens: names, when made, when revoked."""
+    from motte.steward import AdminTokens, Steward
+
+    with Steward(database=db) as steward:
+        tokens = AdminTokens(steward.store.db).list()
+    if not tokens:
+        typer.echo("no admin tokens")
+    for t in tokens:
+        state = f"revoked {t.revoked_at}" if t.revoked_at else "live"
+        typer.echo(f"{t.name:<24} made {t.created_at}  {state}")
+    return int(ExitStatus.OK)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")], db: Db = None
+) -> int:
+    """Revoke an admin token: every replica refuses it from its next request."""
+    from motte.steward import AdminTokens, Steward
+
+    with Steward(database=db) as steward:
+        AdminTokens(steward.store.db).revoke(name)
+    typer.echo(f"admin token {name} revoked")
+    return int(ExitStatus.OK)

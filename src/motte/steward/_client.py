@@ -138,6 +138,30 @@ class StewardClient:
             else None,
         )
 
+    def release(self, request: bytes) -> bytes:
+        """``POST /secrets/release``: the answer's bytes (sealed values; open them with the
+        release key), or SecretRefusedError with every reason the Steward gave."""
+        from motte.steward.errors import SecretRefusedError
+
+        status, media, data = self._request(
+            "POST", "/secrets/release", request, {"Content-Type": "application/json"}
+        )
+        if status == 200 and media == "application/json":
+            return data
+        doc = self._json(status, media, data, "/secrets/release", allow_error=True)
+        doc = doc if isinstance(doc, dict) else {}
+        reasons = tuple(str(r) for r in doc.get("reasons", ()))
+        detail = "; ".join(reasons) or str(doc.get("detail") or doc.get("title") or status)
+        audit = doc.get("audit_id")
+        raise SecretRefusedError(
+            f"the Steward at {self.url} refused to release secrets to this Keep: {detail}",
+            reasons=reasons,
+            audit_id=audit if isinstance(audit, int) else None,
+            hint=f"the Steward's secret audit log has every rule (motte secret audit, id {audit})"
+            if isinstance(audit, int)
+            else doc.get("hint"),
+        )
+
     def _json(
         self, status: int, media: str, data: bytes, path: str, *, allow_error: bool = False
     ) -> Any:

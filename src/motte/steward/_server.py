@@ -93,9 +93,12 @@ def log_decision(decision: Decision, client: str) -> None:
 def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
     """The Steward's API; with ``console`` (a :class:`motte.console.Console`) its pages too,
     under ``/console``, behind the console's own guard (read-only, loopback or token)."""
+    from motte.steward._admin_api import add_secret_routes
+
     app = FastAPI(title="motte Steward", docs_url=None, redoc_url=None, openapi_url=None)
     if console is not None:
         app.mount("/console", console)
+    add_secret_routes(app, steward)
 
     @app.get("/health")
     def health() -> Response:
@@ -135,9 +138,12 @@ def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
 
     @app.get("/problems/{name}")
     def problem_type(name: str) -> Response:
-        if name not in PROBLEM_TYPES:
+        from motte.steward._releasing import RELEASE_PROBLEMS
+
+        known = {**PROBLEM_TYPES, **RELEASE_PROBLEMS}
+        if name not in known:
             return Response("no such problem type\n", status_code=404, media_type="text/plain")
-        title, text = PROBLEM_TYPES[name]
+        title, text = known[name]
         return Response(f"{title}\n\n{text}\n", media_type="text/plain")
 
     @app.post("/attest")

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from motte.attest.snp import AmdRoots
+    from motte.steward._releasing import Explanation, ReleaseDecision
+    from motte.steward._secrets import SecretStore
 
 NONCE_BYTES = 32
 ALLOWED_CURVES = ("secp256r1", "secp384r1")
@@ -179,6 +181,7 @@ class Steward:
         self._intel_root = intel_root
         self._cache = CollateralCache()
         self._database_flag = database
+        self._secrets: SecretStore | None = None
         self.store = StewardStore(self.config.database_url(self.paths, database))
         try:
             claimed = self.store.claim_ca(
@@ -267,6 +270,44 @@ class Steward:
             "reloaded", policy.name, _policy_sha256(policy), now=self.now(), detail=detail
         )
         return Reload(True, old, policy, None)
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The secret store in this Steward's database (docs/secrets.md)."""
+        if self._secrets is None:
+            from motte.steward._secrets import SecretStore
+
+            self._secrets = SecretStore(self.store.db, self.paths.root, clock=self.clock)
+        return self._secrets
+
+    def release(self, body: bytes, *, client: str) -> ReleaseDecision:
+        """``POST /secrets/release``: see :mod:`motte.steward._releasing`."""
+        from motte.steward._releasing import decide_release
+
+        with self._one_settings():  # judged wholly by the old or the new settings
+            return decide_release(self, body, client=client)
+
+    def explain(
+        self,
+        name: str,
+        *,
+        evidence: Evidence | None,
+        workload_digest: str,
+        statements: tuple[bytes, ...] = (),
+    ) -> Explanation:
+        """Why a Keep would or would not get ``name`` (``motte secret explain``)."""
+        from motte.steward._releasing import explain_release
+
+        with self._one_settings():
+            return explain_release(
+                self,
+                name,
+                evidence=evidence,
+                workload_digest=workload_digest,
+                statements=statements,
+            )
 
     def __enter__(self) -> Steward:
         return self

@@ -24,6 +24,7 @@ from motte.steward._config import (
     StewardPaths,
     steward_dir,
 )
+from motte.steward._masterkey import KEY_FILE, create_key_file
 from motte.steward._store import StewardStore
 from motte.steward.errors import StewardConfigError
 from motte.store import resolve_database
@@ -146,6 +147,8 @@ def _create(
         ca.save(paths)
         atomic_write_text(paths.policy, policy_text, mode=0o644)
         atomic_write_text(paths.config, config.to_toml(), mode=0o644)
+        # The secret store's master key (docs/secrets.md): replicas copy it like the CA key.
+        create_key_file(paths.root / KEY_FILE)
         store = shared or StewardStore(paths.database)
         try:
             claimed = store.claim_ca(ca.fingerprint, ca.cert_pem.decode(), now=now)

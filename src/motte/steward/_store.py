@@ -54,6 +54,22 @@ _AUDIT_COLUMNS = """
     verdict          TEXT
 """
 
+_SECRET_AUDIT_COLUMNS = """
+    time             TEXT NOT NULL,
+    actor            TEXT NOT NULL,
+    action           TEXT NOT NULL,
+    secrets          TEXT NOT NULL,
+    decision         TEXT NOT NULL CHECK (decision IN ('done', 'released', 'refused')),
+    reason           TEXT,
+    workload_digest  TEXT,
+    kind             TEXT,
+    measurement      TEXT,
+    evidence_sha256  TEXT,
+    release_key_sha256 TEXT,
+    rules            TEXT NOT NULL,
+    consumed_nonce   BLOB
+"""
+
 _KEEPS_INDEX = (
     "CREATE INDEX audit_keeps ON audit "
     "(decision, kind, measurement, workload_digest, sans, time, not_after)"
@@ -138,6 +154,53 @@ SCHEMA = Schema(
                 "CREATE TRIGGER policy_event_no_change BEFORE UPDATE OR DELETE ON policy_event "
                 "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
                 "CREATE TRIGGER policy_event_no_truncate BEFORE TRUNCATE ON policy_event "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
+            ],
+        ),
+        # The secret store (motte.steward._secrets): values sealed under the master key,
+        # versions, the id of the key they are sealed under, and its own append-only audit
+        # of every administrative change and every release or refusal (never a value); the
+        # admin API's tokens (only their SHA-256), shared by replicas.
+        Migration(
+            5,
+            "the secret store: secrets, versions, the master key's id, the secrets' audit, "
+            "admin tokens",
+            sqlite=[
+                "CREATE TABLE secret (name TEXT PRIMARY KEY, purpose TEXT NOT NULL, "
+                "created_at TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT, "
+                "latest INTEGER NOT NULL, policy TEXT, policy_sha256 TEXT) STRICT",
+                "CREATE TABLE secret_version (name TEXT NOT NULL, version INTEGER NOT NULL, "
+                "created_at TEXT NOT NULL, size INTEGER NOT NULL, sealed BLOB NOT NULL, "
+                "PRIMARY KEY (name, version)) STRICT",
+                "CREATE TABLE secret_keyring (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "key_id TEXT NOT NULL, since TEXT NOT NULL) STRICT",
+                f"CREATE TABLE secret_audit (id INTEGER PRIMARY KEY, {_SECRET_AUDIT_COLUMNS}) "
+                "STRICT",
+                "CREATE UNIQUE INDEX secret_audit_nonce ON secret_audit (consumed_nonce)",
+                "CREATE TABLE admin_token (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, "
+                "created_at TEXT NOT NULL, revoked_at TEXT) STRICT",
+                "CREATE TRIGGER secret_audit_no_update BEFORE UPDATE ON secret_audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+                "CREATE TRIGGER secret_audit_no_delete BEFORE DELETE ON secret_audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            ],
+            postgresql=[
+                "CREATE TABLE secret (name TEXT PRIMARY KEY, purpose TEXT NOT NULL, "
+                "created_at TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT, "
+                "latest INTEGER NOT NULL, policy TEXT, policy_sha256 TEXT)",
+                "CREATE TABLE secret_version (name TEXT NOT NULL, version INTEGER NOT NULL, "
+                "created_at TEXT NOT NULL, size INTEGER NOT NULL, sealed BYTEA NOT NULL, "
+                "PRIMARY KEY (name, version))",
+                "CREATE TABLE secret_keyring (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "key_id TEXT NOT NULL, since TEXT NOT NULL)",
+                "CREATE TABLE secret_audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                f"{_SECRET_AUDIT_COLUMNS.replace('BLOB', 'BYTEA')})",
+                "CREATE UNIQUE INDEX secret_audit_nonce ON secret_audit (consumed_nonce)",
+                "CREATE TABLE admin_token (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, "
+                "created_at TEXT NOT NULL, revoked_at TEXT)",
+                "CREATE TRIGGER secret_audit_no_change BEFORE UPDATE OR DELETE ON secret_audit "
+                "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+                "CREATE TRIGGER secret_audit_no_truncate BEFORE TRUNCATE ON secret_audit "
                 "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
             ],
         ),
@@ -316,6 +379,16 @@ class DecisionRecord:
             self._consumed = nonce
             return None
         return _nonce_refusal(self._tx, nonce, now) or "the nonce could not be used"
+
+    @property
+    def tx(self) -> Tx:
+        """The transaction, for rows other tables add to the same decision."""
+        return self._tx
+
+    @property
+    def consumed(self) -> bytes | None:
+        """The nonce this decision consumed, if any."""
+        return self._consumed
 
     def append_audit(self, row: dict[str, Any]) -> int:
         values = dict(row)
@@ -576,11 +649,14 @@ class StewardStore:
         return [PolicyEvent(*row) for row in reversed(rows)]
 
     def counts(self) -> dict[str, int]:
-        """How many nonces are used and how many audit rows consumed one (they are equal)."""
+        """How many nonces are used and how many audit rows (of attestations and of secret
+        releases) consumed one: they are equal."""
         with self.db.read() as tx:
             (used,) = tx.one("SELECT count(*) FROM nonce WHERE used_at IS NOT NULL")  # type: ignore[misc]
+            # A nonce is consumed by an attestation or by a secret release, never both.
             (consumed,) = tx.one(  # type: ignore[misc]
-                "SELECT count(*) FROM audit WHERE consumed_nonce IS NOT NULL"
+                "SELECT (SELECT count(*) FROM audit WHERE consumed_nonce IS NOT NULL) + "
+                "(SELECT count(*) FROM secret_audit WHERE consumed_nonce IS NOT NULL)"
             )
             (rows,) = tx.one("SELECT count(*) FROM audit")  # type: ignore[misc]
         return {"used_nonces": int(used), "consuming_rows": int(consumed), "audit_rows": int(rows)}

@@ -8,7 +8,14 @@ presented over TLS.
 
 from __future__ import annotations
 
-from motte.errors import ConfigError, MotteError, NotFoundError, RemoteError, VerificationError
+from motte.errors import (
+    ConfigError,
+    MotteError,
+    NotFoundError,
+    RemoteError,
+    UsageError,
+    VerificationError,
+)
 
 
 class StewardError(MotteError):
@@ -47,3 +54,43 @@ class AttestationRefusedError(StewardError, VerificationError):
 
 class KeepIdentityError(StewardError, VerificationError):
     """What a Keep presented (its TLS chain, its certificate's claims) is not what was expected."""
+
+
+class SecretError(StewardError):
+    """Base of the secret store's errors."""
+
+
+class SecretKeyError(SecretError, ConfigError):
+    """The master key is missing, unreadable, malformed, or not the one the store uses."""
+
+
+class SecretNotFoundError(SecretError, NotFoundError):
+    """No such secret (or version), or it was removed."""
+
+
+class SecretUsageError(SecretError, UsageError):
+    """A secret command asked for something that cannot be (a bad name, an empty value)."""
+
+
+class ReleasePolicyError(SecretError, ConfigError):
+    """A release policy does not parse or says something impossible; names file and line."""
+
+
+class SecretRefusedError(SecretError, VerificationError):
+    """The Steward refused to release secrets to this Keep; ``reasons`` lists every one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reasons: tuple[str, ...] = (),
+        audit_id: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reasons = reasons
+        self.audit_id = audit_id
+
+
+class AdminAuthError(SecretError, VerificationError):
+    """The admin API refused the caller (no or wrong token, no client certificate)."""
