@@ -39,6 +39,7 @@ from motte.steward._release import (
     SUITE as RELEASE_SUITE,
 )
 from motte.steward._release import (
+    ReleaseFormatError,
     ReleaseRequest,
     SealedSecret,
     Wanted,
@@ -86,6 +87,7 @@ __all__ = [
     "KeepIdentityError",
     "KeepSummary",
     "ReleaseDecision",
+    "ReleaseFormatError",
     "ReleasePolicy",
     "ReleasePolicyError",
     "ReleaseRequest",

@@ -187,7 +187,7 @@ class RemoteSecretAdmin:
         if policy is not None:
             from motte.steward._release_policy import parse_release_policy
 
-            parse_release_policy(*policy)
+            parse_release_policy(policy[0], source=policy[1])
 
     def remove(self, name: str, version: int | None = None) -> dict[str, Any]:
         query = f"?{urlencode({'version': version})}" if version is not None else ""

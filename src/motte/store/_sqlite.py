@@ -60,6 +60,12 @@ def _translate(e: sqlite3.Error, where: Path) -> Exception:
         "locked" in text or "disk I/O" in text or "unable to open" in text
     ):
         return StoreUnavailableError(f"{where}: {text}")
+    if "malformed" in text or "not a database" in text:
+        # A truncated or overwritten file: name it, never as a bug of motte's.
+        return SchemaError(
+            f"{where}: the database is damaged ({text})",
+            hint="restore it from a backup; nothing was changed",
+        )
     return e
 
 
@@ -101,8 +107,8 @@ class SqliteDatabase:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        conn = self._conn()
         try:
+            conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             self._migrate(conn)
         except sqlite3.Error as e:
