@@ -56,15 +56,59 @@ def package(
             "--tag", "-t", help="Name it NAMESPACE/NAME[:TAG] in the local store (tag: latest)."
         ),
     ],
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Encrypt the module under a fresh content key, stored as a Steward secret "
+            "that only Keeps its release policy accepts get (docs/secrets.md).",
+        ),
+    ] = False,
+    key_name: Annotated[
+        str | None,
+        typer.Option(
+            "--key-name",
+            metavar="NAME",
+            help="With --encrypt: the secret holding the key (default content-key/NS/NAME); "
+            "each packaging adds a version.",
+            show_default=False,
+        ),
+    ] = None,
+    release_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--release-policy",
+            metavar="FILE",
+            help="With --encrypt: the key's release policy (needed when the secret is new).",
+            show_default=False,
+        ),
+    ] = None,
+    steward: Annotated[
+        str | None,
+        typer.Option(
+            "--steward",
+            metavar="URL",
+            help="With --encrypt: store the key in this Steward (admin API; default: the "
+            "local Steward).",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", metavar="FILE", help="With --steward: the admin token."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Build an OCI artifact from a workload directory into the local store.
 
     The artifact holds Motte.toml and the module, plus an application/wasm layer for Wasm tools.
     Its digest covers both: signatures, evidence and trust verdicts all bind that digest.
-    Packaging is deterministic: the same files always give the same digest.
+    Packaging is deterministic: the same files always give the same digest (not with
+    --encrypt: each encryption uses a fresh key).
 
+    
     Example: motte package ./hello --tag acme/hello:1.0
+             motte package ./web --tag acme/web:2.0 --encrypt --release-policy web.toml
     """
     from motte.oci import build_package, parse_reference, rich_progress
 
@@ -73,8 +117,13 @@ def package(
         raise typer.BadParameter(
             "package into the local store, then motte push", param_hint="--tag"
         )
+    content_key = None
+    if encrypt:
+        content_key = _store_content_key(ref, key_name, release_policy, steward, token_file)
+    elif key_name or release_policy or steward or token_file:
+        raise typer.BadParameter("goes with --encrypt", param_hint="--key-name/--release-policy")
     with rich_progress(_progress_wanted(json_out)) as progress:
-        result = build_package(directory, ref, progress=progress)
+        result = build_package(directory, ref, progress=progress, content_key=content_key)
     if json_out:
         from motte.cli._output import emit_json
 
@@ -90,7 +139,46 @@ def package(
         typer.echo(f"packaged {ref.repository}:{ref.tag}")
         typer.echo(f"  digest  {result.digest}")
         typer.echo(f"  module  {result.module_name} ({_size(result.module_size)})")
+        if content_key is not None:
+            typer.echo(
+                f"  encrypted under secret {content_key.secret} version {content_key.version}"
+            )
     return int(ExitStatus.OK)
+
+
+def _store_content_key(
+    ref: Any, name: str | None, policy: Path | None, steward: str | None, token: Path | None
+) -> Any:
+    """A fresh content key, stored in the Steward before anything is packaged with it (a
+    package never exists whose key is not stored): a new secret, or a new version."""
+    from motte.errors import NotFoundError, UsageError
+    from motte.oci import ContentKey
+    from motte.steward import load_release_policy, open_secret_admin
+
+    name = name or f"content-key/{ref.namespace}/{ref.name}"
+    policy_doc = None
+    if policy is not None:
+        loaded = load_release_policy(policy)
+        policy_doc = (loaded.text, str(policy))
+    key = ContentKey.generate()
+    with open_secret_admin(steward, token_file=token) as admin:
+        try:
+            exists = admin.show(name).get("removed_at") is None
+        except NotFoundError:
+            exists = False
+        if exists:
+            info = admin.rotate(name, key)
+            if policy_doc is not None:
+                admin.set_policy(name, policy_doc)
+        else:
+            if policy_doc is None:
+                raise UsageError(
+                    f"--encrypt: the secret {name} is new and needs a release policy, or no "
+                    "Keep could ever run the package",
+                    hint='give --release-policy FILE (e.g. signed = ["NS/NAME"])',
+                )
+            info = admin.put(name, key, policy_doc, purpose="content-key")
+    return ContentKey(name, int(info["latest"]), key)
 
 
 def _transfer_output(verb: str, result: Any, json_out: bool) -> None:

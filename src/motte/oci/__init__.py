@@ -11,6 +11,14 @@ value (``load_workload`` is the same without the statements). The registry clien
 
 from motte.oci import _mediatypes as mediatypes
 from motte.oci._digest import sha256_digest
+from motte.oci._encrypt import (
+    ContentKey,
+    DecryptionError,
+    Encryption,
+    decrypt_and_check,
+    decrypt_module,
+    encrypt_module,
+)
 from motte.oci._errors import (
     ArtifactNotFoundError,
     AuthError,
@@ -58,8 +66,11 @@ __all__ = [
     "ArtifactNotFoundError",
     "Attachment",
     "AuthError",
+    "ContentKey",
+    "DecryptionError",
     "Descriptor",
     "DigestMismatchError",
+    "Encryption",
     "Index",
     "InsecureTransportError",
     "Limits",
@@ -85,7 +96,10 @@ __all__ = [
     "canonical_json",
     "check_transport",
     "copy_artifact",
+    "decrypt_and_check",
+    "decrypt_module",
     "default_store_path",
+    "encrypt_module",
     "is_loopback",
     "load_workload",
     "mediatypes",

@@ -24,7 +24,7 @@ class Limits:
     max_referrer_pages: int = 64
 
     def blob_limit(self, media_type: str) -> int:
-        if media_type in (mt.MOTTE_MODULE_LAYER, mt.WASM_LAYER):
+        if media_type in (mt.MOTTE_MODULE_LAYER, mt.WASM_LAYER, mt.ENCRYPTED_MODULE_LAYER):
             return self.max_module_bytes
         return self.max_small_blob_bytes
 

@@ -8,7 +8,9 @@ A workload package is an OCI image manifest (``artifactType`` set, per image-spe
     layer 2  application/wasm                               the same module blob, for Wasm tools
 
 Layers 1 and 2 must name the same digest: a reader that finds them different rejects the
-package, so no tool can run a module other than the one motte verified.
+package, so no tool can run a module other than the one motte verified. An encrypted
+package (``motte package --encrypt``) has two layers: Motte.toml and
+``application/vnd.motte.module.v1+wasm+encrypted`` (see motte.oci._encrypt).
 
 Attestations are referrers: image manifests whose ``subject`` is the workload manifest, with
 one DSSE envelope layer and, when the statement was logged, its inclusion bundle.
@@ -26,6 +28,9 @@ WORKLOAD_CONFIG = "application/vnd.motte.workload.config.v1+json"
 MOTTE_MANIFEST_LAYER = "application/vnd.motte.manifest.v1+toml"
 MOTTE_MODULE_LAYER = "application/vnd.motte.module.v1+wasm"
 WASM_LAYER = "application/wasm"
+#: An encrypted package's module (motte.oci._encrypt): ocicrypt's "+encrypted" convention;
+#: such a package has no application/wasm layer.
+ENCRYPTED_MODULE_LAYER = MOTTE_MODULE_LAYER + "+encrypted"
 
 ATTESTATION_ARTIFACT = "application/vnd.in-toto+json"
 DSSE_ENVELOPE_LAYER = "application/vnd.dsse.envelope.v1+json"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from motte.oci import _mediatypes as mt
+from motte.oci._encrypt import ContentKey, Encryption, encrypt_module
 from motte.oci._errors import MalformedArtifactError, PackageError, TooLargeError
 from motte.oci._layout import LocalStore, Staging
 from motte.oci._limits import DEFAULT_LIMITS, Limits
@@ -35,6 +36,8 @@ class WorkloadLayers:
     motte_toml: Descriptor
     module: Descriptor
     module_name: str
+    #: Set for an encrypted package: ``module`` is then the ciphertext's layer.
+    encryption: Encryption | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +74,14 @@ class VerifiedPackage:
 
     @property
     def module_digest(self) -> str:
-        """The module's digest, as its layer descriptor names it (checked when read)."""
+        """The module's digest, as its layer descriptor names it (checked when read); of
+        the ciphertext, for an encrypted package."""
         return self.layers.module.digest
+
+    @property
+    def encryption(self) -> Encryption | None:
+        """How the module is encrypted (None: in clear); ``module`` is then ciphertext."""
+        return self.layers.encryption
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,8 @@ def workload_layers(manifest: Manifest, what: str = "manifest") -> WorkloadLayer
     if manifest.config.media_type != mt.WORKLOAD_CONFIG:
         raise MalformedArtifactError(f"{what}: config mediaType {manifest.config.media_type!r}")
     by_type: dict[str, Descriptor] = {}
+    if any(layer.media_type == mt.ENCRYPTED_MODULE_LAYER for layer in manifest.layers):
+        return _encrypted_layers(manifest, what)
     for i, layer in enumerate(manifest.layers):
         if layer.media_type not in (mt.MOTTE_MANIFEST_LAYER, mt.MOTTE_MODULE_LAYER, mt.WASM_LAYER):
             raise MalformedArtifactError(
@@ -113,6 +124,21 @@ def workload_layers(manifest: Manifest, what: str = "manifest") -> WorkloadLayer
         )
     name = module.annotations.get(mt.ANN_TITLE, "module.wasm")
     return WorkloadLayers(manifest.config, by_type[mt.MOTTE_MANIFEST_LAYER], module, name)
+
+
+def _encrypted_layers(manifest: Manifest, what: str) -> WorkloadLayers:
+    """An encrypted package: exactly Motte.toml and the encrypted module."""
+    types = [layer.media_type for layer in manifest.layers]
+    if sorted(types) != sorted([mt.MOTTE_MANIFEST_LAYER, mt.ENCRYPTED_MODULE_LAYER]):
+        raise MalformedArtifactError(
+            f"{what}: an encrypted package has exactly a {mt.MOTTE_MANIFEST_LAYER} and a "
+            f"{mt.ENCRYPTED_MODULE_LAYER} layer, not {', '.join(types)}"
+        )
+    toml = manifest.layers[types.index(mt.MOTTE_MANIFEST_LAYER)]
+    module = manifest.layers[types.index(mt.ENCRYPTED_MODULE_LAYER)]
+    encryption = Encryption.from_annotations(module.annotations, f"{what}: encrypted layer")
+    name = module.annotations.get(mt.ANN_TITLE, "module.wasm")
+    return WorkloadLayers(manifest.config, toml, module, name, encryption)
 
 
 # -- building ----------------------------------------------------------------------------
@@ -176,8 +202,12 @@ def build_package(
     *,
     store: LocalStore | None = None,
     progress: Progress = NO_PROGRESS,
+    content_key: ContentKey | None = None,
 ) -> PackageResult:
-    """Package ``directory`` (Motte.toml + module) into the local store as ``ref``'s tag."""
+    """Package ``directory`` (Motte.toml + module) into the local store as ``ref``'s tag.
+
+    With ``content_key`` the module is encrypted in memory and only its ciphertext reaches
+    the store (motte.oci._encrypt); the key itself goes nowhere near the package."""
     store = store or LocalStore()
     limits = store.limits
     directory = Path(directory)
@@ -209,19 +239,23 @@ def build_package(
     config_desc = Descriptor.of(mt.WORKLOAD_CONFIG, config_bytes)
 
     with store.staging() as staging:
-        with progress.task(f"package {module_name}", size) as advance:
-            module_digest = _stage_file(staging, module_path, size, limits, advance)
-        module_desc = Descriptor(
-            mt.MOTTE_MODULE_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
-        )
-        wasm_desc = Descriptor(
-            mt.WASM_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
-        )
+        if content_key is not None:
+            layers = (toml_desc, _stage_encrypted(staging, module_path, module_name, content_key))
+        else:
+            with progress.task(f"package {module_name}", size) as advance:
+                module_digest = _stage_file(staging, module_path, size, limits, advance)
+            module_desc = Descriptor(
+                mt.MOTTE_MODULE_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
+            )
+            wasm_desc = Descriptor(
+                mt.WASM_LAYER, module_digest, size, annotations={mt.ANN_TITLE: module_name}
+            )
+            layers = (toml_desc, module_desc, wasm_desc)
         staging.write_bytes(toml_desc, toml_bytes, str(toml_path))
         staging.write_bytes(config_desc, config_bytes, "config")
         manifest = Manifest(
             config=config_desc,
-            layers=(toml_desc, module_desc, wasm_desc),
+            layers=layers,
             artifact_type=mt.WORKLOAD_ARTIFACT,
         )
         data = manifest.to_bytes()
@@ -241,6 +275,29 @@ def _inside(directory: Path, rel: str, where: Path) -> Path:
     if not path.is_file():
         raise PackageError(f"{where}: workload {rel!r} is not a file in {directory}")
     return path
+
+
+def _stage_encrypted(
+    staging: Staging, path: Path, module_name: str, content_key: ContentKey
+) -> Descriptor:
+    """The module read into memory, encrypted there, and only the ciphertext staged."""
+    import hashlib
+
+    plaintext = path.read_bytes()
+    encryption = Encryption(
+        content_key.secret,
+        content_key.version,
+        "sha256:" + hashlib.sha256(plaintext).hexdigest(),
+        len(plaintext),
+    )
+    ciphertext = encrypt_module(content_key.key, plaintext)
+    desc = Descriptor.of(
+        mt.ENCRYPTED_MODULE_LAYER,
+        ciphertext,
+        annotations={mt.ANN_TITLE: module_name, **encryption.annotations()},
+    )
+    staging.write_bytes(desc, ciphertext, f"{path} (encrypted)")
+    return desc
 
 
 def _stage_file(staging: Staging, path: Path, size: int, limits: Limits, advance: Advance) -> str:
