@@ -30,6 +30,7 @@ from motte.errors import ExitStatus, MotteError
 from motte.home import home_dir, motte_home
 
 MAGIC = b"motte-cwasm-v1\n"
+SEALED_MAGIC = b"motte-cwasm-sealed-v1\n"
 TAG_BYTES = 32
 KEY_BYTES = 32
 KEY_FILE = "compiled-cache.key"
@@ -109,9 +110,11 @@ def load_or_create_key() -> bytes:
     return key
 
 
-def cache_key(digest: str, kind: str, fingerprint: str) -> str:
-    """The entry name for a workload compiled by one engine configuration."""
-    material = f"motte compiled artifact\n{digest}\n{kind}\n{fingerprint}\n".encode()
+def cache_key(digest: str, kind: str, fingerprint: str, *, sealed: bool = False) -> str:
+    """The entry name for a workload compiled by one engine configuration (a sealed entry,
+    of an encrypted module, has a name of its own)."""
+    label = "motte sealed compiled artifact" if sealed else "motte compiled artifact"
+    material = f"{label}\n{digest}\n{kind}\n{fingerprint}\n".encode()
     return hashlib.sha256(material).hexdigest()
 
 
@@ -174,6 +177,54 @@ class CompiledCache:
         try:
             home_dir("cache", "compiled", private=True)
             atomic_write_bytes(self.path(name), MAGIC + tag + artifact, mode=0o600)
+        except OSError:
+            return False
+        return True
+
+    # -- sealed entries: compiled code of an encrypted module -----------------------------
+    #
+    # SEALED_MAGIC  nonce (12)  AES-256-GCM(key, nonce, artifact, aad = SEALED_MAGIC || name)
+    #
+    # ``key`` comes from the module's content key (motte.keep._secrets.cache_key_for), which
+    # a Keep obtains only by attesting: the host's disk holds no machine code it can read.
+
+    def load_sealed(self, name: str, key: bytes) -> bytes | None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            with open(self.path(name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self.last_miss = "missing"
+            return None
+        except OSError as e:
+            self.last_miss = f"unreadable ({e.strerror})"
+            return None
+        head = len(SEALED_MAGIC) + 12
+        if not data.startswith(SEALED_MAGIC) or len(data) < head + 16:
+            self.last_miss = "wrong format"
+            return None
+        try:
+            artifact = AESGCM(key).decrypt(
+                data[len(SEALED_MAGIC) : head], data[head:], SEALED_MAGIC + name.encode()
+            )
+        except InvalidTag:
+            self.last_miss = "bad tag"
+            return None
+        self.last_miss = None
+        return artifact
+
+    def store_sealed(self, name: str, artifact: bytes, key: bytes) -> bool:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from motte.fsutil import atomic_write_bytes
+
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, artifact, SEALED_MAGIC + name.encode())
+        try:
+            home_dir("cache", "compiled", private=True)
+            atomic_write_bytes(self.path(name), SEALED_MAGIC + nonce + sealed, mode=0o600)
         except OSError:
             return False
         return True

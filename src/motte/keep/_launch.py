@@ -189,6 +189,12 @@ def _launch_local(
     _check_flags(steward, backend, sans)
     identity = None
     module = None
+    if steward is None and manifest.secret:
+        raise UsageError(
+            f"{manifest.source or target}: the workload asks for secrets: only an attested "
+            "Keep can obtain them",
+            hint="run it with --steward URL",
+        )
     if steward is None:
         workload = PreparedWorkload.prepare(manifest)
         return Launched(workload, digest=workload.digest, identity=None, reference=None)
@@ -209,9 +215,18 @@ def _launch_local(
             raise WorkloadError(f"{where}: workload is larger than 256 MiB")
         digest = workload_digest(module)
     identity = _attest(steward, digest, backend, allow_insecure_sim, sans, on_attested)
+    confidential = None
+    if manifest.secret:
+        from motte.keep._secrets import obtain
+
+        assert identity.source is not None
+        confidential = obtain(steward, digest, identity.source, manifest, None)
     workload = PreparedWorkload.prepare(manifest, module=module)
     if workload.digest != digest:  # a digest-named blob is verified by prepare; be explicit
         raise WorkloadError(f"the workload is {workload.digest}, not the attested {digest}")
+    if confidential is not None:
+        workload.deliver(confidential.secrets)
+        workload.confidential = confidential
     return Launched(workload, digest=digest, identity=identity, reference=None)
 
 
@@ -245,7 +260,11 @@ def _launch_package(
         # module from there, by its digest, as the parent did.
         pull(pinned)
     # Opened and verified once: the trust judgement and the Keep both take this value.
-    package = open_package(pinned.local(), attachments=trust_policy is not None)
+    # The signed statements go to the trust judgement and, for secrets whose release policy
+    # names a signed namespace/name, to the Steward.
+    package = open_package(
+        pinned.local(), attachments=trust_policy is not None or steward is not None
+    )
     if package.digest != digest:
         raise WorkloadError(
             f"{pinned}: the fetched package is {package.digest}, not the attested {digest}"
@@ -273,5 +292,32 @@ def _launch_package(
             hint=f"run it with --steward {manifest.steward}",
         )
     manifest = overrides.apply(manifest)
-    workload = PreparedWorkload.prepare(manifest, package=package)
+    encryption = package.encryption
+    if (manifest.secret or encryption is not None) and identity is None:
+        what = "is encrypted" if encryption is not None else "asks for secrets"
+        raise UsageError(
+            f"{name}: the package {what}: only an attested Keep can obtain them",
+            hint="run it with --steward URL",
+        )
+    if identity is None:
+        workload = PreparedWorkload.prepare(manifest, package=package)
+        return Launched(workload, digest=digest, identity=identity, reference=pinned)
+    from motte.keep._secrets import obtain
+
+    assert steward is not None and identity.source is not None
+    confidential = obtain(steward, digest, identity.source, manifest, package)
+    if encryption is not None:
+        # The module that runs is the plaintext, named by the digest the signed manifest
+        # gives it; it exists only in this process's memory.
+        manifest = manifest.replace(
+            workload=Workload(digest=encryption.plaintext_digest, where=name)
+        )
+        workload = PreparedWorkload.prepare(
+            manifest, module=confidential.module, sealed_key=confidential.cache_key
+        )
+        confidential.module = None
+    else:
+        workload = PreparedWorkload.prepare(manifest, package=package)
+    workload.deliver(confidential.secrets)
+    workload.confidential = confidential
     return Launched(workload, digest=digest, identity=identity, reference=pinned)

@@ -29,6 +29,7 @@ from motte.keep._stdio import DEFAULT_MAX_OUTPUT, OutputSpec, StdinSpec, Streams
 if TYPE_CHECKING:
     import wasmtime
 
+    from motte.keep._secrets import GuestSecrets
     from motte.manifest import Manifest, Workload
     from motte.oci import VerifiedPackage
 
@@ -135,17 +136,25 @@ def _compile(engine: wasmtime.Engine, data: bytes, kind: str, where: str) -> Any
 
 
 def load_compiled(
-    rt: Runtime, data: bytes, digest: str, kind: str, where: str, *, use_cache: bool = True
+    rt: Runtime,
+    data: bytes,
+    digest: str,
+    kind: str,
+    where: str,
+    *,
+    use_cache: bool = True,
+    sealed_key: bytes | None = None,
 ) -> tuple[Any, str]:
     """The compiled module or component, and how it was obtained: ``hit``, ``compiled``
-    (nothing cached) or ``recompiled (<why the entry was refused>)``."""
+    (nothing cached) or ``recompiled (<why the entry was refused>)``. With ``sealed_key``
+    (an encrypted module) the entry is read and written only sealed under that key."""
     import wasmtime
 
     if not use_cache:
         return _compile(rt.engine, data, kind, where), "compiled"
     cache = CompiledCache()
-    name = cache_key(digest, kind, rt.fingerprint)
-    artifact = cache.load(name)
+    name = cache_key(digest, kind, rt.fingerprint, sealed=sealed_key is not None)
+    artifact = cache.load_sealed(name, sealed_key) if sealed_key is not None else cache.load(name)
     status = "compiled" if cache.last_miss == "missing" else f"recompiled ({cache.last_miss})"
     if artifact is not None:
         try:
@@ -156,7 +165,13 @@ def load_compiled(
     if os.isatty(2) and len(data) > 1024 * 1024:
         print(f"motte: compiling {where} (cached for later runs)...", file=sys.stderr)
     compiled = _compile(rt.engine, data, kind, where)
-    if not cache.store(name, bytes(compiled.serialize())):
+    serialized = bytes(compiled.serialize())
+    stored = (
+        cache.store_sealed(name, serialized, sealed_key)
+        if sealed_key is not None
+        else cache.store(name, serialized)
+    )
+    if not stored:
         status += ", cache not writable"
     return compiled, status
 
@@ -196,6 +211,11 @@ class PreparedWorkload:
             from_manifest(manifest.stderr),
         )
         self._where = manifest.workload.where or manifest.workload.name
+        #: Released secrets delivered to every instance (:meth:`deliver`), and what a worker
+        #: process needs to obtain the same (motte.keep._secrets.Confidential); never shown.
+        self.secrets: GuestSecrets | None = None
+        self.confidential: Any = None
+        self._secret_env: dict[str, str] = {}
         self._engine = _capi.address(rt.engine.ptr())
         #: Whether instantiating runs guest code (a start function): assume so until
         #: prepare() has read the module.
@@ -217,8 +237,12 @@ class PreparedWorkload:
         use_cache: bool = True,
         module: bytes | None = None,
         package: VerifiedPackage | None = None,
+        sealed_key: bytes | None = None,
     ) -> PreparedWorkload:
         """Read, verify, compile (or load from the cache) and link the workload once.
+
+        ``sealed_key``: the module was decrypted in memory (an encrypted package); its
+        compiled code is cached only sealed under this key (motte.keep._secrets).
 
         ``module`` gives the workload's bytes when the caller already holds them (a file read
         once to attest its digest); they must match ``manifest.workload.digest`` when the
@@ -247,7 +271,9 @@ class PreparedWorkload:
                 )
         kind = detect_kind(data, where)
         rt = runtime(settings)
-        compiled, status = load_compiled(rt, data, digest, kind, where, use_cache=use_cache)
+        compiled, status = load_compiled(
+            rt, data, digest, kind, where, use_cache=use_cache, sealed_key=sealed_key
+        )
         prepared = cls(
             manifest, rt=rt, kind=kind, digest=digest, compiled=compiled, cache_status=status
         )
@@ -275,7 +301,21 @@ class PreparedWorkload:
             cache_status=self.cache_status,
         )
         moved._start_function = self._start_function
+        if self.secrets is not None:
+            moved.deliver(self.secrets)
+        moved.confidential = self.confidential
         return moved
+
+    def deliver(self, secrets: GuestSecrets) -> None:
+        """Give every later instance the released secrets: ``env`` ones in its environment
+        (after the manifest's, so nothing overrides them), ``file`` ones as read-only
+        preopened directories on a memory-backed file system (motte.keep._secrets)."""
+        self.secrets = secrets
+        self._secret_env = dict(secrets.env)
+        self._env = _capi.env_strings({**self.manifest.env, **self._secret_env})
+        self._dirs = self._dirs + tuple(
+            (host, guest, False, f"secret files at {guest}") for host, guest in secrets.dirs
+        )
 
     def _link_module(self, module: wasmtime.Module) -> wasmtime.InstancePre:
         import wasmtime
@@ -351,7 +391,7 @@ class PreparedWorkload:
             names = "".join(env)
             if "" in env or "=" in names or "\0" in names or "\0" in "".join(env.values()):
                 raise UsageError("environment names must be non-empty, without '=' or NUL")
-            env_strings = _capi.env_strings({**self.manifest.env, **env})
+            env_strings = _capi.env_strings({**self.manifest.env, **env, **self._secret_env})
         streams = Streams(
             self._defaults[0] if stdin is None else stdin,
             self._defaults[1] if stdout is None else stdout,

@@ -44,6 +44,7 @@ from motte.manifest._model import (
     Listen,
     Manifest,
     Overrides,
+    Secret,
     Stdio,
     Workload,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Overrides",
+    "Secret",
     "Stdio",
     "Workload",
     "dir_from_flag",

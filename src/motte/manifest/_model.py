@@ -125,6 +125,34 @@ class Listen(Record):
         self._set(name=name, port=port, protocol=protocol, tls=tls, where=where)
 
 
+class Secret(Record):
+    """A secret the workload asks the Steward for (``[[secret]]``): released only to an
+    attested Keep whose workload the secret's release policy accepts, and delivered as a
+    file under a memory-backed guest directory (``file``) or an environment variable
+    (``env``), exactly one. ``version`` pins one; None takes the latest."""
+
+    __slots__ = ("env", "file", "name", "version", "where")
+    _uncompared = frozenset({"where"})
+    name: str
+    file: str | None
+    env: str | None
+    version: int | None
+    where: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        file: str | None = None,
+        env: str | None = None,
+        version: int | None = None,
+        where: str = "",
+    ) -> None:
+        if (file is None) == (env is None):
+            raise ValueError("a secret goes to a file or an environment variable, exactly one")
+        self._set(name=name, file=file, env=env, version=version, where=where)
+
+
 def check_unique_guest_paths(dirs: tuple[Dir, ...]) -> None:
     seen: dict[str, Dir] = {}
     for d in dirs:
@@ -154,6 +182,7 @@ class Manifest(Record):
         "env",
         "limits",
         "listen",
+        "secret",
         "source",
         "stderr",
         "stdin",
@@ -172,6 +201,8 @@ class Manifest(Record):
     limits: Limits
     listen: tuple[Listen, ...]
     steward: str | None
+    #: The secrets it asks the Steward for (names and where they go; never a value).
+    secret: tuple[Secret, ...]
     #: The Motte.toml this came from, or None for a bare module run with the empty grant.
     source: Path | None
 
@@ -188,6 +219,7 @@ class Manifest(Record):
         listen: tuple[Listen, ...] = (),
         steward: str | None = None,
         source: Path | None = None,
+        secret: tuple[Secret, ...] = (),
     ) -> None:
         self._set(
             workload=workload,
@@ -201,6 +233,7 @@ class Manifest(Record):
             listen=tuple(listen),
             steward=steward,
             source=source,
+            secret=tuple(secret),
         )
 
     def with_overrides(

@@ -34,6 +34,7 @@ from motte.manifest._model import (
     Listen,
     Manifest,
     Overrides,
+    Secret,
     Stdio,
     Workload,
     check_unique_guest_paths,
@@ -256,6 +257,46 @@ def _listen(value: Any, path: KeyPath, ctx: _Context) -> tuple[Listen, ...]:
     return tuple(out)
 
 
+_SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
+
+
+def _secrets(value: Any, path: KeyPath, ctx: _Context) -> tuple[Secret, ...]:
+    """``[[secret]]``: name = "db-password", and file = "/run/secrets/db" or env = "DB"."""
+    out: list[Secret] = []
+    for i, table in enumerate(_array_of_tables(value, path)):
+        p = (*path, i)
+        check_keys(table, ("name", "file", "env", "version"), p)
+        name = _expect_str(_require(table, "name", p), (*p, "name"))
+        if len(name) > 128 or not _SECRET_NAME.fullmatch(name):
+            raise Invalid(
+                (*p, "name"),
+                f"{name!r} is not a secret name (lower-case letters, digits, . _ - and /)",
+            )
+        if ("file" in table) == ("env" in table):
+            raise Invalid(p, "give file = \"/guest/path\" or env = \"NAME\", exactly one")
+        file = env = None
+        if "file" in table:
+            file = check_guest_path(table["file"], (*p, "file"))
+            if file == "/":
+                raise Invalid((*p, "file"), "a secret file needs a name below a directory")
+        else:
+            env = check_env_name(_expect_str(table["env"], (*p, "env")), (*p, "env"))
+        version = table.get("version")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            raise Invalid((*p, "version"), f"expected a version number from 1, got {version!r}")
+        for j, other in enumerate(out):
+            if other.name == name and other.version != version:
+                raise Invalid(
+                    (*p, "version"), f"secret {name} is asked for at another version by [{j}]"
+                )
+            if (file and other.file == file) or (env and other.env == env):
+                raise Invalid(p, f"secret [{j}] already goes to {file or env}")
+        out.append(Secret(name, file=file, env=env, version=version, where=ctx.where(p)))
+    return tuple(out)
+
+
 def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
     from urllib.parse import urlsplit
 
@@ -294,6 +335,7 @@ TOP_LEVEL: dict[str, tuple[str, Validator]] = {
     "limits": ("limits", _limits),
     "listen": ("listen", _listen),
     "steward": ("steward", _steward),
+    "secret": ("secret", _secrets),
 }
 REQUIRED = ("workload",)
 

@@ -26,7 +26,7 @@ from motte._record import Record
 log = logging.getLogger("motte.keep.serve")
 
 #: The manifest's value types a worker may rebuild, by name (nothing else is constructed).
-_RECORD_TYPES = ("Manifest", "Workload", "Stdio", "Dir", "Limits", "Listen")
+_RECORD_TYPES = ("Manifest", "Workload", "Stdio", "Dir", "Limits", "Listen", "Secret")
 
 
 def encode_record(value: Any) -> Any:
@@ -83,6 +83,10 @@ def worker_config(
             "identity": encode_identity(identity),
             "options": {f: getattr(options, f) for f in options._fields()},
             "fds": fds,
+            # Secrets and a content key (motte.keep._secrets): through the pipe, never a file.
+            "confidential": prepared.confidential.handover()
+            if getattr(prepared, "confidential", None) is not None
+            else None,
         }
     ).encode()
 

@@ -26,7 +26,7 @@ def _say(line: str) -> None:
 def main() -> int:
     """Entry point of a worker process (``python -m motte.keep.serve._worker``)."""
     from motte.errors import MotteError
-    from motte.keep import PreparedWorkload
+    from motte.keep._secrets import prepare_in_worker
     from motte.keep.serve._options import ServeOptions
     from motte.keep.serve._renew import Identities
     from motte.keep.serve._run import configure_logging
@@ -41,7 +41,9 @@ def main() -> int:
     configure_logging()
     try:
         manifest = decode_record(config["manifest"])
-        prepared = PreparedWorkload.prepare(manifest)
+        # Released secrets and an encrypted module's key come through the pipe, as the TLS
+        # key does (motte.keep._secrets); without them, the plain preparation.
+        prepared = prepare_in_worker(manifest, config.get("confidential"))
         if prepared.digest != config["digest"]:
             raise MotteError(
                 f"the workload changed on disk: {prepared.digest}, not {config['digest']}"
