@@ -100,6 +100,9 @@ def _admin(
 
 def _read_value(from_file: Path | None) -> bytes:
     """The value, from a file or standard input (a terminal is asked twice, unechoed)."""
+    from motte._nodump import forbid_core_dumps
+
+    forbid_core_dumps()
     if from_file is not None and str(from_file) != "-":
         try:
             return from_file.read_bytes()

@@ -212,6 +212,10 @@ def serve(
     """
     import uvicorn
 
+    from motte._nodump import forbid_core_dumps
+
+    # It holds the master key and, while releasing, secret values: no core dumps.
+    forbid_core_dumps()
     host, _ = parse_listen(listen, example=EXAMPLE_LISTEN)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
