@@ -183,14 +183,15 @@ class CompiledCache:
 
     # -- sealed entries: compiled code of an encrypted module -----------------------------
     #
-    # SEALED_MAGIC  nonce (12)  AES-256-GCM(key, nonce, artifact, aad = SEALED_MAGIC || name)
+    # SEALED_MAGIC  STREAM ciphertext of the artifact (motte.oci's encrypted-layer cipher,
+    #               AES-256-GCM per 1 MiB chunk) under HMAC-SHA256(key, name)
     #
     # ``key`` comes from the module's content key (motte.keep._secrets.cache_key_for), which
-    # a Keep obtains only by attesting: the host's disk holds no machine code it can read.
+    # a Keep obtains only by attesting: the host's disk holds no machine code it can read,
+    # and an entry cannot be moved to another name.
 
     def load_sealed(self, name: str, key: bytes) -> bytes | None:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from motte.oci import DecryptionError, decrypt_module
 
         try:
             with open(self.path(name), "rb") as f:
@@ -201,30 +202,27 @@ class CompiledCache:
         except OSError as e:
             self.last_miss = f"unreadable ({e.strerror})"
             return None
-        head = len(SEALED_MAGIC) + 12
-        if not data.startswith(SEALED_MAGIC) or len(data) < head + 16:
+        if not data.startswith(SEALED_MAGIC):
             self.last_miss = "wrong format"
             return None
         try:
-            artifact = AESGCM(key).decrypt(
-                data[len(SEALED_MAGIC) : head], data[head:], SEALED_MAGIC + name.encode()
+            artifact = decrypt_module(
+                _entry_key(key, name), memoryview(data)[len(SEALED_MAGIC) :], str(name)
             )
-        except InvalidTag:
+        except DecryptionError:
             self.last_miss = "bad tag"
             return None
         self.last_miss = None
         return artifact
 
     def store_sealed(self, name: str, artifact: bytes, key: bytes) -> bool:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         from motte.fsutil import atomic_write_bytes
+        from motte.oci import encrypt_module
 
-        nonce = os.urandom(12)
-        sealed = AESGCM(key).encrypt(nonce, artifact, SEALED_MAGIC + name.encode())
+        sealed = encrypt_module(_entry_key(key, name), artifact)
         try:
             home_dir("cache", "compiled", private=True)
-            atomic_write_bytes(self.path(name), SEALED_MAGIC + nonce + sealed, mode=0o600)
+            atomic_write_bytes(self.path(name), SEALED_MAGIC + sealed, mode=0o600)
         except OSError:
             return False
         return True
@@ -232,6 +230,10 @@ class CompiledCache:
     def discard(self, name: str) -> None:
         with contextlib.suppress(OSError):
             self.path(name).unlink()
+
+
+def _entry_key(key: bytes, name: str) -> bytes:
+    return hmac.new(key, b"motte/sealed-cache-entry/v1\0" + name.encode(), hashlib.sha256).digest()
 
 
 def cache_info() -> CacheInfo:

@@ -299,7 +299,7 @@ def _launch_package(
             f"{name}: the package {what}: only an attested Keep can obtain them",
             hint="run it with --steward URL",
         )
-    if identity is None:
+    if not manifest.secret and encryption is None:
         workload = PreparedWorkload.prepare(manifest, package=package)
         return Launched(workload, digest=digest, identity=identity, reference=pinned)
     from motte.keep._secrets import obtain
@@ -313,7 +313,10 @@ def _launch_package(
             workload=Workload(digest=encryption.plaintext_digest, where=name)
         )
         workload = PreparedWorkload.prepare(
-            manifest, module=confidential.module, sealed_key=confidential.cache_key
+            manifest,
+            module=confidential.module,
+            sealed_key=confidential.cache_key,
+            verified_digest=encryption.plaintext_digest,  # decrypt_and_check compared it
         )
         confidential.module = None
     else:

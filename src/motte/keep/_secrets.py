@@ -311,7 +311,9 @@ def prepare_in_worker(manifest: Manifest, doc: Mapping[str, Any] | None) -> Any:
     forbid_core_dumps()
     if doc.get("encrypted"):
         module, key = decrypt_for_worker(doc["encrypted"])
-        prepared = PreparedWorkload.prepare(manifest, module=module, sealed_key=key)
+        prepared = PreparedWorkload.prepare(
+            manifest, module=module, sealed_key=key, verified_digest=manifest.workload.digest
+        )
     else:
         prepared = PreparedWorkload.prepare(manifest)
     prepared.deliver(GuestSecrets.from_handover(doc["secrets"]))

@@ -238,8 +238,12 @@ class PreparedWorkload:
         module: bytes | None = None,
         package: VerifiedPackage | None = None,
         sealed_key: bytes | None = None,
+        verified_digest: str | None = None,
     ) -> PreparedWorkload:
         """Read, verify, compile (or load from the cache) and link the workload once.
+
+        ``verified_digest``: the digest of ``module`` as its caller just computed it (a
+        module decrypted and checked against its signed digest), not computed again.
 
         ``sealed_key``: the module was decrypted in memory (an encrypted package); its
         compiled code is cached only sealed under this key (motte.keep._secrets).
@@ -263,7 +267,7 @@ class PreparedWorkload:
         else:
             if len(module) > MAX_WORKLOAD_BYTES:
                 raise WorkloadError(f"{where}: workload is larger than 256 MiB")
-            data, digest = module, workload_digest(module)
+            data, digest = module, verified_digest or workload_digest(module)
             if manifest.workload.digest is not None and digest != manifest.workload.digest:
                 raise WorkloadError(
                     f"{where}: the workload's bytes have digest {digest}, "

@@ -273,7 +273,7 @@ def _secrets(value: Any, path: KeyPath, ctx: _Context) -> tuple[Secret, ...]:
                 f"{name!r} is not a secret name (lower-case letters, digits, . _ - and /)",
             )
         if ("file" in table) == ("env" in table):
-            raise Invalid(p, "give file = \"/guest/path\" or env = \"NAME\", exactly one")
+            raise Invalid(p, 'give file = "/guest/path" or env = "NAME", exactly one')
         file = env = None
         if "file" in table:
             file = check_guest_path(table["file"], (*p, "file"))
