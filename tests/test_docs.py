@@ -60,6 +60,7 @@ PAGES = [
             "measure",
             "console",
             "scale",
+            "secrets",
         )
     ),
 ]
