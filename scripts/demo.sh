@@ -89,7 +89,7 @@ pids=""
 cleanup() {
     for pid in $pids; do kill "$pid" 2>/dev/null; done
     for pid in $pids; do wait "$pid" 2>/dev/null; done
-    rm -rf "$ATTESTED_HOME"
+    rm -rf "$ATTESTED_HOME" ${AUTHOR:+"$AUTHOR"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -178,6 +178,65 @@ expect 125 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" --backend sim \
 step "The Steward's audit log" \
 "Every decision, accepted or not, with every rule's outcome (--json for all of it)."
 expect 0 "$MOTTE" steward audit
+
+step "A secret only an attested Keep gets" \
+"The Steward also keeps secrets. A database password goes in from standard input (never the \
+command line), under a release policy: only a package acme signed as acme/db, and the sim \
+keep only because the policy says so. The workload is packaged --encrypt: its module is \
+ciphertext, its key a Steward secret under the same policy."
+"$MOTTE" key new acme-root >/dev/null && "$MOTTE" key new alice >/dev/null \
+    && "$MOTTE" key root init "$ATTESTED_HOME/acme-root" --root-key acme-root --key acme-root >/dev/null \
+    && "$MOTTE" key root delegate "$ATTESTED_HOME/acme-root" acme --signer alice --key acme-root >/dev/null \
+    && "$MOTTE" key root trust "$ATTESTED_HOME/acme-root" --name acme >/dev/null \
+    || { printf 'demo: could not set up acme'"'"'s keys\n' >&2; exit 1; }
+DB_PORT=$(free_port)
+# The author's copy of the workload (the plaintext module) is the author's, not the host's:
+# it lives outside the host's MOTTE_HOME, and goes at exit.
+AUTHOR=$(mktemp -d "${TMPDIR:-/tmp}/motte-demo-author.XXXXXX")
+mkdir "$AUTHOR/secret-db"
+cp examples/secret-db/secret-db.wasm examples/secret-db/release.toml "$AUTHOR/secret-db/"
+sed "s/^port = .*/port = $DB_PORT/" examples/secret-db/Motte.toml >"$AUTHOR/secret-db/Motte.toml"
+PW=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(18))')
+export PW
+printf '%s$ printf %%s "$PW" | %s secret put db-password --policy release.toml%s\n' "$bold" "$MOTTE" "$off"
+printf '%s' "$PW" | "$MOTTE" secret put db-password --policy "$AUTHOR/secret-db/release.toml" \
+    || exit 1
+expect 0 "$MOTTE" package "$AUTHOR/secret-db" --tag acme/db:1.0 --encrypt \
+    --release-policy "$AUTHOR/secret-db/release.toml"
+expect 0 "$MOTTE" sign acme/db:1.0 --key alice
+
+step "The Keep attests, then gets its password and its code" \
+"motte run attests, fetches the ciphertext, asks for the password and the content key with \
+fresh evidence binding a key that exists only in the Keep; the Steward seals both to it. The \
+module is decrypted in memory and checked against its signed digest; the password appears \
+at /run/secrets/db-password (a tmpfs) and in DB_PASSWORD. It serves over TLS 1.3."
+"$MOTTE" run acme/db:1.0 --steward "$STEWARD" --backend sim --allow-insecure-sim \
+    2>"$ATTESTED_HOME/keep-db.log" &
+DB_PID=$!
+pids="$pids $DB_PID"
+wait_for "$ATTESTED_HOME/keep-db.log" "listening: " >/dev/null
+sed 's/^/  /' "$ATTESTED_HOME/keep-db.log"
+expect 0 "$MOTTE" connect "https://127.0.0.1:$DB_PORT/" \
+    --steward-ca "$ATTESTED_HOME/steward/ca.pem" --expect-digest acme/db:1.0 --allow-insecure-sim
+
+step "The host never sees the password" \
+"Grep every file of this demo's MOTTE_HOME (the local store, the compiled-code cache, the \
+Steward's database, both logs) and the process list for the password, and for the module's \
+marker string: nothing (grep and pgrep exit 1). The values exist only in the Steward and in \
+the Keep; the module and its compiled code rest encrypted."
+# Shown with $PW unexpanded: the demo itself never prints the password.
+printf '%s$ grep -r -a -l -F -e "$PW" %s%s\n' "$bold" "$ATTESTED_HOME" "$off"
+grep -r -a -l -F -e "$PW" "$ATTESTED_HOME"
+[ $? -eq 1 ] || { printf 'demo: the password was found in a file\n' >&2; exit 1; }
+printf '%s(exit status 1: in no file)%s\n' "$dim" "$off"
+printf '%s$ pgrep -a -f -- "$PW"%s\n' "$bold" "$off"
+pgrep -a -f -- "$PW"
+[ $? -eq 1 ] || { printf 'demo: the password is in a process'"'"'s arguments\n' >&2; exit 1; }
+printf '%s(exit status 1: in no process'"'"'s arguments)%s\n' "$dim" "$off"
+expect 1 grep -r -a -l -F -e "motte-module-canary" "$ATTESTED_HOME"
+expect 0 "$MOTTE" secret audit
+kill "$DB_PID" 2>/dev/null
+wait "$DB_PID" 2>/dev/null
 
 printf '\n%sDone.%s The Steward and the Keep are stopped and %s removed; the first part kept\n' \
     "$bold" "$off" "$ATTESTED_HOME"
