@@ -142,7 +142,7 @@ ERRORS = [
     (
         'workload = "a.wasm"\nlimit = 3',
         "Motte.toml:2: limit: unknown key (known here: args, "
-        "dir, env, limits, listen, stderr, stdin, stdout, steward, workload)",
+        "dir, env, limits, listen, secret, stderr, stdin, stdout, steward, workload)",
     ),
     (
         'workload = "a.wasm"\nargs = "x"',
@@ -431,3 +431,39 @@ def test_limit_flags_use_the_manifest_rules():
         limit_from_flag("--memory", 0)
     with pytest.raises(UsageError, match="--wall-time -1: must be more than 0"):
         limit_from_flag("--wall-time", -1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[secret]]\nname = "db"', "secret[0]: give file = "),
+        ('[[secret]]\nname = "db"\nfile = "/a"\nenv = "A"', "exactly one"),
+        ('[[secret]]\nname = "db"\nfile = "run/db"', "must be absolute"),
+        ('[[secret]]\nname = "DB"\nenv = "A"', "is not a secret name"),
+        ('[[secret]]\nname = "db"\nenv = "A"\nversion = 0', "a version number from 1"),
+        ('[[secret]]\nname = "db"\nenv = "A"\n[[secret]]\nname = "x"\nenv = "A"', "already goes"),
+        ('[[secret]]\nname = "db"\nenv = "A"\nwhat = 1', "unknown key"),
+    ],
+)
+def test_secret_entries_are_checked(text: str, message: str) -> None:
+    from motte.manifest import ManifestError, parse_manifest
+
+    with pytest.raises(ManifestError) as e:
+        parse_manifest(f'workload = "a.wasm"\n{text}\n', base_dir=Path("/w"), name="Motte.toml")
+    assert message in str(e.value)
+
+
+def test_secret_entries_name_where_each_goes() -> None:
+    from motte.manifest import Secret, parse_manifest
+
+    m = parse_manifest(
+        'workload = "a.wasm"\n[[secret]]\nname = "db"\nfile = "/run/secrets/db"\n'
+        '[[secret]]\nname = "db"\nenv = "DB"\n[[secret]]\nname = "t"\nenv = "T"\nversion = 2\n',
+        base_dir=Path("/w"),
+        name="Motte.toml",
+    )
+    assert m.secret == (
+        Secret("db", file="/run/secrets/db"),
+        Secret("db", env="DB"),
+        Secret("t", env="T", version=2),
+    )
