@@ -43,21 +43,6 @@ TokenFile = Annotated[
         show_default=False,
     ),
 ]
-ClientCert = Annotated[
-    str | None,
-    typer.Option(
-        "--client-cert",
-        metavar="PEM",
-        help="With --steward https://...: a client certificate for mutual TLS.",
-        show_default=False,
-    ),
-]
-ClientKey = Annotated[
-    str | None,
-    typer.Option(
-        "--client-key", metavar="PEM", help="The key of --client-cert.", show_default=False
-    ),
-]
 Db = Annotated[
     str | None,
     typer.Option(
@@ -88,14 +73,10 @@ PolicyOpt = Annotated[
 ]
 
 
-def _admin(
-    steward: str | None, token_file: Path | None, cert: str | None, key: str | None, db: str | None
-) -> Any:
+def _admin(steward: str | None, token_file: Path | None, db: str | None) -> Any:
     from motte.steward import open_secret_admin
 
-    return open_secret_admin(
-        steward, token_file=token_file, client_cert=cert, client_key=key, database=db
-    )
+    return open_secret_admin(steward, token_file=token_file, database=db)
 
 
 def _read_value(from_file: Path | None) -> bytes:
@@ -161,8 +142,6 @@ def put(
     policy: PolicyOpt = None,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
@@ -174,7 +153,7 @@ def put(
     """
     policy_doc = _policy(policy)
     value = _read_value(from_file)
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         info = admin.put(name, value, policy_doc)
         where = admin.where
     if json:
@@ -192,8 +171,6 @@ def rotate(
     from_file: FromFile = None,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
@@ -201,7 +178,7 @@ def rotate(
     to an earlier version (version = N in its Motte.toml) keeps getting that one until it
     is removed (motte secret rm NAME --version N)."""
     value = _read_value(from_file)
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         info = admin.rotate(name, value)
     if json:
         _emit(info)
@@ -222,8 +199,6 @@ def policy_cmd(
     ] = False,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
@@ -231,7 +206,7 @@ def policy_cmd(
     if (policy is None) == (not none):
         raise UsageError("give a policy FILE, or --none")
     policy_doc = _policy(policy)
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         info = admin.set_policy(name, policy_doc)
     if json:
         _emit(info)
@@ -244,13 +219,11 @@ def policy_cmd(
 def list_cmd(
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
     """List the secrets: names, versions, policies (never a value)."""
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         infos = admin.list()
     if json:
         _emit(infos)
@@ -273,13 +246,11 @@ def show(
     name: Name,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
     """A secret's metadata: versions, sizes, times, release policy. Never its value."""
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         info = admin.show(name)
     if json:
         _emit(info)
@@ -297,13 +268,11 @@ def rm(
     ] = None,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
     """Remove a secret (every version: no Keep gets it any more) or one version of it."""
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         result = admin.remove(name, version)
     if json:
         _emit(result)
@@ -343,8 +312,6 @@ def explain(
     ] = None,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
@@ -370,7 +337,7 @@ def explain(
         except OSError as e:
             raise UsageError(f"--evidence {evidence}: {e.strerror}") from None
         ev = Evidence(kind or detect_kind(raw), raw)
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         result = admin.explain(name, ev, workload, statements)
     if json:
         _emit(result)
@@ -393,14 +360,12 @@ def audit(
     ] = None,
     steward: Steward = None,
     token_file: TokenFile = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
     db: Db = None,
     json: Json = False,
 ) -> int:
     """The secrets' audit log, oldest first: every change (who, what) and every release or
     refusal (to which workload and TEE, and why). Never a value."""
-    with _admin(steward, token_file, client_cert, client_key, db) as admin:
+    with _admin(steward, token_file, db) as admin:
         rows = admin.audit(name, limit)
     if json:
         _emit(rows)
@@ -450,7 +415,7 @@ def rekey(
     """
     from motte.steward import rekey_files
 
-    with _admin(None, None, None, None, db) as admin:
+    with _admin(None, None, db) as admin:
         count = rekey_files(admin.steward.secrets, actor=admin.actor, new_key_file=new_key_file)
         key_id = admin.steward.secrets.recorded_key_id()
         where = admin.steward.secrets.key_path

@@ -1,14 +1,11 @@
 """The secret store's admin API: the same operations as the local commands, authenticated.
 
-Never anonymous. A caller proves itself with either
-
-- a **bearer token** (``Authorization: Bearer mat_...``): made by ``motte steward
-  admin-token new NAME --out FILE`` (the token goes to FILE, mode 0600, and nowhere else;
-  the Steward's database keeps its SHA-256 and name, shared by replicas, so a stolen disk
-  or database gives no token), or
-- **mutual TLS**: ``motte steward serve --admin-client-ca CA.pem`` with ``--tls-cert``;
-  then the admin paths also accept a request on a connection whose client certificate
-  chains to that CA (verified in the handshake) instead of a token.
+Never anonymous. A caller proves itself with a **bearer token** (``Authorization: Bearer
+mat_...``): made by ``motte steward admin-token new NAME --out FILE`` (the token goes to
+FILE, mode 0600, and nowhere else; the Steward's database keeps its SHA-256 and name, shared
+by replicas, so a stolen disk or database gives no token). Mutual TLS (a client certificate
+instead of a token) is not built: uvicorn does not hand a request its client certificate,
+so it needs a listener of its own (docs/secrets.md, "Not done").
 
 Routes (JSON; names may hold ``/``, custom methods follow ``:`` as Google's API style does)::
 

@@ -117,9 +117,6 @@ def add_secret_routes(app: FastAPI, steward: Steward) -> None:
 
     def who(request: Request) -> str:
         client = _client(request)
-        tls = request.scope.get("extensions", {}).get("motte.admin-certificate")
-        if tls:
-            return f"admin certificate {tls} from {client}"
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token:
@@ -128,7 +125,7 @@ def add_secret_routes(app: FastAPI, steward: Steward) -> None:
                 return f"admin token {name} from {client}"
             raise AdminAuthError("the admin token is unknown or revoked")
         raise AdminAuthError(
-            "the admin API needs a token (Authorization: Bearer) or a client certificate",
+            "the admin API needs a token (Authorization: Bearer)",
             hint="motte steward admin-token new NAME --out FILE, then --token-file FILE",
         )
 

@@ -6,15 +6,13 @@ plain JSON-able dicts (metadata only: no operation returns a value):
 - locally (no ``--steward``): the Steward under ``MOTTE_HOME/steward`` (its database, its
   master key file), the actor recorded as ``local uid N``;
 - remotely (``--steward URL``): the admin API (motte.steward._admin) with a token from a
-  0600 file (``--token-file``) or a client certificate (``--client-cert``/``--client-key``
-  for mutual TLS). Never anonymous: one of them is required.
+  0600 file (``--token-file``). Never anonymous: a token is required.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import ssl
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -98,25 +96,14 @@ class RemoteSecretAdmin:
         url: str,
         *,
         token: str | None = None,
-        client_cert: str | None = None,
-        client_key: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        if token is None and client_cert is None:
+        if token is None:
             raise AdminAuthError(
-                f"{url}: the admin API is never anonymous: give --token-file FILE, or "
-                "--client-cert and --client-key"
+                f"{url}: the admin API is never anonymous: give --token-file FILE",
+                hint="motte steward admin-token new NAME --out FILE, on the Steward",
             )
-        context = None
-        if client_cert is not None:
-            context = ssl.create_default_context()
-            try:
-                context.load_cert_chain(client_cert, client_key)
-            except (OSError, ssl.SSLError) as e:
-                raise UsageError(f"--client-cert {client_cert}: {e}") from None
-            if not url.startswith("https://"):
-                raise UsageError("a client certificate needs an https:// Steward")
-        self._client = StewardClient(url, timeout=timeout, context=context)
+        self._client = StewardClient(url, timeout=timeout)
         self._token = token
         self.where = f"the Steward at {self._client.url}"
 
@@ -214,14 +201,12 @@ def open_secret_admin(
     steward: str | None = None,
     *,
     token_file: str | os.PathLike[str] | None = None,
-    client_cert: str | None = None,
-    client_key: str | None = None,
     database: str | None = None,
 ) -> LocalSecretAdmin | RemoteSecretAdmin:
     """The local Steward's store (``steward`` None) or a remote one's admin API."""
     if steward is None:
-        if token_file is not None or client_cert is not None:
-            raise UsageError("--token-file and --client-cert go with --steward URL")
+        if token_file is not None:
+            raise UsageError("--token-file goes with --steward URL")
         return LocalSecretAdmin(database)
     if database is not None:
         raise UsageError("--db is for the local Steward; a remote one has its own")
@@ -230,4 +215,4 @@ def open_secret_admin(
         from motte.steward._admin import read_token_file
 
         token = read_token_file(token_file)
-    return RemoteSecretAdmin(steward, token=token, client_cert=client_cert, client_key=client_key)
+    return RemoteSecretAdmin(steward, token=token)
