@@ -186,7 +186,8 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[limits]\nstack = 1',
-        "Motte.toml:3: limits.stack: unknown key (known here: cpu_time, memory, wall_time)",
+        "Motte.toml:3: limits.stack: unknown key (known here: cpu_time, instances, memories, "
+        "memory, output, table_elements, tables, wall_time)",
     ),
     (
         'workload = "a.wasm"\nstdout = "inhert"',

@@ -128,8 +128,9 @@ def test_bad_manifest_names_file_line_and_key(motte, tmp_path, monkeypatch):
     r = motte("run", ".")
     assert r.exit_code == 125
     assert r.stderr == (
-        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: cpu_time, memory, "
-        "wall_time)\n  hint: did you mean 'memory'?\n"
+        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: cpu_time, instances, "
+        "memories, memory, output, table_elements, tables, wall_time)\n"
+        "  hint: did you mean 'memory'?\n"
     )
 
 

@@ -85,19 +85,66 @@ class Dir(Record):
 
 
 class Limits(Record):
-    """Per-instance limits. ``memory`` is in MiB, the times in seconds."""
+    """Limits for the whole guest. ``memory`` (MiB) counts every linear memory and every
+    table; ``memories``, ``tables`` and ``instances`` bound how many the guest may hold,
+    ``table_elements`` each table's size; ``output`` (MiB) bounds what it may write to each
+    output file or captured stream; the times are in seconds."""
 
-    __slots__ = ("cpu_time", "memory", "wall_time")
+    __slots__ = (
+        "cpu_time",
+        "instances",
+        "memories",
+        "memory",
+        "output",
+        "table_elements",
+        "tables",
+        "wall_time",
+    )
     memory: int
     cpu_time: float
     wall_time: float
+    memories: int
+    tables: int
+    instances: int
+    table_elements: int
+    output: int
 
-    def __init__(self, memory: int = 256, cpu_time: float = 60.0, wall_time: float = 300.0):
-        self._set(memory=memory, cpu_time=cpu_time, wall_time=wall_time)
+    def __init__(
+        self,
+        memory: int = 256,
+        cpu_time: float = 60.0,
+        wall_time: float = 300.0,
+        memories: int = 4,
+        tables: int = 8,
+        instances: int = 16,
+        table_elements: int = 100_000,
+        output: int = 64,
+    ):
+        self._set(
+            memory=memory,
+            cpu_time=cpu_time,
+            wall_time=wall_time,
+            memories=memories,
+            tables=tables,
+            instances=instances,
+            table_elements=table_elements,
+            output=output,
+        )
 
     @property
     def memory_bytes(self) -> int:
         return self.memory * 1024 * 1024
+
+    @property
+    def output_bytes(self) -> int:
+        return self.output * 1024 * 1024
+
+
+#: The largest value each count limit takes (what the pooling allocator of a serving Keep is
+#: configured for: motte.keep._engine).
+MAX_COUNT_LIMITS = {"memories": 100, "tables": 100, "instances": 100, "table_elements": 1_000_000}
+#: The most output a guest may be allowed to write to one stream, in MiB (1 TiB).
+MAX_OUTPUT_MIB = 1024 * 1024
 
 
 _DEFAULT_LIMITS = Limits()

@@ -26,7 +26,9 @@ from motte.errors import ConfigError, UsageError
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import (
     INHERIT,
+    MAX_COUNT_LIMITS,
     MAX_MEMORY_MIB,
+    MAX_OUTPUT_MIB,
     MAX_TIME_LIMIT,
     NULL,
     Dir,
@@ -214,15 +216,40 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
     return result
 
 
+def check_count(value: Any, path: KeyPath) -> int:
+    """A count limit (``limits.memories``, ``tables``, ``instances``, ``table_elements``)."""
+    high = MAX_COUNT_LIMITS[str(path[-1])]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number, got {_describe(value)}")
+    if not 1 <= value <= high:
+        raise Invalid(path, f"must be from 1 to {high}, got {value}")
+    return value
+
+
+def check_output(value: Any, path: KeyPath = ("limits", "output")) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number of MiB, got {_describe(value)}")
+    if not 1 <= value <= MAX_OUTPUT_MIB:
+        raise Invalid(path, f"must be from 1 to {MAX_OUTPUT_MIB} MiB, got {value}")
+    return value
+
+
+_LIMIT_CHECKS: dict[str, Callable[[Any, KeyPath], Any]] = {
+    "memory": check_memory,
+    "cpu_time": check_seconds,
+    "wall_time": check_seconds,
+    "memories": check_count,
+    "tables": check_count,
+    "instances": check_count,
+    "table_elements": check_count,
+    "output": check_output,
+}
+
+
 def _limits(value: Any, path: KeyPath, ctx: _Context) -> Limits:
     table = _expect_table(value, path)
-    check_keys(table, {"memory", "cpu_time", "wall_time"}, path)
-    defaults = Limits()
-    return Limits(
-        memory=check_memory(table.get("memory", defaults.memory), (*path, "memory")),
-        cpu_time=check_seconds(table.get("cpu_time", defaults.cpu_time), (*path, "cpu_time")),
-        wall_time=check_seconds(table.get("wall_time", defaults.wall_time), (*path, "wall_time")),
-    )
+    check_keys(table, _LIMIT_CHECKS, path)
+    return Limits(**{k: _LIMIT_CHECKS[k](v, (*path, k)) for k, v in table.items()})
 
 
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
