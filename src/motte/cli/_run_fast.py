@@ -201,9 +201,11 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     if manifest.listen:
         return _serve(workload, opts, launched.identity)
     capture = "capture" if opts.json else None
-    streams = {
+    streams: dict[str, Any] = {
         "stdout": capture if manifest.stdout.kind == "inherit" else None,
         "stderr": capture if manifest.stderr.kind == "inherit" else None,
+        # Captured output (--json) is bounded like an output file: limits.output.
+        "max_output": manifest.limits.output_bytes,
     }
     try:
         if supervise and threading.current_thread() is threading.main_thread():

@@ -198,9 +198,10 @@ def _launch_local(
         # Read once: the bytes whose digest is attested are the bytes that run.
         assert manifest.workload.path is not None
         where = manifest.workload.where or str(manifest.workload.path)
+        from motte._regular_file import read_regular
+
         try:
-            with open(manifest.workload.path, "rb") as f:
-                module = f.read(MAX_WORKLOAD_BYTES + 1)
+            module = read_regular(manifest.workload.path, MAX_WORKLOAD_BYTES)
         except OSError as e:
             raise NotFoundError(
                 f"{where}: cannot read {manifest.workload.path}: {e.strerror}"

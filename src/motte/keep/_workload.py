@@ -68,9 +68,10 @@ def read_workload(workload: Workload) -> tuple[bytes, str]:
     """The workload's bytes and digest; a digest-named workload is verified against its name."""
     path = workload.path if workload.path is not None else blob_path(str(workload.digest))
     where = workload.where or str(path)
+    from motte._regular_file import read_regular
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_WORKLOAD_BYTES + 1)
+        data = read_regular(path, MAX_WORKLOAD_BYTES)
     except FileNotFoundError:
         if workload.digest is not None:
             raise NotFoundError(
@@ -391,7 +392,10 @@ class PreparedWorkload:
         try:
             _capi.set_argv(wasi, argv)
             _capi.set_env(wasi, env)
-            streams.configure(wasi)
+            try:
+                streams.configure(wasi)
+            except OSError as e:
+                raise KeepError(f"{self._where}: {e.strerror}") from None
             for host, guest, writable, where in self._dirs:
                 if not _capi.preopen_dir(wasi, host, guest, writable):
                     raise KeepError(f"{where}: cannot open directory {host}")
@@ -404,11 +408,14 @@ class PreparedWorkload:
         self, streams: Streams, max_output: int, cancel: threading.Event | None
     ) -> _limits.Watch:
         limits = self.manifest.limits
+        bounded = [
+            (name, fd, max_output, False) for name, fd in streams.capture_fds.items() if max_output
+        ]
+        bounded += [(name, fd, limits.output_bytes, True) for name, fd in streams.file_fds.items()]
         return _limits.Watch(
             cpu_time=limits.cpu_time,
             wall_time=limits.wall_time,
-            output_fds=tuple(streams.capture_fds.values()),
-            max_output=max_output,
+            output_fds=tuple(bounded),
             cancel=cancel,
         )
 
