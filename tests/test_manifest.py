@@ -154,7 +154,7 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[env]\nA = 1',
-        "Motte.toml:3: env.A: expected a string, got an integer 1",
+        'Motte.toml:3: env.A: expected a string or { host = "NAME" }, got an integer 1',
     ),
     (
         'workload = "a.wasm"\nenv = { "A=B" = "x" }',
@@ -221,7 +221,7 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[[dir]]\nhost = "d"\nguest = "/d"\nmode = "rw"',
-        "Motte.toml:5: dir[0].mode: unknown key (known here: guest, host, writable)",
+        "Motte.toml:5: dir[0].mode: unknown key (known here: guest, host, name, writable)",
     ),
     (
         'workload = "a.wasm"\ndir = { host = "d" }',

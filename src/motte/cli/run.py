@@ -104,6 +104,17 @@ def run(
             show_default=False,
         ),
     ] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant",
+            metavar="KIND[:NAME][=VALUE]",
+            help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
+            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], stdin=FILE, stdout=FILE, "
+            "stderr=FILE. A package run by reference gets nothing else.",
+            show_default=False,
+        ),
+    ] = None,
     trust_policy: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +146,7 @@ def run(
       motte run acme/web@sha256:... --steward https://steward.example:8440
       motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
       motte run acme/web:1.0 --trust-policy production.toml
+      motte run acme/web:1.0 --grant dir:data=/srv/data --grant listen:web=0.0.0.0:8443
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
@@ -157,6 +169,7 @@ def run(
             allow_insecure_sim=allow_insecure_sim,
             san=list(san or ()),
             trust_policy=trust_policy,
+            grant=list(grant or ()),
         )
     )
 

@@ -618,7 +618,18 @@ class _StoreHandle:
 
 
 def _check_grants(manifest: Manifest) -> None:
-    """Everything the manifest grants must exist before anything is compiled."""
+    """Everything the manifest grants must exist before anything is compiled, and its
+    workload must be inside its directory, symbolic links followed."""
+    workload = manifest.workload
+    if manifest.source is not None and workload.path is not None:
+        real = os.path.realpath(workload.path)
+        base = os.path.realpath(manifest.source.parent)
+        if os.path.commonpath([real, base]) != base:
+            raise KeepError(
+                f"{workload.where}: workload: {workload.path} resolves to {real}, outside the "
+                "manifest's directory",
+                hint="copy the module into the directory instead of linking to it",
+            )
     for d in manifest.dir:
         if not d.host.is_dir():
             what = "no such directory" if not d.host.exists() else "not a directory"

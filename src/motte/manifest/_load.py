@@ -25,13 +25,21 @@ def _display(path: Path) -> str:
     return rel if len(rel) < len(str(path)) else str(path)
 
 
-def parse_manifest(text: str, *, base_dir: Path, name: str = MANIFEST_NAME) -> Manifest:
-    """Parse and validate manifest text; relative paths resolve against ``base_dir``."""
+def parse_manifest(
+    text: str, *, base_dir: Path, name: str = MANIFEST_NAME, package: bool = False
+) -> Manifest:
+    """Parse and validate manifest text; relative paths resolve against ``base_dir``.
+
+    ``package``: the text is a package's Motte.toml, whose paths name nothing on this host
+    yet (its workload comes from the package; its host paths are requests a host grants or
+    not, ``motte.manifest.apply_grants``), so none is looked at on the disk."""
     from motte._toml import key_lines, parse_toml
     from motte.manifest._schema import manifest_from_dict
 
     data = parse_toml(text, source=name, error=ManifestError)
-    return manifest_from_dict(data, base_dir=base_dir, name=name, lines=key_lines(text))
+    return manifest_from_dict(
+        data, base_dir=base_dir, name=name, lines=key_lines(text), package=package
+    )
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
