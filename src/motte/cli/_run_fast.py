@@ -276,7 +276,9 @@ def _say_granted(launched: Any) -> None:
         head = f"{launched.reference}: a package run by reference gets only what this host grants"
     else:
         source = launched.manifest.source
-        shown = os.path.relpath(source) if source is not None else "the manifest"
+        shown = str(source) if source is not None else "the manifest"
+        if source is not None and not os.path.relpath(source).startswith(".."):
+            shown = os.path.relpath(source)
         head = f"{shown}: this host's own manifest, granted as written"
     what = "; ".join(granted.granted) if granted.granted else "it asks for nothing of the host"
     sys.stderr.write(f"motte: {head}: {what}\n")

@@ -368,7 +368,10 @@ def _policy_listen(t: Any) -> list[Grant]:
         if port is not None and port != int(port):
             raise sub.fail("port", "must be a whole number")
         if address is not None:
-            address, _ = parse_listen_value(address, _where(sub, "address"))
+            try:
+                address, _ = parse_listen_value(address, "address")
+            except UsageError as e:
+                raise sub.fail("address", e.message.split(": ", 1)[1], e.hint) from None
             if address is None:
                 raise sub.fail("address", "must be an IP address, not a port")
         sub.done()
@@ -416,7 +419,14 @@ def _read_grants(t: Any) -> Grants:
             continue
         if key not in POLICY_KINDS:
             if key in COMING_KINDS:
-                raise t.fail(key, f"{key} grants are not available in this version of motte")
+                prefix = (*t.path, key)
+                lines = [n for p, n in t.lines.items() if p[: len(prefix)] == prefix]
+                line = f":{min(lines)}" if lines else ""
+                raise GrantError(
+                    f"{t.source}{line}: {key}: {key} grants are not available in this "
+                    "version of motte",
+                    hint=f"the kinds granted today: {', '.join(POLICY_KINDS)}",
+                )
             continue  # refused by done() with the known keys
         out += POLICY_KINDS[key](t, key)
     return Grants(out)

@@ -384,6 +384,7 @@ def manifest_from_dict(
         fields = {TOP_LEVEL[k][0]: TOP_LEVEL[k][1](v, (k,), ctx) for k, v in data.items()}
         if "env" in fields:
             fields["env"], fields["host_env"] = fields["env"]
+        _check_serving_streams(fields, ctx)
     except Invalid as e:
         where = ctx.where(e.path)
         key = format_path(e.path)
@@ -391,6 +392,20 @@ def manifest_from_dict(
             f"{where}: {key}: {e.reason}" if key else f"{where}: {e.reason}", hint=e.hint
         ) from None
     return Manifest(**fields, source=source)
+
+
+def _check_serving_streams(fields: Mapping[str, Any], ctx: _Context) -> None:
+    """A served workload's stdin and stdout are each request's and answer's."""
+    if not fields.get("listen"):
+        return
+    for name, what in (("stdin", "request"), ("stdout", "answer")):
+        stdio = fields.get(name)
+        if stdio is not None and stdio.kind != "inherit":
+            raise ManifestError(
+                f"{ctx.where((name,))}: {name} cannot be set for a workload with [[listen]] "
+                f"entries: each instance's {name} is its client's {what}",
+                hint=f"remove the {name} key",
+            )
 
 
 _REQUIRED_HINTS = {"workload": 'add workload = "main.wasm" (a path) or a sha256: digest'}
