@@ -205,16 +205,18 @@ def _launch_local(
     grants: Grants,
 ) -> Launched:
     from motte.keep._workload import MAX_WORKLOAD_BYTES, PreparedWorkload, WorkloadError
-    from motte.manifest import apply_grants, resolve_target
+    from motte.manifest import resolve_target
 
     manifest = resolve_target(target)
-    # This host's own manifest: granted as written, the --grant flags overriding.
-    granted = apply_grants(manifest, package=None, flags=grants)
-    if manifest.source is None:
-        granted = None  # a bare module or a module digest: the empty grant
-        manifest = overrides.apply(manifest)
-    else:
-        manifest = overrides.apply(granted.manifest)
+    granted = None  # a bare module or a module digest: the empty grant, nothing to resolve
+    if manifest.source is not None or grants:
+        from motte.manifest import apply_grants
+
+        # This host's own manifest: granted as written, the --grant flags overriding (a flag
+        # for a bare module, which asks for nothing, is an error).
+        granted = apply_grants(manifest, package=None, flags=grants)
+        manifest = granted.manifest
+    manifest = overrides.apply(manifest)
     steward = steward or manifest.steward
     _check_flags(steward, backend, sans)
     identity = None
