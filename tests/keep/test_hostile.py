@@ -3,9 +3,12 @@ and a named reason, no traceback, the process's peak RSS under its memory limit 
 documented overhead (docs/running.md, "Limits and exit statuses"), and nothing outside the
 grant read or written.
 
-Peak RSS is the child's own high-water mark (``ru_maxrss`` from ``os.wait4``), measured by the
-kernel: no timing is involved. The guests are WebAssembly text (tests/keep/hostile.py),
-compiled with wasmtime.wat2wasm.
+Peak RSS is the process's own high-water mark (``ru_maxrss`` from ``os.wait4``), measured by
+the kernel: no timing is involved. It is read by a small launcher that forks and execs
+``motte run`` and waits for it: a process started straight from pytest (by vfork) would be
+charged pytest's own peak as well, since Linux keeps the high-water mark of the memory a
+process had before exec. The guests are WebAssembly text (tests/keep/hostile.py), compiled
+with wasmtime.wat2wasm.
 """
 
 from __future__ import annotations
@@ -45,27 +48,39 @@ class Outcome:
         assert self.rss_mib < memory + RSS_OVERHEAD_MIB, self
 
 
+#: Forks (from a small process), execs the command, waits: "STATUS MAXRSS_KIB" to argv[1].
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def motte_run(tmp_path: Path, *args: object, env: dict[str, str] | None = None) -> Outcome:
     """``python -m motte run ARGS`` as its own process; its exit status, output and peak RSS."""
-    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    out, err, measured = tmp_path / "out.log", tmp_path / "err.log", tmp_path / "rusage.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("MOTTE_")}
     child_env.update(MOTTE_HOME=str(tmp_path / "home"), **(env or {}))
     with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "motte", "run", *map(str, args)],
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, measured, "-m", "motte", "run", *map(str, args)],
             stdout=o,
             stderr=e,
             stdin=subprocess.DEVNULL,
             env=child_env,
             cwd=tmp_path,
+            check=True,
+            timeout=300,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    status, maxrss_kib = measured.read_text().split()
     return Outcome(
-        proc.returncode,
+        int(status),
         out.read_text(errors="replace"),
         err.read_text(errors="replace"),
-        usage.ru_maxrss / 1024,  # KiB on Linux
+        int(maxrss_kib) / 1024,
     )
 
 
