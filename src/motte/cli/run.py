@@ -126,11 +126,15 @@ def run(
         ),
     ] = None,
 ) -> int:
-    """Run a WebAssembly workload in a Keep, with exactly what its manifest grants.
+    """Run a WebAssembly workload in a Keep, with exactly what the host grants it.
 
     A bare .wasm gets the empty grant: no files, no environment, no network; its
-    arguments come after --. Flags add to the manifest (--env, --dir) or replace
-    its values (the limits). Defaults: 256 MiB, 60 s CPU, 300 s wall clock.
+    arguments come after --. A package run by reference gets only what its Motte.toml
+    asks for and this host grants (--grant, or MOTTE_HOME/host-policy.toml); a manifest
+    on this host's disk is granted as written. Listeners bind loopback unless a grant
+    says where. Flags add to the manifest (--env, --dir) or replace its values (the
+    limits). Defaults: 256 MiB for all the guest's memories and tables, 60 s CPU, 300 s
+    wall clock.
 
     With a Steward (--steward or the manifest's steward), the Keep first attests: fresh
     key, the Steward's nonce, evidence binding both and the workload digest; only with
