@@ -500,8 +500,17 @@ def test_stop_past_the_deadline_stops_the_instance(tmp_path: Path) -> None:
 
 
 def test_a_manifest_that_sets_stdout_is_refused(tmp_path: Path) -> None:
+    from motte.manifest import ManifestError, Stdio
+
     manifest = g.manifest(tmp_path, g.COUNTER, extra='stdout = { file = "out.txt" }')
-    workload = PreparedWorkload.prepare(load_manifest(manifest))
+    with pytest.raises(ManifestError, match=r"Motte.toml:\d+: stdout cannot be set .* answer"):
+        load_manifest(manifest)  # refused where it is written, naming the line
+    # serve() refuses one built another way too.
+    manifest = g.manifest(tmp_path, g.COUNTER)
+    built = load_manifest(manifest).replace(
+        stdout=Stdio("file", tmp_path / "out.txt", where="Motte.toml:2")
+    )
+    workload = PreparedWorkload.prepare(built)
     with pytest.raises(ServeError, match=r"Motte.toml:\d+: stdout cannot be set .* answer"):
         serve(workload, workload.manifest.listen, None)
 
