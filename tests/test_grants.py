@@ -129,22 +129,31 @@ def test_a_package_is_refused_one_line_per_request(tmp_path):
     assert "host-policy.toml" in (e.value.hint or "")
 
 
-def test_a_privileged_port_needs_a_grant_and_an_unprivileged_one_binds_loopback():
+def test_every_port_needs_a_grant_and_a_granted_one_binds_loopback():
     with pytest.raises(GrantRefusedError) as e:
         apply_grants(package(SERVING), package="acme/web:1")
     assert e.value.missing == (
         "listen web: port 443 (http), a privileged port: --grant listen:web=443 (or another "
         "port: --grant listen:web=8443)",
+        "listen admin: port 9000 (tcp): --grant listen:admin (loopback), or "
+        "--grant listen:admin=ADDRESS:PORT",
     )
     g = apply_grants(
-        package(SERVING), package="acme/web:1", flags=grants_from_flags(["listen:web=0"])
+        package(SERVING),
+        package="acme/web:1",
+        flags=grants_from_flags(["listen:web=0", "listen:admin"]),
     )
-    # Loopback unless a grant says where; an unprivileged port needs no grant.
+    # Loopback unless a grant says where.
     assert [(lst.name, lst.address, lst.port) for lst in g.manifest.listen] == [
         ("web", None, 0),
         ("admin", None, 9000),
     ]
-    policy = Grants([Grant("listen", "web", address="0.0.0.0", port=8443)])
+    policy = Grants(
+        [
+            Grant("listen", "web", address="0.0.0.0", port=8443),
+            Grant("listen", "admin"),
+        ]
+    )
     g = apply_grants(package(SERVING), package="acme/web:1", policy=policy)
     assert (g.manifest.listen[0].address, g.manifest.listen[0].port) == ("0.0.0.0", 8443)
 

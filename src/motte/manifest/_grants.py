@@ -13,9 +13,8 @@ file (:func:`load_host_policy`). :func:`apply_grants` turns a manifest's request
 Keep gets:
 
 * a **package run by reference** gets nothing it asked for that is not granted: each
-  missing grant is one line of a :class:`GrantRefusedError`, with the flag that grants it.
-  The one request served without a grant is a listener on an unprivileged port, and it
-  binds loopback only;
+  missing grant is one line of a :class:`GrantRefusedError`, with the flag that grants it
+  (a listener too: even on loopback, a port is the host's to give);
 * a **manifest on this host's disk** (the operator's own) is granted as written, ``--grant``
   flags overriding; its listeners, too, bind loopback unless a flag says otherwise.
 
@@ -40,7 +39,7 @@ from motte.manifest._model import Dir, Manifest, Stdio
 #: Where the host policy is looked for, in this order (the first that exists is read).
 HOST_POLICY_NAME = "host-policy.toml"
 SYSTEM_HOST_POLICY = Path("/etc/motte") / HOST_POLICY_NAME
-#: A listener below this port needs a grant even for a manifest that binds loopback.
+#: A listener below this port is named as privileged in a refusal (another port is offered).
 FIRST_UNPRIVILEGED_PORT = 1024
 STREAMS = ("stdin", "stdout", "stderr")
 
@@ -590,12 +589,19 @@ def apply_grants(
     for lst in manifest.listen:
         g = find("listen", lst.name)
         port = lst.port if g is None or g.port is None else g.port
-        if g is None and package is not None and lst.port < FIRST_UNPRIVILEGED_PORT:
-            missing.append(
-                f"listen {lst.name}: port {lst.port} ({lst.protocol}), a privileged port: "
-                f"--grant listen:{lst.name}={lst.port} (or another port: "
-                f"--grant listen:{lst.name}=8{lst.port:03d})"
-            )
+        if g is None and package is not None:
+            if lst.port < FIRST_UNPRIVILEGED_PORT:
+                missing.append(
+                    f"listen {lst.name}: port {lst.port} ({lst.protocol}), a privileged port: "
+                    f"--grant listen:{lst.name}={lst.port} (or another port: "
+                    f"--grant listen:{lst.name}=8{lst.port:03d})"
+                )
+            else:
+                missing.append(
+                    f"listen {lst.name}: port {lst.port} ({lst.protocol}): "
+                    f"--grant listen:{lst.name} (loopback), or "
+                    f"--grant listen:{lst.name}=ADDRESS:PORT"
+                )
             continue
         lst = lst.replace(port=port, address=None if g is None else g.address)
         listen.append(lst)

@@ -39,7 +39,11 @@ def test_every_interface_only_when_granted():
 
 @pytest.mark.parametrize(
     ("flags", "address"),
-    [((), None), (("listen:web=127.0.0.1:0",), "127.0.0.1"), (("listen:web=::",), "::")],
+    [
+        (("listen:web",), None),
+        (("listen:web=127.0.0.1:0",), "127.0.0.1"),
+        (("listen:web=::",), "::"),
+    ],
 )
 def test_the_address_comes_from_the_grant_or_the_default(tmp_path, flags, address):
     manifest = parse_manifest(
