@@ -144,10 +144,10 @@ step "A Keep that proves what it is before it fetches anything" \
 "motte run makes a fresh key, gets the Steward's nonce, asks the backend for evidence binding \
 key, workload digest and nonce, and sends it in a CSR. Only with the Steward's certificate \
 does it load the package, by that digest, and serve it over TLS 1.3 with the certificate."
-printf '%s$ %s run demo/http-hello:1.0 --steward %s --backend sim --allow-insecure-sim &%s\n' \
+printf '%s$ %s run demo/http-hello:1.0 --steward %s --backend sim --allow-insecure-sim --grant listen:web &%s\n' \
     "$bold" "$MOTTE" "$STEWARD" "$off"
 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" \
-    --backend sim --allow-insecure-sim 2>"$ATTESTED_HOME/keep.log" &
+    --backend sim --allow-insecure-sim --grant listen:web 2>"$ATTESTED_HOME/keep.log" &
 pids="$pids $!"
 wait_for "$ATTESTED_HOME/keep.log" "listening: " >/dev/null
 sed 's/^/  /' "$ATTESTED_HOME/keep.log"
@@ -173,7 +173,7 @@ step "Refused by the Steward: a name it does not allow" \
 "A Keep asking for a certificate for a name outside the Steward's allow-list is refused \
 before it fetches anything: motte run exits 125 with every failed rule."
 expect 125 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" --backend sim \
-    --allow-insecure-sim --san keep.evil.example
+    --allow-insecure-sim --grant listen:web --san keep.evil.example
 
 step "The Steward's audit log" \
 "Every decision, accepted or not, with every rule's outcome (--json for all of it)."
@@ -211,7 +211,7 @@ fresh evidence binding a key that exists only in the Keep; the Steward seals bot
 module is decrypted in memory and checked against its signed digest; the password appears \
 at /run/secrets/db-password (a tmpfs) and in DB_PASSWORD. It serves over TLS 1.3."
 "$MOTTE" run acme/db:1.0 --steward "$STEWARD" --backend sim --allow-insecure-sim \
-    2>"$ATTESTED_HOME/keep-db.log" &
+    --grant listen:web 2>"$ATTESTED_HOME/keep-db.log" &
 DB_PID=$!
 pids="$pids $DB_PID"
 wait_for "$ATTESTED_HOME/keep-db.log" "listening: " >/dev/null

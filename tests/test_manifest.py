@@ -11,7 +11,6 @@ import pytest
 from motte.errors import ConfigError, NotFoundError, UsageError
 from motte.manifest import (
     INHERIT,
-    NULL,
     Dir,
     Limits,
     Listen,
@@ -32,9 +31,9 @@ FULL = """\
 workload = "app.wasm"
 args = ["--port", "8080"]
 steward = "https://steward.example.com/attest"
-stdin = "null"
-stdout = { file = "logs/out.txt" }
-stderr = "inherit"
+stdin = "inherit"
+stdout = "inherit"
+stderr = { file = "logs/err.txt" }
 
 [env]
 GREETING = "Hello"
@@ -77,9 +76,8 @@ def test_every_key_parses_to_its_value():
     assert m.workload.digest is None
     assert m.args == ("--port", "8080")
     assert m.steward == "https://steward.example.com/attest"
-    assert m.stdin == NULL
-    assert m.stdout == Stdio("file", BASE / "logs" / "out.txt")
-    assert m.stderr == INHERIT
+    assert m.stdin == m.stdout == INHERIT
+    assert m.stderr == Stdio("file", BASE / "logs" / "err.txt")
     assert dict(m.env) == {"GREETING": "Hello", "WITH SPACE": "ok"}
     assert m.dir == (
         Dir(BASE / "data", "/data", writable=False),
@@ -87,6 +85,18 @@ def test_every_key_parses_to_its_value():
     )
     assert m.limits == Limits(memory=64, cpu_time=2.5, wall_time=10.0)
     assert m.listen == (Listen("web", 8443, "http", tls=True), Listen("raw", 9000, "tcp", False))
+
+
+@pytest.mark.parametrize(("key", "value"), [("stdin", '"null"'), ("stdout", '{ file = "o" }')])
+def test_a_served_workload_cannot_set_stdin_or_stdout(key, value):
+    with pytest.raises(ManifestError) as e:
+        parse(
+            f'workload = "a.wasm"\n{key} = {value}\n[[listen]]\nname = "w"\nport = 80\n'
+            'protocol = "http"'
+        )
+    assert e.value.message.startswith(
+        f"Motte.toml:2: {key} cannot be set for a workload with [[listen]] entries"
+    )
 
 
 def test_defaults_are_the_empty_grant():
@@ -154,7 +164,7 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[env]\nA = 1',
-        "Motte.toml:3: env.A: expected a string, got an integer 1",
+        'Motte.toml:3: env.A: expected a string or { host = "NAME" }, got an integer 1',
     ),
     (
         'workload = "a.wasm"\nenv = { "A=B" = "x" }',
@@ -186,7 +196,8 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[limits]\nstack = 1',
-        "Motte.toml:3: limits.stack: unknown key (known here: cpu_time, memory, wall_time)",
+        "Motte.toml:3: limits.stack: unknown key (known here: cpu_time, instances, memories, "
+        "memory, output, table_elements, tables, wall_time)",
     ),
     (
         'workload = "a.wasm"\nstdout = "inhert"',
@@ -220,7 +231,7 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[[dir]]\nhost = "d"\nguest = "/d"\nmode = "rw"',
-        "Motte.toml:5: dir[0].mode: unknown key (known here: guest, host, writable)",
+        "Motte.toml:5: dir[0].mode: unknown key (known here: guest, host, name, writable)",
     ),
     (
         'workload = "a.wasm"\ndir = { host = "d" }',

@@ -26,7 +26,7 @@ def test_equality_ignores_where_and_compares_types():
     assert hash(Dir(Path("/d"), "/d", where="a")) == hash(Dir(Path("/d"), "/d", where="b"))
     assert Limits() != (256, 60.0, 300.0)
     assert repr(Dir(Path("/d"), "/d", where="x")) == (
-        "Dir(guest='/d', host=PosixPath('/d'), writable=False)"
+        "Dir(guest='/d', host=PosixPath('/d'), name='d', writable=False)"
     )
 
 

@@ -296,10 +296,12 @@ def read_text(
     the file as ``name`` (default: the path) and, for a byte that is not UTF-8, its line.
     ``what`` names the kind of file in messages ("manifest", "trust policy").
     """
+    from motte._regular_file import read_regular
+
     name = str(path) if name is None else name
     try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+        # A FIFO or a device fails at once instead of blocking the reader.
+        raw = read_regular(path, max_bytes)
     except FileNotFoundError:
         raise (missing or error)(f"{name}: no such {what}") from None
     except IsADirectoryError:

@@ -156,7 +156,7 @@ def config_set(home: Path, key: str, value: str) -> None:
     path.write_text(re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", path.read_text()))
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
+def wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -197,6 +197,8 @@ def test_keep_served_over_attested_tls_and_checked_by_the_client(tmp_path, home,
             "--backend",
             "sim",
             "--allow-insecure-sim",
+            "--grant",
+            "listen:web",
         ],
         home,
         r"listening: web (https://\S+)",

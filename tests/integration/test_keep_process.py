@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -88,19 +87,28 @@ def test_guest_blocked_in_a_host_call_still_ends_at_its_wall_time(tmp_path, wat)
 
 
 @pytest.mark.parametrize(
-    "wat", [guests.SPIN, guests.sleep_then_exit(20_000)], ids=["spin", "sleep"]
+    "wat", [guests.STARTED_THEN_SPIN, guests.STARTED_THEN_SLEEP], ids=["spin", "sleep"]
 )
 def test_ctrl_c_stops_the_guest(tmp_path, wat):
     mod = guests.compile_to(tmp_path / "g.wasm", wat)
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    grant = f"{signals}:{guests.SIGNALS}:writable"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "motte", "run", str(mod)],
+        [sys.executable, "-m", "motte", "run", "--dir", grant, str(mod)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # let it start and enter the loop
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        # The guest runs (so motte's Ctrl-C handler, installed before it starts, is in place).
+        guests.wait_for_file(signals / "started", "the guest")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert (proc.returncode, out) == (130, "")
     assert err == "motte: guest stopped: interrupted\n"
 

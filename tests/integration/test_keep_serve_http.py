@@ -24,6 +24,7 @@ from motte.keep.serve._server import bind
 from motte.keep.serve._workers import Workers
 from motte.manifest import Listen, load_manifest
 from tests.conftest import REPO
+from tests.keep import guests
 from tests.keep.serve import cgi_guests as g
 from tests.keep.serve.harness import Running, get, read_all
 
@@ -31,6 +32,26 @@ pytestmark = pytest.mark.integration
 
 HELLO = REPO / "examples" / "http-hello" / "Motte.toml"
 LOGGER = "motte.keep.serve"
+
+
+def _held(directory: Path, wat: str, *, limits: str = "cpu_time = 30\nwall_time = 60") -> Path:
+    """A manifest for a guest that signals ``started`` in ``directory/signals`` (and may wait
+    there for ``release``): the test acts once the instance runs, not after a sleep."""
+    (directory / "signals").mkdir()
+    return g.manifest(directory, wat, extra=guests.SIGNALS_DIR, limits="memory = 16\n" + limits)
+
+
+def _refused_soon(port: int, within: float = 60.0) -> bool:
+    """Whether connecting to ``port`` fails within ``within`` seconds (the Keep closes its
+    listening sockets a moment after the stop is asked for)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        except OSError:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +177,8 @@ def test_bad_guest_output_is_a_502_with_the_reason_logged(
     ("wat", "limits", "reason"),
     [
         (g.UNREACHABLE, "cpu_time = 2\nwall_time = 5", "unreachable instruction"),
-        (g.SPIN, "cpu_time = 0.2\nwall_time = 5", "CPU time limit reached: 0.2 s"),
+        # The wall time is far away: a loaded machine reaches the CPU limit first all the same.
+        (g.SPIN, "cpu_time = 0.2\nwall_time = 60", "CPU time limit reached: 0.2 s"),
         (g.SPIN, "cpu_time = 5\nwall_time = 0.2", "wall-clock time limit reached: 0.2 s"),
         (
             g.writes(b"Content-Type: a/b\nConnection: close\n\n"),
@@ -266,20 +288,19 @@ def test_an_idle_keep_alive_connection_is_closed() -> None:
 
 
 def test_saturation_is_a_503_with_retry_after(tmp_path: Path) -> None:
-    wat = g.sleeps_then_writes(1500, b"Content-Type: a/b\n\nslow")
+    wat = guests.started_then_waits_for_release(b"Content-Type: a/b\n\nslow")
     options = ServeOptions(max_instances=1, max_queued=0)
-    with Running(g.manifest(tmp_path, wat), options=options) as keep:
-        answers: list[tuple[int, dict[str, str], bytes]] = []
-        clients = [threading.Thread(target=lambda: answers.append(get(keep, "/"))) for _ in "ab"]
-        for client in clients:
-            client.start()
-            time.sleep(0.3)  # the first holds the only slot while the second arrives
-        for client in clients:
-            client.join()
+    with Running(_held(tmp_path, wat), options=options) as keep:
+        first: list[tuple[int, dict[str, str], bytes]] = []
+        client = threading.Thread(target=lambda: first.append(get(keep, "/")))
+        client.start()
+        guests.wait_for_file(tmp_path / "signals" / "started", "the first request's instance")
+        busy = get(keep, "/")  # while the first holds the only slot, until released
+        (tmp_path / "signals" / "release").touch()
+        client.join(60)
         stats = keep.stop_and_wait()
-    assert sorted(a[0] for a in answers) == [200, 503]
-    busy = next(a for a in answers if a[0] == 503)
-    assert busy[1]["Retry-After"] == "1"
+    assert [(a[0], a[2]) for a in first] == [(200, b"slow")]
+    assert (busy[0], busy[1]["Retry-After"]) == (503, "1")
     assert stats is not None and stats.rejected == 1
 
 
@@ -344,16 +365,16 @@ def test_expect_100_continue(hello: Running) -> None:
 
 
 def test_past_max_connections_a_new_connection_gets_503_at_once(tmp_path: Path) -> None:
-    with Running(HELLO, options=ServeOptions(max_connections=1)) as keep:
+    # The first connection's keep-alive outlasts the client's 30 s timeout: a 503 that
+    # waited for it would fail the test, however fast or slow the machine.
+    options = ServeOptions(max_connections=1, keepalive_timeout=600)
+    with Running(HELLO, options=options) as keep:
         with keep.tls_socket() as first:
             first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert first.recv(65536).startswith(b"HTTP/1.1 200 ")  # holds the only slot
-            started = time.monotonic()
             status, headers, _ = get(keep, "/")
-            refused_in = time.monotonic() - started
         stats = keep.stop_and_wait()
     assert (status, headers["Retry-After"]) == (503, "1")
-    assert refused_in < 5  # not after the first connection's keep-alive timeout (15 s)
     assert stats is not None and stats.rejected == 1
 
 
@@ -362,23 +383,28 @@ def test_a_client_that_never_handshakes_is_closed() -> None:
         Running(HELLO, options=ServeOptions(handshake_timeout=0.3)) as keep,
         keep.plain_socket() as s,
     ):
-        s.settimeout(10)
+        s.settimeout(60)
         assert s.recv(1024) == b""  # closed by the Keep, with nothing sent
 
 
 def test_an_idle_connection_closes_at_once_when_the_keep_stops() -> None:
-    with Running(HELLO) as keep, keep.tls_socket() as s:
+    # A keep-alive far past stop_and_wait's 60 s: a stop that waited for it fails the test.
+    with (
+        Running(HELLO, options=ServeOptions(keepalive_timeout=600)) as keep,
+        keep.tls_socket() as s,
+    ):
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
-        started = time.monotonic()
-        keep.stop_and_wait()  # the connection is idle: no wait for its keep-alive timeout
-        assert time.monotonic() - started < 5
+        keep.stop_and_wait(timeout=60)  # the connection is idle: no wait for its keep-alive
         assert read_all(s) == b""
 
 
 def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path) -> None:
     chatty = g.writes(b"Content-Type: a/b\n\n" + b"z" * 60000)
-    options = ServeOptions(request_timeout=0.5)
+    # One connection at a time: a new one is served (not refused) only once the Keep has
+    # dropped the one that does not read. Its keep-alive is far past the client's 30 s
+    # timeout: a connection left open rather than dropped fails the test.
+    options = ServeOptions(request_timeout=0.5, max_connections=1, keepalive_timeout=600)
     with Running(g.manifest(tmp_path, chatty), options=options) as keep:
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
@@ -388,10 +414,12 @@ def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path) -> No
             # 200 answers of 60 kB, pipelined and never read: more than the socket buffers
             # hold, so the Keep's writes stall.
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
-            time.sleep(2.0)  # past request_timeout
-            started = time.monotonic()
+            deadline = time.monotonic() + 60
+            while (status := get(keep, "/")[0]) == 503:  # the only connection slot is taken
+                assert time.monotonic() < deadline, "the Keep never dropped the stalled client"
+                time.sleep(0.05)
             answer = read_all(s)  # what was buffered, then the end
-            assert time.monotonic() - started < 5  # not the 15 s keep-alive of a live one
+    assert status == 200
     assert answer.count(b"HTTP/1.1 200 ") < 200
 
 
@@ -467,31 +495,30 @@ def _insecure() -> ssl.SSLContext:
 
 
 def test_stop_finishes_in_flight_requests(tmp_path: Path) -> None:
-    wat = g.sleeps_then_writes(1500, b"Content-Type: a/b\n\nfinished")
-    with Running(g.manifest(tmp_path, wat)) as keep:
+    wat = guests.started_then_waits_for_release(b"Content-Type: a/b\n\nfinished")
+    with Running(_held(tmp_path, wat)) as keep:
         result: list[tuple[int, bytes]] = []
         client = threading.Thread(target=lambda: result.append(get(keep, "/")[::2]))
         client.start()
-        time.sleep(0.5)
+        guests.wait_for_file(tmp_path / "signals" / "started", "the request's instance")
         keep.stop.set()  # while the request is in flight
-        time.sleep(0.1)
-        with pytest.raises(OSError):  # no longer accepting
-            socket.create_connection(("127.0.0.1", keep.port()), timeout=2).close()
-        client.join()
+        assert _refused_soon(keep.port())  # no longer accepting
+        (tmp_path / "signals" / "release").touch()  # the instance finishes its answer
+        client.join(60)
         stats = keep.stop_and_wait()
     assert result == [(200, b"finished")]
     assert stats is not None and stats.interrupted == 0
 
 
 def test_stop_past_the_deadline_stops_the_instance(tmp_path: Path) -> None:
-    manifest = g.manifest(tmp_path, g.SPIN, limits="memory = 16\ncpu_time = 30\nwall_time = 30")
+    manifest = _held(tmp_path, guests.STARTED_THEN_SPIN)
     with Running(manifest, options=ServeOptions(stop_timeout=0.3)) as keep:
         result: list[int] = []
         client = threading.Thread(target=lambda: result.append(get(keep, "/")[0]))
         client.start()
-        time.sleep(0.6)  # the request is spinning in its instance
-        stats = keep.stop_and_wait(timeout=20)
-        client.join()
+        guests.wait_for_file(tmp_path / "signals" / "started", "the request's instance")
+        stats = keep.stop_and_wait()  # the instance spins: only the stop ends it
+        client.join(60)
     assert result == [503]
     assert stats is not None and stats.interrupted == 1
 
@@ -500,8 +527,17 @@ def test_stop_past_the_deadline_stops_the_instance(tmp_path: Path) -> None:
 
 
 def test_a_manifest_that_sets_stdout_is_refused(tmp_path: Path) -> None:
+    from motte.manifest import ManifestError, Stdio
+
     manifest = g.manifest(tmp_path, g.COUNTER, extra='stdout = { file = "out.txt" }')
-    workload = PreparedWorkload.prepare(load_manifest(manifest))
+    with pytest.raises(ManifestError, match=r"Motte.toml:\d+: stdout cannot be set .* answer"):
+        load_manifest(manifest)  # refused where it is written, naming the line
+    # serve() refuses one built another way too.
+    manifest = g.manifest(tmp_path, g.COUNTER)
+    built = load_manifest(manifest).replace(
+        stdout=Stdio("file", tmp_path / "out.txt", where="Motte.toml:2")
+    )
+    workload = PreparedWorkload.prepare(built)
     with pytest.raises(ServeError, match=r"Motte.toml:\d+: stdout cannot be set .* answer"):
         serve(workload, workload.manifest.listen, None)
 

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.keep import guests
 from tests.keep.serve import cgi_guests as g
 
 pytestmark = pytest.mark.integration
@@ -85,20 +87,25 @@ def keeps() -> Iterator[list[Keep]]:
 
 
 def serving(
-    tmp_path: Path, keeps: list[Keep], wat: str | None = None, *flags: str
+    tmp_path: Path, keeps: list[Keep], wat: str | None = None, *flags: str, wall_time: int = 60
 ) -> tuple[Keep, int]:
     port = free_port()
     listen = f'name = "web"\nport = {port}\nprotocol = "http"'
     if wat is None:
         text = (REPO / "examples" / "http-hello" / "Motte.toml").read_text()
-        text = text.replace(
-            '"http-hello.wasm"', f'"{REPO / "examples/http-hello/http-hello.wasm"}"'
-        )
+        # The module beside its manifest: a workload outside the directory is refused.
+        shutil.copy(REPO / "examples/http-hello/http-hello.wasm", tmp_path)
         manifest = tmp_path / "Motte.toml"
         manifest.write_text(re.sub(r"port = \d+", f"port = {port}", text))
     else:
+        # A writable preopen where a guest may signal that it runs (guests.started_then).
+        (tmp_path / "signals").mkdir()
         manifest = g.manifest(
-            tmp_path, wat, listen=listen, limits="memory = 16\ncpu_time = 60\nwall_time = 60"
+            tmp_path,
+            wat,
+            listen=listen,
+            limits=f"memory = 16\ncpu_time = {wall_time}\nwall_time = {wall_time}",
+            extra=guests.SIGNALS_DIR,
         )
     keep = Keep(manifest, *flags)
     keeps.append(keep)
@@ -106,7 +113,7 @@ def serving(
     return keep, port
 
 
-def refused_soon(port: int, within: float = 10.0) -> bool:
+def refused_soon(port: int, within: float = 60.0) -> bool:
     """Whether connecting to ``port`` fails within ``within`` seconds (the worker processes
     close their copies of the listening socket a moment after the parent)."""
     deadline = time.monotonic() + within
@@ -156,31 +163,33 @@ def test_serves_the_example_until_sigterm(tmp_path: Path, keeps: list[Keep]) -> 
 
 
 def test_sigterm_finishes_the_request_in_flight(tmp_path: Path, keeps: list[Keep]) -> None:
-    keep, port = serving(tmp_path, keeps, g.sleeps_then_writes(2500, b"Content-Type: a/b\n\ndone"))
+    wat = guests.started_then_waits_for_release(b"Content-Type: a/b\n\ndone")
+    keep, port = serving(tmp_path, keeps, wat)
     result: list[tuple[int, bytes, bytes]] = []
     client = threading.Thread(target=lambda: result.append(request(port)))
     client.start()
-    time.sleep(1.0)
-    keep.proc.send_signal(signal.SIGTERM)
+    guests.wait_for_file(tmp_path / "signals" / "started", "the request's instance")
+    keep.proc.send_signal(signal.SIGTERM)  # while the request is in flight
     keep.wait_for("stopping: waiting up to")
     assert refused_soon(port)  # no new connections once every process has stopped accepting
-    client.join(30)
+    (tmp_path / "signals" / "release").touch()  # the instance finishes its answer
+    client.join(60)
     status, _ = keep.finish()
     assert [r[:2] for r in result] == [(200, b"done")]
     assert status == 0
 
 
 def test_a_second_sigterm_stops_what_is_in_flight(tmp_path: Path, keeps: list[Keep]) -> None:
-    keep, port = serving(tmp_path, keeps, g.SPIN)
+    keep, port = serving(tmp_path, keeps, guests.STARTED_THEN_SPIN, wall_time=600)
     result: list[tuple[int, bytes, bytes]] = []
     client = threading.Thread(target=lambda: result.append(request(port)))
     client.start()
-    time.sleep(1.0)
+    guests.wait_for_file(tmp_path / "signals" / "started", "the request's instance")
     keep.proc.send_signal(signal.SIGTERM)
-    keep.wait_for("stopping: waiting up to 60 s")
+    keep.wait_for("stopping: waiting up to 600 s")
     keep.proc.send_signal(signal.SIGTERM)
-    status, _ = keep.finish(timeout=30)  # long before the 60 s wall time
-    client.join(30)
+    status, _ = keep.finish()  # long before the 600 s wall time: only the SIGTERM ends it
+    client.join(60)
     assert status == 0
     assert [r[0] for r in result] == [503]
     assert "stopping their instances" in keep.stderr
@@ -195,7 +204,8 @@ def test_json_summary(tmp_path: Path, keeps: list[Keep]) -> None:
     assert status == 0
     assert summary["stats"]["requests"] == 1
     assert summary["identity"]["attested"] is False
-    assert summary["listeners"][0]["url"] == f"https://localhost:{port}"
+    # Loopback: nothing granted it another address (issue 23).
+    assert summary["listeners"][0]["url"] == f"https://127.0.0.1:{port}"
     assert summary["digest"].startswith("sha256:")
 
 

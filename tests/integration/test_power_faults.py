@@ -279,7 +279,13 @@ def test_no_wait_for_secondaries_when_the_ups_server_is_gone(tmp_path):
         tmp_path, port, rec, policy="ride_through = 60\ndead_after = 2\nsecondaries_wait = 600"
     )
     events = asyncio.run(
-        rehearse(plan, sc, port, lambda ev: "down" in kinds(ev), timeout=60, stop_simulator_at=1.5)
+        rehearse(
+            plan,
+            sc,
+            port,
+            lambda ev: "down" in kinds(ev),
+            stop_simulator_when=lambda ev: "ONBATT" in kinds(ev),
+        )
     )
     skipped = [e for e in events if e["kind"] == "step-skipped"]
     assert skipped and "FSD could not be set" in skipped[0]["message"]

@@ -41,9 +41,13 @@ def test_flapping_power_counts_as_one_long_cut(tmp_path):
         tmp_path, '[[step]]\nat = 0\nstatus = "OL"\ncharge = 100\nruntime = 900\n' + steps
     )
     plan = lab_plan(tmp_path, port, rec, policy="ride_through = 3\nmains_stable = 2")
-    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "SHUTDOWN" in kinds(ev), timeout=20))
+    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "SHUTDOWN" in kinds(ev)))
     shutdown = first(events, "SHUTDOWN")
-    assert shutdown["ts"] - first(events, "ONBATT")["ts"] == pytest.approx(3, abs=1.0)
+    # The ride-through ran out (never before its 3 s: a busy machine only makes it later);
+    # that it counts from the first cut to the moment is tests/power/test_coordinator.py's
+    # test_flapping_power_does_not_restart_the_ride_through, on a fake clock.
+    assert shutdown["ts"] - first(events, "ONBATT")["ts"] >= 2.5
+    assert "longer than the 3s ride-through" in shutdown["message"]
     assert kinds(events).count("ONBATT") >= 2 and "ridden-out" not in kinds(events)
 
 
@@ -88,7 +92,7 @@ def test_power_returning_mid_shutdown_stops_new_stages_and_brings_hosts_back(tmp
         ready = ["{rec}", "ready"]
         """,
     )
-    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "recovered" in kinds(ev), timeout=25))
+    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "recovered" in kinds(ev)))
     order = [(host, what) for _, host, what in calls(log)]
     # LB started the plan; mains came back while app drained: app finished its stage,
     # nas (the next stage) was never touched, and app came back once the charge held 60%.
@@ -122,7 +126,7 @@ def test_a_host_that_never_confirms_is_given_up_on_and_the_plan_continues(tmp_pa
         confirm = ["{rec}", "still-up?", "0", "1"]
         """,
     )
-    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "down" in kinds(ev), timeout=20))
+    events = asyncio.run(rehearse(plan, sc, port, lambda ev: "down" in kinds(ev)))
     recorded = calls(log)
     order = [(h, w) for _, h, w in recorded if w != "still-up?"]
     assert order == [("app", "poweroff"), ("nas", "drain"), ("nas", "poweroff"), ("pi", "poweroff")]
@@ -144,12 +148,19 @@ def test_the_ups_server_disappearing_on_battery_counts_as_low_battery(tmp_path):
     )
     plan = lab_plan(tmp_path, port, rec, policy="ride_through = 60\ndead_after = 2")
     events = asyncio.run(
-        rehearse(plan, sc, port, lambda ev: "down" in kinds(ev), timeout=25, stop_simulator_at=1.5)
+        rehearse(
+            plan,
+            sc,
+            port,
+            lambda ev: "down" in kinds(ev),
+            stop_simulator_when=lambda ev: "ONBATT" in kinds(ev),  # gone while on battery
+        )
     )
     lost = first(events, "COMMBAD")["ts"]
     shutdown = first(events, "SHUTDOWN")
+    # dead_after, not the 60 s ride_through: the reason says so; 2 s is only a lower bound.
     assert "dead UPS counts as low battery" in shutdown["message"]
-    assert shutdown["ts"] - lost == pytest.approx(2, abs=1.0)  # dead_after, not ride_through
+    assert shutdown["ts"] - lost >= 1.5
     # Without the UPS server, FSD cannot be set; the hosts still go down in order.
     assert [(h, w) for _, h, w in calls(log)] == [
         ("app", "drain"),
@@ -174,7 +185,7 @@ def stop(proc, sig=signal.SIGTERM):
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        return proc.communicate(timeout=15)
+        return proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()
@@ -192,7 +203,7 @@ def wait_until(predicate, timeout, what, *watched):
         time.sleep(0.05)
 
 
-def wait_logins(port, count, timeout=20):
+def wait_logins(port, count, timeout=60):
     """Until ``count`` NUT clients are logged in to the simulator's UPS (NUMLOGINS)."""
     from motte.power.nut import NutClient
 
@@ -247,7 +258,7 @@ def test_a_coordinator_killed_mid_shutdown_resumes_without_repeating(tmp_path, m
         # Kill it hard (a crash, a power blip on the coordinator) while nas is draining.
         wait_until(
             lambda: ("nas", "drain") in [(h, w) for _, h, w in calls(log)],
-            20,
+            60,
             "nas drain",
             watch,
             sim,
@@ -260,7 +271,7 @@ def test_a_coordinator_killed_mid_shutdown_resumes_without_repeating(tmp_path, m
         assert "nas:drain" in state["running"]
         again = start(["power", "watch", "--plan", str(plan), "--json"])
         wait_until(
-            lambda: "down" in kinds(event_log(motte_home)), 25, "the shutdown's end", again, sim
+            lambda: "down" in kinds(event_log(motte_home)), 90, "the shutdown's end", again, sim
         )
         out, _ = stop(again)
     finally:
@@ -290,7 +301,8 @@ def test_a_real_upsmon_secondary_goes_on_our_fsd_and_is_waited_for(tmp_path, mot
         '[[step]]\nat = 0\nstatus = "OL"\n[[step]]\nat = 1\n'
         'status = "OB DISCHRG"\ncharge = 90\nruntime = 900\n',
     )
-    plan = lab_plan(tmp_path, port, rec, policy="ride_through = 2\nsecondaries_wait = 15")
+    # secondaries_wait: far longer than upsmon takes to log out on FSD (it polls every 1 s).
+    plan = lab_plan(tmp_path, port, rec, policy="ride_through = 2\nsecondaries_wait = 60")
     mon = tmp_path / "upsmon"
     mon.mkdir()
     (mon / "upsmon.conf").write_text(
@@ -311,7 +323,7 @@ def test_a_real_upsmon_secondary_goes_on_our_fsd_and_is_waited_for(tmp_path, mot
     sim = start(["power", "simulate", str(sc), "--listen", f"127.0.0.1:{port}", "--json"])
     upsmon = None
     try:
-        time.sleep(0.3)
+        wait_logins(port, 0)  # the simulator listens
         # Its own session: upsmon forks, and both halves must go at the end (by group).
         upsmon = subprocess.Popen(
             ["/lib/nut/upsmon", "-F"],
@@ -323,13 +335,13 @@ def test_a_real_upsmon_secondary_goes_on_our_fsd_and_is_waited_for(tmp_path, mot
         wait_logins(port, 1)  # upsmon is logged in as a secondary before the cut
         watch = start(["power", "watch", "--plan", str(plan), "--json"])
         wait_until(
-            lambda: "down" in kinds(event_log(motte_home)), 40, "the shutdown's end", watch, sim
+            lambda: "down" in kinds(event_log(motte_home)), 120, "the shutdown's end", watch, sim
         )
         stop(watch)
         # upsmon logs out first ("Auto logout and shutdown proceeding"), then runs its command.
         wait_until(
             lambda: ("upsmon", "upsmon-shutdown") in [(h, w) for _, h, w in calls(log)],
-            10,
+            60,
             "upsmon's SHUTDOWNCMD",
         )
     finally:
@@ -348,9 +360,9 @@ def test_a_real_upsmon_secondary_goes_on_our_fsd_and_is_waited_for(tmp_path, mot
         for e in events
         if e["kind"] == "step-done" and e.get("data", {}).get("step") == "secondaries"
     )
-    # The coordinator waited for upsmon's logout (counted in NUMLOGINS), not for its 15 s.
+    # The coordinator waited for upsmon's logout (counted in NUMLOGINS), not for its 60 s.
     assert waited["message"] == "secondaries ok: every secondary logged out"
-    assert waited["ts"] - fsd["ts"] < 10
+    assert waited["ts"] >= fsd["ts"]
     stopped_self = next(
         e for e in events if e["kind"] == "step" and e.get("data", {}).get("step") == "self-stop"
     )
@@ -378,7 +390,7 @@ def test_motte_secondary_follows_the_primary_and_shuts_down_on_fsd(tmp_path, mot
     pw.chmod(0o600)
     sim = start(["power", "simulate", str(sc), "--listen", f"127.0.0.1:{port}"])
     try:
-        time.sleep(0.3)
+        wait_logins(port, 0)  # the simulator listens
         follower = start(
             [
                 "power",
@@ -400,9 +412,9 @@ def test_motte_secondary_follows_the_primary_and_shuts_down_on_fsd(tmp_path, mot
         )
         wait_logins(port, 1)
         watch = start(["power", "watch", "--plan", str(plan), "--json"])
-        f_out, f_err = follower.communicate(timeout=30)
+        f_out, f_err = follower.communicate(timeout=90)
         wait_until(
-            lambda: "down" in kinds(event_log(motte_home)), 30, "the shutdown's end", watch, sim
+            lambda: "down" in kinds(event_log(motte_home)), 90, "the shutdown's end", watch, sim
         )
         stop(watch)
     finally:
@@ -429,7 +441,7 @@ def test_a_login_the_ups_server_refuses_stops_the_watch_with_one_line(tmp_path):
     try:
         wait_logins(port, 0)  # listening
         watch = start(["power", "watch", "--plan", str(plan)])
-        _, err = watch.communicate(timeout=30)
+        _, err = watch.communicate(timeout=60)
     finally:
         stop(sim)
     assert watch.returncode == 1
@@ -459,17 +471,15 @@ def test_the_cli_rehearses_a_whole_power_cut_with_the_examples(tmp_path, motte_h
             str(work / "long-cut.toml"),
             "--listen",
             f"127.0.0.1:{port}",
-            "--stop-after",
-            "2",
-        ],
+        ],  # no --stop-after: a watch that starts late on a busy machine still sees it all
         env=env,
     )
     try:
-        time.sleep(0.3)
+        wait_logins(port, 0)  # the simulator listens
         watch = start(["power", "watch", "--plan", str(plan)], env=env)
         wait_until(
             lambda: "recovered" in kinds(event_log(motte_home, "rehearsal")),
-            45,
+            120,
             "the rehearsal to recover",
             watch,
             sim,

@@ -8,6 +8,7 @@ ridden out. Events and notifications name the UPS that changed.
 import asyncio
 import stat
 import textwrap
+import time
 
 import pytest
 
@@ -112,8 +113,8 @@ def test_one_ups_on_battery_then_low_shuts_the_plan_down_in_order(tmp_path):
     assert onbatt["ups"] == aux_addr and onbatt["message"].startswith("aux: on battery")
     assert lowbatt["ups"] == aux_addr
     assert shutdown["ups"] == f"{rack_addr},{aux_addr}"
+    # At LB, not after the ride-through: the reason says so (no bound on a busy box's time).
     assert shutdown["message"].startswith("rack,aux: shutdown started: the UPS reports low")
-    assert shutdown["ts"] - onbatt["ts"] < 10
     assert [e["ups"] for e in events if e["kind"] == "ONBATT"] == [aux_addr]  # rack stayed OL
     # FSD and shutdown.return went to both UPSes, for each one's secondaries and load
     for port in (rack_port, aux_port):
@@ -144,15 +145,16 @@ def test_a_short_cut_on_the_second_ups_is_ridden_out(tmp_path):
         status = "OL CHRG"
         """,
     )
+    # A ride-through far longer than the 1.5 s cut, however late the watch sees mains return.
     plan = two_ups_plan(
-        tmp_path, rack_port, aux_port, rec, policy="ride_through = 4\nmains_stable = 1"
+        tmp_path, rack_port, aux_port, rec, policy="ride_through = 60\nmains_stable = 1"
     )
     events = asyncio.run(
         rehearse_many(
             plan,
             [(rack, rack_port), (aux, aux_port)],
             lambda ev: "ridden-out" in kinds(ev),
-            timeout=15,
+            timeout=60,
         )
     )
     aux_addr = f"aux@127.0.0.1:{aux_port}"
@@ -172,7 +174,7 @@ def test_a_login_refused_by_either_ups_stops_the_watch_naming_it(tmp_path):
     plan = two_ups_plan(tmp_path, rack_port, aux_port, rec, policy="", aux_user="intruder")
     with pytest.raises(PowerError, match=f"aux@127.0.0.1:{aux_port} refused the login"):
         asyncio.run(
-            rehearse_many(plan, [(rack, rack_port), (aux, aux_port)], lambda ev: False, timeout=10)
+            rehearse_many(plan, [(rack, rack_port), (aux, aux_port)], lambda ev: False, timeout=60)
         )
 
 
@@ -204,11 +206,11 @@ def test_ask_ups_reads_every_ups_and_takes_the_shortest_runtime(tmp_path):
 
 
 def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
-    from motte.power.nut import NutClient
+    from motte.power.nut import NutClient, NutConnectionError
 
     rack_port, aux_port = free_port(), free_port()
     rec, log = recorder(tmp_path)
-    rack = ups_scenario(tmp_path, "rack", ON_LINE + '[[step]]\nat = 0.5\nstatus = "OB LB"\n')
+    rack = ups_scenario(tmp_path, "rack", ON_LINE + '[[step]]\nat = 1\nstatus = "OB LB"\n')
     aux = ups_scenario(tmp_path, "aux", ON_LINE)
     plan = two_ups_plan(
         tmp_path, rack_port, aux_port, rec, policy="ride_through = 30\nsecondaries_wait = 1.5"
@@ -218,8 +220,14 @@ def test_the_wait_for_secondaries_counts_logins_on_every_ups(tmp_path):
         secondary: list[NutClient] = []
 
         async def follow_aux() -> None:  # a NUT secondary of aux only, never logging out
-            await asyncio.sleep(0.3)  # the simulator is up
-            client = await NutClient.connect("127.0.0.1", aux_port)
+            deadline = time.monotonic() + 60
+            while True:  # as soon as the simulator listens (it starts with the rehearsal)
+                try:
+                    client = await NutClient.connect("127.0.0.1", aux_port)
+                    break
+                except NutConnectionError:
+                    assert time.monotonic() < deadline, "the aux simulator never listened"
+                    await asyncio.sleep(0.01)
             await client.authenticate("observer", "pw")
             await client.login("aux")
             secondary.append(client)

@@ -1,8 +1,9 @@
 """Against a real NUT upsd + dummy-ups (Debian nut-server), started here on 127.0.0.1.
 
-The client reads and sets variables and logs in as primary; the coordinator reacts to
-sequence files that cut power briefly (ridden out) and for long (ordered shutdown). Host
-commands are scripts that record when they ran, so order and timing are asserted.
+The client reads and sets variables and logs in as primary; the coordinator reacts to a
+brief cut the test drives (ridden out) and a sequence file's long one (ordered shutdown).
+Host commands are scripts that record when they ran, so order is asserted, and times only
+as lower bounds (a busy machine makes waits longer, never shorter).
 """
 
 import asyncio
@@ -83,15 +84,25 @@ class Upsd:
                     [*prefix, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                 )
             )
-            time.sleep(0.3)
+            if argv[0].endswith("dummy-ups"):
+                # upsd finds the driver by its socket: start it once the socket is there.
+                self._wait(lambda: (state / "dummy-ups-dummy").exists(), "the driver's socket")
         self.ready_at = self._wait_ready()
+
+    def _wait(self, predicate, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.stop()
+                raise AssertionError(f"upsd with dummy-ups: no {what}")
+            time.sleep(0.05)
 
     def _wait_ready(self) -> float:
         async def status():
             async with await NutClient.connect("127.0.0.1", self.port, tls="off", timeout=1) as c:
                 return UpsReading.from_variables(await c.list_var("dummy"))
 
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 if not asyncio.run(status()).waiting:
@@ -126,8 +137,8 @@ class Upsd:
 def upsd_factory():
     started = []
 
-    def start(seq):
-        started.append(Upsd(seq))
+    def start(seq, file="dummy.seq"):
+        started.append(Upsd(seq, file))
         return started[-1]
 
     yield start
@@ -163,7 +174,7 @@ def test_client_reads_sets_and_logs_in_as_primary(upsd_factory):
                 await c.login("dummy")
             await c.authenticate("admin", "adminpass")
             await c.set_var("dummy", "battery.charge", "42")
-            for _ in range(50):  # upsd hands SET to the driver, which answers a moment later
+            for _ in range(600):  # upsd hands SET to the driver, which answers a moment later
                 if await c.get_var("dummy", "battery.charge") == "42":
                     break
                 await asyncio.sleep(0.1)
@@ -183,7 +194,10 @@ def test_client_reads_sets_and_logs_in_as_primary(upsd_factory):
     asyncio.run(main())
 
 
-def run_watch(tmp_path, server, until, *, policy, timeout=40):
+def run_watch(tmp_path, server, until, *, policy, timeout=60, steps=()):
+    """Run the plan's watch until ``until(events)``; each of ``steps`` (predicate, action)
+    acts once, in order, when its predicate first holds: the test drives the UPS by what
+    the watch has seen, not by the clock."""
     rec, log = recorder(tmp_path)
     plan_path = lab_plan(tmp_path, server.port, rec, policy=policy)
     text = (
@@ -199,8 +213,11 @@ def run_watch(tmp_path, server, until, *, policy, timeout=40):
         events = []
         task = asyncio.create_task(Watch(load_plan(plan_path), on_event=events.append).run())
         start = time.monotonic()
+        pending = list(steps)
         try:
             while not until(events):
+                if pending and pending[0][0](events):
+                    pending.pop(0)[1]()
                 if task.done():
                     task.result()
                 assert time.monotonic() - start < timeout, kinds(events)
@@ -213,28 +230,33 @@ def run_watch(tmp_path, server, until, *, policy, timeout=40):
 
 
 def test_a_brief_cut_is_ridden_out(tmp_path, upsd_factory):
-    server = upsd_factory("""\
-        ups.status: OL
-        battery.charge: 100
-        battery.runtime: 1800
-        TIMER 2
-        ups.status: OB DISCHRG
-        battery.charge: 97
-        TIMER 2
-        ups.status: OL CHRG
-        TIMER 600
-        """)
+    # dummy.dev: the test cuts the power as the watch starts, and restores it once the
+    # watch rides through (the 60 s ride-through never runs out however slow the box).
+    server = upsd_factory(
+        "ups.status: OL\nbattery.charge: 100\nbattery.runtime: 1800\n", file="dummy.dev"
+    )
     events, recorded = run_watch(
         tmp_path,
         server,
         lambda ev: "ridden-out" in kinds(ev),
-        policy="ride_through = 6\nmains_stable = 1.5",
+        policy="ride_through = 60\nmains_stable = 1.5",
+        steps=[
+            (
+                lambda ev: True,  # at once: a first reading on battery is an ONBATT too
+                lambda: server.set(
+                    "ups.status: OB DISCHRG\nbattery.charge: 97\nbattery.runtime: 1800\n"
+                ),
+            ),
+            (
+                lambda ev: "riding-through" in kinds(ev),
+                lambda: server.set(
+                    "ups.status: OL CHRG\nbattery.charge: 97\nbattery.runtime: 1800\n"
+                ),
+            ),
+        ],
     )
     assert kinds(events)[:4] == ["ONBATT", "riding-through", "ONLINE", "ridden-out"]
     assert recorded == []  # nothing was drained or stopped
-    assert first(events, "ONLINE")["ts"] - first(events, "ONBATT")["ts"] == pytest.approx(
-        2, abs=1.5
-    )
 
 
 def test_a_long_cut_shuts_down_in_dependency_order(tmp_path, upsd_factory):
@@ -265,8 +287,10 @@ def test_a_long_cut_shuts_down_in_dependency_order(tmp_path, upsd_factory):
     times = [t for t, _, _ in recorded]
     assert times == sorted(times)
     onbatt = first(events, "ONBATT")["ts"]
-    # The plan started once the 3 s ride-through was over (generous bounds on a busy box).
-    assert 2.5 <= times[0] - onbatt <= 6
+    # The plan started once the 3 s ride-through was over, because it was over (a busy box
+    # only makes the wait longer; the exact moment is tests/power/test_coordinator.py's).
+    assert times[0] - onbatt >= 2.5
+    assert "longer than the 3s ride-through" in first(events, "SHUTDOWN")["message"]
     assert any(e["message"] == "fsd ok: FSD set" for e in events)
     # dummy-ups has no shutdown.return: the failure is recorded and the plan goes on.
     assert any(
@@ -311,14 +335,14 @@ def test_motte_secondary_follows_upsd_and_goes_on_fsd(tmp_path, upsd_factory):
             await c.authenticate("admin", "adminpass")
             await c.login("dummy")
             await c.primary("dummy")
-            for _ in range(100):  # until the follower has logged in as a secondary
+            for _ in range(600):  # until the follower (a new process) has logged in as a secondary
                 if await c.get_num_logins("dummy") == 2:
                     break
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("the secondary never logged in")
             await c.fsd("dummy")
-            for _ in range(100):  # the primary waits for it to leave, as upsmon does
+            for _ in range(600):  # the primary waits for it to leave, as upsmon does
                 if await c.get_num_logins("dummy") == 1:
                     return
                 await asyncio.sleep(0.1)
@@ -326,7 +350,7 @@ def test_motte_secondary_follows_upsd_and_goes_on_fsd(tmp_path, upsd_factory):
 
     try:
         asyncio.run(primary())
-        out, err = follower.communicate(timeout=20)
+        out, err = follower.communicate(timeout=60)
     finally:
         if follower.poll() is None:
             follower.kill()

@@ -149,14 +149,18 @@ def test_cli_exit_code_passes_through(motte, guest):
     assert (r.exit_code, r.stderr) == (42, "")
 
 
-def test_component_needing_more_memory_than_the_limit_stops_with_137():
+def test_component_needing_more_memory_than_the_limit_fails_to_prepare():
     from tests.keep.conftest import EXAMPLES
 
     comp = EXAMPLES / "hello-component" / "hello-component.wasm"
-    r = prepare(comp, memory=1).run()
-    assert r.trap.kind == "memory"
-    assert r.status == ExitStatus.MEMORY_LIMIT
-    assert "more memory at start than its limit of 1 MiB" in r.trap.message
+    with pytest.raises(MemoryLimitError) as e:
+        prepare(comp, memory=1)
+    assert e.value.exit_status == ExitStatus.MEMORY_LIMIT
+    # Two memories share the limit, after the tables' worst case (3 tables of 25 elements).
+    assert (
+        "the component needs 1.1 MiB at start in one of its 2 linear memories: limits.memory "
+        "= 1 MiB, less its 3 tables (up to 600 bytes), leaves 511.7 KiB to each memory"
+    ) in e.value.message
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,16 @@ def test_both_parsers_read_the_same_command_line_the_same_way(capfd):
     )
     for key in ("limits", "status", "digest", "trap"):
         assert fast[key] == slow[key]
-    assert fast["limits"] == {"memory": 32, "cpu_time": 2.0, "wall_time": 300.0}
+    assert fast["limits"] == {
+        "memory": 32,
+        "cpu_time": 2.0,
+        "wall_time": 300.0,
+        "memories": 4,
+        "tables": 8,
+        "instances": 16,
+        "table_elements": 100_000,
+        "output": 64,
+    }
 
 
 def test_parse_splits_guest_arguments_at_the_first_double_dash():
@@ -128,8 +137,9 @@ def test_bad_manifest_names_file_line_and_key(motte, tmp_path, monkeypatch):
     r = motte("run", ".")
     assert r.exit_code == 125
     assert r.stderr == (
-        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: cpu_time, memory, "
-        "wall_time)\n  hint: did you mean 'memory'?\n"
+        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: cpu_time, instances, "
+        "memories, memory, output, table_elements, tables, wall_time)\n"
+        "  hint: did you mean 'memory'?\n"
     )
 
 

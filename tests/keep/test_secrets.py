@@ -12,7 +12,7 @@ import pytest
 from motte._nodump import dumpable
 from motte.keep import PreparedWorkload, launch
 from motte.keep._secrets import SecretDeliveryError, deliver, memory_dir
-from motte.manifest import parse_manifest
+from motte.manifest import grants_from_flags, parse_manifest
 from motte.oci import ContentKey, DecryptionError, build_package, parse_reference
 from tests.keep.conftest import EXAMPLES
 from tests.steward.helpers import make_steward
@@ -153,7 +153,13 @@ def test_an_encrypted_package_whose_plaintext_is_not_the_signed_one_never_runs(
         actor="test",
     )
     with steward_server(steward) as url, pytest.raises(DecryptionError) as e:
-        launch("acme/db:6.6", steward=url, backend="sim", allow_insecure_sim=True)
+        launch(
+            "acme/db:6.6",
+            steward=url,
+            backend="sim",
+            allow_insecure_sim=True,
+            grants=grants_from_flags(["listen:web"]),
+        )
     assert "not the signed sha256:eeee" in e.value.message
     assert not dumpable()  # a process that held the content key dumps no core
     assert list((Path(os.environ["MOTTE_HOME"]) / "cache" / "compiled").glob("*")) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_stdio_from_the_manifest(tmp_path, guest):
     mod = guest("echo", guests.ECHO)
     (tmp_path / "in.txt").write_bytes(b"manifest stdin")
     m = parse_manifest(
-        f'workload = "{mod}"\nstdin = {{ file = "in.txt" }}\nstdout = {{ file = "o.txt" }}',
+        f'workload = "{mod.name}"\nstdin = {{ file = "in.txt" }}\nstdout = {{ file = "o.txt" }}',
         base_dir=tmp_path,
     )
     r = PreparedWorkload.prepare(m).run()
@@ -180,12 +181,13 @@ def test_invalid_module(tmp_path):
 
 
 def test_missing_grants_are_named_before_anything_runs(tmp_path):
+    shutil.copy(HELLO, tmp_path / "hello.wasm")
     m = parse_manifest(
-        f'workload = "{HELLO}"\n\n[[dir]]\nhost = "nope"\nguest = "/x"', base_dir=tmp_path
+        'workload = "hello.wasm"\n\n[[dir]]\nhost = "nope"\nguest = "/x"', base_dir=tmp_path
     )
     with pytest.raises(KeepError, match=r"Motte.toml:3: dir.host .*/nope: no such directory"):
         PreparedWorkload.prepare(m)
-    m = parse_manifest(f'workload = "{HELLO}"\nstdin = {{ file = "in" }}', base_dir=tmp_path)
+    m = parse_manifest('workload = "hello.wasm"\nstdin = { file = "in" }', base_dir=tmp_path)
     with pytest.raises(KeepError, match=r"Motte.toml:2: stdin.file .*/in: no such file"):
         PreparedWorkload.prepare(m)
     m = manifest_for_module(tmp_path / "missing.wasm")

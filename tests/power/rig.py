@@ -132,10 +132,13 @@ async def rehearse(
     port: int,
     until: Callable[[list[dict[str, Any]]], bool],
     *,
-    timeout: float = 30.0,
-    stop_simulator_at: float | None = None,
+    timeout: float = 60.0,
+    stop_simulator_when: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Play the scenario and run the watch in this loop until ``until(events)`` or timeout."""
+    """Play the scenario and run the watch in this loop until ``until(events)`` or timeout.
+
+    ``stop_simulator_when(events)``: the UPS server disappears once the watch has seen what
+    the test needs (a condition, not a moment: a busy machine sees it later)."""
     sim = Simulator(load_scenario(scenario_path), port=port)
     await sim.start()
     sim_task = asyncio.create_task(sim.run())
@@ -148,9 +151,9 @@ async def rehearse(
             if watch_task.done():
                 watch_task.result()
                 raise AssertionError("the watch stopped")
-            if stop_simulator_at is not None and time.monotonic() - start >= stop_simulator_at:
+            if stop_simulator_when is not None and stop_simulator_when(events):
                 sim_task.cancel()  # the UPS server disappears
-                stop_simulator_at = None
+                stop_simulator_when = None
             if time.monotonic() - start > timeout:
                 raise AssertionError(f"timed out; events: {[e['kind'] for e in events]}")
             await asyncio.sleep(0.05)
@@ -187,7 +190,7 @@ async def rehearse_many(
     simulators: list[tuple[Path, int]],
     until: Callable[[list[dict[str, Any]]], bool],
     *,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
     said: list[tuple[int, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """As :func:`rehearse`, with one simulator per (scenario, port): a plan with several UPSes.

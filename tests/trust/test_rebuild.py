@@ -115,11 +115,14 @@ def test_a_failing_build_is_attested_as_a_failure_with_its_status_and_last_line(
 
 def test_a_build_past_its_time_is_killed_with_its_children(world, tmp_path):
     pid_file = tmp_path / "child.pid"
-    slow = BUILD_SH + f"sleep 60 &\necho $! > {pid_file}\nwait\n"
+    # The child and its pid come first, and the timeout is far longer than starting a shell
+    # takes on a busy machine: the build never finishes (the child sleeps 600 s), and the
+    # pid is written before the timeout ends it.
+    slow = f"sleep 600 &\necho $! > {pid_file}\n" + BUILD_SH + "wait\n"
     world.release("1.0", b"payload", build_sh=slow, local_build_sh=BUILD_SH)
-    r = rebuild(REF, keys=[world.ci.public], attest=[world.rebuilder], timeout=1)
+    r = rebuild(REF, keys=[world.ci.public], attest=[world.rebuilder], timeout=5)
     assert r.failure == RebuildFailure(
-        "timeout", "build command 'sh build.sh' did not finish in 1 s"
+        "timeout", "build command 'sh build.sh' did not finish in 5 s"
     )
     assert _attested(r) == (REBUILD, "failed", r.failure)
     pid = int(pid_file.read_text())

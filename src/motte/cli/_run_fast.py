@@ -47,6 +47,7 @@ class RunOptions:
         allow_insecure_sim: bool = False,
         san: list[str] | None = None,
         trust_policy: str | None = None,
+        grant: list[str] | None = None,
     ) -> None:
         self.target = target
         self.args = args
@@ -61,6 +62,7 @@ class RunOptions:
         self.allow_insecure_sim = allow_insecure_sim
         self.san = san or []
         self.trust_policy = trust_policy
+        self.grant = grant or []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-insecure-sim", action="store_true")
     p.add_argument("--san", action="append", default=[], metavar="NAME")
     p.add_argument("--trust-policy", metavar="FILE")
+    p.add_argument("--grant", action="append", default=[], metavar="KIND[:NAME][=VALUE]")
     return p
 
 
@@ -107,6 +110,7 @@ def parse(argv: list[str]) -> RunOptions:
         allow_insecure_sim=ns.allow_insecure_sim,
         san=ns.san,
         trust_policy=ns.trust_policy,
+        grant=ns.grant,
     )
 
 
@@ -198,12 +202,16 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
         return int(ExitStatus.RUN_ERROR)
     workload = launched.workload
     manifest = workload.manifest
+    if not opts.json:
+        _say_granted(launched)
     if manifest.listen:
         return _serve(workload, opts, launched.identity)
     capture = "capture" if opts.json else None
-    streams = {
+    streams: dict[str, Any] = {
         "stdout": capture if manifest.stdout.kind == "inherit" else None,
         "stderr": capture if manifest.stderr.kind == "inherit" else None,
+        # Captured output (--json) is bounded like an output file: limits.output.
+        "max_output": manifest.limits.output_bytes,
     }
     try:
         if supervise and threading.current_thread() is threading.main_thread():
@@ -237,11 +245,18 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
 
 
 def _launch(opts: RunOptions) -> Any:
-    """Name the workload, attest it when a Steward is configured, fetch and prepare it."""
+    """Name the workload, attest it when a Steward is configured, fetch, grant and prepare
+    it."""
     from motte.keep import launch
 
+    grants = None
+    if opts.grant:
+        from motte.manifest import grants_from_flags
+
+        grants = grants_from_flags(opts.grant)
     return launch(
         opts.target,
+        grants=grants,
         steward=opts.steward,
         backend=opts.backend,
         allow_insecure_sim=opts.allow_insecure_sim,
@@ -250,6 +265,24 @@ def _launch(opts: RunOptions) -> Any:
         overrides=overrides(opts),
         on_attested=_say_attested,
     )
+
+
+def _say_granted(launched: Any) -> None:
+    """One line (standard error): which mode the run is in, and what crossed the boundary."""
+    granted = launched.granted
+    if granted is None:
+        return  # a bare module: the empty grant, nothing to say
+    if granted.mode == "package":
+        head = f"{launched.reference}: a package run by reference gets only what this host grants"
+    else:
+        source = launched.manifest.source
+        shown = str(source) if source is not None else "the manifest"
+        if source is not None and not os.path.relpath(source).startswith(".."):
+            shown = os.path.relpath(source)
+        head = f"{shown}: this host's own manifest, granted as written"
+    what = "; ".join(granted.granted) if granted.granted else "it asks for nothing of the host"
+    sys.stderr.write(f"motte: {head}: {what}\n")
+    sys.stderr.flush()
 
 
 def _say_attested(identity: Any) -> None:
@@ -350,6 +383,9 @@ def _emit_json(launched: Any, result: Any) -> None:
                 "certificate": identity.certificate.to_dict(),
             },
             "kind": workload.kind,
+            "grants": None
+            if launched.granted is None
+            else {"mode": launched.granted.mode, "granted": list(launched.granted.granted)},
             "cache": workload.cache_status,
             "status": result.status,
             "exit_code": result.exit_code,
@@ -363,9 +399,17 @@ def _emit_json(launched: Any, result: Any) -> None:
             "cpu_time": round(result.cpu_time, 6),
             "memory": result.memory,
             "limits": {
-                "memory": workload.manifest.limits.memory,
-                "cpu_time": workload.manifest.limits.cpu_time,
-                "wall_time": workload.manifest.limits.wall_time,
+                name: getattr(workload.manifest.limits, name)
+                for name in (
+                    "memory",
+                    "cpu_time",
+                    "wall_time",
+                    "memories",
+                    "tables",
+                    "instances",
+                    "table_elements",
+                    "output",
+                )
             },
         }
     )

@@ -104,6 +104,17 @@ def run(
             show_default=False,
         ),
     ] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant",
+            metavar="KIND[:NAME][=VALUE]",
+            help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
+            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], stdin=FILE, stdout=FILE, "
+            "stderr=FILE. A package run by reference gets nothing else.",
+            show_default=False,
+        ),
+    ] = None,
     trust_policy: Annotated[
         str | None,
         typer.Option(
@@ -115,11 +126,15 @@ def run(
         ),
     ] = None,
 ) -> int:
-    """Run a WebAssembly workload in a Keep, with exactly what its manifest grants.
+    """Run a WebAssembly workload in a Keep, with exactly what the host grants it.
 
     A bare .wasm gets the empty grant: no files, no environment, no network; its
-    arguments come after --. Flags add to the manifest (--env, --dir) or replace
-    its values (the limits). Defaults: 256 MiB, 60 s CPU, 300 s wall clock.
+    arguments come after --. A package run by reference gets only what its Motte.toml
+    asks for and this host grants (--grant, or MOTTE_HOME/host-policy.toml); a manifest
+    on this host's disk is granted as written. Listeners bind loopback unless a grant
+    says where. Flags add to the manifest (--env, --dir) or replace its values (the
+    limits). Defaults: 256 MiB for all the guest's memories and tables, 60 s CPU, 300 s
+    wall clock.
 
     With a Steward (--steward or the manifest's steward), the Keep first attests: fresh
     key, the Steward's nonce, evidence binding both and the workload digest; only with
@@ -135,6 +150,7 @@ def run(
       motte run acme/web@sha256:... --steward https://steward.example:8440
       motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
       motte run acme/web:1.0 --trust-policy production.toml
+      motte run acme/web:1.0 --grant dir:data=/srv/data --grant listen:web=0.0.0.0:8443
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
@@ -157,6 +173,7 @@ def run(
             allow_insecure_sim=allow_insecure_sim,
             san=list(san or ()),
             trust_policy=trust_policy,
+            grant=list(grant or ()),
         )
     )
 

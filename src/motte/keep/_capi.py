@@ -121,7 +121,9 @@ _func_call = _c(
 _memory_data_size = _c(
     "wasmtime_memory_data_size", ctypes.c_size_t, _vp, ctypes.POINTER(ffi.wasmtime_memory_t)
 )
+_table_size = _c("wasmtime_table_size", ctypes.c_uint64, _vp, ctypes.POINTER(ffi.wasmtime_table_t))
 _EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
+_EXTERN_TABLE = ffi.WASMTIME_EXTERN_TABLE.value
 _EXTERN_MEMORY = ffi.WASMTIME_EXTERN_MEMORY.value
 
 
@@ -325,3 +327,11 @@ def memory_size(
     if item is None or item.kind != _EXTERN_MEMORY:
         return None
     return int(_memory_data_size(context, ctypes.byref(item.of.memory)))
+
+
+def table_size(context: int, instance: ffi.wasmtime_instance_t, name: bytes) -> int | None:
+    """Elements of an exported table, or None without one."""
+    item = _export(context, instance, name)
+    if item is None or item.kind != _EXTERN_TABLE:
+        return None
+    return int(_table_size(context, ctypes.byref(item.of.table)))

@@ -7,6 +7,9 @@ One configuration, chosen for the sandbox and measured (docs/performance.md):
   example workloads epochs cost next to nothing, fuel costs 15-25 % (bench/compute.py).
 - ``max_wasm_stack`` 512 KiB: deep recursion traps with ``stack overflow``.
 - Cranelift at ``speed``; parallel compilation; the component model for WASI 0.2 commands.
+- No garbage-collected heap (the GC proposal): its objects would live outside the memories
+  and tables whose sum ``limits.memory`` bounds (``motte.keep._declared``). Shared memories
+  stay off too (wasmtime's default): a store's limits do not govern them.
 
 Compiled artifacts are only valid for the engine configuration and wasmtime build that made
 them, so :func:`engine_fingerprint` names both and is part of every cache key.
@@ -61,11 +64,18 @@ POOL_KEEP_RESIDENT = 256 * 1024
 class EngineSettings(Record):
     """The engine configuration. Every field is part of the compiled-artifact cache key."""
 
-    __slots__ = ("component_model", "cranelift_opt_level", "epoch_interruption", "max_wasm_stack")
+    __slots__ = (
+        "component_model",
+        "cranelift_opt_level",
+        "epoch_interruption",
+        "gc",
+        "max_wasm_stack",
+    )
     epoch_interruption: bool
     max_wasm_stack: int
     cranelift_opt_level: str
     component_model: bool
+    gc: bool
 
     def __init__(
         self,
@@ -73,12 +83,14 @@ class EngineSettings(Record):
         max_wasm_stack: int = MAX_WASM_STACK,
         cranelift_opt_level: str = "speed",
         component_model: bool = True,
+        gc: bool = False,
     ) -> None:
         self._set(
             epoch_interruption=epoch_interruption,
             max_wasm_stack=max_wasm_stack,
             cranelift_opt_level=cranelift_opt_level,
             component_model=component_model,
+            gc=gc,
         )
 
     def config(self) -> wasmtime.Config:
@@ -89,6 +101,7 @@ class EngineSettings(Record):
         cfg.max_wasm_stack = self.max_wasm_stack
         cfg.cranelift_opt_level = self.cranelift_opt_level
         cfg.wasm_component_model = self.component_model
+        cfg.wasm_gc = self.gc
         cfg.parallel_compilation = True
         return cfg
 
@@ -128,7 +141,7 @@ def engine_fingerprint(settings: EngineSettings = DEFAULT_SETTINGS) -> str:
     return (
         f"{wasmtime_build()}; {platform.machine()}; epoch={int(settings.epoch_interruption)}; "
         f"stack={settings.max_wasm_stack}; opt={settings.cranelift_opt_level}; "
-        f"cm={int(settings.component_model)}"
+        f"cm={int(settings.component_model)}; gc={int(settings.gc)}"
     )
 
 

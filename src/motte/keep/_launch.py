@@ -29,6 +29,12 @@ it (:func:`motte.trust.enforce`, after the fetch and before anything is prepared
 local file or module digest does not run at all: there is no package to judge. A package's
 own Motte.toml never chooses the policy it is judged by.
 
+**Requests and grants** (:func:`motte.manifest.apply_grants`): a package run by reference
+gets only the host resources this host grants (``--grant`` flags, the host policy file);
+each request without a grant is one line of the refusal, before anything is prepared. A
+manifest on this host's disk is the operator's own and is granted as written (the flags
+override). Either way the listeners bind loopback unless a grant says where.
+
 A package's own ``steward`` cannot be honoured before the package is fetched, so a package
 whose Motte.toml names one must be run with ``--steward``: motte refuses rather than run a
 workload its author meant to be attested.
@@ -47,7 +53,7 @@ from motte.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     from motte.keep._attest import KeepIdentity
     from motte.keep._workload import PreparedWorkload
-    from motte.manifest import Overrides
+    from motte.manifest import Granted, Grants, Overrides
     from motte.oci import Reference
 
 
@@ -61,9 +67,12 @@ class Launched:
         digest: str,
         identity: KeepIdentity | None,
         reference: Reference | None,
+        granted: Granted | None = None,
     ) -> None:
         self.workload = workload
         self.manifest = workload.manifest
+        #: What the host granted, and in which mode (None: a bare module, the empty grant).
+        self.granted = granted
         #: The workload digest attested (the package digest, or the module's for a local run).
         self.digest = digest
         self.identity = identity
@@ -93,15 +102,19 @@ def launch(
     trust_policy: str | os.PathLike[str] | None = None,
     overrides: Overrides | None = None,
     on_attested: Callable[[KeepIdentity], None] | None = None,
+    grants: Grants | None = None,
+    host_policy: str | os.PathLike[str] | None = None,
 ) -> Launched:
     """Attest (when a Steward is configured), fetch, judge (when a trust policy is
-    configured) and prepare ``target``; see the module docstring. ``overrides`` are the
-    command line's changes to the manifest; ``on_attested`` hears of the identity as soon
-    as the Steward has issued it (before anything is fetched)."""
-    if overrides is None:
-        from motte.manifest import Overrides
+    configured), grant and prepare ``target``; see the module docstring. ``overrides`` are
+    the command line's changes to the manifest; ``grants`` its ``--grant`` flags;
+    ``host_policy`` the host policy file (default :func:`motte.manifest.host_policy_path`);
+    ``on_attested`` hears of the identity as soon as the Steward has issued it (before
+    anything is fetched)."""
+    from motte.manifest import Grants, Overrides
 
-        overrides = Overrides()
+    overrides = overrides or Overrides()
+    grants = grants or Grants()
     ref = None if _looks_local(target) else _reference(target)
     policy = _trust_policy_path(trust_policy)
     if ref is None:
@@ -115,13 +128,22 @@ def launch(
                 "reference",
             )
         return _launch_local(
-            target, steward, backend, allow_insecure_sim, sans, overrides, on_attested
+            target, steward, backend, allow_insecure_sim, sans, overrides, on_attested, grants
         )
     from motte.oci import ArtifactNotFoundError
 
     try:
         return _launch_package(
-            ref, steward, backend, allow_insecure_sim, sans, overrides, on_attested, policy
+            ref,
+            steward,
+            backend,
+            allow_insecure_sim,
+            sans,
+            overrides,
+            on_attested,
+            policy,
+            grants,
+            host_policy,
         )
     except ArtifactNotFoundError as e:
         if ref.is_local and not any(c in target for c in ":@"):
@@ -180,11 +202,21 @@ def _launch_local(
     sans: Sequence[str],
     overrides: Overrides,
     on_attested: Callable[[KeepIdentity], None] | None,
+    grants: Grants,
 ) -> Launched:
     from motte.keep._workload import MAX_WORKLOAD_BYTES, PreparedWorkload, WorkloadError
     from motte.manifest import resolve_target
 
-    manifest = overrides.apply(resolve_target(target))
+    manifest = resolve_target(target)
+    granted = None  # a bare module or a module digest: the empty grant, nothing to resolve
+    if manifest.source is not None or grants:
+        from motte.manifest import apply_grants
+
+        # This host's own manifest: granted as written, the --grant flags overriding (a flag
+        # for a bare module, which asks for nothing, is an error).
+        granted = apply_grants(manifest, package=None, flags=grants)
+        manifest = granted.manifest
+    manifest = overrides.apply(manifest)
     steward = steward or manifest.steward
     _check_flags(steward, backend, sans)
     identity = None
@@ -197,16 +229,19 @@ def _launch_local(
         )
     if steward is None:
         workload = PreparedWorkload.prepare(manifest)
-        return Launched(workload, digest=workload.digest, identity=None, reference=None)
+        return Launched(
+            workload, digest=workload.digest, identity=None, reference=None, granted=granted
+        )
     if manifest.workload.digest is not None:
         digest = manifest.workload.digest
     else:
         # Read once: the bytes whose digest is attested are the bytes that run.
         assert manifest.workload.path is not None
         where = manifest.workload.where or str(manifest.workload.path)
+        from motte._regular_file import read_regular
+
         try:
-            with open(manifest.workload.path, "rb") as f:
-                module = f.read(MAX_WORKLOAD_BYTES + 1)
+            module = read_regular(manifest.workload.path, MAX_WORKLOAD_BYTES)
         except OSError as e:
             raise NotFoundError(
                 f"{where}: cannot read {manifest.workload.path}: {e.strerror}"
@@ -227,7 +262,7 @@ def _launch_local(
     if confidential is not None:
         workload.deliver(confidential.secrets)
         workload.confidential = confidential
-    return Launched(workload, digest=digest, identity=identity, reference=None)
+    return Launched(workload, digest=digest, identity=identity, reference=None, granted=granted)
 
 
 def _launch_package(
@@ -239,10 +274,15 @@ def _launch_package(
     overrides: Overrides,
     on_attested: Callable[[KeepIdentity], None] | None,
     trust_policy: Path | None = None,
+    grants: Grants | None = None,
+    host_policy: str | os.PathLike[str] | None = None,
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
-    from motte.manifest import Workload, parse_manifest
+    from motte.manifest import Workload, apply_grants, load_host_policy, parse_manifest
     from motte.oci import open_package, open_repository, pull
+
+    # Read first: a malformed host policy stops the run before anything is fetched.
+    policy = load_host_policy(None if host_policy is None else Path(host_policy))
 
     _check_flags(steward, backend, sans)
     digest = ref.digest
@@ -279,9 +319,9 @@ def _launch_package(
         text = package.manifest.decode("utf-8")
     except UnicodeDecodeError as e:
         raise WorkloadError(f"{name}: not UTF-8 text (byte {e.start})") from None
-    # Host paths a package's manifest grants (dir.host, file streams) are relative to the
-    # directory motte run is started in: a package carries no host files.
-    manifest = parse_manifest(text, base_dir=Path.cwd(), name=name)
+    # A package's host paths (dir.host, file streams) are requests: they name nothing until
+    # this host grants them (apply_grants, below). A package carries no host files.
+    manifest = parse_manifest(text, base_dir=Path.cwd(), name=name, package=True)
     # The module runs from the package, named by its digest (in the local store, verified
     # on every read), never from a file the manifest's path would name here.
     manifest = manifest.replace(workload=Workload(digest=package.module_digest, where=name))
@@ -291,7 +331,15 @@ def _launch_package(
             "attested before fetching it",
             hint=f"run it with --steward {manifest.steward}",
         )
-    manifest = overrides.apply(manifest)
+    repository = f"{ref.registry}/{ref.repository}" if ref.registry else ref.repository
+    granted = apply_grants(
+        manifest,
+        package=str(ref),
+        flags=grants,
+        policy=policy.for_package(repository),
+        policy_source=policy.source,
+    )
+    manifest = overrides.apply(granted.manifest)
     encryption = package.encryption
     if (manifest.secret or encryption is not None) and identity is None:
         what = "is encrypted" if encryption is not None else "asks for secrets"
@@ -301,7 +349,9 @@ def _launch_package(
         )
     if not manifest.secret and encryption is None:
         workload = PreparedWorkload.prepare(manifest, package=package)
-        return Launched(workload, digest=digest, identity=identity, reference=pinned)
+        return Launched(
+            workload, digest=digest, identity=identity, reference=pinned, granted=granted
+        )
     from motte.keep._secrets import obtain
 
     assert steward is not None and identity.source is not None
@@ -323,4 +373,4 @@ def _launch_package(
         workload = PreparedWorkload.prepare(manifest, package=package)
     workload.deliver(confidential.secrets)
     workload.confidential = confidential
-    return Launched(workload, digest=digest, identity=identity, reference=pinned)
+    return Launched(workload, digest=digest, identity=identity, reference=pinned, granted=granted)

@@ -7,7 +7,8 @@ the guest's own thread whenever the deadline passes. The callback:
 - stops the guest when the wall-clock deadline has passed;
 - stops it when the thread's CPU time (``time.thread_time``, which counts exactly the thread
   the guest runs on, host calls included) exceeds the CPU limit;
-- stops it when captured output has grown past its bound;
+- stops it when an output file or captured stream has grown past its bound (checked by
+  its size: a guest stops within one tick of passing it);
 - stops it when the caller's ``cancel`` event is set (``motte run`` sets it on Ctrl-C), or
   when a KeyboardInterrupt arrives while the guest runs on the main thread;
 - otherwise extends the deadline by one tick.
@@ -63,8 +64,8 @@ class Watch:
         "cpu_limit",
         "cpu_start",
         "id",
-        "max_output",
         "output_fds",
+        "output_hit",
         "stopped",
         "wall_deadline",
         "wall_limit",
@@ -76,16 +77,18 @@ class Watch:
         *,
         cpu_time: float,
         wall_time: float,
-        output_fds: tuple[int, ...] = (),
-        max_output: int = 0,
+        output_fds: tuple[tuple[str, int, int, bool], ...] = (),
         cancel: threading.Event | None = None,
     ) -> None:
         self.id = next(_ids)
         self.cancel = cancel
         self.cpu_limit = cpu_time
         self.wall_limit = wall_time
+        #: (stream name, descriptor, most bytes it may hold, whether it is a file rather than
+        #: a capture) for each bounded output.
         self.output_fds = output_fds
-        self.max_output = max_output
+        #: The output that passed its bound: (stream name, the bound, whether a file).
+        self.output_hit: tuple[str, int, bool] | None = None
         self.wall_start = self.wall_deadline = self.cpu_start = 0.0
         #: Why the guest was stopped, or None while it may run.
         self.stopped: str | None = None
@@ -115,10 +118,10 @@ class Watch:
             return WALL_TIME
         if time.thread_time() - self.cpu_start >= self.cpu_limit:
             return CPU_TIME
-        if self.max_output:
-            for fd in self.output_fds:
-                if os.fstat(fd).st_size > self.max_output:
-                    return OUTPUT_LIMIT
+        for name, fd, bound, file in self.output_fds:
+            if os.fstat(fd).st_size > bound:
+                self.output_hit = (name, bound, file)
+                return OUTPUT_LIMIT
         return None
 
 

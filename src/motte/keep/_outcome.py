@@ -5,7 +5,8 @@ Trap kinds (``Trap.kind``, stable strings for ``--json`` and scripts) and exit s
 
     cpu_time, wall_time        a limit was reached              152, 142
     memory                     the module needs more memory at start than limits.memory  137
-    output_limit               captured output grew past its bound (in-process API)      134
+    output_limit               an output file (limits.output) or a captured stream grew past
+                               its bound                                                 134
     interrupted                Ctrl-C                                                    130
     stack_overflow, unreachable, memory_out_of_bounds, integer_division_by_zero, ...
                                a wasm trap (wasmtime's trap code, lower case)            134
@@ -189,6 +190,15 @@ def classify(error: BaseException, watch: _limits.Watch, limits: Limits) -> Trap
     import wasmtime
 
     detail = str(error)
+    if watch.stopped == _limits.OUTPUT_LIMIT and watch.output_hit is not None:
+        name, bound, file = watch.output_hit
+        size = f"{bound / 2**20:g} MiB"
+        text = (
+            f"output limit reached: more than {size} written to the {name} file (limits.output)"
+            if file
+            else f"captured output exceeded its bound: more than {size} on {name}"
+        )
+        return Trap(_limits.OUTPUT_LIMIT, text, detail)
     if watch.stopped is not None:
         return limit_trap(watch.stopped, limits, detail)
     if isinstance(error, wasmtime.Trap):

@@ -12,13 +12,15 @@ What each stream accepts (``StdinSpec`` / ``OutputSpec``):
     "null"             nothing in, output discarded
     bytes (stdin)      exactly these bytes, then end of file
     "capture"          (stdout/stderr) kept in memory and returned in the RunResult
-    pathlib.Path       a file: stdin reads it, output creates or truncates it
+    pathlib.Path       a file: stdin reads it, output creates or truncates it (opened here,
+                       so that its size can be watched: limits.output)
     int                an open file descriptor (a pipe or a file) the caller owns
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import threading
 from pathlib import Path
@@ -103,6 +105,8 @@ class Streams:
         self._stdout = stdout
         self._stderr = stderr
         self.capture_fds: dict[str, int] = {}
+        #: Output files this instance opened (and closes), by stream name.
+        self.file_fds: dict[str, int] = {}
 
     def configure(self, wasi: int) -> None:
         """Configure the raw ``wasi_config_t *`` ``wasi`` (see ``motte.keep._capi``)."""
@@ -126,7 +130,17 @@ class Streams:
                 self.capture_fds[name] = fd
                 _capi.stdio_file(wasi, name, _fd_path(fd), may_block=False)
             elif isinstance(spec, Path):
-                _capi.stdio_file(wasi, name, os.fsencode(spec))
+                # Opened here, then by wasmtime through /proc: the Keep keeps a descriptor
+                # to watch the file's size by (limits.output).
+                # Non-blocking: a FIFO nobody reads fails at once (ENXIO) instead of hanging.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NONBLOCK
+                try:
+                    fd = os.open(spec, flags, 0o666)
+                except OSError as e:
+                    why = "a FIFO that no process reads" if e.errno == errno.ENXIO else e.strerror
+                    raise OSError(e.errno, f"{name} file {spec}: {why}") from None
+                self.file_fds[name] = fd
+                _capi.stdio_file(wasi, name, _fd_path(fd))
             elif isinstance(spec, int) and not isinstance(spec, bool):
                 _capi.stdio_file(wasi, name, _fd_path(spec))
             elif spec != "null":
@@ -156,5 +170,9 @@ class Streams:
         return b"".join(chunks)
 
     def close(self) -> None:
-        """Nothing to close: capture memfds belong to their thread and are reused."""
+        """Close the output files opened here (capture memfds belong to their thread and are
+        reused)."""
         self.capture_fds.clear()
+        for fd in self.file_fds.values():
+            os.close(fd)
+        self.file_fds.clear()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from motte._digest import workload_digest
 from motte.errors import ExitStatus, MotteError, NotFoundError, UsageError
-from motte.keep import _capi, _limits, _outcome
+from motte.keep import _capi, _declared, _limits, _outcome
 from motte.keep._cache import CompiledCache, cache_key
 from motte.keep._engine import DEFAULT_SETTINGS, EngineSettings, Runtime, runtime
 from motte.keep._outcome import RunResult, Trap
@@ -39,11 +39,6 @@ WASM_MAGIC = b"\0asm"
 MODULE = "module"
 COMPONENT = "component"
 WASIP2_RUN_PREFIX = "wasi:cli/run@0.2."
-#: Store limits beside memory: generous for real programs, finite for hostile ones.
-MAX_TABLE_ELEMENTS = 1_000_000
-MAX_INSTANCES = 100
-MAX_TABLES = 100
-MAX_MEMORIES = 100
 
 
 class KeepError(MotteError):
@@ -74,9 +69,10 @@ def read_workload(workload: Workload) -> tuple[bytes, str]:
     """The workload's bytes and digest; a digest-named workload is verified against its name."""
     path = workload.path if workload.path is not None else blob_path(str(workload.digest))
     where = workload.where or str(path)
+    from motte._regular_file import read_regular
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_WORKLOAD_BYTES + 1)
+        data = read_regular(path, MAX_WORKLOAD_BYTES)
     except FileNotFoundError:
         if workload.digest is not None:
             raise NotFoundError(
@@ -144,16 +140,19 @@ def load_compiled(
     *,
     use_cache: bool = True,
     sealed_key: bytes | None = None,
+    variant: str = "",
 ) -> tuple[Any, str]:
     """The compiled module or component, and how it was obtained: ``hit``, ``compiled``
     (nothing cached) or ``recompiled (<why the entry was refused>)``. With ``sealed_key``
-    (an encrypted module) the entry is read and written only sealed under that key."""
+    (an encrypted module) the entry is read and written only sealed under that key.
+    ``variant`` names a rewriting of the workload's bytes (``data`` is then the rewritten
+    module; ``digest`` stays the original's) so that its artifact is cached apart."""
     import wasmtime
 
     if not use_cache:
         return _compile(rt.engine, data, kind, where), "compiled"
     cache = CompiledCache()
-    name = cache_key(digest, kind, rt.fingerprint, sealed=sealed_key is not None)
+    name = cache_key(digest, kind + variant, rt.fingerprint, sealed=sealed_key is not None)
     artifact = cache.load_sealed(name, sealed_key) if sealed_key is not None else cache.load(name)
     status = "compiled" if cache.last_miss == "missing" else f"recompiled ({cache.last_miss})"
     if artifact is not None:
@@ -194,8 +193,12 @@ class PreparedWorkload:
         digest: str,
         compiled: Any,
         cache_status: str,
+        budget: _declared.Budget,
+        measure: Measure | None = None,
     ) -> None:
         self.manifest = manifest
+        self._budget = budget
+        self._measure = measure or Measure()
         self.kind = kind
         self.digest = digest
         self.cache_status = cache_status
@@ -274,12 +277,37 @@ class PreparedWorkload:
                     f"not {manifest.workload.digest}"
                 )
         kind = detect_kind(data, where)
+        shape = _declared.declared(data, kind)
+        try:
+            budget = _declared.store_budget(shape, manifest.limits, kind)
+        except _declared.BudgetError as e:
+            raise MemoryLimitError(f"{where}: {e.message}", hint=e.hint) from None
+        measure, variant = None, ""
+        runs = data
+        if kind == MODULE and shape is not None:
+            measure = Measure.of(shape)
+            if any(_declared.hidden(shape)):
+                runs, variant = _declared.export_everything(data, shape), "+exported-v1"
         rt = runtime(settings)
         compiled, status = load_compiled(
-            rt, data, digest, kind, where, use_cache=use_cache, sealed_key=sealed_key
+            rt,
+            runs,
+            digest,
+            kind,
+            where,
+            use_cache=use_cache,
+            sealed_key=sealed_key,
+            variant=variant,
         )
         prepared = cls(
-            manifest, rt=rt, kind=kind, digest=digest, compiled=compiled, cache_status=status
+            manifest,
+            rt=rt,
+            kind=kind,
+            digest=digest,
+            compiled=compiled,
+            cache_status=status,
+            budget=budget,
+            measure=measure,
         )
         prepared._start_function = kind == MODULE and _capi.has_start(data)
         return prepared
@@ -303,6 +331,8 @@ class PreparedWorkload:
             digest=self.digest,
             compiled=compiled,
             cache_status=self.cache_status,
+            budget=self._budget,
+            measure=self._measure,
         )
         moved._start_function = self._start_function
         if self.secrets is not None:
@@ -330,16 +360,6 @@ class PreparedWorkload:
                 f"{self._where}: not a WASI command: it exports no _start function",
                 hint="build it as a command (a main function), not a library or reactor",
             )
-        limit = self.manifest.limits.memory_bytes
-        for export in module.exports:
-            if isinstance(export.type, wasmtime.MemoryType):
-                need = export.type.limits.min * 65536
-                if need > limit:
-                    raise MemoryLimitError(
-                        f"{self._where}: the module needs {need / 2**20:.1f} MiB of memory at "
-                        f"start, more than limits.memory = {self.manifest.limits.memory} MiB",
-                        hint="raise limits.memory (or --memory)",
-                    )
         linker = wasmtime.Linker(self._rt.engine)
         linker.define_wasi()
         try:
@@ -415,7 +435,10 @@ class PreparedWorkload:
         try:
             _capi.set_argv(wasi, argv)
             _capi.set_env(wasi, env)
-            streams.configure(wasi)
+            try:
+                streams.configure(wasi)
+            except OSError as e:
+                raise KeepError(f"{self._where}: {e.strerror}") from None
             for host, guest, writable, where in self._dirs:
                 if not _capi.preopen_dir(wasi, host, guest, writable):
                     raise KeepError(f"{where}: cannot open directory {host}")
@@ -428,11 +451,14 @@ class PreparedWorkload:
         self, streams: Streams, max_output: int, cancel: threading.Event | None
     ) -> _limits.Watch:
         limits = self.manifest.limits
+        bounded = [
+            (name, fd, max_output, False) for name, fd in streams.capture_fds.items() if max_output
+        ]
+        bounded += [(name, fd, limits.output_bytes, True) for name, fd in streams.file_fds.items()]
         return _limits.Watch(
             cpu_time=limits.cpu_time,
             wall_time=limits.wall_time,
-            output_fds=tuple(streams.capture_fds.values()),
-            max_output=max_output,
+            output_fds=tuple(bounded),
             cancel=cancel,
         )
 
@@ -461,17 +487,17 @@ class PreparedWorkload:
     ) -> RunResult:
         """A module's instance, its store handled through the C API alone (the hot path of
         a Keep serving requests)."""
-        limits = self.manifest.limits
+        budget = self._budget
         store, context = _capi.store_new(self._engine)
         try:
             _capi.set_wasi(context, wasi)
             _capi.store_limits(
                 store,
-                memory_size=limits.memory_bytes,
-                table_elements=MAX_TABLE_ELEMENTS,
-                instances=MAX_INSTANCES,
-                tables=MAX_TABLES,
-                memories=MAX_MEMORIES,
+                memory_size=budget.memory_size,
+                table_elements=budget.table_elements,
+                instances=budget.instances,
+                tables=budget.tables,
+                memories=budget.memories,
             )
             watch = self._watch(streams, max_output, cancel)
             with self._rt.ticker:
@@ -506,8 +532,8 @@ class PreparedWorkload:
             exit_code = e.code
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
             trap = _outcome.classify(e, watch, limits)
-            return None, trap, _capi.memory_size(context, instance)
-        return exit_code, None, _capi.memory_size(context, instance)
+            return None, trap, self._measure.held(context, instance)
+        return exit_code, None, self._measure.held(context, instance)
 
     def _instantiation_failed(
         self, e: Exception, watch: _limits.Watch
@@ -527,16 +553,16 @@ class PreparedWorkload:
     ) -> RunResult:
         import wasmtime
 
-        limits = self.manifest.limits
+        budget = self._budget
         store = wasmtime.Store(self._rt.engine)
         try:
             _capi.set_wasi(_capi.address(store._context()), wasi)
             store.set_limits(
-                memory_size=limits.memory_bytes,
-                table_elements=MAX_TABLE_ELEMENTS,
-                instances=MAX_INSTANCES,
-                tables=MAX_TABLES,
-                memories=MAX_MEMORIES,
+                memory_size=budget.memory_size,
+                table_elements=budget.table_elements,
+                instances=budget.instances,
+                tables=budget.tables,
+                memories=budget.memories,
             )
             watch = self._watch(streams, max_output, cancel)
             with self._rt.ticker:
@@ -573,6 +599,51 @@ class PreparedWorkload:
         return exit_code, None, None
 
 
+class Measure:
+    """How to read what a module's instance holds after a run: its memories and growable
+    tables by export name (``motte.keep._declared`` exports those it keeps to itself), plus
+    its fixed-size tables, counted from their declaration."""
+
+    __slots__ = ("fixed_bytes", "memories", "tables")
+
+    def __init__(
+        self,
+        memories: tuple[bytes, ...] = (b"memory",),
+        tables: tuple[bytes, ...] = (),
+        fixed_bytes: int = 0,
+    ) -> None:
+        self.memories = memories
+        self.tables = tables
+        self.fixed_bytes = fixed_bytes
+
+    @classmethod
+    def of(cls, shape: _declared.Declared) -> Measure:
+        memories = tuple(
+            shape.exported_memories.get(i, f"{_declared.HIDDEN_MEMORY}{i}").encode()
+            for i in range(len(shape.memories))
+        )
+        tables, fixed = [], 0
+        for i, (low, high) in enumerate(shape.tables):
+            if high == low:
+                fixed += low * _declared.TABLE_ELEMENT_BYTES
+            else:
+                tables.append(shape.exported_tables.get(i, f"{_declared.HIDDEN_TABLE}{i}").encode())
+        return cls(memories, tuple(tables), fixed)
+
+    def held(self, context: int, instance: Any) -> int | None:
+        """Bytes of every memory and table of ``instance``, or None when none is found."""
+        total, found = self.fixed_bytes, bool(self.fixed_bytes)
+        for name in self.memories:
+            size = _capi.memory_size(context, instance, name)
+            if size is not None:
+                total, found = total + size, True
+        for name in self.tables:
+            size = _capi.table_size(context, instance, name)
+            if size is not None:
+                total, found = total + size * _declared.TABLE_ELEMENT_BYTES, True
+        return total if found else None
+
+
 class _StoreHandle:
     """What ``motte.keep._limits.Watch`` asks of a store, for one made through ``_capi``."""
 
@@ -590,7 +661,18 @@ class _StoreHandle:
 
 
 def _check_grants(manifest: Manifest) -> None:
-    """Everything the manifest grants must exist before anything is compiled."""
+    """Everything the manifest grants must exist before anything is compiled, and its
+    workload must be inside its directory, symbolic links followed."""
+    workload = manifest.workload
+    if manifest.source is not None and workload.path is not None:
+        real = os.path.realpath(workload.path)
+        base = os.path.realpath(manifest.source.parent)
+        if os.path.commonpath([real, base]) != base:
+            raise KeepError(
+                f"{workload.where}: workload: {workload.path} resolves to {real}, outside the "
+                "manifest's directory",
+                hint="copy the module into the directory instead of linking to it",
+            )
     for d in manifest.dir:
         if not d.host.is_dir():
             what = "no such directory" if not d.host.exists() else "not a directory"

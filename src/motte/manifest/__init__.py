@@ -50,6 +50,8 @@ from motte.manifest._model import (
 )
 
 __all__ = [
+    "COMING_KINDS",
+    "GRANT_KINDS",
     "INHERIT",
     "MANIFEST_NAME",
     "MAX_MANIFEST_BYTES",
@@ -57,6 +59,12 @@ __all__ = [
     "MAX_TIME_LIMIT",
     "NULL",
     "Dir",
+    "Grant",
+    "GrantError",
+    "GrantRefusedError",
+    "Granted",
+    "Grants",
+    "HostPolicy",
     "Limits",
     "Listen",
     "Manifest",
@@ -65,9 +73,14 @@ __all__ = [
     "Secret",
     "Stdio",
     "Workload",
+    "apply_grants",
     "dir_from_flag",
     "env_from_flag",
+    "grant_from_flag",
+    "grants_from_flags",
+    "host_policy_path",
     "limit_from_flag",
+    "load_host_policy",
     "load_manifest",
     "manifest_for_digest",
     "manifest_for_module",
@@ -81,6 +94,27 @@ __all__ = [
 _LAZY = dict.fromkeys(
     ("dir_from_flag", "env_from_flag", "limit_from_flag", "overrides_from_flags"),
     "motte.manifest._schema",
+)
+
+_LAZY.update(
+    dict.fromkeys(
+        (
+            "COMING_KINDS",
+            "GRANT_KINDS",
+            "Grant",
+            "GrantError",
+            "GrantRefusedError",
+            "Granted",
+            "Grants",
+            "HostPolicy",
+            "apply_grants",
+            "grant_from_flag",
+            "grants_from_flags",
+            "host_policy_path",
+            "load_host_policy",
+        ),
+        "motte.manifest._grants",
+    )
 )
 
 __getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from motte._digest import check_digest
-from motte.errors import NotFoundError
+from motte.errors import NotFoundError, UsageError
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import MANIFEST_NAME, Manifest, Workload
 
@@ -25,13 +25,21 @@ def _display(path: Path) -> str:
     return rel if len(rel) < len(str(path)) else str(path)
 
 
-def parse_manifest(text: str, *, base_dir: Path, name: str = MANIFEST_NAME) -> Manifest:
-    """Parse and validate manifest text; relative paths resolve against ``base_dir``."""
+def parse_manifest(
+    text: str, *, base_dir: Path, name: str = MANIFEST_NAME, package: bool = False
+) -> Manifest:
+    """Parse and validate manifest text; relative paths resolve against ``base_dir``.
+
+    ``package``: the text is a package's Motte.toml, whose paths name nothing on this host
+    yet (its workload comes from the package; its host paths are requests a host grants or
+    not, ``motte.manifest.apply_grants``), so none is looked at on the disk."""
     from motte._toml import key_lines, parse_toml
     from motte.manifest._schema import manifest_from_dict
 
     data = parse_toml(text, source=name, error=ManifestError)
-    return manifest_from_dict(data, base_dir=base_dir, name=name, lines=key_lines(text))
+    return manifest_from_dict(
+        data, base_dir=base_dir, name=name, lines=key_lines(text), package=package
+    )
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -69,22 +77,31 @@ def manifest_for_digest(digest: str) -> Manifest:
 def resolve_target(target: str) -> Manifest:
     """What ``motte run TARGET`` means: a digest, a directory with a Motte.toml, a manifest
     file, or a module (recognised by the wasm magic number, whatever its name)."""
+    if not target:
+        raise UsageError(
+            "the workload is empty: name a .wasm file, a Motte.toml, a directory holding one, "
+            "a sha256: digest or a package reference",
+            hint="e.g. motte run examples/hello",
+        )
     if target.startswith("sha256:"):
         return manifest_for_digest(target)
     path = Path(target)
     if path.is_dir():
         manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
+        if not os.path.lexists(manifest_path):
             raise NotFoundError(
                 f"{target}: a directory without a {MANIFEST_NAME}",
                 hint=f"point at a .wasm file, or write {manifest_path}",
             )
         return load_manifest(manifest_path)
+    from motte._regular_file import NotRegularFileError, read_regular
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        head = read_regular(path, 3)
     except FileNotFoundError:
         raise NotFoundError(f"{target}: no such file") from None
+    except NotRegularFileError as e:
+        raise UsageError(f"{target}: {e.strerror}, not a workload or a manifest") from None
     except OSError as e:
         raise NotFoundError(f"{target}: cannot read: {e.strerror}") from None
     if head == WASM_MAGIC:

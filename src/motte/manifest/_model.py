@@ -71,48 +71,115 @@ NULL = Stdio("null")
 
 
 class Dir(Record):
-    """A host directory preopened for the guest at ``guest``; read-only unless ``writable``."""
+    """A host directory preopened for the guest at ``guest``; read-only unless ``writable``.
+    ``name`` is what a host grants it by (``--grant dir:NAME=HOSTPATH``); by default the
+    guest path's last part (``/data`` -> ``data``, ``/`` -> ``root``)."""
 
-    __slots__ = ("guest", "host", "where", "writable")
+    __slots__ = ("guest", "host", "name", "where", "writable")
     _uncompared = frozenset({"where"})
     host: Path
     guest: str
     writable: bool
     where: str
+    name: str
 
-    def __init__(self, host: Path, guest: str, writable: bool = False, where: str = "") -> None:
-        self._set(host=host, guest=guest, writable=writable, where=where)
+    def __init__(
+        self, host: Path, guest: str, writable: bool = False, where: str = "", name: str = ""
+    ) -> None:
+        self._set(
+            host=host, guest=guest, writable=writable, where=where, name=name or dir_name(guest)
+        )
+
+
+def dir_name(guest: str) -> str:
+    """The default name of a directory granted at ``guest`` (a normalised absolute path)."""
+    import re
+
+    last = guest.rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", last)[:63] or "root"
 
 
 class Limits(Record):
-    """Per-instance limits. ``memory`` is in MiB, the times in seconds."""
+    """Limits for the whole guest. ``memory`` (MiB) counts every linear memory and every
+    table; ``memories``, ``tables`` and ``instances`` bound how many the guest may hold,
+    ``table_elements`` each table's size; ``output`` (MiB) bounds what it may write to each
+    output file or captured stream; the times are in seconds."""
 
-    __slots__ = ("cpu_time", "memory", "wall_time")
+    __slots__ = (
+        "cpu_time",
+        "instances",
+        "memories",
+        "memory",
+        "output",
+        "table_elements",
+        "tables",
+        "wall_time",
+    )
     memory: int
     cpu_time: float
     wall_time: float
+    memories: int
+    tables: int
+    instances: int
+    table_elements: int
+    output: int
 
-    def __init__(self, memory: int = 256, cpu_time: float = 60.0, wall_time: float = 300.0):
-        self._set(memory=memory, cpu_time=cpu_time, wall_time=wall_time)
+    def __init__(
+        self,
+        memory: int = 256,
+        cpu_time: float = 60.0,
+        wall_time: float = 300.0,
+        memories: int = 4,
+        tables: int = 8,
+        instances: int = 16,
+        table_elements: int = 100_000,
+        output: int = 64,
+    ):
+        self._set(
+            memory=memory,
+            cpu_time=cpu_time,
+            wall_time=wall_time,
+            memories=memories,
+            tables=tables,
+            instances=instances,
+            table_elements=table_elements,
+            output=output,
+        )
 
     @property
     def memory_bytes(self) -> int:
         return self.memory * 1024 * 1024
+
+    @property
+    def output_bytes(self) -> int:
+        return self.output * 1024 * 1024
+
+
+#: The largest value each count limit takes (what the pooling allocator of a serving Keep is
+#: configured for: motte.keep._engine).
+MAX_COUNT_LIMITS = {"memories": 100, "tables": 100, "instances": 100, "table_elements": 1_000_000}
+#: The most output a guest may be allowed to write to one stream, in MiB (1 TiB).
+MAX_OUTPUT_MIB = 1024 * 1024
 
 
 _DEFAULT_LIMITS = Limits()
 
 
 class Listen(Record):
-    """A listener the Keep owns and serves (declared here, served by ``motte.keep.serve``)."""
+    """A listener the Keep owns and serves (declared here, served by ``motte.keep.serve``).
 
-    __slots__ = ("name", "port", "protocol", "tls", "where")
+    ``address`` is where it binds: the host's decision, never the manifest's (a grant or a
+    flag sets it, ``motte.manifest.apply_grants``). None is loopback: 127.0.0.1 and, where
+    the host has it, ::1. ``port`` 0 (only from a grant) binds any free port."""
+
+    __slots__ = ("address", "name", "port", "protocol", "tls", "where")
     _uncompared = frozenset({"where"})
     name: str
     port: int
     protocol: Literal["http", "tcp"]
     tls: bool
     where: str
+    address: str | None
 
     def __init__(
         self,
@@ -121,8 +188,9 @@ class Listen(Record):
         protocol: Literal["http", "tcp"],
         tls: bool = True,
         where: str = "",
+        address: str | None = None,
     ) -> None:
-        self._set(name=name, port=port, protocol=protocol, tls=tls, where=where)
+        self._set(name=name, port=port, protocol=protocol, tls=tls, where=where, address=address)
 
 
 class Secret(Record):
@@ -180,6 +248,7 @@ class Manifest(Record):
         "args",
         "dir",
         "env",
+        "host_env",
         "limits",
         "listen",
         "secret",
@@ -194,6 +263,10 @@ class Manifest(Record):
     workload: Workload
     args: tuple[str, ...]
     env: Mapping[str, str]
+    #: Variables asked for from the host's environment: the guest's name -> the host's.
+    #: Requests only: :func:`motte.manifest.apply_grants` turns the granted ones into
+    #: ``env`` values; a Keep never reads the host's environment itself.
+    host_env: Mapping[str, str]
     stdin: Stdio
     stdout: Stdio
     stderr: Stdio
@@ -220,11 +293,13 @@ class Manifest(Record):
         steward: str | None = None,
         source: Path | None = None,
         secret: tuple[Secret, ...] = (),
+        host_env: Mapping[str, str] = _EMPTY,
     ) -> None:
         self._set(
             workload=workload,
             args=tuple(args),
             env=_frozen_env(env),
+            host_env=_frozen_env(host_env),
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -256,9 +331,12 @@ class Manifest(Record):
         }
         merged_dirs = self.dir + tuple(dirs)
         check_unique_guest_paths(merged_dirs)
+        env = env or {}
         return self.replace(
             args=self.args if args is None else tuple(args),
-            env={**self.env, **(env or {})},
+            env={**self.env, **env},
+            # A value given on the command line replaces the host's that was asked for.
+            host_env={k: v for k, v in self.host_env.items() if k not in env},
             dir=merged_dirs,
             limits=self.limits.replace(**changes) if changes else self.limits,
         )

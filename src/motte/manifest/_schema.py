@@ -26,7 +26,9 @@ from motte.errors import ConfigError, UsageError
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import (
     INHERIT,
+    MAX_COUNT_LIMITS,
     MAX_MEMORY_MIB,
+    MAX_OUTPUT_MIB,
     MAX_TIME_LIMIT,
     NULL,
     Dir,
@@ -44,16 +46,23 @@ from motte.manifest._model import (
 class _Context:
     """What validators need: where relative paths start and how to name a location."""
 
-    def __init__(self, base_dir: Path, name: str, lines: Mapping[KeyPath, int]) -> None:
+    def __init__(
+        self, base_dir: Path, name: str, lines: Mapping[KeyPath, int], package: bool = False
+    ) -> None:
         self.base_dir = base_dir
         self.name = name
         self.lines = lines
+        #: A package's manifest (its paths name nothing on this host's disk yet).
+        self.package = package
 
     def where(self, path: KeyPath) -> str:
         line = line_of(dict(self.lines), path)
         return f"{self.name}:{line}" if line is not None else self.name
 
     def host_path(self, text: str) -> Path:
+        if self.package:
+            # A request: kept as the package wrote it (normalised), never resolved here.
+            return Path(posixpath.normpath(text))
         return _absolute(self.base_dir / Path(text))
 
 
@@ -154,6 +163,18 @@ def _workload(value: Any, path: KeyPath, ctx: _Context) -> Workload:
             raise Invalid(path, str(e)) from None
     if not text:
         raise Invalid(path, "is empty")
+    # The module is part of the package: beside Motte.toml or below it, never a host file
+    # elsewhere (a manifest from someone else's directory would have motte read it).
+    rel = posixpath.normpath(text.replace("\\", "/"))
+    if text.startswith("/") or rel == ".." or rel.startswith("../"):
+        raise Invalid(
+            path,
+            f"{text!r} is outside the manifest's directory: the workload must be a relative "
+            "path inside it",
+            hint="put the module beside Motte.toml (or below it) and name it relatively",
+        )
+    # A symbolic link out of the directory is refused when the module is read
+    # (motte.keep checks every path a manifest names before anything runs).
     return Workload(path=ctx.host_path(text), where=where)
 
 
@@ -163,13 +184,19 @@ def _args(value: Any, path: KeyPath, ctx: _Context) -> tuple[str, ...]:
     return tuple(_expect_str(v, (*path, i)) for i, v in enumerate(value))
 
 
-def _env(value: Any, path: KeyPath, ctx: _Context) -> dict[str, str]:
+def _env(value: Any, path: KeyPath, ctx: _Context) -> tuple[dict[str, str], dict[str, str]]:
+    """(the values given, the variables asked for from the host: guest name -> host name)."""
     table = _expect_table(value, path)
-    out = {}
+    out, host = {}, {}
     for name, v in table.items():
         check_env_name(name, (*path, name))
-        out[name] = _expect_str(v, (*path, name))
-    return out
+        if isinstance(v, dict):
+            check_keys(v, {"host"}, (*path, name))
+            wanted = _expect_str(_require(v, "host", (*path, name)), (*path, name, "host"))
+            host[name] = check_env_name(wanted, (*path, name, "host"))
+        else:
+            out[name] = _expect_str(v, (*path, name), 'a string or { host = "NAME" }')
+    return out, host
 
 
 def _stdio(value: Any, path: KeyPath, ctx: _Context) -> Stdio:
@@ -197,7 +224,7 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
     out = []
     for i, table in enumerate(_array_of_tables(value, path)):
         p = (*path, i)
-        check_keys(table, {"host", "guest", "writable"}, p)
+        check_keys(table, {"host", "guest", "writable", "name"}, p)
         host = _expect_str(_require(table, "host", p), (*p, "host"))
         if not host:
             raise Invalid((*p, "host"), "is empty")
@@ -205,7 +232,22 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
         writable = table.get("writable", False)
         if not isinstance(writable, bool):
             raise Invalid((*p, "writable"), f"expected true or false, got {_describe(writable)}")
-        out.append(Dir(ctx.host_path(host), guest, writable, where=ctx.where(p)))
+        name = table.get("name", "")
+        if "name" in table and not (
+            isinstance(name, str) and _LISTENER_NAME.fullmatch(name) is not None
+        ):
+            raise Invalid((*p, "name"), f"{name!r}: use 1 to 63 letters, digits, '-' or '_'")
+        d = Dir(ctx.host_path(host), guest, writable, where=ctx.where(p), name=name)
+        for j, other in enumerate(out):
+            if other.guest == d.guest:
+                break  # reported below, as a guest path granted twice
+            if other.name == d.name:
+                raise Invalid(
+                    (*p, "name" if "name" in table else "guest"),
+                    f"directory name {d.name!r} is already used by dir[{j}]",
+                    hint="give each [[dir]] its own name = ...: a host grants it by that name",
+                )
+        out.append(d)
     result = tuple(out)
     try:
         check_unique_guest_paths(result)
@@ -215,15 +257,40 @@ def _dirs(value: Any, path: KeyPath, ctx: _Context) -> tuple[Dir, ...]:
     return result
 
 
+def check_count(value: Any, path: KeyPath) -> int:
+    """A count limit (``limits.memories``, ``tables``, ``instances``, ``table_elements``)."""
+    high = MAX_COUNT_LIMITS[str(path[-1])]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number, got {_describe(value)}")
+    if not 1 <= value <= high:
+        raise Invalid(path, f"must be from 1 to {high}, got {value}")
+    return value
+
+
+def check_output(value: Any, path: KeyPath = ("limits", "output")) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number of MiB, got {_describe(value)}")
+    if not 1 <= value <= MAX_OUTPUT_MIB:
+        raise Invalid(path, f"must be from 1 to {MAX_OUTPUT_MIB} MiB, got {value}")
+    return value
+
+
+_LIMIT_CHECKS: dict[str, Callable[[Any, KeyPath], Any]] = {
+    "memory": check_memory,
+    "cpu_time": check_seconds,
+    "wall_time": check_seconds,
+    "memories": check_count,
+    "tables": check_count,
+    "instances": check_count,
+    "table_elements": check_count,
+    "output": check_output,
+}
+
+
 def _limits(value: Any, path: KeyPath, ctx: _Context) -> Limits:
     table = _expect_table(value, path)
-    check_keys(table, {"memory", "cpu_time", "wall_time"}, path)
-    defaults = Limits()
-    return Limits(
-        memory=check_memory(table.get("memory", defaults.memory), (*path, "memory")),
-        cpu_time=check_seconds(table.get("cpu_time", defaults.cpu_time), (*path, "cpu_time")),
-        wall_time=check_seconds(table.get("wall_time", defaults.wall_time), (*path, "wall_time")),
-    )
+    check_keys(table, _LIMIT_CHECKS, path)
+    return Limits(**{k: _LIMIT_CHECKS[k](v, (*path, k)) for k, v in table.items()})
 
 
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -347,15 +414,19 @@ def manifest_from_dict(
     name: str,
     lines: Mapping[KeyPath, int],
     source: Path | None = None,
+    package: bool = False,
 ) -> Manifest:
     """Validate parsed TOML into a Manifest; raise :class:`ManifestError` naming key and line."""
-    ctx = _Context(base_dir, name, lines)
+    ctx = _Context(base_dir, name, lines, package)
     try:
         check_keys(data, TOP_LEVEL, ())
         for key in REQUIRED:
             if key not in data:
                 raise Invalid((), f"missing required key {key!r}", _REQUIRED_HINTS.get(key))
         fields = {TOP_LEVEL[k][0]: TOP_LEVEL[k][1](v, (k,), ctx) for k, v in data.items()}
+        if "env" in fields:
+            fields["env"], fields["host_env"] = fields["env"]
+        _check_serving_streams(fields, ctx)
     except Invalid as e:
         where = ctx.where(e.path)
         key = format_path(e.path)
@@ -363,6 +434,20 @@ def manifest_from_dict(
             f"{where}: {key}: {e.reason}" if key else f"{where}: {e.reason}", hint=e.hint
         ) from None
     return Manifest(**fields, source=source)
+
+
+def _check_serving_streams(fields: Mapping[str, Any], ctx: _Context) -> None:
+    """A served workload's stdin and stdout are each request's and answer's."""
+    if not fields.get("listen"):
+        return
+    for name, what in (("stdin", "request"), ("stdout", "answer")):
+        stdio = fields.get(name)
+        if stdio is not None and stdio.kind != "inherit":
+            raise ManifestError(
+                f"{ctx.where((name,))}: {name} cannot be set for a workload with [[listen]] "
+                f"entries: each instance's {name} is its client's {what}",
+                hint=f"remove the {name} key",
+            )
 
 
 _REQUIRED_HINTS = {"workload": 'add workload = "main.wasm" (a path) or a sha256: digest'}

@@ -46,8 +46,9 @@ class ServeOptions(Record):
     its last (408 past it), and for writing the response. ``keepalive_timeout``: how long an
     idle keep-alive connection is kept. ``handshake_timeout``: the TLS handshake.
     ``stop_timeout``: how long a graceful stop waits for in-flight work (None: the
-    manifest's wall_time) before stopping it. ``host``: the address to listen on (None: all
-    interfaces).
+    manifest's wall_time) before stopping it. ``host``: the address every listener binds,
+    replacing each one's own (None: each listener's ``address``, which the host's grant
+    sets; loopback when none does).
     """
 
     __slots__ = (

@@ -64,6 +64,22 @@ def _describe(listener: BoundListener, identity: TlsIdentity | None) -> str:
     return f"{kind}, TLS 1.3, {trust}"
 
 
+def bound_to(listener: BoundListener) -> str:
+    """Where a listener is bound, and what that reaches: ``127.0.0.1:8443 and [::1]:8443,
+    loopback only``."""
+    from motte._net import is_loopback_host
+
+    shown = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in listener.addresses]
+    hosts = [h for h, _ in listener.addresses]
+    if any(h in ("::", "0.0.0.0") for h in hosts):
+        reach = "every interface"
+    elif hosts and all(is_loopback_host(h) for h in hosts):
+        reach = "loopback only"
+    else:
+        reach = "this address only"
+    return f"{' and '.join(shown)}, {reach}"
+
+
 def warn_about(listeners: list[BoundListener], identity: TlsIdentity | None) -> None:
     """The loud lines: an unattested certificate, and any listener without TLS."""
     tls = [b.name for b in listeners if b.tls]
@@ -134,7 +150,13 @@ def serve_workload(
         bound.extend(listening)
         warn_about(listening, identity)
         for b in listening:
-            log.info("listening: %s %s (%s)", b.name, b.url, _describe(b, identity))
+            log.info(
+                "listening: %s %s, bound to %s (%s)",
+                b.name,
+                b.url,
+                bound_to(b),
+                _describe(b, identity),
+            )
         log.info("serving %s (%s); stop with SIGTERM or Ctrl-C", workload.digest, workload.kind)
 
     stats = serve(workload, listeners, identity, ready=ready, options=options, renewer=renewer)

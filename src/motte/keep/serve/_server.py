@@ -234,10 +234,16 @@ def check_serveable(
 
 
 def bind(listen: Listen, host: str | None) -> list[socket.socket]:
-    """The listening socket(s) for one listener: all interfaces (IPv6 and IPv4 on one
-    dual-stack socket where the host has one), or ``host``."""
+    """The listening socket(s) for one listener, at ``host`` if given, else at the address
+    the host granted it (``listen.address``): loopback when none (127.0.0.1 and, where the
+    host has IPv6, ::1 on the same port); ``::`` is every interface (IPv6 and IPv4 on one
+    dual-stack socket where the host has one)."""
+    if host is None:
+        host = listen.address
     try:
         if host is None:
+            return _bind_loopback(listen.port)
+        if host == "::":
             if socket.has_dualstack_ipv6():
                 return [
                     socket.create_server(
@@ -259,10 +265,28 @@ def bind(listen: Listen, host: str | None) -> list[socket.socket]:
             errno.EACCES: "ports below 1024 need privileges; choose a port above 1023",
         }
         raise ServeError(
-            f"{where}listener {listen.name!r}: cannot listen on {host or '*'}:{listen.port}: "
-            f"{e.strerror or e}",
+            f"{where}listener {listen.name!r}: cannot listen on {host or 'loopback'}:"
+            f"{listen.port}: {e.strerror or e}",
             hint=hints.get(e.errno or 0),
         ) from None
+
+
+def _bind_loopback(port: int) -> list[socket.socket]:
+    first = socket.create_server(("127.0.0.1", port), backlog=BACKLOG)
+    if not socket.has_ipv6:
+        return [first]
+    try:
+        # The same port (the first may have been any free one) on the IPv6 loopback, so a
+        # client that resolves localhost to ::1 reaches this Keep and no other.
+        second = socket.create_server(
+            ("::1", first.getsockname()[1]), family=socket.AF_INET6, backlog=BACKLOG
+        )
+    except OSError as e:
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return [first]  # no IPv6 loopback on this host
+        first.close()
+        raise
+    return [first, second]
 
 
 def serve(

@@ -1,0 +1,638 @@
+"""Requests and grants: a package's Motte.toml asks for host resources; the host grants them.
+
+What a manifest can ask of the host (its *requests*):
+
+* ``[[dir]]``: a host directory, granted by its ``name`` (``dir:NAME``);
+* ``stdin``, ``stdout``, ``stderr`` = ``{ file = ... }``: a host file (``stdin``, ``stdout``,
+  ``stderr``);
+* ``env.X = { host = "NAME" }``: the host's environment variable NAME (``env:NAME``);
+* ``[[listen]]``: a port (``listen:NAME``); where it binds is always the host's decision.
+
+A host grants them with ``--grant`` flags (:func:`grants_from_flags`) or in its host policy
+file (:func:`load_host_policy`). :func:`apply_grants` turns a manifest's requests into what a
+Keep gets:
+
+* a **package run by reference** gets nothing it asked for that is not granted: each
+  missing grant is one line of a :class:`GrantRefusedError`, with the flag that grants it
+  (a listener too: even on loopback, a port is the host's to give);
+* a **manifest on this host's disk** (the operator's own) is granted as written, ``--grant``
+  flags overriding; its listeners, too, bind loopback unless a flag says otherwise.
+
+Grant kinds are one table (:data:`GRANT_KINDS`): a new kind (secrets, volumes, outbound
+destinations) is a parser there, a reader in :data:`POLICY_KINDS` and a request kind in
+:func:`apply_grants`. Kinds announced but not yet available are refused by name
+(:data:`COMING_KINDS`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from motte._record import Record
+from motte.errors import ConfigError, UsageError
+from motte.manifest._model import Dir, Manifest, Stdio
+
+#: Where the host policy is looked for, in this order (the first that exists is read).
+HOST_POLICY_NAME = "host-policy.toml"
+SYSTEM_HOST_POLICY = Path("/etc/motte") / HOST_POLICY_NAME
+#: A listener below this port is named as privileged in a refusal (another port is offered).
+FIRST_UNPRIVILEGED_PORT = 1024
+STREAMS = ("stdin", "stdout", "stderr")
+
+
+class GrantError(ConfigError):
+    """A ``--grant`` flag or the host policy file is malformed, or grants what nothing asks."""
+
+
+class GrantRefusedError(ConfigError):
+    """A package asks for host resources this host has not granted; ``missing`` holds one
+    line per request, each with the flag that would grant it."""
+
+    def __init__(self, package: str, missing: Sequence[str], policy: Path | None) -> None:
+        if policy is None:
+            from motte.home import motte_home
+
+            policy = motte_home() / HOST_POLICY_NAME
+        where = f"the host policy ({policy})"
+        lines = "\n".join(f"  {line}" for line in missing)
+        super().__init__(
+            f"{package} asks for {len(missing)} thing(s) this host has not granted:\n{lines}",
+            hint=f"grant each with the flag shown, or in {where}; a package run by reference "
+            'gets nothing else (docs/running.md, "Requests and grants")',
+        )
+        self.missing = tuple(missing)
+
+
+# -- one grant -------------------------------------------------------------------------------
+
+
+class Grant(Record):
+    """One thing a host grants: ``kind`` (dir, env, listen, stdin, stdout, stderr), the
+    request's ``name`` (the stream's name for a stream), and what it grants: ``path`` and
+    ``writable`` (dir, streams), ``address`` and ``port`` (listen). ``where`` says where the
+    grant was written (``--grant ...`` or ``FILE:LINE``)."""
+
+    __slots__ = ("address", "kind", "name", "path", "port", "where", "writable")
+    _uncompared = frozenset({"where"})
+    kind: str
+    name: str
+    path: Path | None
+    writable: bool
+    address: str | None
+    port: int | None
+    where: str
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        *,
+        path: Path | None = None,
+        writable: bool = False,
+        address: str | None = None,
+        port: int | None = None,
+        where: str = "",
+    ) -> None:
+        self._set(
+            kind=kind,
+            name=name,
+            path=path,
+            writable=writable,
+            address=address,
+            port=port,
+            where=where,
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind, self.name
+
+
+class Grants(Record):
+    """A set of grants, one per (kind, name)."""
+
+    __slots__ = ("items",)
+    items: Mapping[tuple[str, str], Grant]
+
+    def __init__(self, items: Iterable[Grant] = ()) -> None:
+        table: dict[tuple[str, str], Grant] = {}
+        for g in items:
+            if g.key in table:
+                raise GrantError(
+                    f"{g.where}: {_label(*g.key)} is already granted by {table[g.key].where}",
+                    hint="grant each thing once",
+                )
+            table[g.key] = g
+        self._set(items=MappingProxyType(table))
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(sorted(self.items.items()))
+
+    def get(self, kind: str, name: str) -> Grant | None:
+        return self.items.get((kind, name))
+
+    def over(self, base: Grants) -> Grants:
+        """These grants, and those of ``base`` for what these do not grant."""
+        return Grants(
+            [*self.items.values(), *(g for k, g in base.items.items() if k not in self.items)]
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def _label(kind: str, name: str) -> str:
+    return kind if kind in STREAMS else f"{kind}:{name}"
+
+
+# -- --grant flags ---------------------------------------------------------------------------
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _check_name(name: str, flag: str, what: str) -> str:
+    if not name or len(name) > 63 or not set(name) <= _NAME_CHARS:
+        raise UsageError(
+            f"{flag}: {what} name {name!r}: use 1 to 63 letters, digits, '-' or '_'",
+            hint="the names are those of the package's [[dir]] and [[listen]] entries",
+        )
+    return name
+
+
+def _host_path(text: str, base: Path) -> Path:
+    return Path(os.path.normpath((base / text).absolute()))
+
+
+def _dir_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    _check_name(name, flag, "directory")
+    if not value:
+        raise UsageError(f"{flag}: expected dir:NAME=HOSTPATH[:writable]")
+    path, writable = value, False
+    for suffix, mode in ((":writable", True), (":ro", False)):
+        if value.endswith(suffix):
+            path, writable = value[: -len(suffix)], mode
+    if not path:
+        raise UsageError(f"{flag}: the host directory is empty")
+    return Grant("dir", name, path=_host_path(path, base), writable=writable, where=flag)
+
+
+def _env_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    if not name or "=" in name or "\0" in name or value is not None:
+        raise UsageError(
+            f"{flag}: expected env:NAME, the host variable the package asks for",
+            hint="to give a value of your own, use --env NAME=VALUE",
+        )
+    return Grant("env", name, where=flag)
+
+
+def parse_listen_value(text: str, where: str) -> tuple[str | None, int | None]:
+    """``PORT``, ``ADDRESS``, ``ADDRESS:PORT`` or ``[IPv6]:PORT`` -> (address, port); the
+    address an IP literal (``::`` or ``0.0.0.0`` for every interface)."""
+    import ipaddress
+
+    address: str | None
+    port: str | None
+    if text.isdigit():
+        address, port = None, text
+    elif text.startswith("["):
+        inside, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UsageError(f"{where}: expected [IPv6]:PORT, got {text!r}")
+        address, port = inside, rest[1:] or None
+    elif text.count(":") == 1:
+        address, port = text.split(":")
+    else:
+        address, port = text, None
+    if address is not None:
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            raise UsageError(
+                f"{where}: {address!r} is not an IP address",
+                hint="e.g. 127.0.0.1, ::1, 0.0.0.0 or :: (every interface), or a port alone",
+            ) from None
+    number = None
+    if port is not None:
+        if not port.isdigit() or int(port) > 65535:
+            raise UsageError(f"{where}: port {port!r}: expected 0 to 65535 (0: any free port)")
+        number = int(port)
+    return address, number
+
+
+def _listen_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    _check_name(name, flag, "listener")
+    address, port = parse_listen_value(value, flag) if value else (None, None)
+    return Grant("listen", name, address=address, port=port, where=flag)
+
+
+def _stream_flag(stream: str) -> Callable[[str, str | None, str, Path], Grant]:
+    def parse(name: str, value: str | None, flag: str, base: Path) -> Grant:
+        if name or not value:
+            raise UsageError(f"{flag}: expected {stream}=FILE")
+        return Grant(stream, stream, path=_host_path(value, base), where=flag)
+
+    return parse
+
+
+#: ``--grant KIND[:NAME][=VALUE]``: one parser per kind (name, value, the flag, the
+#: directory relative paths start from).
+GRANT_KINDS: dict[str, Callable[[str, str | None, str, Path], Grant]] = {
+    "dir": _dir_flag,
+    "env": _env_flag,
+    "listen": _listen_flag,
+    "stdin": _stream_flag("stdin"),
+    "stdout": _stream_flag("stdout"),
+    "stderr": _stream_flag("stderr"),
+}
+#: Kinds a Motte.toml will be able to ask for; not granted by this version.
+COMING_KINDS = ("secret", "volume", "connect")
+
+
+def _unknown_kind(kind: str, where: str) -> GrantError:
+    if kind in COMING_KINDS:
+        return GrantError(
+            f"{where}: {kind} grants are not available in this version of motte",
+            hint=f"the kinds granted today: {', '.join(GRANT_KINDS)}",
+        )
+    import difflib
+
+    close = difflib.get_close_matches(kind, [*GRANT_KINDS, *COMING_KINDS], n=1)
+    return GrantError(
+        f"{where}: unknown grant kind {kind!r} (known: {', '.join(GRANT_KINDS)})",
+        hint=f"did you mean {close[0]!r}?" if close else None,
+    )
+
+
+def grant_from_flag(text: str, base: Path | None = None) -> Grant:
+    """One ``--grant`` value; relative host paths start at ``base`` (the working directory)."""
+    flag = f"--grant {text}"
+    head, eq, value = text.partition("=")
+    kind, colon, name = head.partition(":")
+    if kind not in GRANT_KINDS:
+        raise _unknown_kind(kind, flag)
+    if kind not in STREAMS and not colon:
+        raise UsageError(f"{flag}: expected {kind}:NAME...", hint=_EXAMPLES[kind])
+    if "\0" in text:
+        raise UsageError(f"{flag}: contains a NUL character")
+    return GRANT_KINDS[kind](name, value if eq else None, flag, base or Path.cwd())
+
+
+_EXAMPLES = {
+    "dir": "e.g. --grant dir:data=./data or --grant dir:out=/srv/out:writable",
+    "env": "e.g. --grant env:LANG",
+    "listen": "e.g. --grant listen:web, --grant listen:web=8443 or --grant listen:web=0.0.0.0:8443",
+}
+
+
+def grants_from_flags(texts: Sequence[str], base: Path | None = None) -> Grants:
+    return Grants(grant_from_flag(t, base) for t in texts)
+
+
+# -- the host policy file ----------------------------------------------------------------------
+
+
+class HostPolicy(Record):
+    """The host's standing grants: ``everyone`` for every package run by reference, and
+    ``packages`` for one package each (by repository, as in the reference, without tag or
+    digest), which replace the same items of ``everyone``."""
+
+    __slots__ = ("everyone", "packages", "source")
+    everyone: Grants
+    packages: Mapping[str, Grants]
+    source: Path | None
+
+    def __init__(
+        self,
+        everyone: Grants | None = None,
+        packages: Mapping[str, Grants] | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self._set(
+            everyone=everyone or Grants(),
+            packages=MappingProxyType(dict(packages or {})),
+            source=source,
+        )
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.everyone, tuple(sorted(self.packages.items())), self.source)
+
+    def for_package(self, repository: str) -> Grants:
+        own = self.packages.get(repository)
+        return own.over(self.everyone) if own is not None else self.everyone
+
+
+def host_policy_path() -> Path | None:
+    """``$MOTTE_HOME/host-policy.toml``, else ``/etc/motte/host-policy.toml``: the first that
+    exists, or None."""
+    from motte.home import motte_home
+
+    for path in (motte_home() / HOST_POLICY_NAME, SYSTEM_HOST_POLICY):
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def _absolute_path(t: Any, key: str) -> Path:
+    text = t.str(key)
+    if text is None:
+        raise t.fail(key, "is required")
+    if not text.startswith("/") or "\0" in text:
+        raise t.fail(key, f"must be an absolute path, not {text!r}")
+    return Path(os.path.normpath(text))
+
+
+def _policy_dirs(t: Any) -> list[Grant]:
+    out = []
+    for name in t.data:
+        sub = t.table(name)
+        _check_policy_name(t, name)
+        path = _absolute_path(sub, "host")
+        writable = sub.bool("writable", False)
+        sub.done()
+        out.append(Grant("dir", name, path=path, writable=writable, where=_where(sub)))
+    return out
+
+
+def _policy_listen(t: Any) -> list[Grant]:
+    out = []
+    for name in t.data:
+        sub = t.table(name)
+        _check_policy_name(t, name)
+        address = sub.str("address")
+        port = sub.num("port", None, low=0, high=65535)
+        if port is not None and port != int(port):
+            raise sub.fail("port", "must be a whole number")
+        if address is not None:
+            try:
+                address, _ = parse_listen_value(address, "address")
+            except UsageError as e:
+                raise sub.fail("address", e.message.split(": ", 1)[1], e.hint) from None
+            if address is None:
+                raise sub.fail("address", "must be an IP address, not a port")
+        sub.done()
+        port = None if port is None else int(port)
+        out.append(Grant("listen", name, address=address, port=port, where=_where(sub)))
+    return out
+
+
+def _policy_env(t: Any, key: str) -> list[Grant]:
+    return [Grant("env", n, where=_where(t, key)) for n in t.str_list(key)]
+
+
+def _policy_stream(t: Any, key: str) -> list[Grant]:
+    return [Grant(key, key, path=_absolute_path(t, key), where=_where(t, key))]
+
+
+def _check_policy_name(t: Any, name: str) -> None:
+    if not name or len(name) > 63 or not set(name) <= _NAME_CHARS:
+        raise t.fail(name, "use 1 to 63 letters, digits, '-' or '_' as a name")
+
+
+def _where(t: Any, key: str | None = None) -> str:
+    from motte._toml import line_of
+
+    line = line_of(t.lines, t.key(key) if key else t.path)
+    return f"{t.source}:{line}" if line else str(t.source)
+
+
+#: Each key of the host policy (at the top, and in each ``[package."..."]``) and its reader:
+#: tables of named grants, or values.
+POLICY_KINDS: dict[str, Callable[[Any, str], list[Grant]]] = {
+    "dir": lambda t, key: _policy_dirs(t.table(key)),
+    "listen": lambda t, key: _policy_listen(t.table(key)),
+    "env": _policy_env,
+    "stdin": _policy_stream,
+    "stdout": _policy_stream,
+    "stderr": _policy_stream,
+}
+
+
+def _read_grants(t: Any) -> Grants:
+    out: list[Grant] = []
+    for key in list(t.data):
+        if key == "package" and not t.path:
+            continue
+        if key not in POLICY_KINDS:
+            if key in COMING_KINDS:
+                prefix = (*t.path, key)
+                lines = [n for p, n in t.lines.items() if p[: len(prefix)] == prefix]
+                line = f":{min(lines)}" if lines else ""
+                raise GrantError(
+                    f"{t.source}{line}: {key}: {key} grants are not available in this "
+                    "version of motte",
+                    hint=f"the kinds granted today: {', '.join(POLICY_KINDS)}",
+                )
+            continue  # refused by done() with the known keys
+        out += POLICY_KINDS[key](t, key)
+    return Grants(out)
+
+
+#: A host policy is a page of TOML.
+MAX_HOST_POLICY_BYTES = 1024 * 1024
+
+
+def load_host_policy(path: Path | None = None) -> HostPolicy:
+    """The host policy at ``path`` (default :func:`host_policy_path`); the empty policy when
+    there is none. Strict, like every motte file: an unknown key is an error naming the
+    file, the line and the key."""
+    from motte._toml import load_table
+
+    path = path if path is not None else host_policy_path()
+    if path is None:
+        return HostPolicy()
+    top = load_table(path, GrantError, what="host policy", max_bytes=MAX_HOST_POLICY_BYTES)
+    everyone = _read_grants(top)
+    packages = {}
+    table = top.table("package")
+    if table is not None:
+        for repository in table.data:
+            sub = table.table(repository)
+            packages[repository] = _read_grants(sub)
+            sub.done()
+        table.done()
+    top.done()
+    return HostPolicy(everyone, packages, path)
+
+
+# -- requests, and what is granted -------------------------------------------------------------
+
+
+class Granted(Record):
+    """What :func:`apply_grants` decided: the ``manifest`` a Keep runs (every request
+    resolved, nothing left for the Keep to look up on the host), the ``mode`` (``package``:
+    only what is granted; ``local``: this host's own manifest, granted as written) and one
+    line per thing granted (``granted``)."""
+
+    __slots__ = ("granted", "manifest", "mode")
+    manifest: Manifest
+    mode: str
+    granted: tuple[str, ...]
+
+    def __init__(self, manifest: Manifest, mode: str, granted: Sequence[str] = ()) -> None:
+        self._set(manifest=manifest, mode=mode, granted=tuple(granted))
+
+
+def _shown(path: Path, cwd: Path) -> str:
+    rel = os.path.relpath(path, cwd)
+    return rel if not rel.startswith("..") and len(rel) < len(str(path)) else str(path)
+
+
+def _suggest(path: Path, cwd: Path) -> str | None:
+    """The host path a package names (relative, as it wrote it), as a value to copy into a
+    flag, when it stays inside the working directory: not absolute, not ``..``, not the
+    directory itself, no symbolic link out of it. Else None: the operator chooses."""
+    if path.is_absolute() or path.parts[:1] in (("..",), ()) or str(path) == ".":
+        return None
+    base = os.path.realpath(cwd)
+    real = os.path.realpath(cwd / path)
+    if real == base or os.path.commonpath([real, base]) != base:
+        return None
+    return f"./{path}"
+
+
+def _dir_line(d: Dir, cwd: Path) -> str:
+    mode = "writable" if d.writable else "read-only"
+    suggestion = _suggest(d.host, cwd)
+    value = suggestion or "HOSTPATH"
+    note = "" if suggestion else f" (the package names {d.host}: choose a directory yourself)"
+    flag = f"--grant dir:{d.name}={value}{':writable' if d.writable else ''}"
+    return f"dir {d.name}: a host directory at {d.guest}, {mode}{note}: {flag}"
+
+
+def _stream_line(name: str, stdio: Stdio, cwd: Path) -> str:
+    assert stdio.path is not None
+    suggestion = _suggest(stdio.path, cwd)
+    what = "reads" if name == "stdin" else "writes"
+    note = "" if suggestion else f" (the package names {stdio.path}: choose a file yourself)"
+    return f"{name}: {what} a host file{note}: --grant {name}={suggestion or 'FILE'}"
+
+
+def apply_grants(
+    manifest: Manifest,
+    *,
+    package: str | None,
+    flags: Grants | None = None,
+    policy: Grants | None = None,
+    policy_source: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Granted:
+    """The manifest a Keep runs for ``manifest``'s requests.
+
+    ``package`` names a package run by reference (its repository, for messages): then each
+    request needs a grant, from ``flags`` (``--grant``) or ``policy`` (the host policy's
+    grants for this package), and :class:`GrantRefusedError` lists every one that has none.
+    With ``package`` None the manifest is this host's own: granted as written, ``flags``
+    overriding (``policy`` is not consulted). A flag that grants nothing asked for is a
+    :class:`GrantError` (a typo must not pass for a grant).
+    """
+    flags = flags or Grants()
+    policy = (policy or Grants()) if package is not None else Grants()
+    grants = flags.over(policy)
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    used: set[tuple[str, str]] = set()
+    missing: list[str] = []
+    granted: list[str] = []
+
+    def find(kind: str, name: str) -> Grant | None:
+        g = grants.get(kind, name)
+        if g is not None:
+            used.add(g.key)
+        return g
+
+    dirs = []
+    for d in manifest.dir:
+        g = find("dir", d.name)
+        if g is not None:
+            assert g.path is not None
+            d = d.replace(host=g.path, writable=g.writable, where=g.where)
+        elif package is not None:
+            missing.append(_dir_line(d, cwd))
+            continue
+        dirs.append(d)
+        mode = "writable" if d.writable else "read-only"
+        granted.append(f"dir {d.name} = {_shown(d.host, cwd)} at {d.guest} ({mode})")
+
+    streams = {}
+    for name in STREAMS:
+        stdio: Stdio = getattr(manifest, name)
+        if stdio.kind != "file":
+            continue
+        g = find(name, name)
+        if g is not None:
+            stdio = Stdio("file", g.path, where=g.where)
+        elif package is not None:
+            missing.append(_stream_line(name, stdio, cwd))
+            continue
+        streams[name] = stdio
+        assert stdio.path is not None
+        granted.append(f"{name} = {_shown(stdio.path, cwd)}")
+
+    env = dict(manifest.env)
+    for guest, host in manifest.host_env.items():
+        g = find("env", host)
+        if g is None and package is not None:
+            missing.append(f"env {guest}: the host's {host}: --grant env:{host}")
+            continue
+        if host in environ:
+            env[guest] = environ[host]
+            granted.append(f"env {guest} = the host's {host}")
+        else:
+            granted.append(f"env {guest}: the host's {host} is not set")
+
+    listen = []
+    for lst in manifest.listen:
+        g = find("listen", lst.name)
+        port = lst.port if g is None or g.port is None else g.port
+        if g is None and package is not None:
+            if lst.port < FIRST_UNPRIVILEGED_PORT:
+                missing.append(
+                    f"listen {lst.name}: port {lst.port} ({lst.protocol}), a privileged port: "
+                    f"--grant listen:{lst.name}={lst.port} (or another port: "
+                    f"--grant listen:{lst.name}=8{lst.port:03d})"
+                )
+            else:
+                missing.append(
+                    f"listen {lst.name}: port {lst.port} ({lst.protocol}): "
+                    f"--grant listen:{lst.name} (loopback), or "
+                    f"--grant listen:{lst.name}=ADDRESS:PORT"
+                )
+            continue
+        lst = lst.replace(port=port, address=None if g is None else g.address)
+        listen.append(lst)
+        where = "loopback" if lst.address is None else lst.address
+        granted.append(f"listen {lst.name} on {where}, port {lst.port or 'any free'}")
+
+    unused = [g for k, g in flags.items.items() if k not in used]
+    if unused:
+        g = unused[0]
+        asked = _asked(manifest)
+        raise GrantError(
+            f"{g.where}: the workload asks for no {_label(*g.key)}"
+            + (f" (it asks for: {', '.join(asked)})" if asked else " (it asks for nothing)"),
+            hint="a grant answers a request of the workload's Motte.toml; "
+            "--dir and --env add what it did not ask for",
+        )
+    if package is not None and missing:
+        raise GrantRefusedError(package, missing, policy_source)
+    resolved = manifest.replace(
+        dir=tuple(dirs),
+        env=env,
+        host_env={},
+        listen=tuple(listen),
+        **streams,
+    )
+    return Granted(resolved, "package" if package is not None else "local", granted)
+
+
+def _asked(manifest: Manifest) -> list[str]:
+    out = [f"dir:{d.name}" for d in manifest.dir]
+    out += [n for n in STREAMS if getattr(manifest, n).kind == "file"]
+    out += [f"env:{h}" for h in manifest.host_env.values()]
+    out += [f"listen:{lst.name}" for lst in manifest.listen]
+    return out
