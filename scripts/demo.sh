@@ -209,9 +209,13 @@ step "The Keep attests, then gets its password and its code" \
 "motte run attests, fetches the ciphertext, asks for the password and the content key with \
 fresh evidence binding a key that exists only in the Keep; the Steward seals both to it. The \
 module is decrypted in memory and checked against its signed digest; the password appears \
-at /run/secrets/db-password (a tmpfs) and in DB_PASSWORD. It serves over TLS 1.3."
+at /run/secrets/db-password (a tmpfs) and in DB_PASSWORD. It serves over TLS 1.3. Both \
+must say yes: the host grants the package the secret (--grant secret:db-password, like its \
+port) and the Steward's release policy accepts the Keep."
+printf '%s$ %s run acme/db:1.0 --steward %s --backend sim --allow-insecure-sim --grant listen:web --grant secret:db-password &%s\n' \
+    "$bold" "$MOTTE" "$STEWARD" "$off"
 "$MOTTE" run acme/db:1.0 --steward "$STEWARD" --backend sim --allow-insecure-sim \
-    --grant listen:web 2>"$ATTESTED_HOME/keep-db.log" &
+    --grant listen:web --grant secret:db-password 2>"$ATTESTED_HOME/keep-db.log" &
 DB_PID=$!
 pids="$pids $DB_PID"
 wait_for "$ATTESTED_HOME/keep-db.log" "listening: " >/dev/null

@@ -69,9 +69,13 @@ def test_flags_of_every_kind(tmp_path):
             "listen:v6=[::1]:0",
             "listen:all=::",
             "stdout=out.txt",
+            "secret:db-password",
+            "secret:content-key/acme/db",
         ],
         base=tmp_path,
     )
+    assert g.get("secret", "db-password") == Grant("secret", "db-password")
+    assert g.get("secret", "content-key/acme/db") is not None
     assert g.get("dir", "data") == Grant("dir", "data", path=tmp_path / "data")
     assert g.get("dir", "out") == Grant("dir", "out", path=Path("/srv/out"), writable=True)
     assert g.get("env", "LANG") == Grant("env", "LANG")
@@ -95,7 +99,10 @@ def test_flags_of_every_kind(tmp_path):
         ("stdout:x=f", "expected stdout=FILE"),
         ("stdout", "expected stdout=FILE"),
         ("dri:x=/", "unknown grant kind 'dri'"),
-        ("secret:db", "secret grants are not available in this version of motte"),
+        ("secret:db=hunter2", "expected secret:NAME (the value comes from the Steward"),
+        ("secret:DB", "'DB' is not a secret name"),
+        ("secret:a//b", "'a//b' is not a secret name"),
+        ("secret", "expected secret:NAME..."),
         ("volume:db=/srv", "volume grants are not available"),
         ("connect:api", "connect grants are not available"),
     ],
@@ -237,6 +244,62 @@ def test_this_hosts_own_manifest_is_granted_as_written(tmp_path):
     assert (g.manifest.listen[0].address, g.manifest.listen[0].port) == ("0.0.0.0", 8443)
 
 
+SECRETS = """workload = "app.wasm"
+
+[[secret]]
+name = "db-password"
+file = "/run/secrets/db-password"
+
+[[secret]]
+name = "db-password"
+env = "DB_PASSWORD"
+
+[[secret]]
+name = "api/token"
+version = 3
+env = "API_TOKEN"
+"""
+
+
+def test_a_package_gets_a_secret_only_if_the_host_grants_it():
+    m = package(SECRETS)
+    with pytest.raises(GrantRefusedError) as e:
+        apply_grants(m, package="acme/db:1")
+    # One line per secret (asked for twice, granted once), each with the flag to copy.
+    assert e.value.missing == (
+        "secret db-password: from the Steward, to /run/secrets/db-password, $DB_PASSWORD: "
+        "--grant secret:db-password",
+        "secret api/token (version 3): from the Steward, to $API_TOKEN: --grant secret:api/token",
+    )
+    # Granting one is not enough: the package gets all it asked for or does not run.
+    with pytest.raises(GrantRefusedError) as e:
+        apply_grants(m, package="acme/db:1", flags=grants_from_flags(["secret:db-password"]))
+    assert [line.split(":")[0] for line in e.value.missing] == ["secret api/token (version 3)"]
+    # A flag and the host policy together.
+    g = apply_grants(
+        m,
+        package="acme/db:1",
+        flags=grants_from_flags(["secret:db-password"]),
+        policy=Grants([Grant("secret", "api/token")]),
+    )
+    assert g.manifest.secret == m.secret  # the requests, unchanged: the Steward decides next
+    assert "secret db-password to /run/secrets/db-password, $DB_PASSWORD (if the Steward " in (
+        "; ".join(g.granted)
+    )
+    # A secret nobody asked for is a typo, not a grant.
+    with pytest.raises(GrantError) as e:
+        apply_grants(m, package="p", flags=grants_from_flags(["secret:db-pasword"]))
+    assert "asks for no secret:db-pasword (it asks for: secret:db-password, secret:api/token)" in (
+        e.value.message
+    )
+
+
+def test_this_hosts_own_manifest_gets_its_secrets_as_written():
+    m = parse_manifest(SECRETS, base_dir=Path("/w"))
+    g = apply_grants(m, package=None)
+    assert g.mode == "local" and g.manifest.secret == m.secret
+
+
 # -- the host policy file ------------------------------------------------------------------
 
 
@@ -251,6 +314,8 @@ host = "/srv/data"
 address = "127.0.0.1"
 port = 8443
 
+[secret."db-password"]
+
 [package."registry.example/acme/web".listen.web]
 address = "::"
 port = 443
@@ -258,6 +323,9 @@ port = 443
 [package."registry.example/acme/web".dir.data]
 host = "/srv/web-data"
 writable = true
+
+[package."registry.example/acme/db"]
+secret = ["db-password", "content-key/acme/db"]
 """
 
 
@@ -276,6 +344,10 @@ def test_the_host_policy_file(tmp_path):
     assert web.get("env", "LANG") == Grant("env", "LANG")  # from everyone
     assert policy.for_package("acme/web") == everyone  # another registry is another package
     assert everyone.get("dir", "data").where == f"{path}:5"
+    assert everyone.get("secret", "db-password").where == f"{path}:12"
+    db = policy.for_package("registry.example/acme/db")
+    assert db.get("secret", "content-key/acme/db") is not None
+    assert db.get("secret", "db-password").where == f"{path}:23"  # the package's own
 
 
 def test_the_host_policy_is_found_under_motte_home(tmp_path, monkeypatch):
@@ -298,7 +370,10 @@ def test_the_host_policy_is_found_under_motte_home(tmp_path, monkeypatch):
         ("[dir.data]\nhots = '/x'", "host-policy.toml:1: dir.data.host: is required"),
         ("[listen.web]\nport = 70000", "host-policy.toml:2: listen.web.port: must be between"),
         ("[listen.web]\naddress = 'any'", "listen.web.address: 'any' is not an IP address"),
-        ("[secret.db]\nfrom = 'vault'", "host-policy.toml:1: secret: secret grants are not"),
+        ("[secret.db]\nfrom = 'vault'", "host-policy.toml:2: secret.db.from: unknown key"),
+        ("secret = ['Upper']", "host-policy.toml:1: 'Upper' is not a secret name"),
+        ("secret = 'db'", "host-policy.toml:1: secret: must be a list of non-empty strings"),
+        ("[volume.db]\nhost = '/x'", "host-policy.toml:1: volume: volume grants are not"),
         ("[package.x]\nlisten = 3", "host-policy.toml:2: package.x.listen: must be a table"),
         ("stdout = 3", "host-policy.toml:1: stdout: must be a non-empty string"),
         ("[dir.'a b']\nhost = '/x'", "dir.a b: use 1 to 63 letters"),

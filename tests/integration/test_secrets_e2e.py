@@ -138,7 +138,7 @@ def test_an_encrypted_workload_gets_its_password_and_nothing_leaks(world, monkey
             [
                 sys.executable, "-m", "motte", "run", f"{registry.url}/acme/db:1.0",
                 "--steward", url, "--backend", "sim", "--allow-insecure-sim",
-                "--grant", "listen:web",
+                "--grant", "listen:web", "--grant", "secret:db-password",
             ],
             home,
             r"listening: web (https://\S+)",
@@ -192,7 +192,7 @@ def test_an_unsigned_upgrade_and_a_removed_secret_are_refused(world, monkeypatch
     steward, url = start_steward(home, tmp)
     try:
         run = ("run", "--steward", url, "--backend", "sim", "--allow-insecure-sim")
-        run += ("--grant", "listen:web")
+        run += ("--grant", "listen:web", "--grant", "secret:db-password")
         unsigned = motte(home, tmp, *run[:1], "acme/db:1.1", *run[1:])
         assert unsigned.returncode == 125
         err = unsigned.stderr.decode()

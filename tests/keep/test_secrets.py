@@ -158,8 +158,61 @@ def test_an_encrypted_package_whose_plaintext_is_not_the_signed_one_never_runs(
             steward=url,
             backend="sim",
             allow_insecure_sim=True,
-            grants=grants_from_flags(["listen:web"]),
+            grants=grants_from_flags(["listen:web", "secret:db-password"]),
         )
     assert "not the signed sha256:eeee" in e.value.message
     assert not dumpable()  # a process that held the content key dumps no core
     assert list((Path(os.environ["MOTTE_HOME"]) / "cache" / "compiled").glob("*")) == []
+
+
+def test_a_package_gets_a_secret_only_if_the_host_grants_it_and_the_steward_releases_it(
+    steward,
+):
+    from motte.manifest import GrantRefusedError
+    from motte.steward import parse_release_policy
+
+    result = build_package(SECRET_DB, parse_reference("acme/db:7.0"))
+    steward.secrets.put(
+        "db-password",
+        b"hunter2-canary",
+        policy=parse_release_policy(
+            f'digests = ["{result.digest}"]\nallow_insecure_sim = true', source="p"
+        ),
+        actor="test",
+    )
+    run = {"backend": "sim", "allow_insecure_sim": True}
+    with steward_server(steward) as url:
+        # The Steward would release it; the host has not granted it: refused before the
+        # Keep asks (the audit has no release row, granted or refused).
+        with pytest.raises(GrantRefusedError) as e:
+            launch("acme/db:7.0", steward=url, grants=grants_from_flags(["listen:web"]), **run)
+        assert e.value.missing == (
+            "secret db-password: from the Steward, to /run/secrets/db-password, $DB_PASSWORD: "
+            "--grant secret:db-password",
+        )
+        assert [r.action for r in steward.secrets.audit()] == ["put"]
+        assert "hunter2-canary" not in e.value.message + (e.value.hint or "")
+        # Granted: the Keep asks, the Steward releases, the guest gets it.
+        both = grants_from_flags(["listen:web", "secret:db-password"])
+        launched = launch("acme/db:7.0", steward=url, grants=both, **run)
+        try:
+            assert "secret db-password to /run/secrets/db-password, $DB_PASSWORD" in (
+                "; ".join(launched.granted.granted)
+            )
+            r = launched.workload.run(
+                env={"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, stdout="capture"
+            )
+            assert b"password from /run/secrets/db-password (14 bytes)" in r.stdout
+        finally:
+            launched.workload.secrets.close()
+        # Granted by the host, refused by the Steward: both must say yes.
+        steward.secrets.set_policy("db-password", None, actor="test")
+        from motte.steward import SecretRefusedError
+
+        with pytest.raises(SecretRefusedError):
+            launch("acme/db:7.0", steward=url, grants=both, **run)
+    assert [(r.action, r.decision) for r in steward.secrets.audit()][1:] == [
+        ("release", "released"),
+        ("policy", "done"),
+        ("release", "refused"),
+    ]

@@ -110,8 +110,9 @@ def run(
             "--grant",
             metavar="KIND[:NAME][=VALUE]",
             help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
-            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], stdin=FILE, stdout=FILE, "
-            "stderr=FILE. A package run by reference gets nothing else.",
+            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], secret:NAME, stdin=FILE, "
+            "stdout=FILE, stderr=FILE. A package run by reference gets nothing else (a "
+            "secret also needs the Steward's release policy).",
             show_default=False,
         ),
     ] = None,

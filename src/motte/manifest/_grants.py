@@ -6,7 +6,11 @@ What a manifest can ask of the host (its *requests*):
 * ``stdin``, ``stdout``, ``stderr`` = ``{ file = ... }``: a host file (``stdin``, ``stdout``,
   ``stderr``);
 * ``env.X = { host = "NAME" }``: the host's environment variable NAME (``env:NAME``);
-* ``[[listen]]``: a port (``listen:NAME``); where it binds is always the host's decision.
+* ``[[listen]]``: a port (``listen:NAME``); where it binds is always the host's decision;
+* ``[[secret]]``: a secret the Keep asks its Steward for (``secret:NAME``). The Steward's
+  release policy decides too: a secret reaches the guest only when both say yes. The
+  content key of an encrypted package is not a request: it decrypts the module the operator
+  chose to run and never reaches the guest.
 
 A host grants them with ``--grant`` flags (:func:`grants_from_flags`) or in its host policy
 file (:func:`load_host_policy`). :func:`apply_grants` turns a manifest's requests into what a
@@ -34,7 +38,8 @@ from typing import Any
 
 from motte._record import Record
 from motte.errors import ConfigError, UsageError
-from motte.manifest._model import Dir, Manifest, Stdio
+from motte.manifest._model import Dir, Manifest, Secret, Stdio
+from motte.manifest._schema import SECRET_NAME
 
 #: Where the host policy is looked for, in this order (the first that exists is read).
 HOST_POLICY_NAME = "host-policy.toml"
@@ -71,7 +76,7 @@ class GrantRefusedError(ConfigError):
 
 
 class Grant(Record):
-    """One thing a host grants: ``kind`` (dir, env, listen, stdin, stdout, stderr), the
+    """One thing a host grants: ``kind`` (dir, env, listen, secret, stdin, stdout, stderr), the
     request's ``name`` (the stream's name for a stream), and what it grants: ``path`` and
     ``writable`` (dir, streams), ``address`` and ``port`` (listen). ``where`` says where the
     grant was written (``--grant ...`` or ``FILE:LINE``)."""
@@ -229,6 +234,26 @@ def _listen_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
     return Grant("listen", name, address=address, port=port, where=flag)
 
 
+def check_secret_name(name: str, where: str) -> str:
+    """A secret's name as the Steward spells it (lower-case words joined by ``/``)."""
+    if len(name) > 128 or not SECRET_NAME.fullmatch(name):
+        raise UsageError(
+            f"{where}: {name!r} is not a secret name (lower-case letters, digits, . _ - "
+            "joined by /)",
+            hint="the names are those of the package's [[secret]] entries",
+        )
+    return name
+
+
+def _secret_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    if value is not None:
+        raise UsageError(
+            f"{flag}: expected secret:NAME (the value comes from the Steward, never a flag)",
+            hint="e.g. --grant secret:db-password",
+        )
+    return Grant("secret", check_secret_name(name, flag), where=flag)
+
+
 def _stream_flag(stream: str) -> Callable[[str, str | None, str, Path], Grant]:
     def parse(name: str, value: str | None, flag: str, base: Path) -> Grant:
         if name or not value:
@@ -244,12 +269,13 @@ GRANT_KINDS: dict[str, Callable[[str, str | None, str, Path], Grant]] = {
     "dir": _dir_flag,
     "env": _env_flag,
     "listen": _listen_flag,
+    "secret": _secret_flag,
     "stdin": _stream_flag("stdin"),
     "stdout": _stream_flag("stdout"),
     "stderr": _stream_flag("stderr"),
 }
 #: Kinds a Motte.toml will be able to ask for; not granted by this version.
-COMING_KINDS = ("secret", "volume", "connect")
+COMING_KINDS = ("volume", "connect")
 
 
 def _unknown_kind(kind: str, where: str) -> GrantError:
@@ -285,6 +311,7 @@ _EXAMPLES = {
     "dir": "e.g. --grant dir:data=./data or --grant dir:out=/srv/out:writable",
     "env": "e.g. --grant env:LANG",
     "listen": "e.g. --grant listen:web, --grant listen:web=8443 or --grant listen:web=0.0.0.0:8443",
+    "secret": "e.g. --grant secret:db-password",
 }
 
 
@@ -379,6 +406,30 @@ def _policy_listen(t: Any) -> list[Grant]:
     return out
 
 
+def _policy_secrets(t: Any, key: str) -> list[Grant]:
+    """``secret = ["db-password", ...]``, or ``[secret."db-password"]`` tables (with no keys
+    today: the Steward's release policy holds the rest)."""
+    value = t.raw(key)
+    names: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        sub = t.table(key)
+        for name in sub.data:
+            entry = sub.table(name)
+            entry.done()
+            names.append((name, _where(entry)))
+        sub.done()
+    else:
+        names = [(n, _where(t, key)) for n in t.str_list(key)]
+    out = []
+    for name, where in names:
+        try:
+            check_secret_name(name, where)
+        except UsageError as e:
+            raise GrantError(e.message, hint=e.hint) from None
+        out.append(Grant("secret", name, where=where))
+    return out
+
+
 def _policy_env(t: Any, key: str) -> list[Grant]:
     return [Grant("env", n, where=_where(t, key)) for n in t.str_list(key)]
 
@@ -405,6 +456,7 @@ POLICY_KINDS: dict[str, Callable[[Any, str], list[Grant]]] = {
     "dir": lambda t, key: _policy_dirs(t.table(key)),
     "listen": lambda t, key: _policy_listen(t.table(key)),
     "env": _policy_env,
+    "secret": _policy_secrets,
     "stdin": _policy_stream,
     "stdout": _policy_stream,
     "stderr": _policy_stream,
@@ -511,6 +563,13 @@ def _stream_line(name: str, stdio: Stdio, cwd: Path) -> str:
     return f"{name}: {what} a host file{note}: --grant {name}={suggestion or 'FILE'}"
 
 
+def _secret_line(name: str, asked: Sequence[Secret]) -> str:
+    to = ", ".join(s.file or f"${s.env}" for s in asked)
+    version = asked[0].version
+    at = f" (version {version})" if version is not None else ""
+    return f"secret {name}{at}: from the Steward, to {to}: --grant secret:{name}"
+
+
 def apply_grants(
     manifest: Manifest,
     *,
@@ -608,6 +667,18 @@ def apply_grants(
         where = "loopback" if lst.address is None else lst.address
         granted.append(f"listen {lst.name} on {where}, port {lst.port or 'any free'}")
 
+    # A secret asked for twice (a file and a variable) is one request, one grant. Refused
+    # here, before the Keep asks its Steward: an ungranted secret is never even requested.
+    by_name: dict[str, list[Secret]] = {}
+    for sec in manifest.secret:
+        by_name.setdefault(sec.name, []).append(sec)
+    for name, asked in by_name.items():
+        if find("secret", name) is None and package is not None:
+            missing.append(_secret_line(name, asked))
+            continue
+        to = ", ".join(s.file or f"${s.env}" for s in asked)
+        granted.append(f"secret {name} to {to} (if the Steward releases it)")
+
     unused = [g for k, g in flags.items.items() if k not in used]
     if unused:
         g = unused[0]
@@ -635,4 +706,5 @@ def _asked(manifest: Manifest) -> list[str]:
     out += [n for n in STREAMS if getattr(manifest, n).kind == "file"]
     out += [f"env:{h}" for h in manifest.host_env.values()]
     out += [f"listen:{lst.name}" for lst in manifest.listen]
+    out += list(dict.fromkeys(f"secret:{s.name}" for s in manifest.secret))
     return out

@@ -324,7 +324,8 @@ def _listen(value: Any, path: KeyPath, ctx: _Context) -> tuple[Listen, ...]:
     return tuple(out)
 
 
-_SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
+#: A secret's name: lower-case words of letters, digits, ``.``, ``_``, ``-``, joined by ``/``.
+SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
 
 
 def _secrets(value: Any, path: KeyPath, ctx: _Context) -> tuple[Secret, ...]:
@@ -334,7 +335,7 @@ def _secrets(value: Any, path: KeyPath, ctx: _Context) -> tuple[Secret, ...]:
         p = (*path, i)
         check_keys(table, ("name", "file", "env", "version"), p)
         name = _expect_str(_require(table, "name", p), (*p, "name"))
-        if len(name) > 128 or not _SECRET_NAME.fullmatch(name):
+        if len(name) > 128 or not SECRET_NAME.fullmatch(name):
             raise Invalid(
                 (*p, "name"),
                 f"{name!r} is not a secret name (lower-case letters, digits, . _ - and /)",
