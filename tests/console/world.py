@@ -2,7 +2,8 @@
 
 - a Steward (``motte steward serve``) that accepted a sim Keep twice (a renewal) and refused
   requests, one of them carrying markup in its Content-Type header and one asking for a name
-  made of markup;
+  made of markup; it holds a secret (``db-password``, put with ``motte secret put``) that it
+  released to the sim Keep once and refused to another workload once;
 - the embedded transparency log holding a signed, published and reviewed package
   (``acme/hello:1.0``), a statement whose package name is markup, and a raw entry of markup;
 - a trust root delegating ``acme`` to the signer, so the Trust page has a real verdict;
@@ -35,6 +36,8 @@ MOTTE = [sys.executable, "-m", "motte"]
 HOSTILE_SCRIPT = '<script>alert("motte")</script>'
 HOSTILE_IMG = '"><img src=x onerror=alert(1)>'
 TOKEN = "console-test-token-" + "x" * 24
+#: The world's secret value: no page may show it.
+SECRET_VALUE = "console-world-secret-" + "y" * 16
 
 
 @dataclass
@@ -161,6 +164,34 @@ def _steward(env: dict[str, str], tmp: Path, world: World, digest: str) -> None:
                 client.attest(keep_csr(client.nonce(), digest=digest, sans=sans))
     r = httpx.post(f"{url}/attest", content=b"x", headers={"Content-Type": HOSTILE_SCRIPT})
     assert r.status_code == 415, r.text
+    _secret(env, tmp, url, digest)
+
+
+def _secret(env: dict[str, str], tmp: Path, url: str, digest: str) -> None:
+    """db-password, released to the sim Keep running ``digest`` and refused to another."""
+    from motte.keep._release import release_secrets
+    from motte.keep.backends import SimBackend
+    from motte.steward import SecretRefusedError, Wanted
+
+    policy = tmp / "release.toml"
+    policy.write_text(f'digests = ["{digest}"]\nallow_insecure_sim = true\n')
+    put = subprocess.run(
+        [*MOTTE, "secret", "put", "db-password", "--policy", str(policy)],
+        input=SECRET_VALUE,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if put.returncode != 0:
+        raise RuntimeError(f"motte secret put: {put.stderr.strip()}")
+    sim = SimBackend(allow_insecure_sim=True)
+    with home_of(env):
+        got = release_secrets(url, digest, sim, [Wanted("db-password")])
+        assert got["db-password"].value == SECRET_VALUE.encode()
+        other = "sha256:" + "0" * 64
+        with contextlib.suppress(SecretRefusedError):
+            release_secrets(url, other, sim, [Wanted("db-password")])
 
 
 def _log_and_trust(env: dict[str, str], tmp: Path) -> str:

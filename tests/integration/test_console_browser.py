@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import require
 from tests.console import browser
-from tests.console.world import HOSTILE_IMG, HOSTILE_SCRIPT, TOKEN, make_world
+from tests.console.world import HOSTILE_IMG, HOSTILE_SCRIPT, SECRET_VALUE, TOKEN, make_world
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,11 @@ def test_each_page_loads_with_real_data_and_is_not_blank(world, driver, page):
         assert "acme/hello:1.0" in text  # the workload's name, from the package store
         assert "evil.example not in san_allow" in text or "evil.example" in text
     elif page == "secrets":
-        assert "no secret store yet" in text
+        # From the Steward's secrets' audit log: one release, one refusal, never the value.
+        assert "1 secrets stored; 1 releases, 1 refusals" in text
+        assert "db-password" in text and "db-password v1" in text
+        assert "is not among digests" in text
+        assert SECRET_VALUE not in text and SECRET_VALUE not in driver.page_source
     elif page == "log":
         assert "publication" in text and "review" in text and "acme/hello" in text
     elif page == "entry":

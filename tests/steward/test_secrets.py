@@ -463,3 +463,48 @@ def test_explain_says_rule_by_rule(steward):
     assert steward.explain("db", evidence=raw, workload_digest=DIGEST).would_release
     other = steward.explain("db", evidence=raw, workload_digest=OTHER_DIGEST)
     assert [r.rule for r in other.rules if r.outcome == "fail"] == ["workload"]
+
+
+def test_releases_and_refusals_per_secret_for_the_console(steward):
+    value = b"console-canary-" + os.urandom(6).hex().encode()
+    store = steward.secrets
+    store.put("db", value, policy=digest_policy(DIGEST), actor=ACTOR)
+    store.put("token", b"t0k3n", policy=digest_policy(OTHER_DIGEST), actor=ACTOR)
+    store.put("idle", b"x", policy=None, actor=ACTOR)
+    with steward_server(steward) as url:
+        ok, _, _ = keep_request(url, names=("db",))
+        both, _, _ = keep_request(url, names=("db", "token"))  # token: another digest
+    assert steward.release(ok.to_bytes(), client="keep-1").released
+    assert not steward.release(both.to_bytes(), client="keep-2").released
+    assert not steward.release(ok.to_bytes(), client="keep-3").released  # a replay
+    summary = {s.name: s for s in store.release_summary()}
+    assert list(summary) == ["db", "idle", "token"]
+    db, token, idle = summary["db"], summary["token"], summary["idle"]
+    assert (db.released, db.refused, token.released, token.refused) == (1, 2, 0, 1)
+    assert (idle.released, idle.refused, idle.last_released, idle.stored) == (0, 0, None, True)
+    assert db.last_released is not None and db.last_refused is not None
+    # The latest refusal of db was the replay: the request's own rule, nothing of token's.
+    assert len(db.last_refusal) == 1 and db.last_refusal[0].startswith("nonce: ")
+    # token's only refusal: its own rule (db's passed in that request).
+    assert token.last_refusal == (
+        f"token: workload: {DIGEST} is not among digests ({OTHER_DIGEST})",
+    )
+    rows = store.releases()
+    assert [(r.actor, r.decision) for r in rows] == [
+        ("keep-3", "refused"),
+        ("keep-2", "refused"),
+        ("keep-1", "released"),
+    ]
+    assert [r.actor for r in store.releases(name="token")] == ["keep-2"]
+    assert [r.actor for r in store.releases(decision="released")] == ["keep-1"]
+    assert [r.actor for r in store.releases(limit=1, before=rows[0].id)] == ["keep-2"]
+    # db passed every rule of keep-2's request: refused with it, all or nothing.
+    assert rows[1].failed("db") == ["all or nothing: token refused in the same request"]
+    assert rows[1].failed() == [token.last_refusal[0]]
+    assert rows[2].failed() == []
+    # Removed: still listed by its history, marked as no longer stored; never a value.
+    store.remove("db", actor=ACTOR)
+    assert not {s.name: s for s in store.release_summary()}["db"].stored
+    shown = json.dumps([s.to_dict() for s in store.release_summary()])
+    shown += json.dumps([r.to_dict() for r in store.releases()])
+    assert value.decode() not in shown and "t0k3n" not in shown

@@ -6,10 +6,10 @@
 
 Five pages, rendered on the server (Jinja2, autoescaped; no JavaScript): **Keeps** (the
 Steward's decisions: attested Keeps, renewals, refusals with every reason), **Secrets**
-(releases per secret, once the Steward has a secret store), **Log** (search the transparency
-log; an entry verified as ``motte verify`` does), **Trust** (a package's five-area verdict
-under a policy the operator named) and **Power** (the UPS now, its last hours, the plan's
-timeline, past shutdowns replayed).
+(releases and refusals per secret, from the secrets' audit log; never a value), **Log**
+(search the transparency log; an entry verified as ``motte verify`` does), **Trust** (a
+package's five-area verdict under a policy the operator named) and **Power** (the UPS now,
+its last hours, the plan's timeline, past shutdowns replayed).
 
 Read-only and closed by default (:mod:`._guard`): only GET and HEAD; loopback clients naming
 a loopback host, or the token, compared in constant time; a strict Content-Security-Policy.

@@ -24,6 +24,7 @@ from motte.console._views import (
     entry_view,
     keeps_view,
     log_view,
+    secrets_view,
     trust_view,
 )
 from motte.errors import MotteError
@@ -166,7 +167,7 @@ def create_console_app(config: ConsoleConfig, *, steward_store: Any = None) -> C
 
     @get("/secrets")
     def secrets(request: Request) -> HTMLResponse:
-        return page(request, "secrets", "Secrets", view={})
+        return page(request, "secrets", "Secrets", lambda: secrets_view(src, params(request)))
 
     @get("/log")
     def log(request: Request) -> HTMLResponse:

@@ -1,10 +1,11 @@
 """What each page shows, as plain values for its template (the templates escape every one).
 
 The console reads only through the components' public APIs: the Steward's audit queries
-(:class:`motte.steward.StewardStore`), the log (:class:`motte.tlog.LocalLog`) and the
-verification ``motte verify`` runs (:func:`motte.sign.check_logged`), the trust judgement
-(:func:`motte.trust.assess`, with ``remember=False``: looking never changes what this
-installation remembers as accepted).
+(:class:`motte.steward.StewardStore`), the secrets' audit log (the release decisions of
+:class:`motte.steward.SecretStore`: names, versions, verdicts, never a value), the log
+(:class:`motte.tlog.LocalLog`) and the verification ``motte verify`` runs
+(:func:`motte.sign.check_logged`), the trust judgement (:func:`motte.trust.assess`, with
+``remember=False``: looking never changes what this installation remembers as accepted).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from motte.console._logindex import EntrySummary, LogIndex, normalize_query, sum
 from motte.errors import MotteError
 
 if TYPE_CHECKING:
-    from motte.steward import AuditRecord, StewardStore
+    from motte.steward import AuditRecord, SecretStore, StewardStore
     from motte.tlog import LocalLog
 
 PAGE = 50
@@ -62,6 +63,13 @@ class Sources:
                 self.steward_store = StewardStore(db)
                 self._own_store = True
             return self.steward_store
+
+    def secrets(self) -> SecretStore:
+        """The Steward's secret store, for its audit log: reading it needs no master key,
+        and the console never asks for one (no value can reach a page)."""
+        from motte.steward import SecretStore
+
+        return SecretStore(self.steward().db, self.steward_dir)
 
     def log(self) -> LocalLog:
         from motte.tlog import LocalLog
@@ -183,6 +191,53 @@ def keeps_view(src: Sources, params: dict[str, str]) -> dict[str, Any]:
         },
         "next_before": rows[-1].id if len(rows) == PAGE else None,
         "now": now.isoformat(timespec="seconds"),
+    }
+
+
+def secrets_view(src: Sources, params: dict[str, str]) -> dict[str, Any]:
+    """Per secret, its releases and refusals; then the release decisions, newest first
+    (filtered by secret and decision). Names, versions, workloads and reasons only."""
+
+    store = src.secrets()
+    name = params.get("secret") or None
+    decision = params.get("decision") or None
+    if decision not in (None, "released", "refused"):
+        decision = None
+    before = _int(params.get("before"))
+    names = _workload_names()
+    summary = [s.to_dict() for s in store.release_summary()]
+    rows = store.releases(name=name, decision=decision, limit=PAGE, before=before)
+    decisions = [
+        {
+            "id": r.id,
+            "time": r.time,
+            "client": r.actor,
+            "decision": r.decision,
+            "kind": r.kind,
+            "workload": r.workload_digest,
+            "names": names.get(r.workload_digest or "", []),
+            "secrets": [
+                {
+                    "name": x.get("name"),
+                    "asked": x.get("version"),
+                    "released": x.get("released"),
+                }
+                for x in r.secrets
+            ],
+            "reasons": r.failed(name) if r.decision != "released" else [],
+        }
+        for r in rows
+    ]
+    return {
+        "secrets": summary,
+        "counts": {
+            "secrets": sum(1 for s in summary if s["stored"]),
+            "released": sum(s["released"] for s in summary),
+            "refused": sum(s["refused"] for s in summary),
+        },
+        "decisions": decisions,
+        "filters": {"secret": name or "", "decision": decision or ""},
+        "next_before": rows[-1].id if len(rows) == PAGE else None,
     }
 
 

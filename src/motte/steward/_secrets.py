@@ -137,6 +137,11 @@ class SecretAuditRecord:
             "rules": list(self.rules),
         }
 
+    def failed(self, name: str | None = None) -> list[str]:
+        """Why a release was refused (for ``name``: its own failed rules and the request's,
+        or that another secret of the same request was refused): :func:`refusal_reasons`."""
+        return refusal_reasons(self, name)
+
 
 _AUDIT_COLUMNS = (
     "time",
@@ -152,6 +157,59 @@ _AUDIT_COLUMNS = (
     "release_key_sha256",
     "rules",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SecretReleases:
+    """How a secret fared with Keeps, from the secrets' audit log: how many releases gave
+    it and how many refused it, and the latest of each (never a value)."""
+
+    name: str
+    released: int = 0
+    refused: int = 0
+    last_released: str | None = None
+    last_refused: str | None = None
+    #: The reasons of the latest refusal that concern this secret (its own rules, and the
+    #: request's own: nonce, evidence).
+    last_refusal: tuple[str, ...] = ()
+    #: Whether the store holds it now (False: removed, or never put but asked for).
+    stored: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "released": self.released,
+            "refused": self.refused,
+            "last_released": self.last_released,
+            "last_refused": self.last_refused,
+            "last_refusal": list(self.last_refusal),
+            "stored": self.stored,
+        }
+
+
+def refusal_reasons(record: SecretAuditRecord, name: str | None = None) -> list[str]:
+    """The failed rules of an audit row, each once; with ``name``, only those about that
+    secret and those about the whole request (nonce, evidence), not other secrets'."""
+    out: list[str] = []
+    others: list[str] = []
+    for r in record.rules:
+        if r.get("outcome") != "fail":
+            continue
+        secret = r.get("secret")
+        if name is not None and secret not in (None, name):
+            if secret not in others:
+                others.append(secret)
+            continue
+        rule = f"{r.get('rule')}: {r.get('reason')}"
+        line = f"{secret}: {rule}" if secret else rule
+        if line not in out:
+            out.append(line)
+    if out or record.decision != "refused":
+        return out
+    if others:
+        # This secret passed its own rules; release is all or nothing.
+        return [f"all or nothing: {', '.join(others)} refused in the same request"]
+    return [record.reason] if record.reason and name is None else []
 
 
 def append_secret_audit(tx: Tx, row: dict[str, Any], *, consumed: bytes | None = None) -> int:
@@ -578,6 +636,79 @@ class SecretStore:
                 out.append(Released(name, version, chosen, value, policy))
         return out
 
+    def releases(
+        self,
+        *,
+        name: str | None = None,
+        decision: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[SecretAuditRecord]:
+        """Release decisions (released or refused), newest first: at most ``limit`` rows with
+        ``id < before``, about ``name`` if given, of ``decision`` if given. Paged by id."""
+        sql = f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM secret_audit WHERE action = ?"
+        args: list[Any] = ["release"]
+        if name is not None:
+            sql += " AND secrets LIKE ? ESCAPE '\\'"
+            args.append(_name_pattern(name))
+        if decision is not None:
+            sql += " AND decision = ?"
+            args.append(decision)
+        if before is not None:
+            sql += " AND id < ?"
+            args.append(before)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        with self.db.read() as tx:
+            rows = tx.all(sql, args)
+        return [_audit_record(values) for values in rows]
+
+    def release_summary(self) -> list[SecretReleases]:
+        """Per secret, by name: every secret the store holds and every one a Keep asked
+        for, with its releases and refusals (:class:`SecretReleases`). One pass over the
+        release rows' names and decisions (the values were never in the log)."""
+        with self.db.read() as tx:
+            stored = {r[0] for r in tx.all("SELECT name FROM secret WHERE removed_at IS NULL")}
+            rows = tx.all(
+                "SELECT id, time, decision, secrets FROM secret_audit WHERE action = ? ORDER BY id",
+                ["release"],
+            )
+        acc: dict[str, dict[str, Any]] = {n: {} for n in stored}
+        latest_refusal: dict[str, int] = {}
+        for row_id, time, decision, secrets in rows:
+            for item in json.loads(secrets):
+                entry = acc.setdefault(item["name"], {})
+                if decision == "released":
+                    entry["released"] = entry.get("released", 0) + 1
+                    entry["last_released"] = time
+                else:
+                    entry["refused"] = entry.get("refused", 0) + 1
+                    entry["last_refused"] = time
+                    latest_refusal[item["name"]] = int(row_id)
+        reasons: dict[str, tuple[str, ...]] = {}
+        if latest_refusal:
+            ids = sorted(set(latest_refusal.values()))
+            with self.db.read() as tx:
+                found = tx.all(
+                    f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM secret_audit "
+                    f"WHERE id IN ({', '.join('?' * len(ids))})",
+                    ids,
+                )
+            by_id = {int(r[0]): _audit_record(r) for r in found}
+            reasons = {n: tuple(refusal_reasons(by_id[i], n)) for n, i in latest_refusal.items()}
+        return [
+            SecretReleases(
+                name,
+                released=e.get("released", 0),
+                refused=e.get("refused", 0),
+                last_released=e.get("last_released"),
+                last_refused=e.get("last_refused"),
+                last_refusal=reasons.get(name, ()),
+                stored=name in stored,
+            )
+            for name, e in sorted(acc.items())
+        ]
+
     def audit(
         self, *, name: str | None = None, limit: int | None = None
     ) -> list[SecretAuditRecord]:
@@ -586,21 +717,28 @@ class SecretStore:
         args: list[Any] = []
         if name is not None:
             sql += " WHERE secrets LIKE ? ESCAPE '\\'"
-            escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            args.append(f'%"name": "{escaped}"%')
+            args.append(_name_pattern(name))
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         with self.db.read() as tx:
             rows = tx.all(sql, args)
-        out = []
-        for values in reversed(rows):
-            r = dict(zip(("id", *_AUDIT_COLUMNS), values, strict=True))
-            r["secrets"] = tuple(json.loads(r["secrets"]))
-            r["rules"] = tuple(json.loads(r["rules"]))
-            out.append(SecretAuditRecord(**r))
-        return out
+        return [_audit_record(values) for values in reversed(rows)]
+
+
+def _name_pattern(name: str) -> str:
+    """A LIKE pattern for audit rows whose ``secrets`` JSON names ``name``."""
+    escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f'%"name": "{escaped}"%'
+
+
+def _audit_record(values: Sequence[Any]) -> SecretAuditRecord:
+    r = dict(zip(("id", *_AUDIT_COLUMNS), values, strict=True))
+    r["id"] = int(r["id"])
+    r["secrets"] = tuple(json.loads(r["secrets"]))
+    r["rules"] = tuple(json.loads(r["rules"]))
+    return SecretAuditRecord(**r)
 
 
 def rekey_files(store: SecretStore, *, actor: str, new_key_file: Path | None = None) -> int:
