@@ -216,3 +216,47 @@ def test_a_package_gets_a_secret_only_if_the_host_grants_it_and_the_steward_rele
         ("policy", "done"),
         ("release", "refused"),
     ]
+
+
+def test_a_worker_process_decrypts_the_module_again_from_the_store(steward):
+    """What a serving Keep's worker process does with its parent's hand-over: the content
+    key and the ciphertext's digest, the module decrypted from the local store while read."""
+    from motte.keep._secrets import prepare_in_worker
+    from motte.steward import parse_release_policy
+
+    key = ContentKey.generate()
+    result = build_package(
+        SECRET_DB,
+        parse_reference("acme/db:8.0"),
+        content_key=ContentKey("content-key/acme/db", 1, key),
+    )
+    allowed = f'digests = ["{result.digest}"]\nallow_insecure_sim = true'
+    for name, value in (("content-key/acme/db", key), ("db-password", b"hunter2")):
+        steward.secrets.put(
+            name, value, policy=parse_release_policy(allowed, source="p"), actor="test"
+        )
+    grants = grants_from_flags(["listen:web", "secret:db-password"])
+    with steward_server(steward) as url:
+        launched = launch(
+            "acme/db:8.0", steward=url, backend="sim", allow_insecure_sim=True, grants=grants
+        )
+    parent = launched.workload
+    doc = parent.confidential.handover()
+    try:
+        worker = prepare_in_worker(parent.manifest, doc)
+        assert worker.digest == parent.digest == launched.manifest.workload.digest
+        assert worker.cache_status == "hit"  # the parent's sealed entry, opened here too
+        r = worker.run(env={"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, stdout="capture")
+        assert b"password from /run/secrets/db-password (7 bytes)" in r.stdout
+        # A ciphertext changed in the store is refused, not run.
+        from motte.keep._workload import blob_path
+
+        blob = blob_path(doc["encrypted"]["blob"])
+        data = bytearray(blob.read_bytes())
+        data[-5] ^= 1
+        blob.chmod(0o600)
+        blob.write_bytes(data)
+        with pytest.raises(DecryptionError, match="does not decrypt under its content key"):
+            prepare_in_worker(parent.manifest, doc)
+    finally:
+        parent.secrets.close()

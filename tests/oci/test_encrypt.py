@@ -15,6 +15,8 @@ from motte.oci import (
     MalformedArtifactError,
     build_package,
     decrypt_and_check,
+    decrypt_file,
+    decrypt_file_and_check,
     decrypt_module,
     encrypt_module,
     mediatypes,
@@ -27,11 +29,31 @@ from tests.oci.workloads import make_workload
 KEY = bytes(range(32))
 
 
+@pytest.fixture(params=["in memory", "while read", "while read, copied"])
+def decrypt(request, tmp_path, monkeypatch):
+    """Each way to decrypt: decrypt_module over bytes, decrypt_file over a file (after a
+    prefix, as the sealed cache stores it), and decrypt_file where AESGCM has no
+    decrypt_into."""
+    if request.param == "in memory":
+        return decrypt_module
+    if request.param == "while read, copied":
+        from motte.oci import _encrypt
+
+        monkeypatch.setattr(_encrypt, "_decrypt_into", lambda aead: None)
+
+    def via_file(key, sealed, where, **kw):
+        path = tmp_path / "sealed"
+        path.write_bytes(b"prefix" + sealed)
+        return bytes(decrypt_file(key, path, where, offset=6, **kw))
+
+    return via_file
+
+
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17])
-def test_round_trip(size):
+def test_round_trip(size, decrypt):
     data = os.urandom(size)
     sealed = encrypt_module(KEY, data)
-    assert decrypt_module(KEY, sealed, "m") == data
+    assert decrypt(KEY, sealed, "m") == data
     assert len(sealed) == HEADER + max(1, -(-size // CHUNK)) * TAG + size
 
 
@@ -40,7 +62,7 @@ def chunks(sealed: bytes) -> list[bytes]:
     return [body[i : i + CHUNK + TAG] for i in range(0, len(body), CHUNK + TAG)]
 
 
-def test_every_tampering_fails():
+def test_every_tampering_fails(decrypt):
     data = os.urandom(3 * CHUNK + 5)
     sealed = encrypt_module(KEY, data)
     head, parts = sealed[:HEADER], chunks(sealed)
@@ -56,9 +78,12 @@ def test_every_tampering_fails():
     }
     for what, bad in cases.items():
         with pytest.raises(DecryptionError, match="does not decrypt"):
-            decrypt_module(KEY, bad, what)
+            decrypt(KEY, bad, what)
     with pytest.raises(DecryptionError, match="does not decrypt"):
-        decrypt_module(bytes(32), sealed, "another key")
+        decrypt(bytes(32), sealed, "another key")
+    for what, bad in {"cut inside a tag": sealed[: HEADER + 7], "no header": b"junk"}.items():
+        with pytest.raises(DecryptionError, match=r"cut off|not a MOTTE_AES_256_GCM_STREAM"):
+            decrypt(KEY, bad, what)
 
 
 def test_a_plaintext_other_than_the_signed_one_is_refused():
@@ -69,6 +94,43 @@ def test_a_plaintext_other_than_the_signed_one_is_refused():
     wrong = replace(right, plaintext_digest="sha256:" + "ab" * 32)
     with pytest.raises(DecryptionError, match="not the signed sha256:abab"):
         decrypt_and_check(KEY, sealed, wrong, "m")
+
+
+def test_decrypting_while_reading_checks_the_signed_plaintext_and_leaves_nothing(tmp_path):
+    import hashlib
+
+    data = b"\0asm\1\0\0\0" + os.urandom(CHUNK + 9)
+    path = tmp_path / "blob"
+    path.write_bytes(encrypt_module(KEY, data))
+    right = Encryption("k", 1, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    assert decrypt_file_and_check(KEY, path, right, "m") == data
+    wrong = replace(right, plaintext_digest="sha256:" + "ab" * 32)
+    with pytest.raises(DecryptionError, match="not the signed sha256:abab"):
+        decrypt_file_and_check(KEY, path, wrong, "m")
+    # A ciphertext longer than the signed size is refused before anything is decrypted.
+    with pytest.raises(DecryptionError, match="is over 8 bytes"):
+        decrypt_file_and_check(KEY, path, replace(right, plaintext_size=8), "m")
+
+
+def test_a_failed_decryption_zeroes_what_it_had_decrypted(tmp_path, monkeypatch):
+    from motte.oci import _encrypt
+
+    data = os.urandom(2 * CHUNK + 1)
+    sealed = bytearray(encrypt_module(KEY, data))
+    sealed[-1] ^= 1  # the last chunk fails, after two have been opened
+    path = tmp_path / "blob"
+    path.write_bytes(sealed)
+    seen = []
+    real = _encrypt._open_chunks
+
+    def spy(f, aead, open_into, header, buf, view, *rest):  # type: ignore[no-untyped-def]
+        seen.append(view)
+        return real(f, aead, open_into, header, buf, view, *rest)
+
+    monkeypatch.setattr(_encrypt, "_open_chunks", spy)
+    with pytest.raises(DecryptionError, match="chunk 2"):
+        decrypt_file(KEY, path, "m")
+    assert bytes(seen[0]) == bytes(len(data))
 
 
 def test_an_encrypted_package_holds_only_ciphertext(tmp_path):

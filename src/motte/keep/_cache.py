@@ -190,25 +190,24 @@ class CompiledCache:
     # a Keep obtains only by attesting: the host's disk holds no machine code it can read,
     # and an entry cannot be moved to another name.
 
-    def load_sealed(self, name: str, key: bytes) -> bytes | None:
-        from motte.oci import DecryptionError, decrypt_module
+    def load_sealed(self, name: str, key: bytes) -> bytearray | None:
+        """The artifact, decrypted while the entry is read (motte.oci.decrypt_file)."""
+        from motte.oci import DecryptionError, decrypt_file
 
+        path = self.path(name)
         try:
-            with open(self.path(name), "rb") as f:
-                data = f.read()
+            with open(path, "rb") as f:
+                magic = f.read(len(SEALED_MAGIC))
+            if magic != SEALED_MAGIC:
+                self.last_miss = "wrong format"
+                return None
+            artifact = decrypt_file(_entry_key(key, name), path, name, offset=len(magic))
         except FileNotFoundError:
             self.last_miss = "missing"
             return None
         except OSError as e:
             self.last_miss = f"unreadable ({e.strerror})"
             return None
-        if not data.startswith(SEALED_MAGIC):
-            self.last_miss = "wrong format"
-            return None
-        try:
-            artifact = decrypt_module(
-                _entry_key(key, name), memoryview(data)[len(SEALED_MAGIC) :], str(name)
-            )
         except DecryptionError:
             self.last_miss = "bad tag"
             return None

@@ -302,8 +302,11 @@ def _launch_package(
     # Opened and verified once: the trust judgement and the Keep both take this value.
     # The signed statements go to the trust judgement and, for secrets whose release policy
     # names a signed namespace/name, to the Steward.
+    # An encrypted module stays in the store: the Keep decrypts it while reading it.
     package = open_package(
-        pinned.local(), attachments=trust_policy is not None or steward is not None
+        pinned.local(),
+        attachments=trust_policy is not None or steward is not None,
+        encrypted_module=False,
     )
     if package.digest != digest:
         raise WorkloadError(

@@ -215,7 +215,7 @@ class Confidential:
     package the decrypted module and what a worker needs to decrypt it again."""
 
     secrets: GuestSecrets
-    module: bytes | None = field(default=None, repr=False)
+    module: bytes | bytearray | None = field(default=None, repr=False)
     #: (ciphertext blob digest, content key, Encryption): for workers and the sealed cache.
     encrypted: tuple[str, bytes, Encryption] | None = field(default=None, repr=False)
 
@@ -254,7 +254,6 @@ def obtain(
     the module, deliver the secrets; see the module doc."""
     from motte._nodump import forbid_core_dumps
     from motte.keep._release import release_secrets
-    from motte.oci import decrypt_and_check
     from motte.steward import Wanted
 
     forbid_core_dumps()
@@ -277,26 +276,41 @@ def obtain(
     if encryption is not None and package is not None:
         key = released.pop(encryption.secret).value
         where = f"{package.reference.pinned} (module {package.module_name})"
-        module = decrypt_and_check(key, package.module, encryption, where)
+        module = _decrypt_stored(key, package.module_digest, encryption, where)
         encrypted = (package.module_digest, key, encryption)
     values = {name: r.value for name, r in released.items()}
     return Confidential(deliver(manifest, values), module, encrypted)
 
 
-def decrypt_for_worker(doc: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """A worker's own decryption of the module its parent decrypted: (plaintext, cache
-    key). The ciphertext is read from the local store by digest and verified."""
-    from motte._nodump import forbid_core_dumps
+def _decrypt_stored(key: bytes, blob: str, enc: Encryption, where: str) -> bytearray:
+    """The module whose ciphertext the local store holds as ``blob``, decrypted while it is
+    read and checked against the signed plaintext digest. The ciphertext is not hashed: the
+    AEAD authenticates each chunk under the released key, and the plaintext digest (in the
+    signed, attested package manifest) decides; a changed blob fails one or the other."""
     from motte.keep._workload import blob_path
-    from motte.oci import Encryption, decrypt_and_check, sha256_digest
+    from motte.oci import decrypt_file_and_check
+
+    try:
+        return decrypt_file_and_check(key, blob_path(blob), enc, where)
+    except FileNotFoundError:
+        raise SecretDeliveryError(
+            f"{where}: the encrypted module {blob} is not in the local store",
+            hint="pull the package again",
+        ) from None
+    except OSError as e:
+        raise SecretDeliveryError(f"{where}: cannot read {blob}: {e.strerror}") from None
+
+
+def decrypt_for_worker(doc: Mapping[str, Any]) -> tuple[bytearray, bytes]:
+    """A worker's own decryption of the module its parent decrypted: (plaintext, cache
+    key), from the local store by digest, as the parent did."""
+    from motte._nodump import forbid_core_dumps
+    from motte.oci import Encryption
 
     forbid_core_dumps()
     enc = Encryption.from_annotations(dict(doc["annotations"]), "hand-over")
     key = base64.b64decode(doc["key"])
-    data = blob_path(doc["blob"]).read_bytes()
-    if sha256_digest(data) != doc["blob"]:
-        raise SecretDeliveryError(f"the stored blob {doc['blob']} changed on disk")
-    return decrypt_and_check(key, data, enc, doc["blob"]), cache_key_for(key)
+    return _decrypt_stored(key, doc["blob"], enc, doc["blob"]), cache_key_for(key)
 
 
 def prepare_in_worker(manifest: Manifest, doc: Mapping[str, Any] | None) -> Any:

@@ -122,9 +122,11 @@ def _artifact_class(kind: str) -> Any:
     return component.Component
 
 
-def _compile(engine: wasmtime.Engine, data: bytes, kind: str, where: str) -> Any:
+def _compile(engine: wasmtime.Engine, data: bytes | bytearray, kind: str, where: str) -> Any:
     import wasmtime
 
+    if not isinstance(data, bytes):  # a decrypted module (bytearray): wasmtime takes bytes
+        data = bytes(data)
     try:
         return _artifact_class(kind)(engine, data)
     except wasmtime.WasmtimeError as e:

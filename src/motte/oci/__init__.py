@@ -16,6 +16,8 @@ from motte.oci._encrypt import (
     DecryptionError,
     Encryption,
     decrypt_and_check,
+    decrypt_file,
+    decrypt_file_and_check,
     decrypt_module,
     encrypt_module,
 )
@@ -97,6 +99,8 @@ __all__ = [
     "check_transport",
     "copy_artifact",
     "decrypt_and_check",
+    "decrypt_file",
+    "decrypt_file_and_check",
     "decrypt_module",
     "default_store_path",
     "encrypt_module",

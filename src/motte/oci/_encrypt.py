@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,11 +195,133 @@ def decrypt_and_check(key: bytes, ciphertext: bytes, enc: Encryption, where: str
     """Decrypt, then check the plaintext against the digest the signed manifest names."""
     hasher = hashlib.sha256()
     plaintext = decrypt_module(key, ciphertext, where, hasher=hasher)
+    _check_plaintext(hasher, len(plaintext), enc, where)
+    return plaintext
+
+
+def _check_plaintext(hasher: Any, size: int, enc: Encryption, where: str) -> None:
     digest = "sha256:" + hasher.hexdigest()
-    if digest != enc.plaintext_digest or len(plaintext) != enc.plaintext_size:
+    if digest != enc.plaintext_digest or size != enc.plaintext_size:
         raise DecryptionError(
-            f"{where}: the decrypted module is {digest} ({len(plaintext)} bytes), not the "
+            f"{where}: the decrypted module is {digest} ({size} bytes), not the "
             f"signed {enc.plaintext_digest} ({enc.plaintext_size} bytes)",
             hint="the package was made with another module than its manifest names: refuse it",
         )
+
+
+def _decrypt_into(aead: Any) -> Any:
+    """``aead.decrypt_into`` (opens a chunk straight into a buffer) where this cryptography
+    has it; else None, and each chunk is opened, then copied."""
+    return getattr(aead, "decrypt_into", None)
+
+
+def _read_exactly(f: Any, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def decrypt_file(
+    key: bytes,
+    path: str | os.PathLike[str],
+    where: str,
+    *,
+    offset: int = 0,
+    hasher: Any = None,
+    max_plaintext: int | None = None,
+) -> bytearray:
+    """The plaintext of the ciphertext stored in ``path`` from byte ``offset``, decrypted
+    **while it is read**: each chunk is read into one reused buffer and opened straight
+    into the plaintext's buffer (no copy of the ciphertext in memory, no joining), and fed
+    to ``hasher`` while it is hot. Nothing is hashed but the plaintext: the AEAD
+    authenticates every chunk, and a caller checks the plaintext against its signed digest.
+
+    DecryptionError as :func:`decrypt_module`; OSError if the file cannot be read."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    with open(path, "rb", buffering=0) as f:  # unbuffered: read straight into our buffer
+        size = os.fstat(f.fileno()).st_size - offset
+        f.seek(offset)
+        header = f.read(HEADER) if size >= HEADER else b""
+        if len(header) < HEADER or size < HEADER + TAG or not header.startswith(MAGIC):
+            raise DecryptionError(f"{where}: not a {CIPHER} ciphertext")
+        if int.from_bytes(header[len(MAGIC) : len(MAGIC) + 4], "big") != CHUNK:
+            raise DecryptionError(f"{where}: unexpected chunk size")
+        body = size - HEADER
+        step = CHUNK + TAG
+        count = max(1, -(-body // step))
+        last = body - (count - 1) * step
+        if last < TAG:
+            raise DecryptionError(f"{where}: the encrypted module was cut off")
+        plain = body - count * TAG
+        if max_plaintext is not None and plain > max_plaintext:
+            raise DecryptionError(f"{where}: the encrypted module is over {max_plaintext} bytes")
+        out = bytearray(plain)
+        view = memoryview(out)
+        buf = memoryview(bytearray(step))
+        aead = AESGCM(key)
+        open_into = _decrypt_into(aead)
+        try:
+            _open_chunks(f, aead, open_into, header, buf, view, count, last, hasher, where)
+        except BaseException:
+            view[:] = bytes(len(view))  # nothing half-decrypted stays in memory
+            raise
+        return out
+
+
+def _open_chunks(
+    f: Any,
+    aead: Any,
+    open_into: Any,
+    header: bytes,
+    buf: memoryview,
+    view: memoryview,
+    count: int,
+    last: int,
+    hasher: Any,
+    where: str,
+) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    prefix = header[-PREFIX:]
+    step = CHUNK + TAG
+    pos = 0
+    for i in range(count):
+        n = step if i < count - 1 else last
+        if _read_exactly(f, buf[:n]) != n:
+            raise DecryptionError(f"{where}: the encrypted module was cut off while read")
+        target = view[pos : pos + n - TAG]
+        nonce = _nonce(prefix, i, i == count - 1)
+        try:
+            if open_into is not None:
+                open_into(nonce, buf[:n], header, target)
+            else:
+                target[:] = aead.decrypt(nonce, buf[:n], header)
+        except InvalidTag:
+            raise DecryptionError(
+                f"{where}: the encrypted module does not decrypt under its content key "
+                f"(chunk {i} was changed, reordered or cut off, or the key is not this "
+                "package's)"
+            ) from None
+        if hasher is not None:
+            hasher.update(target)
+        pos += n - TAG
+
+
+def decrypt_file_and_check(
+    key: bytes, path: str | os.PathLike[str], enc: Encryption, where: str
+) -> bytearray:
+    """:func:`decrypt_file`, then the plaintext checked against the signed digest and size;
+    refused before it is read when the file cannot hold that size."""
+    hasher = hashlib.sha256()
+    plaintext = decrypt_file(key, path, where, hasher=hasher, max_plaintext=enc.plaintext_size)
+    try:
+        _check_plaintext(hasher, len(plaintext), enc, where)
+    except DecryptionError:
+        plaintext[:] = bytes(len(plaintext))
+        raise
     return plaintext

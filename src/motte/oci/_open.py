@@ -51,9 +51,14 @@ def open_package(
     allow_insecure_http: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     attachments: bool = True,
+    encrypted_module: bool = True,
 ) -> VerifiedPackage:
     """``ref``'s package, every byte checked against the digest that names it, with its
     motte referrers (signed statements) unless ``attachments`` is false.
+
+    ``encrypted_module=False``: an encrypted module's ciphertext is not read (nor hashed);
+    a Keep decrypts it from the local store while reading it (:func:`decrypt_file`), each
+    chunk authenticated by the AEAD and the plaintext checked against its signed digest.
 
     A tag is resolved once. A package whose own bytes do not verify raises; a referrer that
     does not verify is left out and said why (``skipped_referrers``).
@@ -63,7 +68,7 @@ def open_package(
     with open_repository(
         ref, store=store, allow_insecure_http=allow_insecure_http, limits=limits
     ) as repo:
-        package = read_workload(repo, ref)
+        package = read_workload(repo, ref, encrypted_module=encrypted_module)
         if not attachments:
             return package
         skipped: list[tuple[str, str]] = []

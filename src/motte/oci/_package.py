@@ -63,6 +63,8 @@ class VerifiedPackage:
     reference: Reference  # pinned: reference.digest == digest
     digest: str  # the package's (its OCI manifest's): the workload digest a Keep attests
     manifest: bytes  # Motte.toml
+    #: The module (its ciphertext when encrypted; empty when an encrypted module was left
+    #: in the store, ``open_package(..., encrypted_module=False)``).
     module: bytes
     module_name: str
     layers: WorkloadLayers
@@ -341,14 +343,19 @@ def load_workload(
         return read_workload(repo, ref)
 
 
-def read_workload(repo: Repository, ref: Reference) -> VerifiedPackage:
+def read_workload(
+    repo: Repository, ref: Reference, *, encrypted_module: bool = True
+) -> VerifiedPackage:
     desc, data = repo.resolve(ref)
     label = f"{ref.repository}@{desc.digest}"
     layers = workload_layers(
         Manifest.from_bytes(data, f"manifest of {label}"), f"manifest of {label}"
     )
     toml_bytes = repo.blob(layers.motte_toml, f"layer {MANIFEST_FILE} of {label}")
-    module = repo.blob(layers.module, f"layer {layers.module_name} of {label}")
+    if layers.encryption is not None and not encrypted_module:
+        module = b""  # left in the store: decrypted while read (motte.oci.decrypt_file)
+    else:
+        module = repo.blob(layers.module, f"layer {layers.module_name} of {label}")
     return VerifiedPackage(
         ref.with_digest(desc.digest), desc.digest, toml_bytes, module, layers.module_name, layers
     )
