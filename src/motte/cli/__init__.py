@@ -77,7 +77,9 @@ def _register(app: typer.Typer, name: str) -> bool:
         if e.name != module_name:
             raise
         return False  # an area not built into this installation
-    obj = getattr(module, attr)
+    from motte.cli._typer import to_typer
+
+    obj = to_typer(getattr(module, attr))
     if isinstance(obj, typer.Typer):
         app.add_typer(obj, name=name, help=summary)
     else:

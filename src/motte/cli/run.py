@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 if TYPE_CHECKING:
