@@ -233,7 +233,8 @@ def convert(p: dict[str, Any], value: Any) -> Any:
         return value  # not given (Typer passes None), or a flag
     if p["list"]:
         items = [_scalar(p, v) for v in value]
-        return items or None
+        # an empty list is None unless the default is a list (typer.main's normalizing)
+        return items if items or p["default"] is not None else None
     return _scalar(p, value)
 
 
