@@ -29,6 +29,9 @@ temporary directory).
 - ``... through Typer``           context: the same command line run through Typer, as
                                   every command ran before (help: before the pre-rendered
                                   screens; commands: before motte.cli._direct).
+- ``... alone (floor)``           context: the library call the command makes (verify_evidence,
+                                  measure_snp) in a Python process of its own, no CLI: the
+                                  floor of the command's process.
 - ``motte --version``             context: answered without Typer as well.
 - ``import typer + adapters``     context: what a command line Typer runs pays before its
                                   own work (Typer, Rich's parts it loads, pydantic).
@@ -96,6 +99,34 @@ def _verify_inputs() -> tuple[list[str], str]:
         "try:\n    dcap_qvl.verify(raw, c, 1771459200)\nexcept Exception:\n    sys.exit(1)\n"
     )
     return args, script
+
+
+def _verify_floor(args: list[str]) -> str:
+    """motte's library doing the verification alone in a process: the CLI's floor."""
+    quote, _, coll, _, at = args
+    return (
+        "import sys\nfrom datetime import datetime\nfrom pathlib import Path\n"
+        "from motte.attest import verify_evidence\n"
+        "from motte.attest.collateral import CollateralCache\n"
+        f"v = verify_evidence(Path({quote!r}).read_bytes(), "
+        f"collateral=Path({coll!r}).read_bytes(), now=datetime.fromisoformat({at!r}), "
+        "cache=CollateralCache())\n"
+        "sys.exit(0 if v.accepted else 1)\n"
+    )
+
+
+def _measure_floor(args: list[str]) -> str:
+    """motte's library computing the measurement alone in a process: the CLI's floor."""
+    opts = dict(zip(args[::2], args[1::2], strict=True))
+    return (
+        "from pathlib import Path\n"
+        "from motte.measure import VCPU_SIGNATURES, measure_snp\n"
+        f"r = measure_snp(Path({opts['--ovmf']!r}), vcpus=4, "
+        "vcpu_sig=VCPU_SIGNATURES['EPYC-Milan'], "
+        f"kernel=Path({opts['--kernel']!r}), initrd=Path({opts['--initrd']!r}), "
+        f"append={opts['--append']!r})\n"
+        "print(r.measurement.hex())\n"
+    )
 
 
 def _measure_inputs(tmp: Path, mib: int) -> list[str]:
@@ -192,9 +223,11 @@ def main() -> int:
         (dcap_proc, [py, "-c", dcap_verify], dcap_proc, 1),
         ("motte attest verify (TDX v5)", [*motte, "attest", "verify", *verify_args], dcap_proc, 1),
         ("  ... verify through Typer", [*typer, "attest", "verify", *verify_args], dcap_proc, 1),
+        ("  motte.attest alone (floor)", [py, "-c", _verify_floor(verify_args)], dcap_proc, 1),
         (sev, [py, "-m", "sevsnpmeasure.cli", "--mode", "snp", *measure_args], sev, 0),
         ("motte measure snp", [*motte, "measure", "snp", *measure_args], sev, 0),
         ("  ... measure through Typer", [*typer, "measure", "snp", *measure_args], sev, 0),
+        ("  motte.measure alone (floor)", [py, "-c", _measure_floor(measure_args)], sev, 0),
         (wasm, [py, str(minimal), hello_wasm], wasm, 0),
         ("motte run examples/hello", [*motte, "run", str(hello)], wasm, 0),
         ("  ... run through Typer", [*typer, "run", str(hello)], wasm, 0),
