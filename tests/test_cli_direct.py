@@ -248,3 +248,16 @@ def test_a_running_command_imports_no_typer_click_rich_or_pydantic(args, tmp_pat
     assert status == expected, output
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], f"motte {' '.join(argv[:2])} imported {heavy}"
+
+
+def test_a_module_still_importing_typer_itself_runs_through_typer(monkeypatch):
+    """A command module not yet declaring through motte.cli._typer (another branch's, say)
+    keeps working: Typer registers its app as it is, and runs its commands."""
+    import typer
+
+    import motte.cli.platform as platform
+
+    app = typer.Typer()
+    assert _typer.to_typer(app) is app
+    monkeypatch.setattr(platform, "typer", typer)
+    assert _direct.run_direct(["platform", "info"]) is None

@@ -104,14 +104,17 @@ def run_direct(args: list[str]) -> int | None:
     return call(path, spec, kwargs)
 
 
-def call(path: str, spec: dict[str, Any], kwargs: dict[str, Any]) -> int:
-    """Call the command function as Typer would; its exit status."""
+def call(path: str, spec: dict[str, Any], kwargs: dict[str, Any]) -> int | None:
+    """Call the command function as Typer would; its exit status (None: Typer must)."""
     import importlib
 
     from motte.cli import _typer
 
     module_name, qualname = spec["function"]
-    func = getattr(importlib.import_module(module_name), qualname)
+    module = importlib.import_module(module_name)
+    if "typer" in sys.modules and vars(module).get("typer") is sys.modules["typer"]:
+        return None  # a module still declaring through Typer itself raises Typer's errors
+    func = getattr(module, qualname)
     try:
         rv = func(**kwargs)
     except _typer.BadParameter as e:

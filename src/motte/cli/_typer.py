@@ -155,6 +155,8 @@ def to_typer(obj: Any) -> Any:
     function (its annotations evaluated, recorded parameters made Typer's)."""
     import typer
 
+    if isinstance(obj, typer.Typer):
+        return obj  # a module that still declares through Typer itself
     if not isinstance(obj, Typer):
         return typer_function(obj)
     app = typer.Typer(**obj.kwargs)
