@@ -1,16 +1,16 @@
-"""``motte run`` as a Typer command (for ``--help`` and the docs) and ``motte cache``.
+"""``motte run`` and ``motte cache``.
 
-``motte run`` itself is parsed by :mod:`motte.cli._run_fast`, which skips Typer's import;
-this command declares exactly the same options (tests/keep/test_run_cli.py checks) and hands
-them to the same :func:`motte.cli._run_fast.execute`.
+``motte run`` is run without Typer from what this function declares (:mod:`motte.cli._direct`:
+start-up is most of a small workload's run time); its guest's arguments are the words after
+``--`` (``after_dashes``), and its usage errors exit 125, never the guest's statuses. The
+work is :func:`motte.cli._run_fast.execute`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def run(
             metavar="[-- ARGS...]",
             help="Arguments for the guest; they replace the manifest's.",
             show_default=False,
+            after_dashes=True,
         ),
     ] = None,
     env: Annotated[
@@ -156,12 +157,13 @@ def run(
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
     See docs/running.md.
     """
+    from motte.cli import invoked_as_process
     from motte.cli._run_fast import RunOptions, execute
 
     return execute(
         RunOptions(
             target=target,
-            args=list(args) if args else None,
+            args=list(args) if args is not None else None,
             env=list(env or ()),
             dir=list(dir or ()),
             memory=memory,
@@ -174,7 +176,10 @@ def run(
             san=list(san or ()),
             trust_policy=trust_policy,
             grant=list(grant or ()),
-        )
+        ),
+        # Only a process whose own command line this is may be ended from inside; an
+        # embedding caller, such as a test, never is.
+        supervise=invoked_as_process(),
     )
 
 
