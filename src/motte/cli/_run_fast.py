@@ -45,6 +45,7 @@ class RunOptions:
         san: list[str] | None = None,
         trust_policy: str | None = None,
         grant: list[str] | None = None,
+        allow_rollback: bool = False,
     ) -> None:
         self.target = target
         self.args = args
@@ -60,6 +61,7 @@ class RunOptions:
         self.san = san or []
         self.trust_policy = trust_policy
         self.grant = grant or []
+        self.allow_rollback = allow_rollback
 
 
 def overrides(opts: RunOptions) -> Any:
@@ -210,6 +212,7 @@ def _launch(opts: RunOptions) -> Any:
         allow_insecure_sim=opts.allow_insecure_sim,
         sans=opts.san,
         trust_policy=opts.trust_policy,
+        allow_rollback=opts.allow_rollback,
         overrides=overrides(opts),
         on_attested=_say_attested,
     )

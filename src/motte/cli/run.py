@@ -126,6 +126,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    allow_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rollback",
+            help="Let the trust policy accept an older, expired or moved release of the tag "
+            "(a rollback): loudly, and recorded in MOTTE_HOME/releases/overrides.jsonl.",
+        ),
+    ] = False,
 ) -> int:
     """Run a WebAssembly workload in a Keep, with exactly what the host grants it.
 
@@ -175,6 +183,7 @@ def run(
             allow_insecure_sim=allow_insecure_sim,
             san=list(san or ()),
             trust_policy=trust_policy,
+            allow_rollback=allow_rollback,
             grant=list(grant or ()),
         ),
         # Only a process whose own command line this is may be ended from inside; an

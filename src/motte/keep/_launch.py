@@ -104,13 +104,15 @@ def launch(
     on_attested: Callable[[KeepIdentity], None] | None = None,
     grants: Grants | None = None,
     host_policy: str | os.PathLike[str] | None = None,
+    allow_rollback: bool = False,
 ) -> Launched:
     """Attest (when a Steward is configured), fetch, judge (when a trust policy is
     configured), grant and prepare ``target``; see the module docstring. ``overrides`` are
     the command line's changes to the manifest; ``grants`` its ``--grant`` flags;
     ``host_policy`` the host policy file (default :func:`motte.manifest.host_policy_path`);
     ``on_attested`` hears of the identity as soon as the Steward has issued it (before
-    anything is fetched)."""
+    anything is fetched); ``allow_rollback`` lets the trust policy accept an older, expired
+    or moved release, loudly and recorded (``motte run --allow-rollback``)."""
     from motte.manifest import Grants, Overrides
 
     overrides = overrides or Overrides()
@@ -144,6 +146,7 @@ def launch(
             policy,
             grants,
             host_policy,
+            allow_rollback,
         )
     except ArtifactNotFoundError as e:
         if ref.is_local and not any(c in target for c in ":@"):
@@ -261,6 +264,7 @@ def _launch_package(
     trust_policy: Path | None = None,
     grants: Grants | None = None,
     host_policy: str | os.PathLike[str] | None = None,
+    allow_rollback: bool = False,
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
     from motte.manifest import Workload, apply_grants, load_host_policy, parse_manifest
@@ -294,7 +298,7 @@ def _launch_package(
         from motte.trust import enforce
 
         # Raises TrustRefusedError naming each failing area and its deciding rule.
-        enforce(package, trust_policy)
+        enforce(package, trust_policy, allow_rollback=allow_rollback)
     name = f"{pinned.pinned}/Motte.toml"
     try:
         text = package.manifest.decode("utf-8")
