@@ -57,6 +57,7 @@ __all__ = [
     "MAX_MEMORY_MIB",
     "MAX_TIME_LIMIT",
     "NULL",
+    "Connect",
     "Dir",
     "Grant",
     "GrantError",
@@ -70,6 +71,7 @@ __all__ = [
     "ManifestError",
     "Overrides",
     "Stdio",
+    "TlsSettings",
     "Workload",
     "apply_grants",
     "dir_from_flag",
@@ -94,6 +96,7 @@ _LAZY = dict.fromkeys(
     "motte.manifest._schema",
 )
 
+_LAZY.update(dict.fromkeys(("Connect", "TlsSettings"), "motte.manifest._connect"))
 _LAZY.update(
     dict.fromkeys(
         (
