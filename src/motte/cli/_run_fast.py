@@ -154,6 +154,9 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     manifest = workload.manifest
     if not opts.json:
         _say_granted(launched)
+    if workload.outbound is not None:
+        for line in workload.outbound.warnings():
+            sys.stderr.write(f"motte: warning: {line}\n")
     if manifest.listen:
         return _serve(workload, opts, launched.identity)
     capture = "capture" if opts.json else None

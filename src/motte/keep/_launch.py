@@ -197,6 +197,11 @@ def _attest(
     return identity
 
 
+def _client_identity(identity: KeepIdentity | None) -> tuple[bytes, bytes] | None:
+    """What the Keep's outbound TLS presents: its attested certificate (mutual TLS)."""
+    return None if identity is None else (identity.chain_pem, identity.key_pem)
+
+
 def _launch_local(
     target: str,
     steward: str | None,
@@ -247,7 +252,9 @@ def _launch_local(
             raise WorkloadError(f"{where}: workload is larger than 256 MiB")
         digest = workload_digest(module)
     identity = _attest(steward, digest, backend, allow_insecure_sim, sans, on_attested)
-    workload = PreparedWorkload.prepare(manifest, module=module)
+    workload = PreparedWorkload.prepare(
+        manifest, module=module, client_identity=_client_identity(identity)
+    )
     if workload.digest != digest:  # a digest-named blob is verified by prepare; be explicit
         raise WorkloadError(f"the workload is {workload.digest}, not the attested {digest}")
     return Launched(workload, digest=digest, identity=identity, reference=None, granted=granted)
@@ -325,5 +332,7 @@ def _launch_package(
         policy_source=policy.source,
     )
     manifest = overrides.apply(granted.manifest)
-    workload = PreparedWorkload.prepare(manifest, package=package)
+    workload = PreparedWorkload.prepare(
+        manifest, package=package, client_identity=_client_identity(identity)
+    )
     return Launched(workload, digest=digest, identity=identity, reference=pinned, granted=granted)

@@ -41,12 +41,16 @@ def main() -> int:
     configure_logging()
     try:
         manifest = decode_record(config["manifest"])
-        prepared = PreparedWorkload.prepare(manifest)
+        identity = decode_identity(config["identity"])
+        client = None
+        if identity is not None and identity.attested:
+            # Outbound connections present the Keep's attested certificate (mutual TLS).
+            client = (identity.certificate_chain_pem, identity.private_key_pem)
+        prepared = PreparedWorkload.prepare(manifest, client_identity=client)
         if prepared.digest != config["digest"]:
             raise MotteError(
                 f"the workload changed on disk: {prepared.digest}, not {config['digest']}"
             )
-        identity = decode_identity(config["identity"])
         listeners = decode_record(config["listeners"])
         sockets = [[socket.socket(fileno=fd) for fd in fds] for fds in config["fds"]]
         options = ServeOptions(**config["options"])
