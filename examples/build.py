@@ -38,6 +38,7 @@ C_EXAMPLES = [
     ("files/files.c", "files/files.wasm"),
     ("sha256/sha256.c", "sha256/sha256.wasm"),
     ("http-hello/http-hello.c", "http-hello/http-hello.wasm"),
+    ("outbound/outbound.c", "outbound/outbound.wasm"),
 ]
 WAT_EXAMPLES = [
     ("runaway/spin.wat", "runaway/spin.wasm"),
