@@ -61,6 +61,10 @@ def test_both_parsers_read_the_same_command_line_the_same_way(capfd):
         "instances": 16,
         "table_elements": 100_000,
         "output": 64,
+        "connections": 16,
+        "connections_total": 1000,
+        "connection_time": 60.0,
+        "connection_bytes": 64,
     }
 
 
@@ -133,7 +137,8 @@ def test_bad_manifest_names_file_line_and_key(motte, tmp_path, monkeypatch):
     r = motte("run", ".")
     assert r.exit_code == 125
     assert r.stderr == (
-        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: cpu_time, instances, "
+        "motte: error: Motte.toml:4: limits.memroy: unknown key (known here: connection_bytes, "
+        "connection_time, connections, connections_total, cpu_time, instances, "
         "memories, memory, output, table_elements, tables, wall_time)\n"
         "  hint: did you mean 'memory'?\n"
     )

@@ -363,6 +363,10 @@ def _emit_json(launched: Any, result: Any) -> None:
                     "instances",
                     "table_elements",
                     "output",
+                    "connections",
+                    "connections_total",
+                    "connection_time",
+                    "connection_bytes",
                 )
             },
         }

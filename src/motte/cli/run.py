@@ -111,8 +111,9 @@ def run(
             "--grant",
             metavar="KIND[:NAME][=VALUE]",
             help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
-            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], stdin=FILE, stdout=FILE, "
-            "stderr=FILE. A package run by reference gets nothing else.",
+            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], connect:NAME[=HOST[:PORT]]"
+            "[,ca=FILE], stdin=FILE, stdout=FILE, stderr=FILE. A package run by reference "
+            "gets nothing else.",
             show_default=False,
         ),
     ] = None,
@@ -141,7 +142,8 @@ def run(
     arguments come after --. A package run by reference gets only what its Motte.toml
     asks for and this host grants (--grant, or MOTTE_HOME/host-policy.toml); a manifest
     on this host's disk is granted as written. Listeners bind loopback unless a grant
-    says where. Flags add to the manifest (--env, --dir) or replace its values (the
+    says where; a destination the manifest declares is reached over TLS, by name, only
+    as granted. Flags add to the manifest (--env, --dir) or replace its values (the
     limits). Defaults: 256 MiB for all the guest's memories and tables, 60 s CPU, 300 s
     wall clock.
 
@@ -160,6 +162,7 @@ def run(
       motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
       motte run acme/web:1.0 --trust-policy production.toml
       motte run acme/web:1.0 --grant dir:data=/srv/data --grant listen:web=0.0.0.0:8443
+      motte run acme/app:1.0 --grant connect:vendor=10.0.0.7:443,ca=vendor-ca.pem
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
