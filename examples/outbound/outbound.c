@@ -1,8 +1,11 @@
 /* outbound: calls a granted destination through the Keep (motte_connect.h).
  *
- *   get NAME PATH    an HTTPS GET of PATH on destination NAME, with the API token from the
+ *   get NAME PATH [COUNT]
+ *                    an HTTPS GET of PATH on destination NAME, with the API token from the
  *                    environment (API_TOKEN) as a bearer token; prints the status line and
- *                    the body; exits 0 for a 2xx answer, 1 otherwise
+ *                    the body; exits 0 for a 2xx answer, 1 otherwise. With COUNT, makes
+ *                    the request COUNT times, a connection each, and prints the last answer
+ *                    (bench/outbound.py)
  *   send NAME        sends standard input to NAME, then copies what comes back to standard
  *                    output until the server closes
  *   flood NAME N     opens N connections to NAME and keeps them open; prints how many opened
@@ -30,7 +33,7 @@ static int write_all(int32_t h, const char *buf, size_t len) {
     return rc < 0 ? fail("write", rc) : 0;
 }
 
-static int get(const char *name, const char *path) {
+static int get(const char *name, const char *path, int quiet) {
     const char *token = getenv("API_TOKEN");
     const char *host = getenv("API_HOST");
     char request[2048];
@@ -63,7 +66,7 @@ static int get(const char *name, const char *path) {
         return 1;
     }
     *end = 0;
-    printf("%s\n%s", answer, body + 4);
+    if (!quiet) printf("%s\n%s", answer, body + 4);
     return strncmp(answer + 8, " 2", 2) == 0 ? 0 : 1;
 }
 
@@ -96,10 +99,19 @@ static int many(const char *name, long count, int keep_open) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "get") == 0) return get(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "get") == 0) return get(argv[2], argv[3], 0);
+    if (argc == 5 && strcmp(argv[1], "get") == 0) {
+        long count = atol(argv[4]);
+        for (long i = 1; i < count; i++) {
+            int rc = get(argv[2], argv[3], 1);
+            if (rc) return rc;
+        }
+        return get(argv[2], argv[3], 0);
+    }
     if (argc == 3 && strcmp(argv[1], "send") == 0) return send_stdin(argv[2]);
     if (argc == 4 && strcmp(argv[1], "flood") == 0) return many(argv[2], atol(argv[3]), 1);
     if (argc == 4 && strcmp(argv[1], "churn") == 0) return many(argv[2], atol(argv[3]), 0);
-    fprintf(stderr, "usage: outbound get NAME PATH | send NAME | flood NAME N | churn NAME N\n");
+    fprintf(stderr,
+            "usage: outbound get NAME PATH [COUNT] | send NAME | flood NAME N | churn NAME N\n");
     return 2;
 }

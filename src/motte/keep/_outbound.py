@@ -167,13 +167,13 @@ class Destination:
         except (ssl.SSLError, OSError) as e:
             sock.close()
             raise _tls_failure(c, e) from None
-        try:
-            tls.settimeout(max(deadline - time.monotonic(), 0.001))
-            # wrap_socket handshakes on a connected socket; a timeout above bounds it.
-            check_pins(c.tls, tls.getpeercert(binary_form=True))
-        except (ssl.SSLError, OSError) as e:
-            tls.close()
-            raise _tls_failure(c, e) from None
+        if c.tls.pin_spki or c.tls.pin_certificate:
+            # Before any byte of the guest's is sent.
+            try:
+                check_pins(c.tls, tls.getpeercert(binary_form=True))
+            except (ssl.SSLError, OSError) as e:
+                tls.close()
+                raise _tls_failure(c, e) from None
         return tls
 
 
@@ -251,13 +251,16 @@ def _stderr(line: str) -> None:
 
 
 class _Conn:
-    __slots__ = ("bytes", "deadline", "name", "sock")
+    __slots__ = ("bytes", "deadline", "name", "sock", "timeout")
 
     def __init__(self, name: str, sock: socket.socket, deadline: float) -> None:
         self.name = name
         self.sock = sock
         self.deadline = deadline
         self.bytes = 0
+        #: The socket's timeout now (set again only when it must change: each change
+        #: costs system calls).
+        self.timeout = -1.0
 
 
 class Session:
@@ -271,6 +274,8 @@ class Session:
         self.opened = 0
         self.refused = 0
         self.last_error = ""
+        #: The guest's exported memory, found on its first call.
+        self.memory: Any = None
 
     # -- the guest's calls ------------------------------------------------------------------
 
@@ -370,7 +375,10 @@ class Session:
                 raise _Refused(ETIMEDOUT, self._time_reason(conn))
             if self.cancel is not None and self.cancel.is_set():
                 raise _Refused(ETIMEDOUT, "the instance is stopping")
-            conn.sock.settimeout(min(remaining, POLL_SECONDS))
+            timeout = POLL_SECONDS if remaining > POLL_SECONDS else remaining
+            if timeout != conn.timeout:
+                conn.sock.settimeout(timeout)
+                conn.timeout = timeout
             try:
                 return call()
             except TimeoutError:
@@ -406,82 +414,79 @@ def _close(sock: socket.socket) -> None:
 # -- the guest's imports ---------------------------------------------------------------------
 
 
-def define_imports(linker: Any, sessions: dict[int, Session]) -> None:
+def define_imports(linker: Any, sessions: dict[int, Session]) -> list[Any]:
     """Define ``motte_connect``'s functions on a module linker; each finds its instance's
-    session in ``sessions`` by the calling store's context address."""
-    import wasmtime
+    session in ``sessions`` by the calling store's context address. Returns what must stay
+    alive while the linker's instances run."""
+    import ctypes
 
     from motte.keep import _capi
 
-    i32 = wasmtime.ValType.i32()
-
-    def session_of(caller: Any) -> Session | None:
-        return sessions.get(_capi.address(caller._context()))
-
-    def memory(caller: Any, ptr: int, length: int) -> Any:
-        """The guest's memory when [ptr, ptr + length) lies in it, else None."""
-        mem = caller.get("memory")
-        if not isinstance(mem, wasmtime.Memory) or ptr < 0 or length < 0:
-            return None
-        if ptr + length > mem.data_len(caller):
-            return None
-        return mem
-
-    def open_(caller: Any, ptr: int, length: int) -> int:
-        session = session_of(caller)
+    def guest(caller: int, ptr: int, length: int) -> tuple[Session | None, int]:
+        """The caller's session and the address of [ptr, ptr + length) in its memory (0
+        when that range is not in it)."""
+        session = sessions.get(_capi.caller_context(caller))
         if session is None:
-            return -EACCES
-        mem = memory(caller, ptr, length)
-        if mem is None or length > 255:
-            return -EFAULT if mem is None else -EINVAL
+            return None, 0
+        context = _capi.caller_context(caller)
+        session.memory, data, size = _capi.caller_memory(caller, context, session.memory)
+        if not data or ptr < 0 or length < 0 or ptr + length > size:
+            return session, 0
+        return session, data + ptr
+
+    def open_(caller: int, ptr: int, length: int) -> int:
+        session, at = guest(caller, ptr, length)
+        if session is None or not at:
+            return -EACCES if session is None else -EFAULT
+        if length > 255:
+            return -EINVAL
         try:
-            name = bytes(mem.read(caller, ptr, ptr + length)).decode("ascii")
+            name = ctypes.string_at(at, length).decode("ascii")
         except UnicodeDecodeError:
             return -EINVAL
         return session.open(name)
 
-    def read(caller: Any, handle: int, ptr: int, length: int) -> int:
-        session = session_of(caller)
-        mem = memory(caller, ptr, length)
-        if session is None or mem is None:
+    def read(caller: int, handle: int, ptr: int, length: int) -> int:
+        session, at = guest(caller, ptr, length)
+        if session is None or not at:
             return -EBADF if session is None else -EFAULT
         data = session.read(handle, length)
         if isinstance(data, int):
             return data
-        if data:
-            mem.write(caller, data, ptr)
+        # The memory cannot have moved: only the guest grows it, and it waits on this call.
+        ctypes.memmove(at, data, len(data))
         return len(data)
 
-    def write(caller: Any, handle: int, ptr: int, length: int) -> int:
-        session = session_of(caller)
-        mem = memory(caller, ptr, length)
-        if session is None or mem is None:
+    def write(caller: int, handle: int, ptr: int, length: int) -> int:
+        session, at = guest(caller, ptr, length)
+        if session is None or not at:
             return -EBADF if session is None else -EFAULT
-        return session.write(handle, bytes(mem.read(caller, ptr, ptr + length)))
+        return session.write(handle, ctypes.string_at(at, length))
 
-    def close(caller: Any, handle: int) -> int:
-        session = session_of(caller)
+    def close(caller: int, handle: int) -> int:
+        session = sessions.get(_capi.caller_context(caller))
         return -EBADF if session is None else session.close(handle)
 
-    def last_error(caller: Any, ptr: int, length: int) -> int:
-        session = session_of(caller)
-        mem = memory(caller, ptr, length)
-        if session is None or mem is None:
+    def last_error(caller: int, ptr: int, length: int) -> int:
+        session, at = guest(caller, ptr, length)
+        if session is None or (length and not at):
             return -EFAULT
         reason = session.last_error.encode()
         if reason and length:
-            mem.write(caller, reason[:length], ptr)
+            ctypes.memmove(at, reason, min(length, len(reason)))
         return len(reason)
 
-    for name, fn, params in (
-        ("open", open_, 2),
-        ("read", read, 3),
-        ("write", write, 3),
-        ("close", close, 1),
-        ("last_error", last_error, 2),
-    ):
-        ty = wasmtime.FuncType([i32] * params, [i32])
-        linker.define_func(IMPORT_MODULE, name, ty, fn, access_caller=True)
+    return _capi.define_i32_functions(
+        linker,
+        IMPORT_MODULE,
+        {
+            "open": (2, open_),
+            "read": (3, read),
+            "write": (3, write),
+            "close": (1, close),
+            "last_error": (2, last_error),
+        },
+    )
 
 
 def imports_outbound(module: Any) -> bool:

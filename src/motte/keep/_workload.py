@@ -348,7 +348,7 @@ class PreparedWorkload:
                     hint="declare each destination as a [[connect]] entry of its Motte.toml; "
                     "the host grants it (docs/running.md, Outbound connections)",
                 )
-            _outbound.define_imports(linker, self._sessions)
+            self._host_functions = _outbound.define_imports(linker, self._sessions)
         try:
             return linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as e:
