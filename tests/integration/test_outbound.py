@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,77 @@ def test_plain_text_to_a_loopback_peer_is_a_stream_both_ways(tmp_path):
         recorder.close()
     assert code == 0, err
     assert out == "ping\n" * 1000
+
+
+# -- a serving Keep: each TCP connection's instance calls out -----------------------------------
+
+
+def test_a_serving_keeps_instances_call_out_from_every_process(tmp_path, pki):
+    """``motte run`` serving a TCP listener (one process per CPU: the workers get the
+    destinations through the hand-over) whose guest forwards each client's request to the
+    vendor and streams the answer back."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration._postgres import free_port
+
+    peer = s_server(tmp_path / "s", pki)
+    port = free_port()
+    app = tmp_path / "serving"
+    app.mkdir()
+    shutil.copy(EXAMPLES / "outbound" / "outbound.wasm", app)
+    (app / "Motte.toml").write_text(
+        'workload = "outbound.wasm"\nargs = ["send", "vendor"]\n'
+        f'[[listen]]\nname = "raw"\nport = {port}\nprotocol = "tcp"\ntls = false\n' + VENDOR
+    )
+    keep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "motte",
+            "run",
+            str(app),
+            "--grant",
+            f"connect:vendor={peer.address},ca={pki.ca}",
+        ],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def collect() -> None:
+        assert keep.stderr is not None
+        lines.extend(iter(keep.stderr.readline, ""))
+
+    import threading
+
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        # Not a probe connection: s_server answers one connection at a time, and a probe's
+        # instance would hold it waiting for a request.
+        deadline = time.monotonic() + 60
+        while not any("serving sha256:" in line for line in lines):
+            assert time.monotonic() < deadline and keep.poll() is None, lines
+            time.sleep(0.05)
+        answers = []
+        for _ in range(8):
+            with socket.create_connection(("127.0.0.1", port), 30) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            answers.append(data.decode(errors="replace"))
+    finally:
+        keep.terminate()
+        keep.wait(60)
+        peer.stop()
+    err = "".join(lines)
+    assert all(a.startswith("HTTP/1.0 200 ok") and "New, TLSv1.3" in a for a in answers), (
+        answers,
+        err,
+    )
+    assert "motte: error" not in err and "failed" not in err, err
