@@ -17,8 +17,10 @@ what examples/outbound's ``get`` does once per instance.
                    calls (open: connect, handshake, verify; write; read; close): the path a
                    request takes from a running guest.
 - ``keep, instance per request``  ``PreparedWorkload.run(args=["get", "vendor",
-                   "/v1/hello"])`` per request: a fresh instance (~0.2 ms: store, WASI, the
-                   module's 1 MiB stack), one request, its output captured.
+                   "/v1/hello"])`` per request on the pooled runtime a serving Keep uses
+                   (``for_many_instances``): a fresh instance (store, WASI, the module's
+                   1 MiB stack), one request, its output captured: what a Keep that starts
+                   an instance per HTTP request or TCP connection pays when each calls out.
 
 Per request: wall time (latency) and this process's CPU time (``time.process_time``), each
 sample the mean of a batch, the cases interleaved round-robin, medians reported with their
@@ -200,8 +202,10 @@ def measure(ns: argparse.Namespace, work: Path, ca: Path, port: int) -> int:
     workload = PreparedWorkload.prepare(granted.manifest)
     args = ["get", "vendor", "/v1/hello"]
 
+    pooled = workload.for_many_instances()
+
     def keep_instance() -> None:
-        result = workload.run(args=args, stdout="capture", stderr="capture")
+        result = pooled.run(args=args, stdout="capture", stderr="capture")
         assert result.exit_code == 0, (result.stdout, result.stderr)
 
     def keep_batch() -> float:
