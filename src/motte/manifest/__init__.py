@@ -58,6 +58,7 @@ __all__ = [
     "MAX_MEMORY_MIB",
     "MAX_TIME_LIMIT",
     "NULL",
+    "Connect",
     "Dir",
     "Grant",
     "GrantError",
@@ -72,6 +73,7 @@ __all__ = [
     "Overrides",
     "Secret",
     "Stdio",
+    "TlsSettings",
     "Workload",
     "apply_grants",
     "dir_from_flag",
@@ -96,6 +98,7 @@ _LAZY = dict.fromkeys(
     "motte.manifest._schema",
 )
 
+_LAZY.update(dict.fromkeys(("Connect", "TlsSettings"), "motte.manifest._connect"))
 _LAZY.update(
     dict.fromkeys(
         (
