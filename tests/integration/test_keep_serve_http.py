@@ -523,6 +523,26 @@ def test_stop_past_the_deadline_stops_the_instance(tmp_path: Path) -> None:
     assert stats is not None and stats.interrupted == 1
 
 
+def test_a_request_still_sending_its_body_when_the_stop_runs_out_gets_a_503(tmp_path: Path):
+    """The docs promise a 503 to every request a stop cuts short, not only to one whose
+    instance runs: a body still arriving past the stop's wait is answered, then closed."""
+    manifest = g.manifest(tmp_path, g.COUNTER)
+    options = ServeOptions(stop_timeout=0.3, request_timeout=600)
+    with Running(manifest, options=options) as keep, keep.tls_socket(timeout=60) as s:
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
+        )
+        # The 100 says the Keep has read the head and waits for the body: the request is in
+        # flight. Then half the body; the Keep reads on (request_timeout is far off).
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n")
+        s.sendall(b"x" * 10)
+        stats = keep.stop_and_wait()
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    assert b"the Keep is stopping" in answer
+    assert stats is not None and stats.interrupted == 1 and stats.requests == 0
+
+
 # -- refusals before serving --------------------------------------------------------------
 
 

@@ -69,6 +69,9 @@ log = logging.getLogger("motte.keep.serve")
 #: Past its wall time, how long an instance blocked in a host call (where the limit cannot
 #: reach it) is waited for before its client gets a 502.
 OVERRUN_GRACE = 0.5
+#: How often a request still arriving looks for a forced stop (seconds): well inside the
+#: stop's grace (FORCE_GRACE), so its client gets the 503 rather than a closed connection.
+STOP_CHECK = 0.25
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -163,6 +166,8 @@ def serve_http(conn: Conn, lst: Listening) -> None:
                 e = _Refuse(e.status, f"request {number} failed; the reason is in the Keep's log")
             if e.status < 500:
                 serving.count("client_errors")
+            elif conn.cancel.is_set():
+                serving.count("interrupted")
             _answer_and_close(conn, e, head=head)
             return
         close = close or serving.stopping
@@ -207,7 +212,7 @@ def _h11_request(conn: Conn, parser: h11.Connection) -> h11.Request:
     if event is h11.NEED_DATA:
         deadline = time.monotonic() + opts.request_timeout
         try:
-            event = _read_slowly(conn.sock, parser, deadline, "head")
+            event = _read_slowly(conn, parser, deadline, "head")
         finally:
             _blocking(conn.sock)
     if isinstance(event, h11.ConnectionClosed):
@@ -227,21 +232,26 @@ def _check_head(opts: Any, target: bytes, headers: Any) -> None:
         raise _Refuse(431, f"the request head is larger than {opts.max_header_bytes} bytes")
 
 
-def _read_slowly(sock: socket.socket, parser: h11.Connection, deadline: float, what: str) -> Any:
-    """The next event, reading with socket timeouts until ``deadline`` (408 past it). The
-    socket keeps its timeout: the caller makes it blocking again (:func:`_blocking`)."""
+def _read_slowly(conn: Conn, parser: h11.Connection, deadline: float, what: str) -> Any:
+    """The next event, reading with socket timeouts until ``deadline`` (408 past it), and a
+    503 when a forced stop comes meanwhile: a request still arriving is answered like one
+    whose instance was stopped. The socket keeps its timeout: the caller makes it blocking
+    again (:func:`_blocking`)."""
+    sock = conn.sock
     while True:
         event = _event(parser)
         if event is not h11.NEED_DATA:
             return event
+        if conn.cancel.is_set():
+            raise _Refuse(503, "the Keep is stopping")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Refuse(408, f"the request {what} did not arrive in time")
-        sock.settimeout(remaining)
+        sock.settimeout(min(remaining, STOP_CHECK))
         try:
             data = sock.recv(READ_SIZE)
         except TimeoutError:
-            raise _Refuse(408, f"the request {what} did not arrive in time") from None
+            continue  # the deadline and a stop are looked at again above
         except GONE:
             raise _Closed from None
         parser.receive_data(data)
@@ -377,7 +387,7 @@ def _read_body(conn: Conn, parser: h11.Connection) -> bytes:
             if event is h11.NEED_DATA:
                 if deadline is None:
                     deadline = time.monotonic() + opts.request_timeout
-                event = _read_slowly(conn.sock, parser, deadline, "body")
+                event = _read_slowly(conn, parser, deadline, "body")
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > opts.max_body:
