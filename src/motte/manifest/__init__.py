@@ -46,6 +46,7 @@ from motte.manifest._model import (
     Overrides,
     Secret,
     Stdio,
+    Volume,
     Workload,
 )
 
@@ -72,6 +73,7 @@ __all__ = [
     "Overrides",
     "Secret",
     "Stdio",
+    "Volume",
     "Workload",
     "apply_grants",
     "dir_from_flag",

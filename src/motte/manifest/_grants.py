@@ -10,7 +10,10 @@ What a manifest can ask of the host (its *requests*):
 * ``[[secret]]``: a secret the Keep asks its Steward for (``secret:NAME``). The Steward's
   release policy decides too: a secret reaches the guest only when both say yes. The
   content key of an encrypted package is not a request: it decrypts the module the operator
-  chose to run and never reaches the guest.
+  chose to run and never reaches the guest;
+* ``[[volume]]``: a sealed volume (``volume:NAME``), its snapshots kept in the host
+  directory granted (``volume:NAME=HOSTDIR``) or in the default place under
+  ``MOTTE_HOME/volumes``. The Steward releases its key too (docs/sealed-state.md).
 
 A host grants them with ``--grant`` flags (:func:`grants_from_flags`) or in its host policy
 file (:func:`load_host_policy`). :func:`apply_grants` turns a manifest's requests into what a
@@ -38,7 +41,7 @@ from typing import Any
 
 from motte._record import Record
 from motte.errors import ConfigError, UsageError
-from motte.manifest._model import Dir, Manifest, Secret, Stdio
+from motte.manifest._model import Dir, Manifest, Secret, Stdio, Volume
 from motte.manifest._schema import SECRET_NAME
 
 #: Where the host policy is looked for, in this order (the first that exists is read).
@@ -76,7 +79,7 @@ class GrantRefusedError(ConfigError):
 
 
 class Grant(Record):
-    """One thing a host grants: ``kind`` (dir, env, listen, secret, stdin, stdout, stderr), the
+    """One thing a host grants: ``kind`` (dir, env, listen, secret, volume, streams), the
     request's ``name`` (the stream's name for a stream), and what it grants: ``path`` and
     ``writable`` (dir, streams), ``address`` and ``port`` (listen). ``where`` says where the
     grant was written (``--grant ...`` or ``FILE:LINE``)."""
@@ -254,6 +257,29 @@ def _secret_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
     return Grant("secret", check_secret_name(name, flag), where=flag)
 
 
+_VOLUME_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _check_volume_name(name: str, where: str) -> str:
+    if not name or len(name) > 63 or not set(name) <= _VOLUME_NAME or name[0] in "_-":
+        raise UsageError(
+            f"{where}: volume name {name!r}: 1 to 63 lower-case letters, digits, '-' or '_'",
+            hint="the names are those of the package's [[volume]] entries",
+        )
+    return name
+
+
+def _volume_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    """``volume:NAME`` (snapshots in the default place under MOTTE_HOME/volumes) or
+    ``volume:NAME=HOSTDIR``."""
+    _check_volume_name(name, flag)
+    if value is None:
+        return Grant("volume", name, where=flag)
+    if not value:
+        raise UsageError(f"{flag}: the host directory is empty")
+    return Grant("volume", name, path=_host_path(value, base), where=flag)
+
+
 def _stream_flag(stream: str) -> Callable[[str, str | None, str, Path], Grant]:
     def parse(name: str, value: str | None, flag: str, base: Path) -> Grant:
         if name or not value:
@@ -270,12 +296,13 @@ GRANT_KINDS: dict[str, Callable[[str, str | None, str, Path], Grant]] = {
     "env": _env_flag,
     "listen": _listen_flag,
     "secret": _secret_flag,
+    "volume": _volume_flag,
     "stdin": _stream_flag("stdin"),
     "stdout": _stream_flag("stdout"),
     "stderr": _stream_flag("stderr"),
 }
 #: Kinds a Motte.toml will be able to ask for; not granted by this version.
-COMING_KINDS = ("volume", "connect")
+COMING_KINDS = ("connect",)
 
 
 def _unknown_kind(kind: str, where: str) -> GrantError:
@@ -312,6 +339,7 @@ _EXAMPLES = {
     "env": "e.g. --grant env:LANG",
     "listen": "e.g. --grant listen:web, --grant listen:web=8443 or --grant listen:web=0.0.0.0:8443",
     "secret": "e.g. --grant secret:db-password",
+    "volume": "e.g. --grant volume:data or --grant volume:data=/srv/motte/data",
 }
 
 
@@ -430,6 +458,35 @@ def _policy_secrets(t: Any, key: str) -> list[Grant]:
     return out
 
 
+def _policy_volumes(t: Any, key: str) -> list[Grant]:
+    """``volume = ["data", ...]`` (the default place), or ``[volume.data]`` tables with an
+    optional ``host = "/abs/dir"``."""
+    value = t.raw(key)
+    out = []
+    if isinstance(value, dict):
+        sub = t.table(key)
+        for name in sub.data:
+            entry = sub.table(name)
+            host = _absolute_path(entry, "host") if entry.has("host") else None
+            entry.done()
+            where = _where(entry)
+            try:
+                _check_volume_name(name, where)
+            except UsageError as e:
+                raise GrantError(e.message, hint=e.hint) from None
+            out.append(Grant("volume", name, path=host, where=where))
+        sub.done()
+        return out
+    for name in t.str_list(key):
+        where = _where(t, key)
+        try:
+            _check_volume_name(name, where)
+        except UsageError as e:
+            raise GrantError(e.message, hint=e.hint) from None
+        out.append(Grant("volume", name, where=where))
+    return out
+
+
 def _policy_env(t: Any, key: str) -> list[Grant]:
     return [Grant("env", n, where=_where(t, key)) for n in t.str_list(key)]
 
@@ -457,6 +514,7 @@ POLICY_KINDS: dict[str, Callable[[Any, str], list[Grant]]] = {
     "listen": lambda t, key: _policy_listen(t.table(key)),
     "env": _policy_env,
     "secret": _policy_secrets,
+    "volume": _policy_volumes,
     "stdin": _policy_stream,
     "stdout": _policy_stream,
     "stderr": _policy_stream,
@@ -561,6 +619,14 @@ def _stream_line(name: str, stdio: Stdio, cwd: Path) -> str:
     what = "reads" if name == "stdin" else "writes"
     note = "" if suggestion else f" (the package names {stdio.path}: choose a file yourself)"
     return f"{name}: {what} a host file{note}: --grant {name}={suggestion or 'FILE'}"
+
+
+def _volume_line(vol: Volume) -> str:
+    return (
+        f"volume {vol.name}: sealed state at {vol.guest} (sealed to its {vol.sealed_to}): "
+        f"--grant volume:{vol.name} (snapshots under MOTTE_HOME/volumes) or "
+        f"--grant volume:{vol.name}=HOSTDIR"
+    )
 
 
 def _secret_line(name: str, asked: Sequence[Secret]) -> str:
@@ -679,6 +745,23 @@ def apply_grants(
         to = ", ".join(s.file or f"${s.env}" for s in asked)
         granted.append(f"secret {name} to {to} (if the Steward releases it)")
 
+    # A sealed volume's snapshots are kept where the host says (None: the default place);
+    # its key and its content are still the Steward's to release (docs/sealed-state.md).
+    volumes = []
+    for vol in manifest.volume:
+        g = find("volume", vol.name)
+        if g is None and package is not None:
+            missing.append(_volume_line(vol))
+            continue
+        if g is not None:
+            vol = vol.replace(host=g.path)
+        volumes.append(vol)
+        place = _shown(vol.host, cwd) if vol.host is not None else "the default place"
+        granted.append(
+            f"volume {vol.name} at {vol.guest}, sealed to its {vol.sealed_to}, snapshots in "
+            f"{place} (if the Steward releases its key)"
+        )
+
     unused = [g for k, g in flags.items.items() if k not in used]
     if unused:
         g = unused[0]
@@ -696,6 +779,7 @@ def apply_grants(
         env=env,
         host_env={},
         listen=tuple(listen),
+        volume=tuple(volumes),
         **streams,
     )
     return Granted(resolved, "package" if package is not None else "local", granted)
@@ -707,4 +791,5 @@ def _asked(manifest: Manifest) -> list[str]:
     out += [f"env:{h}" for h in manifest.host_env.values()]
     out += [f"listen:{lst.name}" for lst in manifest.listen]
     out += list(dict.fromkeys(f"secret:{s.name}" for s in manifest.secret))
+    out += [f"volume:{v.name}" for v in manifest.volume]
     return out
