@@ -5,6 +5,8 @@
  * instance (WAGI/CGI style); what one request writes to /data the next one reads.
  *
  *   GET /            add one to the count in /data/count; answer the new count
+ *   GET /?flush=0    the same, without asking for a flush: the write is persisted by the
+ *                    next snapshot (interval, drain or stop), and the answer promises nothing
  *   GET /count       the count, unchanged
  *   POST /note       keep the body in /data/note (a canary: never on the host in clear)
  *   GET /note        the note back
@@ -21,7 +23,7 @@
 #define COUNT_TMP "/data/count.tmp"
 #define NOTE "/data/note"
 #define FLUSH "/data/.motte-flush"
-#define MAX_NOTE 65536
+#define MAX_NOTE (4 * 1024 * 1024)
 
 static const char *env_or(const char *name, const char *fallback) {
     const char *value = getenv(name);
@@ -62,7 +64,8 @@ int main(void) {
     const char *path = env_or("PATH_INFO", "/");
     if (strcmp(path, "/") == 0 && strcmp(method, "GET") == 0) {
         long n = read_count() + 1;
-        if (write_count(n) != 0 || request_flush() != 0) {
+        int flush = strcmp(env_or("QUERY_STRING", ""), "flush=0") != 0;
+        if (write_count(n) != 0 || (flush && request_flush() != 0)) {
             fail("cannot write /data (is the sealed volume there?)");
             return 0;
         }

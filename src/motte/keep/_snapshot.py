@@ -179,7 +179,9 @@ class _Sealer:
     """Fills 1 MiB chunks of plaintext and writes each encrypted, once it knows whether it is
     the last (only when more bytes arrive, or at :meth:`finish`)."""
 
-    def __init__(self, out: BinaryIO, key: bytes, prefix: bytes, aad: bytes) -> None:
+    def __init__(
+        self, out: BinaryIO, key: bytes, prefix: bytes, aad: bytes, hold_at: int | None = None
+    ) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.out = out
@@ -192,6 +194,7 @@ class _Sealer:
         self.pos = 0
         self.index = 0
         self.total = 0
+        self.hold_at = hold_at
 
     def _emit(self, last: bool) -> None:
         nonce = _nonce(self.prefix, self.index, last)
@@ -200,6 +203,8 @@ class _Sealer:
         self.out.write(out)
         self.index += 1
         self.pos = 0
+        if self.index == self.hold_at:
+            test_hold("partial")
 
     def _room(self) -> int:
         if self.pos == CHUNK:
@@ -289,7 +294,8 @@ def scan_tree(root: Path, *, limit: int, where: str, exclude: tuple[str, ...] = 
 
 #: Test hook (docs/development.md): when set, a snapshot write stops at the stage named,
 #: writes a marker file ``<value>.<stage>`` and waits there forever, so a test can SIGKILL
-#: the Keep at a known point. Stages: ``partial`` (half the chunks written), ``synced``
+#: the Keep at a known point (``<path>@<stage>,...`` holds only at those stages). Stages:
+#: ``partial`` (half the chunks written), ``synced``
 #: (temporary file complete and fsynced), ``renamed`` (in place, not yet committed).
 TEST_HOLD_ENV = "MOTTE_TEST_SNAPSHOT_HOLD"
 
@@ -361,7 +367,7 @@ def write_snapshot(
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb", buffering=0) as out:
             out.write(raw)
-            sealer = _Sealer(out, key, prefix, raw)
+            sealer = _Sealer(out, key, prefix, raw, hold_at=chunks // 2 or None)
             for path, is_dir, mode, size in tree.entries:
                 rec = len(path).to_bytes(2, "big") + path + mode.to_bytes(4, "big")
                 if is_dir:
@@ -371,13 +377,11 @@ def write_snapshot(
                 full = os.path.join(os.fsencode(root), path)
                 with open(os.open(full, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as f:
                     sealer.copy_from(f, size, f"{where}: {os.fsdecode(path)}")
-                if sealer.index == chunks // 2 and chunks > 1:
-                    test_hold("partial")
             sealer.write(b"Z" + len(tree.entries).to_bytes(8, "big"))
             assert sealer.total == tree.size
             sealer.finish()
             if chunks == 1:
-                test_hold("partial")
+                test_hold("partial")  # the header alone is written
             os.fsync(out.fileno())
             written = out.tell()
         test_hold("synced")
