@@ -175,22 +175,74 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
 # -- writing ---------------------------------------------------------------------------------
 
 
+class _Writer:
+    """Writes sealed chunks on a thread of its own while the next one is read and sealed
+    (a file write and AES-GCM both release the GIL): three buffers in turn."""
+
+    def __init__(self, out: BinaryIO, buffers: int = 3) -> None:
+        import queue
+        import threading
+
+        self.out = out
+        self.free: queue.Queue[bytearray] = queue.Queue()
+        self.full: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        for _ in range(buffers):
+            self.free.put(bytearray(CHUNK + TAG))
+        self.thread = threading.Thread(target=self._run, name="motte-snapshot", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.full.get()
+            try:
+                if item is None:
+                    return
+                buf, n = item
+                if self.error is None:
+                    try:
+                        self.out.write(memoryview(buf)[:n])
+                    except BaseException as e:  # raised in the writing thread's place
+                        self.error = e
+                self.free.put(buf)
+            finally:
+                self.full.task_done()
+
+    def buffer(self) -> bytearray:
+        buf = self.free.get()
+        if self.error is not None:
+            raise self.error
+        return buf
+
+    def submit(self, buf: bytearray, n: int) -> None:
+        self.full.put((buf, n))
+
+    def sync(self) -> None:
+        """Return once every chunk submitted is written."""
+        self.full.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.full.put(None)
+        self.thread.join()
+
+
 class _Sealer:
     """Fills 1 MiB chunks of plaintext and writes each encrypted, once it knows whether it is
     the last (only when more bytes arrive, or at :meth:`finish`)."""
 
     def __init__(
-        self, out: BinaryIO, key: bytes, prefix: bytes, aad: bytes, hold_at: int | None = None
+        self, writer: _Writer, key: bytes, prefix: bytes, aad: bytes, hold_at: int | None = None
     ) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        self.out = out
+        self.writer = writer
         self.aead = AESGCM(key)
         self.prefix = prefix
         self.aad = aad
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
-        self.sealed = bytearray(CHUNK + TAG)
         self.pos = 0
         self.index = 0
         self.total = 0
@@ -198,12 +250,14 @@ class _Sealer:
 
     def _emit(self, last: bool) -> None:
         nonce = _nonce(self.prefix, self.index, last)
-        out = memoryview(self.sealed)[: self.pos + TAG]
-        self.aead.encrypt_into(nonce, self.view[: self.pos], self.aad, out)
-        self.out.write(out)
+        sealed = self.writer.buffer()
+        n = self.pos + TAG
+        self.aead.encrypt_into(nonce, self.view[: self.pos], self.aad, memoryview(sealed)[:n])
+        self.writer.submit(sealed, n)
         self.index += 1
         self.pos = 0
-        if self.index == self.hold_at:
+        if self.index == self.hold_at and os.environ.get(TEST_HOLD_ENV):
+            self.writer.sync()
             test_hold("partial")
 
     def _room(self) -> int:
@@ -314,6 +368,22 @@ def test_hold(stage: str) -> None:
         time.sleep(3600)
 
 
+def _seal_tree(root: Path, tree: Tree, sealer: _Sealer) -> None:
+    base = os.fsencode(root)
+    for path, is_dir, mode, size in tree.entries:
+        rec = len(path).to_bytes(2, "big") + path + mode.to_bytes(4, "big")
+        if is_dir:
+            sealer.write(b"D" + rec)
+            continue
+        sealer.write(b"F" + rec + size.to_bytes(8, "big"))
+        fd = os.open(os.path.join(base, path), os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb", buffering=0) as f:
+            sealer.copy_from(f, size, f"{os.fsdecode(path)}")
+    sealer.write(b"Z" + len(tree.entries).to_bytes(8, "big"))
+    assert sealer.total == tree.size
+    sealer.finish()
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     header: SnapshotHeader
@@ -367,28 +437,21 @@ def write_snapshot(
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb", buffering=0) as out:
             out.write(raw)
-            sealer = _Sealer(out, key, prefix, raw, hold_at=chunks // 2 or None)
-            for path, is_dir, mode, size in tree.entries:
-                rec = len(path).to_bytes(2, "big") + path + mode.to_bytes(4, "big")
-                if is_dir:
-                    sealer.write(b"D" + rec)
-                    continue
-                sealer.write(b"F" + rec + size.to_bytes(8, "big"))
-                full = os.path.join(os.fsencode(root), path)
-                with open(os.open(full, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as f:
-                    sealer.copy_from(f, size, f"{where}: {os.fsdecode(path)}")
-            sealer.write(b"Z" + len(tree.entries).to_bytes(8, "big"))
-            assert sealer.total == tree.size
-            sealer.finish()
+            writer = _Writer(out)
+            try:
+                _seal_tree(root, tree, _Sealer(writer, key, prefix, raw, chunks // 2 or None))
+                writer.sync()
+            finally:
+                writer.stop()
             if chunks == 1:
-                test_hold("partial")  # the header alone is written
+                test_hold("partial")  # the header and the one chunk are written
             os.fsync(out.fileno())
             written = out.tell()
         test_hold("synced")
         os.replace(tmp, target)
     except _Changed as e:
         tmp.unlink(missing_ok=True)
-        raise SnapshotWriteError(f"{e}; the snapshot was not written") from None
+        raise SnapshotWriteError(f"{where}: {e}; the snapshot was not written") from None
     except FileNotFoundError as e:
         tmp.unlink(missing_ok=True)
         raise SnapshotWriteError(
