@@ -304,7 +304,7 @@ def drain_keeps(
     import os
 
     from motte.cli._output import emit_json
-    from motte.keep._registry import drain_keeps as drain
+    from motte.keep import drain_keeps as drain
 
     if timeout is None:
         try:

@@ -49,14 +49,14 @@ Db = Annotated[
 
 
 def _snapshot_path(text: str) -> Path:
-    from motte.keep._snapshot import SNAPSHOT_FILE
+    from motte.keep import SNAPSHOT_FILE
 
     path = Path(text)
     if os.path.isdir(path):
         return path / SNAPSHOT_FILE
     if os.path.lexists(path) or ("/" in text and ":" not in text):
         return path
-    from motte.keep._volumes import default_host_dir
+    from motte.keep import default_host_dir
     from motte.steward import VolumeIdentity
 
     try:
@@ -67,7 +67,7 @@ def _snapshot_path(text: str) -> Path:
 
 
 def _header(path: Path) -> Any:
-    from motte.keep._snapshot import peek_header
+    from motte.keep import peek_header
 
     header = peek_header(path)
     if header is None:
@@ -123,7 +123,7 @@ def list_volumes(
             )
         return int(ExitStatus.OK)
     from motte.home import motte_home
-    from motte.keep._snapshot import SNAPSHOT_FILE, SnapshotError
+    from motte.keep import SNAPSHOT_FILE, SnapshotError
 
     base = directory or motte_home() / "volumes"
     found = []
@@ -150,8 +150,7 @@ def list_volumes(
 
 
 def _counters(db: str | None) -> Any:
-    from motte.steward import VolumeCounters
-    from motte.steward._service import Steward
+    from motte.steward import Steward, VolumeCounters
 
     steward = Steward(database=db)
     return VolumeCounters(steward.store.db, clock=steward.clock)
@@ -270,8 +269,7 @@ def import_(
     """
     from motte.cli._output import emit_json
     from motte.fsutil import atomic_writer
-    from motte.keep._snapshot import SNAPSHOT_FILE, peek_header
-    from motte.keep._volumes import default_host_dir
+    from motte.keep import SNAPSHOT_FILE, default_host_dir, peek_header
     from motte.steward import VolumeIdentity
 
     header = _header(snapshot)

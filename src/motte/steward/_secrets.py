@@ -489,7 +489,7 @@ class SecretStore:
                 )
             # Sealed volumes' keys are sealed under the same key: re-sealed in this one
             # transaction too (motte.steward._volumes).
-            from motte.steward._volumes import reseal_volume_keys
+            from motte.steward._volume_keys import reseal_volume_keys
 
             volumes = reseal_volume_keys(tx, old, new)
             tx.execute(

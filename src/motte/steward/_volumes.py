@@ -47,6 +47,7 @@ from motte.steward._release_policy import (
 )
 from motte.steward._releasing import ReleaseDecision, _release_key
 from motte.steward._secrets import append_secret_audit
+from motte.steward._volume_keys import KEY_NAME as _KEY_NAME
 from motte.steward._volume_wire import (
     KEY_BYTES,
     SUITE_NOTE,
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 
 POLICY_FILE = "volumes.toml"
 MAX_POLICY_BYTES = 64 * 1024
-_KEY_NAME = "volume:"
 
 
 def _iso(ts: float) -> str:
@@ -222,23 +222,6 @@ class VolumeCounters:
                 },
             )
         return self.show(volume)
-
-
-def reseal_volume_keys(tx: Tx, old: MasterKey, new: MasterKey) -> int:
-    """Re-seal every volume key under ``new`` (in the master key's rekey transaction)."""
-    rows = tx.all("SELECT id, sealed_key FROM volume")
-    for vid, sealed in rows:
-        key = old.open(_KEY_NAME + vid, 1, bytes(sealed))
-        if key is None:
-            raise SecretKeyError(
-                f"the key of volume {vid} does not open under the current master key: the "
-                "store is damaged; nothing was changed"
-            )
-        tx.execute(
-            "UPDATE volume SET sealed_key = ? WHERE id = ?",
-            (new.seal(_KEY_NAME + vid, 1, key), vid),
-        )
-    return len(rows)
 
 
 # -- release ---------------------------------------------------------------------------------
