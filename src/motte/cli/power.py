@@ -327,10 +327,13 @@ def drain_keeps(
             rep = r.report
             size = sum(p["written"] for p in rep.get("persisted", ()))
             fails = "; FAILED: " + "; ".join(rep["failures"]) if rep.get("failures") else ""
+            unchanged = len(rep.get("unchanged", ()))
             typer.echo(
                 f"{what}: stopped in {r.seconds:.3f} s; {len(rep.get('persisted', ()))} sealed "
                 f"volume snapshot(s), {size / 2**20:.2f} MiB, persisted in "
-                f"{rep.get('seconds', 0):.3f} s{fails}"
+                f"{rep.get('seconds', 0):.3f} s"
+                + (f" ({unchanged} volume(s) unchanged)" if unchanged else "")
+                + fails
             )
         typer.echo(f"drained {len(results)} Keep(s)")
     return int(ExitStatus.OK if all(r.ok for r in results) else ExitStatus.FAILURE)
