@@ -76,6 +76,7 @@ def main() -> int:
     manifest = parse_manifest(
         (manifest_dir / "Motte.toml").read_text(), base_dir=manifest_dir, name="Motte.toml"
     )
+    manifest = manifest.replace(volume=(manifest.volume[0].replace(host=tmp / "host"),))
     steward, url = start_steward(env)
     volumes = None
     try:
@@ -85,8 +86,6 @@ def main() -> int:
             SimBackend(allow_insecure_sim=True),
             manifest,
             repository=None,
-            grants={"data": tmp / "host"},
-            by_reference=False,
         )
         (vol,) = volumes.volumes
         part = ns.mib * MiB // 4

@@ -98,7 +98,7 @@ def world(tmp_path, motte_home):
 
 def keep(home: Path, url: str, ref: str = "acme/counter:1.0", *extra: str) -> Proc:
     argv = [sys.executable, "-m", "motte", "run", ref, "--grant", "volume:data",
-            "--steward", url, *SIM, *extra]  # fmt: skip
+            "--grant", "listen:web", "--steward", url, *SIM, *extra]  # fmt: skip
     proc, _ = start(argv, home, r"listening: web (https://\S+)")
     return proc
 
@@ -166,7 +166,7 @@ def test_an_unsigned_version_and_another_namespace_are_refused_and_nothing_chang
             (author / "Motte.toml").read_text().replace("memory = 16", "memory = 18")
         )
         ok(motte(home, "package", str(author), "-t", "acme/counter:6.6"))
-        run = ["run", "--grant", "volume:data", "--steward", url, *SIM]
+        run = ["run", "--grant", "volume:data", "--grant", "listen:web", "--steward", url, *SIM]
         unsigned = motte(home, run[0], "acme/counter:6.6", *run[1:])
         assert unsigned.returncode == 125
         err = unsigned.stderr.strip().splitlines()
@@ -179,14 +179,18 @@ def test_an_unsigned_version_and_another_namespace_are_refused_and_nothing_chang
         acme_dir = home / "volumes" / "acme" / "counter" / "data"
         other = motte(
             home, "run", "evil/counter:1.0", "--grant", f"volume:data={acme_dir}",
-            "--steward", url, *SIM,
+            "--grant", "listen:web", "--steward", url, *SIM,
         )  # fmt: skip
         assert other.returncode == 125
         assert "a snapshot of volume acme/counter:data, not of evil/counter:data" in other.stderr
         # Without a grant a package gets no volume at all.
-        ungranted = motte(home, "run", "acme/counter:1.0", "--steward", url, *SIM)
+        ungranted = motte(
+            home, "run", "acme/counter:1.0", "--grant", "listen:web", "--steward", url, *SIM
+        )
         assert ungranted.returncode == 125
-        assert "--grant volume:data[=HOSTDIR]" in ungranted.stderr
+        assert "volume data: sealed state at /data (sealed to its namespace): --grant " in (
+            ungranted.stderr
+        )
         assert {p: p.read_bytes() for p in snapshot_files(home)} == before
         k = keep(home, url)  # and the rightful one still opens it
         assert count(port) == 2
@@ -210,7 +214,8 @@ def test_a_rollback_is_refused_until_the_operator_accepts_it(world):
         refused_import = motte(home, "volume", "import", str(home / "v1.bak"))
         assert refused_import.returncode != 0 and "newer than" in refused_import.stderr
         ok(motte(home, "volume", "import", str(home / "v1.bak"), "--replace-newer"))
-        run = ["run", "acme/counter:1.0", "--grant", "volume:data", "--steward", url, *SIM]
+        run = ["run", "acme/counter:1.0", "--grant", "volume:data", "--grant", "listen:web"]
+        run += ["--steward", url, *SIM]
         rolled = motte(home, *run)
         assert rolled.returncode == 125
         assert "snapshot version 1 is older than version 2" in rolled.stderr
@@ -243,6 +248,7 @@ def test_a_power_cut_driven_by_motte_power_drains_the_keep_and_it_resumes(world,
         "#!/bin/sh\n"
         f'echo "$(date +%s.%N) $MOTTE_HOST start" >> {rec_log}\n'
         f"setsid {sys.executable} -m motte run acme/counter:1.0 --grant volume:data "
+        "--grant listen:web "
         f"--steward {url} {' '.join(SIM)} >{tmp_path / 'keep-after.log'} 2>&1 </dev/null &\n"
     )
     starter.chmod(starter.stat().st_mode | stat.S_IXUSR)

@@ -50,9 +50,9 @@ def world(tmp_path, motte_home):
 
 
 def open_(url, m, host: Path, digest=DIGEST, name="data"):
-    return open_volumes(
-        url, digest, SIM, m, repository=None, grants={name: host}, by_reference=False
-    )
+    """Open ``m``'s volume ``name`` with its snapshots in ``host`` (as the host granted)."""
+    m = m.replace(volume=tuple(v.replace(host=host) for v in m.volume if v.name == name))
+    return open_volumes(url, digest, SIM, m, repository=None)
 
 
 def mine() -> list[Path]:
@@ -194,16 +194,41 @@ def test_another_workload_cannot_open_the_volume(world):
 
 
 def test_grants_a_package_needs_and_grants_nobody_asked_for(tmp_path, motte_home):
+    from motte.manifest import GrantError, GrantRefusedError, apply_grants, grants_from_flags
+
     m = manifest(tmp_path, ("data", "namespace"))
-    with pytest.raises(VolumeError, match=r"--grant volume:data\[=HOSTDIR\]"):
-        resolve_volumes(m, DIGEST, repository="acme/counter", grants={}, by_reference=True)
-    with pytest.raises(UsageError, match="declares no volume 'logs'"):
-        resolve_volumes(m, DIGEST, repository="acme/counter", grants={"logs": None},
-                        by_reference=True)  # fmt: skip
-    ((_, identity, host),) = resolve_volumes(
-        m, DIGEST, repository="acme/counter", grants={"data": None}, by_reference=True
-    )
+    with pytest.raises(GrantRefusedError, match=r"--grant volume:data \(snapshots under"):
+        apply_grants(m, package="acme/counter:1.0")
+    with pytest.raises(GrantError, match="asks for no volume:logs"):
+        apply_grants(m, package="acme/counter:1.0", flags=grants_from_flags(["volume:logs"]))
+    with pytest.raises(UsageError, match="volume name 'Data'"):
+        grants_from_flags(["volume:Data"])
+    granted = apply_grants(m, package="acme/counter:1.0", flags=grants_from_flags(["volume:data"]))
+    ((_, identity, host),) = resolve_volumes(granted.manifest, DIGEST, repository="acme/counter")
     assert str(identity) == "acme/counter:data"
     assert host == motte_home / "volumes" / "acme" / "counter" / "data"
+    elsewhere = apply_grants(
+        m, package="acme/counter:1.0", flags=grants_from_flags([f"volume:data={tmp_path}/v"])
+    )
+    assert elsewhere.manifest.volume[0].host == tmp_path / "v"
+    # This host's own manifest: granted as written, in the default place.
+    assert apply_grants(m, package=None).manifest.volume[0].host is None
     with pytest.raises(VolumeError, match="not a package run by reference"):
-        resolve_volumes(m, DIGEST, repository=None, grants={}, by_reference=False)
+        resolve_volumes(m, DIGEST, repository=None)
+
+
+def test_the_host_policy_grants_volumes(tmp_path, motte_home):
+    from motte.manifest import GrantError, apply_grants, load_host_policy
+
+    m = manifest(tmp_path, ("data", "namespace"), ("logs", "digest"))
+    policy = tmp_path / "host-policy.toml"
+    policy.write_text(
+        'volume = ["logs"]\n[package."acme/counter".volume.data]\nhost = "/srv/motte/data"\n'
+    )
+    grants = load_host_policy(policy)
+    granted = apply_grants(m, package="acme/counter:1.0", policy=grants.for_package("acme/counter"))
+    hosts = {v.name: v.host for v in granted.manifest.volume}
+    assert hosts == {"data": Path("/srv/motte/data"), "logs": None}
+    policy.write_text('volume = ["Bad"]\n')
+    with pytest.raises(GrantError, match="volume name 'Bad'"):
+        load_host_policy(policy)
