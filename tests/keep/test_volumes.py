@@ -232,3 +232,36 @@ def test_the_host_policy_grants_volumes(tmp_path, motte_home):
     policy.write_text('volume = ["Bad"]\n')
     with pytest.raises(GrantError, match="volume name 'Bad'"):
         load_host_policy(policy)
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_run_once_guests_flush_request_and_the_interval_are_carried_out(world):
+    """No instance gate (a run-once guest): the background thread answers the flush file
+    (removing it once committed) and persists a changed volume at its interval."""
+    url, tmp = world
+    text = (
+        'workload = "m.wasm"\n[[volume]]\nname = "data"\nguest = "/data"\n'
+        'sealed_to = "digest"\nsnapshot_interval = 1\n'
+    )
+    m = parse_manifest(text, base_dir=tmp, name="Motte.toml")
+    vols = open_(url, m, tmp / "host")
+    vols.start()
+    try:
+        (vol,) = vols.volumes
+        (vol.mem_dir / "count").write_bytes(b"1\n")
+        (vol.mem_dir / FLUSH_FILE).write_bytes(b"")
+        wait_until(lambda: not (vol.mem_dir / FLUSH_FILE).exists())
+        assert vol.version == 1
+        (vol.mem_dir / "count").write_bytes(b"22\n")  # no flush asked: the interval's
+        wait_until(lambda: vol.version == 2)
+    finally:
+        vols.close()
+    assert read_back(url, m, tmp / "host") == {"count": b"22\n"}

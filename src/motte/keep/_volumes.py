@@ -25,7 +25,7 @@ directory), then **committed**: the Steward records the new version (``POST
 * when the guest asks: it creates the file ``.motte-flush`` in the volume's top
   directory. A serving Keep persists the volume after that instance returns and before its
   answer is sent (the answer is the acknowledgement; a 503 if it could not be persisted);
-  any Keep also looks for the file every ``FLUSH_POLL`` seconds. The file is removed once
+  a run-once Keep looks for the file every ``FLUSH_POLL`` seconds. The file is removed once
   the snapshot is committed, and is never part of one;
 * every ``snapshot_interval`` seconds, if it changed;
 * at a clean stop and when the Keep is drained (SIGTERM), after the last instance returned.
@@ -402,6 +402,7 @@ class Volumes:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._owner = os.getpid()
+        self._instances = False
 
     # -- what the guest sees -------------------------------------------------------------------
 
@@ -412,6 +413,9 @@ class Volumes:
 
     @contextlib.contextmanager
     def instance(self) -> Iterator[None]:
+        # From the first instance on, a flush request is the instance's to carry out (before
+        # its answer leaves), never the background thread's: it would acknowledge nothing.
+        self._instances = True
         with self.gate.shared():
             yield
 
@@ -550,7 +554,7 @@ class Volumes:
             for vol in self.volumes:
                 if self._stop.is_set():
                     return
-                if vol.flush_requested():
+                if vol.flush_requested() and not self._instances:
                     self._flush(vol, QUIESCE_TIMEOUT)
                     continue
                 every = vol.spec.snapshot_interval
