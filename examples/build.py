@@ -40,6 +40,7 @@ C_EXAMPLES = [
     ("http-hello/http-hello.c", "http-hello/http-hello.wasm"),
     ("secret-db/secret-db.c", "secret-db/secret-db.wasm"),
     ("counter/counter.c", "counter/counter.wasm"),
+    ("outbound/outbound.c", "outbound/outbound.wasm"),
 ]
 WAT_EXAMPLES = [
     ("runaway/spin.wat", "runaway/spin.wasm"),

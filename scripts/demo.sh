@@ -175,6 +175,97 @@ before it fetches anything: motte run exits 125 with every failed rule."
 expect 125 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" --backend sim \
     --allow-insecure-sim --grant listen:web --san keep.evil.example
 
+step "A Keep calls a vendor's API, with mutual TLS" \
+"examples/outbound asks for one destination, 'vendor' (api.vendor.example:443), and calls \
+GET /v1/hello with an API token. Here nginx plays the vendor on 127.0.0.1: it trusts only \
+this Steward's CA for client certificates and wants the token. The host grants the \
+destination (its address here, and the vendor's CA bundle) and the token, from its \
+environment (the Steward will release it once secrets reach Keeps). The Keep connects, \
+verifies nginx, presents its attested certificate; the guest sees plain text."
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$NGINX" ]; then
+    printf 'demo: nginx is not installed (sh scripts/system-deps.sh test): skipping this part\n'
+else
+VENDOR="$ATTESTED_HOME/vendor"
+mkdir -p "$VENDOR"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj "/CN=Vendor CA" -keyout "$VENDOR/ca.key" -out "$VENDOR/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.vendor.example" \
+    -keyout "$VENDOR/server.key" -out "$VENDOR/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:api.vendor.example\n' >"$VENDOR/ext"
+openssl x509 -req -in "$VENDOR/server.csr" -CA "$VENDOR/ca.pem" -CAkey "$VENDOR/ca.key" \
+    -CAcreateserial -days 1 -extfile "$VENDOR/ext" -out "$VENDOR/server.pem" 2>/dev/null
+VPORT=$(free_port)
+user=""
+[ "$(id -u)" -eq 0 ] && user="user root root;"
+cat >"$VENDOR/nginx.conf" <<NGINX
+$user
+worker_processes 1;
+error_log $VENDOR/error.log;
+pid $VENDOR/nginx.pid;
+events { worker_connections 64; }
+http {
+  log_format tls '\$status \$ssl_protocol client=\$ssl_client_verify "\$request"';
+  access_log $VENDOR/access.log tls;
+  client_body_temp_path $VENDOR/body;
+  proxy_temp_path $VENDOR/proxy;
+  fastcgi_temp_path $VENDOR/fastcgi;
+  uwsgi_temp_path $VENDOR/uwsgi;
+  scgi_temp_path $VENDOR/scgi;
+  server {
+    listen 127.0.0.1:$VPORT ssl;
+    ssl_certificate $VENDOR/server.pem;
+    ssl_certificate_key $VENDOR/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_verify_client on;
+    ssl_client_certificate $ATTESTED_HOME/steward/ca.pem;
+    default_type application/json;
+    location = /v1/hello {
+      if (\$http_authorization != "Bearer demo-token") { return 401 '{"error":"no token"}\n'; }
+      return 200 '{"hello":"from the vendor"}\n';
+    }
+  }
+}
+NGINX
+"$NGINX" -p "$VENDOR" -c "$VENDOR/nginx.conf" -g "daemon off;" 2>"$VENDOR/nginx.log" &
+pids="$pids $!"
+i=0
+until "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $VPORT), 1)" 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -lt 300 ] || { echo "demo: nginx did not start" >&2; cat "$VENDOR/nginx.log" >&2; exit 1; }
+    sleep 0.1
+done
+printf '%s(nginx, the vendor, serves https://127.0.0.1:%s; client certificates from %s)%s\n' \
+    "$dim" "$VPORT" "$ATTESTED_HOME/steward/ca.pem" "$off"
+expect 0 "$MOTTE" package examples/outbound --tag demo/outbound:1.0
+GRANTS="--grant connect:vendor=127.0.0.1:$VPORT,ca=$VENDOR/ca.pem --grant env:VENDOR_API_TOKEN"
+# shellcheck disable=SC2086
+expect 0 env VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
+    --backend sim --allow-insecure-sim $GRANTS
+
+step "Refused: no grant, no token, a certificate not from the Steward" \
+"The same package without the host's grant is refused before it runs (125), naming the flag. \
+Without the token, nginx answers 401. A Keep attested by another Steward presents a \
+certificate nginx's CA did not issue: 400. The guest exits 1 when the answer is not 2xx."
+expect 125 env VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
+    --backend sim --allow-insecure-sim --grant env:VENDOR_API_TOKEN
+# shellcheck disable=SC2086
+expect 1 "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" --backend sim \
+    --allow-insecure-sim $GRANTS
+OTHER_HOME="$ATTESTED_HOME/other-steward"
+mkdir "$OTHER_HOME"
+MOTTE_HOME="$OTHER_HOME" "$MOTTE" steward init --allow-insecure-sim >/dev/null 2>&1
+MOTTE_HOME="$OTHER_HOME" "$MOTTE" steward serve --listen 127.0.0.1:0 \
+    2>"$ATTESTED_HOME/other-steward.log" &
+pids="$pids $!"
+OTHER=$(wait_for "$ATTESTED_HOME/other-steward.log" "serving on http://" | sed 's/.*serving on //')
+MOTTE_HOME="$OTHER_HOME" "$MOTTE" package examples/outbound --tag demo/outbound:1.0 >/dev/null
+# shellcheck disable=SC2086
+expect 1 env MOTTE_HOME="$OTHER_HOME" VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 \
+    --steward "$OTHER" --backend sim --allow-insecure-sim $GRANTS
+printf '%snginx access log (status, TLS version, client certificate):%s\n' "$dim" "$off"
+sed 's/^/  /' "$VENDOR/access.log"
+fi
+
 step "The Steward's audit log" \
 "Every decision, accepted or not, with every rule's outcome (--json for all of it)."
 expect 0 "$MOTTE" steward audit

@@ -7,12 +7,14 @@
 #         ovmf (real edk2 firmware that motte measure is checked on against sev-snp-measure),
 #         chromium + chromium-driver (the console's browser tests),
 #         PostgreSQL, HAProxy and nginx (the store's replicas, load balancer and static tiles;
-#         the tests initdb and start their own, as the postgres user when run as root)
+#         the tests initdb and start their own, as the postgres user when run as root; nginx
+#         is also the vendor API of the outbound-connection tests and demo),
+#         openssl (s_server, the TLS peer restricted to one cipher suite)
 set -eu
 
 case "${1:-test}" in
   venv) pkgs="python3-venv" ;;
-  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf chromium chromium-driver postgresql haproxy nginx" ;;
+  test) pkgs="nut-server nut-client docker-registry golang-go golang-golang-x-mod-dev git wrk ovmf chromium chromium-driver postgresql haproxy nginx openssl" ;;
   *) echo "usage: $0 venv|test" >&2; exit 2 ;;
 esac
 

@@ -105,7 +105,11 @@ def test_flags_of_every_kind(tmp_path):
         ("secret", "expected secret:NAME..."),
         ("volume:Data", "volume name 'Data'"),
         ("volume:db=", "the host directory is empty"),
-        ("connect:api", "connect grants are not available"),
+        ("connect:api=exa_mple.com", "'exa_mple.com' is not a host name or IP address"),
+        ("connect:api=a.example,b.example", "two addresses"),
+        ("connect:api=ca=", "ca= names one CA bundle file"),
+        ("connect:api=unsafe_everything", "unknown item"),
+        ("connect:api=h.example:0", "expected a port from 1 to 65535"),
     ],
 )
 def test_bad_flags_name_the_flag(flag, message):

@@ -151,7 +151,7 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\nlimit = 3',
-        "Motte.toml:2: limit: unknown key (known here: args, "
+        "Motte.toml:2: limit: unknown key (known here: args, connect, "
         "dir, env, limits, listen, secret, stderr, stdin, stdout, steward, volume, workload)",
     ),
     (
@@ -196,7 +196,8 @@ ERRORS = [
     ),
     (
         'workload = "a.wasm"\n[limits]\nstack = 1',
-        "Motte.toml:3: limits.stack: unknown key (known here: cpu_time, instances, memories, "
+        "Motte.toml:3: limits.stack: unknown key (known here: connection_bytes, "
+        "connection_time, connections, connections_total, cpu_time, instances, memories, "
         "memory, output, table_elements, tables, wall_time)",
     ),
     (

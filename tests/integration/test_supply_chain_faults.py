@@ -155,9 +155,7 @@ def test_a_tag_moved_back_to_an_old_signed_digest_is_refused_by_verify_trust_and
     r = cli("verify", ref, "--allow-rollback")
     assert r.exit_code == 0, r.stderr
     assert "WARNING: --allow-rollback" in r.stderr and str(overrides_file()) in r.stderr
-    monkeypatch.setenv("MOTTE_ALLOW_ROLLBACK", "1")
-    r = cli("run", "acme/hello:1.0", "--trust-policy", policy)
-    monkeypatch.delenv("MOTTE_ALLOW_ROLLBACK")
+    r = cli("run", "acme/hello:1.0", "--trust-policy", policy, "--allow-rollback")
     assert r.exit_code == 0, r.stderr
     assert "WARNING: --allow-rollback" in r.stderr
     records = [json.loads(line) for line in overrides_file().read_text().splitlines()]

@@ -37,3 +37,13 @@ def motte(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[..., CliResult
         return CliResult(code, out, err)
 
     yield run
+
+
+def only_the_grant_line(stderr: str) -> bool:
+    """What `motte run` of a package that asks nothing of the host says: only its mode line
+    (a package run by reference gets only what the host grants), nothing else."""
+    lines = stderr.splitlines()
+    return (
+        len(lines) == 1
+        and "a package run by reference gets only what this host grants" in (lines[0])
+    )

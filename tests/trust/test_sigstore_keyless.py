@@ -32,6 +32,7 @@ from motte.sign import (
     with_namespace,
 )
 from motte.trust import assess, parse_policy
+from tests.keep.conftest import only_the_grant_line
 from tests.sign.sigstore_instance import GITHUB, SigstoreInstance, statement
 
 GH = "https://github.com/acme/hello/.github/workflows/release.yml@refs/heads/main"
@@ -149,7 +150,8 @@ def test_a_keyless_publisher_is_verified_trusted_and_run(package, cli):
     assert "(inclusion proof and checkpoint; no fork check)" in r.stdout
 
     r = cli("run", REF, "--trust-policy", policy)
-    assert (r.exit_code, r.stderr) == (0, "")
+    assert r.exit_code == 0, r.stderr
+    assert only_the_grant_line(r.stderr)
 
 
 @pytest.mark.parametrize(

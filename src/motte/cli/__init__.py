@@ -1,9 +1,11 @@
 """The ``motte`` command line: one Typer app, a sub-app or command per area.
 
 Commands are registered lazily (as pip does): ``motte attest ...`` imports only the attest
-commands, so ``--help`` and every command stay quick. ``motte run`` does not import Typer at
-all: its parser lives in :mod:`motte.cli._run_fast` because Typer's import alone would more
-than double the start-up of a small workload (see docs/performance.md).
+commands. Most command lines never import Typer at all (docs/performance.md, "CLI
+start-up"): ``--help`` prints the screens Typer rendered (:mod:`motte.cli._help`), and a
+plain command line is parsed from the parameter spec Typer's objects gave and the command
+function called directly (:mod:`motte.cli._direct`); the command modules declare through
+:mod:`motte.cli._typer`, whose records Typer replays for everything else.
 
 Every command is thin: it parses, calls the library, renders, and returns an exit status.
 :func:`main` is the one place that maps exceptions to exit statuses.
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     import typer
 
-__all__ = ["COMMANDS", "build_app", "main", "report_error"]
+__all__ = ["COMMANDS", "build_app", "invoked_as_process", "main", "report_error"]
 
 #: name -> (module, attribute, summary). The attribute is a ``typer.Typer`` (a group of
 #: subcommands) or a function (a single command, documented by its docstring).
@@ -87,7 +89,9 @@ def _register(app: typer.Typer, name: str) -> bool:
         if e.name != module_name:
             raise
         return False  # an area not built into this installation
-    obj = getattr(module, attr)
+    from motte.cli._typer import to_typer
+
+    obj = to_typer(getattr(module, attr))
     if isinstance(obj, typer.Typer):
         app.add_typer(obj, name=name, help=summary)
     else:
@@ -133,8 +137,21 @@ def build_app(only: str | None = None) -> typer.Typer:
     return app
 
 
+#: Whether the command line being run is this process's own (the console script, ``python -m
+#: motte``), not that of a caller embedding :func:`main` such as a test.
+_own_process = False
+
+
+def invoked_as_process() -> bool:
+    """Whether the running command is this process's own command line: only such a command
+    may end the whole process from inside (``motte run``'s supervisor does)."""
+    return _own_process
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _own_process
     args = sys.argv[1:] if argv is None else list(argv)
+    _own_process = args == sys.argv[1:]
     try:
         if args == ["--version"]:  # as the root callback prints it, without Typer
             from motte import __version__
@@ -147,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             status = answer_help(args)
             if status is not None:
                 return status
-        if args and args[0] == "run" and not {"-h", "--help"} & set(_own_args(args[1:])):
-            from motte.cli._run_fast import main as run_main
+        from motte.cli._direct import run_direct
 
-            return run_main(args[1:])
+        status = run_direct(args)
+        if status is not None:
+            return status
         return _main_typer(args)
     except MotteError as e:
         report_error(e)
@@ -180,11 +198,6 @@ def _may_ask_for_help(args: list[str]) -> bool:
     if not args or args[-1] in ("-h", "--help"):
         return True
     return len(args) <= 2 and args[0] != "run" and not any(a.startswith("-") for a in args)
-
-
-def _own_args(args: list[str]) -> list[str]:
-    """The arguments before ``--`` (after it they belong to the guest)."""
-    return args[: args.index("--")] if "--" in args else args
 
 
 def _main_typer(args: list[str]) -> int:

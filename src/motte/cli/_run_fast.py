@@ -1,8 +1,8 @@
-"""``motte run``, parsed without Typer: start-up is most of a small workload's run time.
+"""``motte run``'s work: launch the workload as the command line asks, supervise it, report.
 
-``motte.cli.main`` sends ``motte run ...`` here (``motte run --help`` goes to the Typer
-command in :mod:`motte.cli.run`, which declares the same options; a test keeps the two in
-step). Imports are argparse, the manifest and the Keep: no Typer, Rich or pydantic.
+The command itself (its options, declared once) is :func:`motte.cli.run.run`, which
+:mod:`motte.cli._direct` runs without Typer. Imports are the manifest and the Keep: no
+Typer, Rich or pydantic.
 
 Exit status: the guest's own (0..125); 125 when motte cannot start the workload (a bad
 manifest, flag or module); 134 for a trap; 137, 142, 152 for the memory, wall-time and
@@ -11,7 +11,6 @@ CPU-time limits; 130 when interrupted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -19,18 +18,16 @@ import threading
 import time
 from typing import Any, NoReturn
 
-from motte.errors import ExitStatus, MotteError, UsageError
+from motte.errors import ExitStatus, MotteError
 
 #: How long a guest gets to stop by itself (at an epoch tick) after its wall time ran out or
 #: Ctrl-C, before a guest blocked in a host call is ended with the process.
 STOP_GRACE = 0.5
 
-USAGE = "motte run [OPTIONS] WORKLOAD [-- ARGS...]"
-
 
 class RunOptions:
-    """The parsed command line, whichever parser read it (a plain class: dataclasses would
-    cost ~12 ms of start-up, see motte._record)."""
+    """The command line, as :func:`motte.cli.run.run` received it (a plain class:
+    dataclasses would cost ~12 ms of start-up, see motte._record)."""
 
     def __init__(
         self,
@@ -48,6 +45,7 @@ class RunOptions:
         san: list[str] | None = None,
         trust_policy: str | None = None,
         grant: list[str] | None = None,
+        allow_rollback: bool = False,
     ) -> None:
         self.target = target
         self.args = args
@@ -63,55 +61,7 @@ class RunOptions:
         self.san = san or []
         self.trust_policy = trust_policy
         self.grant = grant or []
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"motte run: {message}", hint=f"usage: {USAGE}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="motte run", usage=USAGE, add_help=False, allow_abbrev=False)
-    p.add_argument("target", metavar="WORKLOAD")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--dir", action="append", default=[], metavar="HOST:GUEST[:writable]")
-    p.add_argument("--memory", type=int, metavar="MIB")
-    p.add_argument("--cpu-time", type=float, metavar="SECONDS")
-    p.add_argument("--wall-time", type=float, metavar="SECONDS")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--steward", metavar="URL")
-    p.add_argument("--backend", choices=("snp", "tdx", "sgx", "sim"))
-    p.add_argument("--allow-insecure-sim", action="store_true")
-    p.add_argument("--san", action="append", default=[], metavar="NAME")
-    p.add_argument("--trust-policy", metavar="FILE")
-    p.add_argument("--grant", action="append", default=[], metavar="KIND[:NAME][=VALUE]")
-    return p
-
-
-def parse(argv: list[str]) -> RunOptions:
-    """``motte run`` arguments -> RunOptions; everything after ``--`` belongs to the guest."""
-    if "--" in argv:
-        cut = argv.index("--")
-        own, guest = argv[:cut], argv[cut + 1 :]
-    else:
-        own, guest = argv, None
-    ns = build_parser().parse_args(own)
-    return RunOptions(
-        target=ns.target,
-        args=guest,
-        env=ns.env,
-        dir=ns.dir,
-        memory=ns.memory,
-        cpu_time=ns.cpu_time,
-        wall_time=ns.wall_time,
-        json=ns.json,
-        steward=ns.steward,
-        backend=ns.backend,
-        allow_insecure_sim=ns.allow_insecure_sim,
-        san=ns.san,
-        trust_policy=ns.trust_policy,
-        grant=ns.grant,
-    )
+        self.allow_rollback = allow_rollback
 
 
 def overrides(opts: RunOptions) -> Any:
@@ -203,6 +153,9 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     manifest = workload.manifest
     if not opts.json:
         _say_granted(launched)
+    if workload.outbound is not None:
+        for line in workload.outbound.warnings():
+            sys.stderr.write(f"motte: warning: {line}\n")
     if manifest.listen:
         return _serve(workload, opts, launched.identity)
     try:
@@ -288,6 +241,7 @@ def _launch(opts: RunOptions) -> Any:
         allow_insecure_sim=opts.allow_insecure_sim,
         sans=opts.san,
         trust_policy=opts.trust_policy,
+        allow_rollback=opts.allow_rollback,
         overrides=overrides(opts),
         on_attested=_say_attested,
     )
@@ -442,20 +396,11 @@ def _emit_json(launched: Any, result: Any) -> None:
                     "instances",
                     "table_elements",
                     "output",
+                    "connections",
+                    "connections_total",
+                    "connection_time",
+                    "connection_bytes",
                 )
             },
         }
     )
-
-
-def main(argv: list[str]) -> int:
-    """Entry point from ``motte.cli.main`` for ``motte run ...``."""
-    try:
-        opts = parse(argv)
-    except MotteError as e:
-        _report(e)
-        return int(ExitStatus.RUN_ERROR)
-    # Only a process whose own command line this is (the console script, python -m motte)
-    # may be ended from inside; an embedding caller, such as a test, never is.
-    own_process = sys.argv[1:] == ["run", *argv]
-    return execute(opts, supervise=own_process)

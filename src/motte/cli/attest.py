@@ -15,8 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.cli._output import emit_json
 from motte.errors import ExitStatus, UsageError
 

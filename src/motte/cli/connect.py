@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 

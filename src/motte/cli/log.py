@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.cli._output import emit_json
 
 if TYPE_CHECKING:

@@ -12,8 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 if TYPE_CHECKING:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 app = typer.Typer(no_args_is_help=True, help="What Keep backends this machine supports.")

@@ -14,8 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus, UsageError
 
 app = typer.Typer(

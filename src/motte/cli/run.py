@@ -1,16 +1,16 @@
-"""``motte run`` as a Typer command (for ``--help`` and the docs) and ``motte cache``.
+"""``motte run`` and ``motte cache``.
 
-``motte run`` itself is parsed by :mod:`motte.cli._run_fast`, which skips Typer's import;
-this command declares exactly the same options (tests/keep/test_run_cli.py checks) and hands
-them to the same :func:`motte.cli._run_fast.execute`.
+``motte run`` is run without Typer from what this function declares (:mod:`motte.cli._direct`:
+start-up is most of a small workload's run time); its guest's arguments are the words after
+``--`` (``after_dashes``), and its usage errors exit 125, never the guest's statuses. The
+work is :func:`motte.cli._run_fast.execute`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def run(
             metavar="[-- ARGS...]",
             help="Arguments for the guest; they replace the manifest's.",
             show_default=False,
+            after_dashes=True,
         ),
     ] = None,
     env: Annotated[
@@ -110,10 +111,10 @@ def run(
             "--grant",
             metavar="KIND[:NAME][=VALUE]",
             help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
-            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], secret:NAME, "
-            "volume:NAME[=HOSTDIR], stdin=FILE, stdout=FILE, stderr=FILE. A package run by "
-            "reference gets nothing else (a secret or a sealed volume also needs the "
-            "Steward's release).",
+            "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], connect:NAME[=HOST[:PORT]]"
+            "[,ca=FILE], secret:NAME, volume:NAME[=HOSTDIR], stdin=FILE, stdout=FILE, "
+            "stderr=FILE. A package run by reference gets nothing else (a secret or a sealed "
+            "volume also needs the Steward's release).",
             show_default=False,
         ),
     ] = None,
@@ -127,6 +128,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    allow_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rollback",
+            help="Let the trust policy accept an older, expired or moved release of the tag "
+            "(a rollback): loudly, and recorded in MOTTE_HOME/releases/overrides.jsonl.",
+        ),
+    ] = False,
 ) -> int:
     """Run a WebAssembly workload in a Keep, with exactly what the host grants it.
 
@@ -134,7 +143,8 @@ def run(
     arguments come after --. A package run by reference gets only what its Motte.toml
     asks for and this host grants (--grant, or MOTTE_HOME/host-policy.toml); a manifest
     on this host's disk is granted as written. Listeners bind loopback unless a grant
-    says where. Flags add to the manifest (--env, --dir) or replace its values (the
+    says where; a destination the manifest declares is reached over TLS, by name, only
+    as granted. Flags add to the manifest (--env, --dir) or replace its values (the
     limits). Defaults: 256 MiB for all the guest's memories and tables, 60 s CPU, 300 s
     wall clock.
 
@@ -153,17 +163,19 @@ def run(
       motte run acme/web:1.0 --steward http://127.0.0.1:8440 --backend sim --allow-insecure-sim
       motte run acme/web:1.0 --trust-policy production.toml
       motte run acme/web:1.0 --grant dir:data=/srv/data --grant listen:web=0.0.0.0:8443
+      motte run acme/app:1.0 --grant connect:vendor=10.0.0.7:443,ca=vendor-ca.pem
 
     Exit status: the guest's own (0-125); 125 if motte cannot start it; 134 for a
     trap; 137, 142, 152 when the memory, wall-time or CPU-time limit stopped it.
     See docs/running.md.
     """
+    from motte.cli import invoked_as_process
     from motte.cli._run_fast import RunOptions, execute
 
     return execute(
         RunOptions(
             target=target,
-            args=list(args) if args else None,
+            args=list(args) if args is not None else None,
             env=list(env or ()),
             dir=list(dir or ()),
             memory=memory,
@@ -175,8 +187,12 @@ def run(
             allow_insecure_sim=allow_insecure_sim,
             san=list(san or ()),
             trust_policy=trust_policy,
+            allow_rollback=allow_rollback,
             grant=list(grant or ()),
-        )
+        ),
+        # Only a process whose own command line this is may be ended from inside; an
+        # embedding caller, such as a test, never is.
+        supervise=invoked_as_process(),
     )
 
 

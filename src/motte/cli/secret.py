@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus, UsageError
 
 app = typer.Typer(

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus
 
 if TYPE_CHECKING:

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.cli.sign import InsecureOpt, JsonOpt, LogOpt, Ref, SignKeys, _private_keys, _public_keys
 from motte.errors import ExitStatus
 

@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
+from motte.cli import _typer as typer
 from motte.errors import ExitStatus, NotFoundError, UsageError
 
 app = typer.Typer(

@@ -335,3 +335,100 @@ def table_size(context: int, instance: ffi.wasmtime_instance_t, name: bytes) -> 
     if item is None or item.kind != _EXTERN_TABLE:
         return None
     return int(_table_size(context, ctypes.byref(item.of.table)))
+
+
+# -- host functions --------------------------------------------------------------------------
+
+#: ``wasmtime_func_unchecked_callback_t``: (env, caller, args and results, their count) ->
+#: a trap or NULL. Values are ``wasmtime_val_raw_t``, 16 bytes each; an i32 at offset 0.
+_RAW_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_size_t, _vp, _vp, _vp, ctypes.c_size_t)
+_FINALIZER = ctypes.CFUNCTYPE(None, _vp)
+_RAW_VALUE_BYTES = 16
+_define_unchecked = _c(
+    "wasmtime_linker_define_func_unchecked",
+    _vp,
+    _vp,
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+    _vp,
+    _RAW_CALLBACK,
+    _vp,
+    _FINALIZER,
+)
+_caller_context = _c("wasmtime_caller_context", _vp, _vp)
+_caller_export_get = _c(
+    "wasmtime_caller_export_get",
+    ctypes.c_bool,
+    _vp,
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+    ctypes.POINTER(ffi.wasmtime_extern_t),
+)
+_memory_data = _c("wasmtime_memory_data", _vp, _vp, ctypes.POINTER(ffi.wasmtime_memory_t))
+_trap_new = _c("wasmtime_trap_new", _vp, ctypes.c_char_p, ctypes.c_size_t)
+_I32 = ctypes.c_int32
+
+
+def define_i32_functions(
+    linker: wasmtime.Linker, module: str, functions: Mapping[str, tuple[int, Any]]
+) -> list[Any]:
+    """Define host functions of i32 parameters and one i32 result on ``linker``, called
+    without wasmtime-py's value conversions (a ValType object per value per call: most of
+    a host call's cost there). ``functions`` maps each name to (parameter count,
+    ``fn(caller, *params) -> int``); ``caller`` is the raw ``wasmtime_caller_t *`` for
+    :func:`caller_context` and :func:`caller_memory`. An exception in ``fn`` becomes a trap
+    naming the function. Returns what must stay alive as long as the linker's instances."""
+    keep: list[Any] = []
+    for name, (count, fn) in functions.items():
+        ty = wasmtime.FuncType([wasmtime.ValType.i32()] * count, [wasmtime.ValType.i32()])
+
+        def callback(
+            env: Any, caller: int, values: int, n: int, fn: Any = fn, count: int = count
+        ) -> int:
+            try:
+                params = [
+                    _I32.from_address(values + i * _RAW_VALUE_BYTES).value for i in range(count)
+                ]
+                _I32.from_address(values).value = fn(caller, *params)
+                return 0
+            except BaseException as e:  # never unwind through wasmtime's frames
+                message = f"motte: host function {fn.__name__} failed: {e!r}".encode()
+                return int(_trap_new(message, len(message)) or 0)
+
+        raw = _RAW_CALLBACK(callback)
+        error = _define_unchecked(
+            address(linker.ptr()),
+            module.encode(),
+            len(module),
+            name.encode(),
+            len(name),
+            address(ty.ptr()),
+            raw,
+            None,
+            _FINALIZER(0),
+        )
+        if error:
+            raise _error(error)
+        keep += [raw, ty]
+    return keep
+
+
+def caller_context(caller: int) -> int:
+    """The store context of the instance calling a host function."""
+    return _caller_context(caller) or 0
+
+
+def caller_memory(caller: int, context: int, cached: Any = None) -> tuple[Any, int, int]:
+    """The calling instance's exported ``memory``: (its extern, to pass back as ``cached``
+    on later calls from the same store; the address of its bytes now; their length).
+    (None, 0, 0) without one."""
+    item = cached
+    if item is None:
+        item = ffi.wasmtime_extern_t()
+        found = _caller_export_get(caller, b"memory", 6, ctypes.byref(item))
+        if not found or item.kind != _EXTERN_MEMORY:
+            return None, 0, 0
+    memory = ctypes.byref(item.of.memory)
+    return item, _memory_data(context, memory) or 0, int(_memory_data_size(context, memory))

@@ -104,13 +104,15 @@ def launch(
     on_attested: Callable[[KeepIdentity], None] | None = None,
     grants: Grants | None = None,
     host_policy: str | os.PathLike[str] | None = None,
+    allow_rollback: bool = False,
 ) -> Launched:
     """Attest (when a Steward is configured), fetch, judge (when a trust policy is
     configured), grant and prepare ``target``; see the module docstring. ``overrides`` are
     the command line's changes to the manifest; ``grants`` its ``--grant`` flags;
     ``host_policy`` the host policy file (default :func:`motte.manifest.host_policy_path`);
     ``on_attested`` hears of the identity as soon as the Steward has issued it (before
-    anything is fetched)."""
+    anything is fetched); ``allow_rollback`` lets the trust policy accept an older, expired
+    or moved release, loudly and recorded (``motte run --allow-rollback``)."""
     from motte.manifest import Grants, Overrides
 
     overrides = overrides or Overrides()
@@ -144,6 +146,7 @@ def launch(
             policy,
             grants,
             host_policy,
+            allow_rollback,
         )
     except ArtifactNotFoundError as e:
         if ref.is_local and not any(c in target for c in ":@"):
@@ -192,6 +195,11 @@ def _attest(
     if on_attested is not None:
         on_attested(identity)
     return identity
+
+
+def _client_identity(identity: KeepIdentity | None) -> tuple[bytes, bytes] | None:
+    """What the Keep's outbound TLS presents: its attested certificate (mutual TLS)."""
+    return None if identity is None else (identity.chain_pem, identity.key_pem)
 
 
 def _launch_local(
@@ -257,7 +265,9 @@ def _launch_local(
 
         assert identity.source is not None
         confidential = obtain(steward, digest, identity.source, manifest, None)
-    workload = PreparedWorkload.prepare(manifest, module=module)
+    workload = PreparedWorkload.prepare(
+        manifest, module=module, client_identity=_client_identity(identity)
+    )
     if workload.digest != digest:  # a digest-named blob is verified by prepare; be explicit
         raise WorkloadError(f"the workload is {workload.digest}, not the attested {digest}")
     if confidential is not None:
@@ -304,6 +314,7 @@ def _launch_package(
     trust_policy: Path | None = None,
     grants: Grants | None = None,
     host_policy: str | os.PathLike[str] | None = None,
+    allow_rollback: bool = False,
 ) -> Launched:
     from motte.keep._workload import PreparedWorkload, WorkloadError
     from motte.manifest import Workload, apply_grants, load_host_policy, parse_manifest
@@ -344,7 +355,7 @@ def _launch_package(
         from motte.trust import enforce
 
         # Raises TrustRefusedError naming each failing area and its deciding rule.
-        enforce(package, trust_policy)
+        enforce(package, trust_policy, allow_rollback=allow_rollback)
     name = f"{pinned.pinned}/Motte.toml"
     try:
         text = package.manifest.decode("utf-8")
@@ -388,7 +399,9 @@ def _launch_package(
     if package.attachments:
         statements = tuple(a.layers[0] for a in package.attachments if a.layers)
     if not manifest.secret and encryption is None:
-        workload = PreparedWorkload.prepare(manifest, package=package)
+        workload = PreparedWorkload.prepare(
+            manifest, package=package, client_identity=_client_identity(identity)
+        )
         if manifest.volume:
             assert steward is not None and identity is not None
             _open_volumes(workload, steward, digest, identity.source, pinned.repository, statements)
@@ -410,10 +423,13 @@ def _launch_package(
             module=confidential.module,
             sealed_key=confidential.cache_key,
             verified_digest=encryption.plaintext_digest,  # decrypt_and_check compared it
+            client_identity=_client_identity(identity),
         )
         confidential.module = None
     else:
-        workload = PreparedWorkload.prepare(manifest, package=package)
+        workload = PreparedWorkload.prepare(
+            manifest, package=package, client_identity=_client_identity(identity)
+        )
     workload.deliver(confidential.secrets)
     workload.confidential = confidential
     if manifest.volume:

@@ -313,22 +313,32 @@ def decrypt_for_worker(doc: Mapping[str, Any]) -> tuple[bytearray, bytes]:
     return _decrypt_stored(key, doc["blob"], enc, doc["blob"]), cache_key_for(key)
 
 
-def prepare_in_worker(manifest: Manifest, doc: Mapping[str, Any] | None) -> Any:
+def prepare_in_worker(
+    manifest: Manifest,
+    doc: Mapping[str, Any] | None,
+    *,
+    client_identity: tuple[bytes, bytes] | None = None,
+) -> Any:
     """A worker process's PreparedWorkload: the parent's secrets and, for an encrypted
-    package, the module decrypted again here (``doc``: :meth:`Confidential.handover`)."""
+    package, the module decrypted again here (``doc``: :meth:`Confidential.handover`);
+    ``client_identity`` as :meth:`PreparedWorkload.prepare` takes it (outbound mutual TLS)."""
     from motte.keep._workload import PreparedWorkload
 
     if not doc:
-        return PreparedWorkload.prepare(manifest)
+        return PreparedWorkload.prepare(manifest, client_identity=client_identity)
     from motte._nodump import forbid_core_dumps
 
     forbid_core_dumps()
     if doc.get("encrypted"):
         module, key = decrypt_for_worker(doc["encrypted"])
         prepared = PreparedWorkload.prepare(
-            manifest, module=module, sealed_key=key, verified_digest=manifest.workload.digest
+            manifest,
+            module=module,
+            sealed_key=key,
+            verified_digest=manifest.workload.digest,
+            client_identity=client_identity,
         )
     else:
-        prepared = PreparedWorkload.prepare(manifest)
+        prepared = PreparedWorkload.prepare(manifest, client_identity=client_identity)
     prepared.deliver(GuestSecrets.from_handover(doc["secrets"]))
     return prepared

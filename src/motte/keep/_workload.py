@@ -197,6 +197,7 @@ class PreparedWorkload:
         cache_status: str,
         budget: _declared.Budget,
         measure: Measure | None = None,
+        outbound: Any = None,
     ) -> None:
         self.manifest = manifest
         self._budget = budget
@@ -227,6 +228,10 @@ class PreparedWorkload:
         #: Whether instantiating runs guest code (a start function): assume so until
         #: prepare() has read the module.
         self._start_function = True
+        #: The granted destinations (motte.keep._outbound.Outbound), None without any; and
+        #: the session of each running instance, by its store's context address.
+        self.outbound = outbound
+        self._sessions: dict[int, Any] = {}
         if kind == MODULE:
             self._pre = self._link_module(compiled)
             self._pre_address = _capi.address(self._pre.ptr())
@@ -246,6 +251,7 @@ class PreparedWorkload:
         package: VerifiedPackage | None = None,
         sealed_key: bytes | None = None,
         verified_digest: str | None = None,
+        client_identity: tuple[bytes, bytes] | None = None,
     ) -> PreparedWorkload:
         """Read, verify, compile (or load from the cache) and link the workload once.
 
@@ -259,9 +265,12 @@ class PreparedWorkload:
         once to attest its digest); they must match ``manifest.workload.digest`` when the
         manifest names one. ``package`` is a package opened and verified once
         (:func:`motte.oci.open_package`): its module runs, named by the digest its layer was
-        verified against, and is not read or hashed again.
+        verified against, and is not read or hashed again. ``client_identity`` (certificate
+        chain and key, PEM) is the Keep's attested identity: its outbound TLS connections
+        present it (mutual TLS).
         """
         _check_grants(manifest)
+        outbound = _outbound_for(manifest, client_identity)
         where = manifest.workload.where or manifest.workload.name
         if package is not None:
             data, digest = package.module, package.module_digest
@@ -281,6 +290,14 @@ class PreparedWorkload:
                     f"not {manifest.workload.digest}"
                 )
         kind = detect_kind(data, where)
+        if kind == COMPONENT and manifest.connect:
+            raise WorkloadError(
+                f"{manifest.connect[0].where}: [[connect]]: outbound connections reach WASI "
+                "preview1 modules (the motte_connect imports); a component cannot import them "
+                "yet",
+                hint="build the workload as a preview1 module (docs/running.md, Outbound "
+                "connections)",
+            )
         shape = _declared.declared(data, kind)
         try:
             budget = _declared.store_budget(shape, manifest.limits, kind)
@@ -312,6 +329,7 @@ class PreparedWorkload:
             cache_status=status,
             budget=budget,
             measure=measure,
+            outbound=outbound,
         )
         prepared._start_function = kind == MODULE and _capi.has_start(data)
         return prepared
@@ -337,6 +355,7 @@ class PreparedWorkload:
             cache_status=self.cache_status,
             budget=self._budget,
             measure=self._measure,
+            outbound=self.outbound,
         )
         moved._start_function = self._start_function
         if self.secrets is not None:
@@ -376,6 +395,17 @@ class PreparedWorkload:
             )
         linker = wasmtime.Linker(self._rt.engine)
         linker.define_wasi()
+        from motte.keep import _outbound
+
+        if _outbound.imports_outbound(module):
+            if self.outbound is None:
+                raise WorkloadError(
+                    f"{self._where}: imports {_outbound.IMPORT_MODULE} (outbound connections), "
+                    "and no destination is granted",
+                    hint="declare each destination as a [[connect]] entry of its Motte.toml; "
+                    "the host grants it (docs/running.md, Outbound connections)",
+                )
+            self._host_functions = _outbound.define_imports(linker, self._sessions)
         try:
             return linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as e:
@@ -514,12 +544,21 @@ class PreparedWorkload:
                 memories=budget.memories,
             )
             watch = self._watch(streams, max_output, cancel)
+            session = None
+            if self.outbound is not None:
+                wall = self.manifest.limits.wall_time
+                session = self._sessions[context] = self.outbound.session(
+                    wall_time=wall, cancel=cancel
+                )
             with self._rt.ticker:
                 watch.arm(_StoreHandle(store, context))  # type: ignore[arg-type]
                 try:
                     outcome = self._enter_module(context, watch)
                 finally:
                     watch.disarm()
+                    if session is not None:
+                        del self._sessions[context]
+                        session.close_all()
             return self._result(outcome, watch, streams, max_output)
         finally:
             _capi.store_delete(store)
@@ -672,6 +711,16 @@ class _StoreHandle:
 
     def set_epoch_deadline(self, ticks: int) -> None:
         _capi.set_epoch_deadline(self._context, ticks)
+
+
+def _outbound_for(manifest: Manifest, client_identity: tuple[bytes, bytes] | None) -> Any:
+    """The granted destinations, ready to dial (TLS contexts built, CA bundles read), or
+    None when the manifest has none."""
+    if not manifest.connect:
+        return None
+    from motte.keep._outbound import Outbound
+
+    return Outbound(manifest.connect, manifest.limits, client_identity=client_identity)
 
 
 def _check_grants(manifest: Manifest) -> None:

@@ -51,7 +51,6 @@ from motte.manifest._model import (
 )
 
 __all__ = [
-    "COMING_KINDS",
     "GRANT_KINDS",
     "INHERIT",
     "MANIFEST_NAME",
@@ -59,6 +58,7 @@ __all__ = [
     "MAX_MEMORY_MIB",
     "MAX_TIME_LIMIT",
     "NULL",
+    "Connect",
     "Dir",
     "Grant",
     "GrantError",
@@ -73,6 +73,7 @@ __all__ = [
     "Overrides",
     "Secret",
     "Stdio",
+    "TlsSettings",
     "Volume",
     "Workload",
     "apply_grants",
@@ -98,10 +99,10 @@ _LAZY = dict.fromkeys(
     "motte.manifest._schema",
 )
 
+_LAZY.update(dict.fromkeys(("Connect", "TlsSettings"), "motte.manifest._connect"))
 _LAZY.update(
     dict.fromkeys(
         (
-            "COMING_KINDS",
             "GRANT_KINDS",
             "Grant",
             "GrantError",

@@ -11,6 +11,9 @@ What a manifest can ask of the host (its *requests*):
   release policy decides too: a secret reaches the guest only when both say yes. The
   content key of an encrypted package is not a request: it decrypts the module the operator
   chose to run and never reaches the guest;
+* ``[[connect]]``: a destination to call (``connect:NAME``); where the Keep connects, the CA
+  bundle it verifies the server against, reaching this host's loopback and any insecure
+  TLS choice the manifest names are the host's decisions;
 * ``[[volume]]``: a sealed volume (``volume:NAME``), its snapshots kept in the host
   directory granted (``volume:NAME=HOSTDIR``) or in the default place under
   ``MOTTE_HOME/volumes``. The Steward releases its key too (docs/sealed-state.md).
@@ -25,10 +28,9 @@ Keep gets:
 * a **manifest on this host's disk** (the operator's own) is granted as written, ``--grant``
   flags overriding; its listeners, too, bind loopback unless a flag says otherwise.
 
-Grant kinds are one table (:data:`GRANT_KINDS`): a new kind (secrets, volumes, outbound
-destinations) is a parser there, a reader in :data:`POLICY_KINDS` and a request kind in
-:func:`apply_grants`. Kinds announced but not yet available are refused by name
-(:data:`COMING_KINDS`).
+Grant kinds are one table (:data:`GRANT_KINDS`): a new kind is a parser there, a reader in
+:data:`POLICY_KINDS` and a request kind in :func:`apply_grants`; a kind not in the table is
+refused as unknown, with the closest known kind as a hint.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any
 
 from motte._record import Record
 from motte.errors import ConfigError, UsageError
+from motte.manifest._connect import Connect, host_port
 from motte.manifest._model import Dir, Manifest, Secret, Stdio, Volume
 from motte.manifest._schema import SECRET_NAME
 
@@ -79,12 +82,14 @@ class GrantRefusedError(ConfigError):
 
 
 class Grant(Record):
-    """One thing a host grants: ``kind`` (dir, env, listen, secret, volume, streams), the
-    request's ``name`` (the stream's name for a stream), and what it grants: ``path`` and
-    ``writable`` (dir, streams), ``address`` and ``port`` (listen). ``where`` says where the
-    grant was written (``--grant ...`` or ``FILE:LINE``)."""
+    """One thing a host grants: ``kind`` (dir, env, listen, connect, secret, volume, stdin,
+    stdout, stderr), the request's ``name`` (the stream's name for a stream), and what it
+    grants: ``path`` and ``writable`` (dir, streams; the CA bundle of a connect; a volume's
+    snapshot directory), ``address`` and ``port`` (listen, connect), ``options`` (connect:
+    the insecure choices consented to). ``where`` says where the grant was written
+    (``--grant ...`` or ``FILE:LINE``)."""
 
-    __slots__ = ("address", "kind", "name", "path", "port", "where", "writable")
+    __slots__ = ("address", "kind", "name", "options", "path", "port", "where", "writable")
     _uncompared = frozenset({"where"})
     kind: str
     name: str
@@ -92,6 +97,7 @@ class Grant(Record):
     writable: bool
     address: str | None
     port: int | None
+    options: frozenset[str]
     where: str
 
     def __init__(
@@ -103,6 +109,7 @@ class Grant(Record):
         writable: bool = False,
         address: str | None = None,
         port: int | None = None,
+        options: frozenset[str] = frozenset(),
         where: str = "",
     ) -> None:
         self._set(
@@ -112,6 +119,7 @@ class Grant(Record):
             writable=writable,
             address=address,
             port=port,
+            options=frozenset(options),
             where=where,
         )
 
@@ -257,6 +265,68 @@ def _secret_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
     return Grant("secret", check_secret_name(name, flag), where=flag)
 
 
+#: The insecure TLS choices a host may consent to (each also named in the manifest).
+UNSAFE_TLS = ("unsafe_legacy_tls", "unsafe_skip_verification")
+
+
+def parse_connect_address(text: str, where: str) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT``, ``IPv6`` or ``[IPv6]:PORT`` -> (host, port or None)."""
+    from motte._toml import Invalid
+    from motte.manifest._connect import check_host, check_port
+
+    host, port = text, None
+    if text.startswith("["):
+        inside, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UsageError(f"{where}: expected [IPv6]:PORT, got {text!r}")
+        host, port = inside, rest[1:] or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        checked = check_host(host, ())
+        number = None
+        if port is not None:
+            number = check_port(int(port) if port.isdigit() else port, ())
+    except Invalid as e:
+        raise UsageError(f"{where}: {e.reason}", hint=e.hint) from None
+    return checked, number
+
+
+def _connect_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    """``connect:NAME[=ITEM,...]``: ITEM is where to connect (``HOST[:PORT]``), ``ca=FILE``
+    (the CA bundle; default the system's roots) or an insecure choice's name."""
+    _check_name(name, flag, "destination")
+    address = port = path = None
+    options: set[str] = set()
+    for item in (value or "").split(",") if value else ():
+        key, eq, rest = item.partition("=")
+        if eq and key == "ca":
+            if not rest or path is not None:
+                raise UsageError(f"{flag}: ca= names one CA bundle file")
+            path = _host_path(rest, base)
+        elif item in UNSAFE_TLS:
+            options.add(item)
+        elif eq or not item or item.startswith("unsafe"):
+            raise UsageError(
+                f"{flag}: unknown item {item!r}",
+                hint="connect:NAME=HOST:PORT,ca=FILE (each optional), or an insecure choice the "
+                f"manifest names ({', '.join(UNSAFE_TLS)})",
+            )
+        elif address is not None:
+            raise UsageError(f"{flag}: two addresses ({address!r} and {item!r})")
+        else:
+            address, port = parse_connect_address(item, flag)
+    return Grant(
+        "connect",
+        name,
+        address=address,
+        port=port,
+        path=path,
+        options=frozenset(options),
+        where=flag,
+    )
+
+
 _VOLUME_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -295,25 +365,19 @@ GRANT_KINDS: dict[str, Callable[[str, str | None, str, Path], Grant]] = {
     "dir": _dir_flag,
     "env": _env_flag,
     "listen": _listen_flag,
+    "connect": _connect_flag,
     "secret": _secret_flag,
     "volume": _volume_flag,
     "stdin": _stream_flag("stdin"),
     "stdout": _stream_flag("stdout"),
     "stderr": _stream_flag("stderr"),
 }
-#: Kinds a Motte.toml will be able to ask for; not granted by this version.
-COMING_KINDS = ("connect",)
 
 
 def _unknown_kind(kind: str, where: str) -> GrantError:
-    if kind in COMING_KINDS:
-        return GrantError(
-            f"{where}: {kind} grants are not available in this version of motte",
-            hint=f"the kinds granted today: {', '.join(GRANT_KINDS)}",
-        )
     import difflib
 
-    close = difflib.get_close_matches(kind, [*GRANT_KINDS, *COMING_KINDS], n=1)
+    close = difflib.get_close_matches(kind, list(GRANT_KINDS), n=1)
     return GrantError(
         f"{where}: unknown grant kind {kind!r} (known: {', '.join(GRANT_KINDS)})",
         hint=f"did you mean {close[0]!r}?" if close else None,
@@ -339,6 +403,8 @@ _EXAMPLES = {
     "env": "e.g. --grant env:LANG",
     "listen": "e.g. --grant listen:web, --grant listen:web=8443 or --grant listen:web=0.0.0.0:8443",
     "secret": "e.g. --grant secret:db-password",
+    "connect": "e.g. --grant connect:api, --grant connect:api=10.0.0.7:443 or "
+    "--grant connect:api=ca=./vendor-ca.pem",
     "volume": "e.g. --grant volume:data or --grant volume:data=/srv/motte/data",
 }
 
@@ -487,6 +553,35 @@ def _policy_volumes(t: Any, key: str) -> list[Grant]:
     return out
 
 
+def _policy_connect(t: Any) -> list[Grant]:
+    out = []
+    for name in t.data:
+        sub = t.table(name)
+        _check_policy_name(t, name)
+        address = sub.str("address")
+        host = port = None
+        if address is not None:
+            try:
+                host, port = parse_connect_address(address, "address")
+            except UsageError as e:
+                raise sub.fail("address", e.message.split(": ", 1)[1], e.hint) from None
+        ca = _absolute_path(sub, "ca") if sub.has("ca") else None
+        options = frozenset(o for o in UNSAFE_TLS if sub.bool(o, False))
+        sub.done()
+        out.append(
+            Grant(
+                "connect",
+                name,
+                address=host,
+                port=port,
+                path=ca,
+                options=options,
+                where=_where(sub),
+            )
+        )
+    return out
+
+
 def _policy_env(t: Any, key: str) -> list[Grant]:
     return [Grant("env", n, where=_where(t, key)) for n in t.str_list(key)]
 
@@ -512,6 +607,7 @@ def _where(t: Any, key: str | None = None) -> str:
 POLICY_KINDS: dict[str, Callable[[Any, str], list[Grant]]] = {
     "dir": lambda t, key: _policy_dirs(t.table(key)),
     "listen": lambda t, key: _policy_listen(t.table(key)),
+    "connect": lambda t, key: _policy_connect(t.table(key)),
     "env": _policy_env,
     "secret": _policy_secrets,
     "volume": _policy_volumes,
@@ -527,15 +623,6 @@ def _read_grants(t: Any) -> Grants:
         if key == "package" and not t.path:
             continue
         if key not in POLICY_KINDS:
-            if key in COMING_KINDS:
-                prefix = (*t.path, key)
-                lines = [n for p, n in t.lines.items() if p[: len(prefix)] == prefix]
-                line = f":{min(lines)}" if lines else ""
-                raise GrantError(
-                    f"{t.source}{line}: {key}: {key} grants are not available in this "
-                    "version of motte",
-                    hint=f"the kinds granted today: {', '.join(POLICY_KINDS)}",
-                )
             continue  # refused by done() with the known keys
         out += POLICY_KINDS[key](t, key)
     return Grants(out)
@@ -745,6 +832,21 @@ def apply_grants(
         to = ", ".join(s.file or f"${s.env}" for s in asked)
         granted.append(f"secret {name} to {to} (if the Steward releases it)")
 
+    connects = []
+    for c in manifest.connect:
+        g = find("connect", c.name)
+        if g is None and package is not None:
+            missing.append(_connect_line(c))
+            continue
+        resolved, problem = _grant_connect(c, g, package is not None)
+        if problem is not None:
+            if package is None:
+                raise GrantError(f"{(g.where if g else None) or c.where}: {problem}")
+            missing.append(problem)
+            continue
+        connects.append(resolved)
+        granted.append(_connect_granted(resolved, cwd))
+
     # A sealed volume's snapshots are kept where the host says (None: the default place);
     # its key and its content are still the Steward's to release (docs/sealed-state.md).
     volumes = []
@@ -779,6 +881,7 @@ def apply_grants(
         env=env,
         host_env={},
         listen=tuple(listen),
+        connect=tuple(connects),
         volume=tuple(volumes),
         **streams,
     )
@@ -791,5 +894,93 @@ def _asked(manifest: Manifest) -> list[str]:
     out += [f"env:{h}" for h in manifest.host_env.values()]
     out += [f"listen:{lst.name}" for lst in manifest.listen]
     out += list(dict.fromkeys(f"secret:{s.name}" for s in manifest.secret))
+    out += [f"connect:{c.name}" for c in manifest.connect]
     out += [f"volume:{v.name}" for v in manifest.volume]
     return out
+
+
+def _connect_line(c: Connect) -> str:
+    """The refusal line of a destination a package asks for and the host has not granted."""
+    from motte._net import is_loopback_host
+
+    asked = c.describe()
+    unsafe = c.tls.unsafe if c.tls is not None else ()
+    extra = f", INSECURE: {', '.join(unsafe)}" if unsafe else ""
+    value = ",".join(unsafe)
+    if is_loopback_host(c.host):
+        # This host's loopback is never reached by a bare grant: the address says so.
+        value = ",".join([host_port(c.host, c.port), *unsafe])
+    flag = f"--grant connect:{c.name}" + (f"={value}" if value else "")
+    return f"connect {c.name}: calls {asked}{extra}: {flag}"
+
+
+def _grant_connect(c: Connect, g: Grant | None, package: bool) -> tuple[Connect, str | None]:
+    """The destination as granted, or a line saying what the grant lacks.
+
+    This host's loopback (and the other addresses that reach this host or its link: the
+    unspecified and link-local ones) is reached only by an address written as such: in the
+    grant, or (a manifest on this host's disk) in the manifest's ``host``. A DNS name that
+    resolves there is refused by the Keep when it connects. Insecure TLS choices need the
+    host's consent by name, in either mode; plain text only to loopback."""
+    from motte._net import is_loopback_host
+
+    address = g.address if g is not None else None
+    port = g.port if g is not None and g.port is not None else c.port
+    target = address if address is not None else c.host
+    loopback = is_loopback_host(target) or _is_local_address(target)
+    if loopback and address is None and package:
+        return c, (
+            f"connect {c.name}: calls this host's loopback ({host_port(c.host, c.port)}), "
+            f"which only the host's own grant of the address reaches: --grant "
+            f"connect:{c.name}={host_port(c.host, c.port)}"
+        )
+    wanted = frozenset(c.tls.unsafe if c.tls is not None else ())
+    consented = g.options if g is not None else frozenset()
+    if wanted - consented:
+        lacking = ", ".join(sorted(wanted - consented))
+        return c, (
+            f"connect {c.name}: asks for INSECURE TLS ({lacking}), which the host must grant "
+            f"too: --grant connect:{c.name}={','.join(sorted(wanted | consented))}"
+        )
+    if consented - wanted:
+        extra = ", ".join(sorted(consented - wanted))
+        return c, (
+            f"connect {c.name}: the grant consents to {extra}, which the manifest does not ask "
+            "for (an insecure choice is granted only where it is asked for)"
+        )
+    if c.tls is None and not loopback:
+        return c, (
+            f"connect {c.name}: tls = false (PLAIN TEXT) reaches only a loopback test peer, "
+            f"not {target}"
+        )
+    resolved = c.replace(
+        address=address,
+        port=port,
+        ca=g.path if g is not None else None,
+        loopback=loopback,
+        unsafe=wanted,
+    )
+    return resolved, None
+
+
+def _is_local_address(host: str) -> bool:
+    """An IP literal that reaches this host or its link: unspecified (0.0.0.0, ::) or
+    link-local (169.254.0.0/16, fe80::/10: cloud metadata services live there)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return ip.is_loopback or ip.is_unspecified or ip.is_link_local
+
+
+def _connect_granted(c: Connect, cwd: Path) -> str:
+    parts = [f"connect {c.name} = {c.describe()}"]
+    if c.ca is not None:
+        parts.append(f"CA {_shown(c.ca, cwd)}")
+    if c.unsafe:
+        parts.append(f"INSECURE: {', '.join(sorted(c.unsafe))}")
+    return ", ".join(parts)

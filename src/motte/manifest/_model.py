@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from motte._record import Record
 from motte.errors import ConfigError
+
+if TYPE_CHECKING:
+    from motte.manifest._connect import Connect
 
 MANIFEST_NAME = "Motte.toml"
 
@@ -103,9 +106,16 @@ class Limits(Record):
     """Limits for the whole guest. ``memory`` (MiB) counts every linear memory and every
     table; ``memories``, ``tables`` and ``instances`` bound how many the guest may hold,
     ``table_elements`` each table's size; ``output`` (MiB) bounds what it may write to each
-    output file or captured stream; the times are in seconds."""
+    output file or captured stream; the times are in seconds. Outbound connections
+    (``[[connect]]``): ``connections`` may be open at once and ``connections_total`` opened
+    in all, each for at most ``connection_time`` seconds and ``connection_bytes`` MiB (sent
+    and received together)."""
 
     __slots__ = (
+        "connection_bytes",
+        "connection_time",
+        "connections",
+        "connections_total",
         "cpu_time",
         "instances",
         "memories",
@@ -123,6 +133,10 @@ class Limits(Record):
     instances: int
     table_elements: int
     output: int
+    connections: int
+    connections_total: int
+    connection_time: float
+    connection_bytes: int
 
     def __init__(
         self,
@@ -134,8 +148,16 @@ class Limits(Record):
         instances: int = 16,
         table_elements: int = 100_000,
         output: int = 64,
+        connections: int = 16,
+        connections_total: int = 1000,
+        connection_time: float = 60.0,
+        connection_bytes: int = 64,
     ):
         self._set(
+            connections=connections,
+            connections_total=connections_total,
+            connection_time=connection_time,
+            connection_bytes=connection_bytes,
             memory=memory,
             cpu_time=cpu_time,
             wall_time=wall_time,
@@ -154,10 +176,22 @@ class Limits(Record):
     def output_bytes(self) -> int:
         return self.output * 1024 * 1024
 
+    @property
+    def connection_bytes_total(self) -> int:
+        return self.connection_bytes * 1024 * 1024
+
 
 #: The largest value each count limit takes (what the pooling allocator of a serving Keep is
 #: configured for: motte.keep._engine).
-MAX_COUNT_LIMITS = {"memories": 100, "tables": 100, "instances": 100, "table_elements": 1_000_000}
+MAX_COUNT_LIMITS = {
+    "memories": 100,
+    "tables": 100,
+    "instances": 100,
+    "table_elements": 1_000_000,
+    # Outbound connections of one instance: at once, and in all.
+    "connections": 1000,
+    "connections_total": 1_000_000,
+}
 #: The most output a guest may be allowed to write to one stream, in MiB (1 TiB).
 MAX_OUTPUT_MIB = 1024 * 1024
 
@@ -293,6 +327,7 @@ class Manifest(Record):
 
     __slots__ = (
         "args",
+        "connect",
         "dir",
         "env",
         "host_env",
@@ -321,6 +356,9 @@ class Manifest(Record):
     dir: tuple[Dir, ...]
     limits: Limits
     listen: tuple[Listen, ...]
+    #: Destinations the workload may open (``motte.manifest._connect``); what it reaches is
+    #: what the host grants (:func:`motte.manifest.apply_grants`).
+    connect: tuple[Connect, ...]
     steward: str | None
     #: The secrets it asks the Steward for (names and where they go; never a value).
     secret: tuple[Secret, ...]
@@ -345,9 +383,11 @@ class Manifest(Record):
         secret: tuple[Secret, ...] = (),
         host_env: Mapping[str, str] = _EMPTY,
         volume: tuple[Volume, ...] = (),
+        connect: tuple[Connect, ...] = (),
     ) -> None:
         self._set(
             workload=workload,
+            connect=tuple(connect),
             args=tuple(args),
             env=_frozen_env(env),
             host_env=_frozen_env(host_env),

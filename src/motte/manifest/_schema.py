@@ -23,6 +23,7 @@ from motte._digest import check_digest, is_digest
 from motte._net import is_loopback_host
 from motte._toml import Invalid, KeyPath, check_keys, format_path, line_of
 from motte.errors import ConfigError, UsageError
+from motte.manifest._connect import Connect, connect_entries
 from motte.manifest._errors import ManifestError
 from motte.manifest._model import (
     INHERIT,
@@ -285,6 +286,10 @@ _LIMIT_CHECKS: dict[str, Callable[[Any, KeyPath], Any]] = {
     "instances": check_count,
     "table_elements": check_count,
     "output": check_output,
+    "connections": check_count,
+    "connections_total": check_count,
+    "connection_time": check_seconds,
+    "connection_bytes": check_output,
 }
 
 
@@ -415,6 +420,10 @@ def _volumes(value: Any, path: KeyPath, ctx: _Context) -> tuple[Volume, ...]:
     return tuple(out)
 
 
+def _connect(value: Any, path: KeyPath, ctx: _Context) -> tuple[Connect, ...]:
+    return connect_entries(value, path, ctx.where)
+
+
 def _steward(value: Any, path: KeyPath, ctx: _Context) -> str:
     from urllib.parse import urlsplit
 
@@ -452,6 +461,7 @@ TOP_LEVEL: dict[str, tuple[str, Validator]] = {
     "dir": ("dir", _dirs),
     "limits": ("limits", _limits),
     "listen": ("listen", _listen),
+    "connect": ("connect", _connect),
     "steward": ("steward", _steward),
     "secret": ("secret", _secrets),
     "volume": ("volume", _volumes),

@@ -24,10 +24,6 @@ from motte.trust._memory import remember_accepted
 from motte.trust._policy import Policy, load_policy
 from motte.trust._verdict import TrustVerdict
 
-#: ``motte run`` (and a Keep) accept an older, expired or moved release only with this set
-#: to 1: the run's own escape hatch, recorded like ``--allow-rollback``.
-ALLOW_ROLLBACK_ENV = "MOTTE_ALLOW_ROLLBACK"
-
 
 def _policy(policy: Policy | str | os.PathLike[str]) -> Policy:
     return policy if isinstance(policy, Policy) else load_policy(policy)
@@ -109,7 +105,7 @@ def enforce(
     now: dt.datetime | None = None,
     store: LocalStore | None = None,
     allow_insecure_http: bool = False,
-    allow_rollback: bool | None = None,
+    allow_rollback: bool = False,
     trusted_root: Path | None = None,
 ) -> TrustVerdict:
     """The verdict if ``policy`` accepts the package; else raise :class:`TrustRefusedError`.
@@ -118,11 +114,9 @@ def enforce(
     ``MOTTE_HOME/sigstore/trusted_root.json``, which is what ``motte run`` uses).
 
     The error's message names every failing area and its deciding rule on one line, and
-    carries the whole verdict (``e.verdict``). ``allow_rollback`` defaults to the
-    environment's ``MOTTE_ALLOW_ROLLBACK=1`` (how ``motte run`` opts in; see assess).
+    carries the whole verdict (``e.verdict``). ``allow_rollback``: see :func:`assess`
+    (``motte run --allow-rollback``).
     """
-    if allow_rollback is None:
-        allow_rollback = os.environ.get(ALLOW_ROLLBACK_ENV) == "1"
     verdict = assess(
         reference_or_digest,
         policy,

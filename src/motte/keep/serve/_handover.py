@@ -26,7 +26,17 @@ from motte._record import Record
 log = logging.getLogger("motte.keep.serve")
 
 #: The manifest's value types a worker may rebuild, by name (nothing else is constructed).
-_RECORD_TYPES = ("Manifest", "Workload", "Stdio", "Dir", "Limits", "Listen", "Secret")
+_RECORD_TYPES = (
+    "Manifest",
+    "Workload",
+    "Stdio",
+    "Dir",
+    "Limits",
+    "Listen",
+    "Connect",
+    "TlsSettings",
+    "Secret",
+)
 
 
 def encode_record(value: Any) -> Any:
@@ -40,6 +50,8 @@ def encode_record(value: Any) -> Any:
         return {"$path": str(value)}
     if isinstance(value, tuple | list):
         return [encode_record(v) for v in value]
+    if isinstance(value, frozenset):
+        return [encode_record(v) for v in sorted(value)]
     if isinstance(value, Mapping):
         return {"$map": {str(k): encode_record(v) for k, v in value.items()}}
     if value is None or isinstance(value, bool | int | float | str):

@@ -416,6 +416,7 @@ def serve_sockets(
     watchdog = Watchdog(serving)
     acceptor: Acceptor | None = None
     swap: Callable[[TlsIdentity], None] | None = None
+    client: Callable[[TlsIdentity], None] | None = None
     try:
         if identities is None:
             listening = [
@@ -429,6 +430,10 @@ def serve_sockets(
             ]
             swap = _swapper(listening, tag, identity)
             identities.watch(swap)  # installs the current identity at once
+            client = _outbound_client(prepared)
+            if client is not None:
+                # Outbound connections present the renewed certificate too (mutual TLS).
+                identities.watch(client)
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 previous[sig] = signal.signal(sig, request.on_signal)
@@ -445,6 +450,8 @@ def serve_sockets(
     finally:
         if identities is not None and swap is not None:
             identities.unwatch(swap)
+            if client is not None:
+                identities.unwatch(client)
         if acceptor is not None:
             acceptor.stop()
         watchdog.stop()
@@ -541,3 +548,17 @@ def _until_drained(serving: Serving, limit: float, request: _StopRequest | None)
             return False
         time.sleep(STOP_POLL)
     return True
+
+
+def _outbound_client(prepared: Any) -> Callable[[TlsIdentity], None] | None:
+    """What installs an attested identity as the client certificate of the workload's
+    outbound connections (motte.keep._outbound), or None when it has none."""
+    outbound = getattr(prepared, "outbound", None)
+    if outbound is None:
+        return None
+
+    def install(identity: TlsIdentity) -> None:
+        if identity.attested:
+            outbound.set_client_identity((identity.certificate_chain_pem, identity.private_key_pem))
+
+    return install

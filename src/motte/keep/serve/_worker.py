@@ -41,14 +41,18 @@ def main() -> int:
     configure_logging()
     try:
         manifest = decode_record(config["manifest"])
+        identity = decode_identity(config["identity"])
+        client = None
+        if identity is not None and identity.attested:
+            # Outbound connections present the Keep's attested certificate (mutual TLS).
+            client = (identity.certificate_chain_pem, identity.private_key_pem)
         # Released secrets and an encrypted module's key come through the pipe, as the TLS
         # key does (motte.keep._secrets); without them, the plain preparation.
-        prepared = prepare_in_worker(manifest, config.get("confidential"))
+        prepared = prepare_in_worker(manifest, config.get("confidential"), client_identity=client)
         if prepared.digest != config["digest"]:
             raise MotteError(
                 f"the workload changed on disk: {prepared.digest}, not {config['digest']}"
             )
-        identity = decode_identity(config["identity"])
         listeners = decode_record(config["listeners"])
         sockets = [[socket.socket(fileno=fd) for fd in fds] for fds in config["fds"]]
         options = ServeOptions(**config["options"])
