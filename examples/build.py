@@ -39,6 +39,7 @@ C_EXAMPLES = [
     ("sha256/sha256.c", "sha256/sha256.wasm"),
     ("http-hello/http-hello.c", "http-hello/http-hello.wasm"),
     ("secret-db/secret-db.c", "secret-db/secret-db.wasm"),
+    ("counter/counter.c", "counter/counter.wasm"),
     ("outbound/outbound.c", "outbound/outbound.wasm"),
 ]
 WAT_EXAMPLES = [

@@ -15,6 +15,7 @@ the same addresses), so no two pages share one:
     docs/transparency-log.md  8570 log, 8571 witness
     docs/supply-chain.md      5100 registry, 8500 log
     docs/console.md           8580 console
+    docs/sealed-state.md      8460 Steward, 8445 Keep (examples/counter)
     docs/scale.md             5150 PostgreSQL, 8540-8541 Stewards, 8542 HAProxy, 8543 Keep,
                               8510-8511 log sequencer and standby, 8512 static tiles
 
@@ -61,6 +62,7 @@ PAGES = [
             "console",
             "scale",
             "secrets",
+            "sealed-state",
         )
     ),
 ]

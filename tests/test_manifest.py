@@ -152,7 +152,7 @@ ERRORS = [
     (
         'workload = "a.wasm"\nlimit = 3',
         "Motte.toml:2: limit: unknown key (known here: args, connect, "
-        "dir, env, limits, listen, secret, stderr, stdin, stdout, steward, workload)",
+        "dir, env, limits, listen, secret, stderr, stdin, stdout, steward, volume, workload)",
     ),
     (
         'workload = "a.wasm"\nargs = "x"',

@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "app",
         "Secrets in the Steward, released only to attested Keeps.",
     ),
+    "volume": (
+        "motte.cli.volume",
+        "app",
+        "Sealed volumes: their snapshots (ciphertext) and the Steward's counters.",
+    ),
     "connect": ("motte.cli.connect", "connect", "Connect to a Keep and verify what it is."),
     "package": ("motte.cli.oci", "package", "Build an OCI artifact from a workload directory."),
     "push": ("motte.cli.oci", "push", "Push an artifact to an OCI registry."),

@@ -143,7 +143,6 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
     """
     try:
         launched = _launch(opts)
-        from motte.keep import limit_trap
     except MotteError as e:
         _report(e)
         # Only a limit keeps its own status; anything else that stops the start is 125.
@@ -159,6 +158,33 @@ def execute(opts: RunOptions, *, supervise: bool = False) -> int:
             sys.stderr.write(f"motte: warning: {line}\n")
     if manifest.listen:
         return _serve(workload, opts, launched.identity)
+    try:
+        return _run_once(launched, opts, supervise)
+    finally:
+        _close_volumes(workload, "stop")
+
+
+def _close_volumes(workload: Any, reason: str) -> bool:
+    """Persist and close the sealed volumes (a clean stop or a drain); say how it went."""
+    volumes = workload.volumes
+    if volumes is None:
+        return True
+    report = volumes.close(reason)
+    if report is None:
+        return True
+    sys.stderr.write(f"motte: {report.line()}\n")
+    sys.stderr.flush()
+    from motte.keep import record_drain
+
+    record_drain(report.to_dict())
+    return report.ok
+
+
+def _run_once(launched: Any, opts: RunOptions, supervise: bool) -> int:
+    from motte.keep import limit_trap
+
+    workload = launched.workload
+    manifest = workload.manifest
     capture = "capture" if opts.json else None
     streams: dict[str, Any] = {
         "stdout": capture if manifest.stdout.kind == "inherit" else None,
@@ -268,13 +294,20 @@ def _serve(workload: Any, opts: RunOptions, identity: Any = None) -> int:
             renewer = Renewer(
                 tls, lambda: identity.reattest().tls_identity(), steward=identity.steward
             )
+        from motte.keep import register_keep
+
+        register_keep(workload)
         served = serve_workload(workload, identity=tls, renewer=renewer)
     except MotteError as e:
         _report(e)
+        _close_volumes(workload, "stop")
         return int(ExitStatus.RUN_ERROR)
+    # Stopped (SIGTERM: a drain, or Ctrl-C): every instance has returned; persist the
+    # sealed volumes before exiting, and say how long it took (docs/sealed-state.md).
+    persisted = _close_volumes(workload, "drain")
     if opts.json:
         _emit_served_json(served)
-    return int(ExitStatus.OK)
+    return int(ExitStatus.OK if persisted else ExitStatus.FAILURE)
 
 
 def _emit_served_json(served: Any) -> None:

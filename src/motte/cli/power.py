@@ -278,6 +278,66 @@ def watch(
     return _run(main())
 
 
+@app.command("drain-keeps")
+@_reflow
+def drain_keeps(
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="How long to wait for every Keep to exit; default: MOTTE_DEADLINE (what a "
+            "plan's drain step is given), else 60.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> int:
+    """Drain every serving Keep of this host: SIGTERM, then wait until each has exited.
+
+    A Keep stops accepting, finishes its in-flight requests, persists its sealed volumes
+    and reports how long that took (docs/sealed-state.md); this prints one line per Keep.
+    Use it as a plan host's drain command: `drain = "motte power drain-keeps"`. Exit
+    status 1 if a Keep did not exit in time or could not persist a volume.
+    """
+    import os
+
+    from motte.cli._output import emit_json
+    from motte.keep import drain_keeps as drain
+
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("MOTTE_DEADLINE", "60"))
+        except ValueError:
+            timeout = 60.0
+    results = drain(max(timeout, 0.0))
+    if json_out:
+        emit_json({"keeps": [r.to_dict() for r in results], "ok": all(r.ok for r in results)})
+    else:
+        for r in results:
+            k = r.keep
+            what = f"keep {k.pid} ({k.workload[:19]})"
+            if not r.exited:
+                typer.echo(f"{what}: still running after {r.seconds:.1f} s")
+                continue
+            if r.report is None:
+                typer.echo(f"{what}: stopped in {r.seconds:.3f} s (no sealed volumes)")
+                continue
+            rep = r.report
+            size = sum(p["written"] for p in rep.get("persisted", ()))
+            fails = "; FAILED: " + "; ".join(rep["failures"]) if rep.get("failures") else ""
+            unchanged = len(rep.get("unchanged", ()))
+            typer.echo(
+                f"{what}: stopped in {r.seconds:.3f} s; {len(rep.get('persisted', ()))} sealed "
+                f"volume snapshot(s), {size / 2**20:.2f} MiB, persisted in "
+                f"{rep.get('seconds', 0):.3f} s"
+                + (f" ({unchanged} volume(s) unchanged)" if unchanged else "")
+                + fails
+            )
+        typer.echo(f"drained {len(results)} Keep(s)")
+    return int(ExitStatus.OK if all(r.ok for r in results) else ExitStatus.FAILURE)
+
+
 @app.command()
 @_reflow
 def status(

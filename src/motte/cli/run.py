@@ -112,8 +112,9 @@ def run(
             metavar="KIND[:NAME][=VALUE]",
             help="Grant what the package's Motte.toml asks for (repeat): dir:NAME=HOSTPATH"
             "[:writable], env:NAME, listen:NAME[=[ADDRESS:]PORT], connect:NAME[=HOST[:PORT]]"
-            "[,ca=FILE], secret:NAME, stdin=FILE, stdout=FILE, stderr=FILE. A package run by "
-            "reference gets nothing else (a secret also needs the Steward's release policy).",
+            "[,ca=FILE], secret:NAME, volume:NAME[=HOSTDIR], stdin=FILE, stdout=FILE, "
+            "stderr=FILE. A package run by reference gets nothing else (a secret or a sealed "
+            "volume also needs the Steward's release).",
             show_default=False,
         ),
     ] = None,

@@ -49,6 +49,15 @@ if TYPE_CHECKING:
     from motte.keep._engine import EngineSettings
     from motte.keep._launch import Launched, launch
     from motte.keep._outcome import RunResult, Trap, limit_trap
+    from motte.keep._registry import drain_keeps, record_drain, register_keep
+    from motte.keep._snapshot import SNAPSHOT_FILE, SnapshotError, peek_header
+    from motte.keep._volumes import (
+        VolumeError,
+        VolumeNotPersisted,
+        Volumes,
+        default_host_dir,
+        open_volumes,
+    )
     from motte.keep._workload import (
         KeepError,
         MemoryLimitError,
@@ -58,6 +67,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "SNAPSHOT_FILE",
     "CacheInfo",
     "CacheKeyError",
     "CompiledCache",
@@ -67,16 +77,26 @@ __all__ = [
     "MemoryLimitError",
     "PreparedWorkload",
     "RunResult",
+    "SnapshotError",
     "Trap",
+    "VolumeError",
+    "VolumeNotPersisted",
+    "Volumes",
     "WorkloadError",
     "cache_info",
     "check_digest",
     "clear_cache",
+    "default_host_dir",
     "detect_kind",
+    "drain_keeps",
     "file_digest",
     "is_digest",
     "launch",
     "limit_trap",
+    "open_volumes",
+    "peek_header",
+    "record_drain",
+    "register_keep",
     "workload_digest",
 ]
 
@@ -99,6 +119,17 @@ _LAZY = {
     "PreparedWorkload": "motte.keep._workload",
     "WorkloadError": "motte.keep._workload",
     "detect_kind": "motte.keep._workload",
+    "drain_keeps": "motte.keep._registry",
+    "record_drain": "motte.keep._registry",
+    "register_keep": "motte.keep._registry",
+    "SNAPSHOT_FILE": "motte.keep._snapshot",
+    "SnapshotError": "motte.keep._snapshot",
+    "peek_header": "motte.keep._snapshot",
+    "VolumeError": "motte.keep._volumes",
+    "VolumeNotPersisted": "motte.keep._volumes",
+    "Volumes": "motte.keep._volumes",
+    "default_host_dir": "motte.keep._volumes",
+    "open_volumes": "motte.keep._volumes",
 }
 
 

@@ -229,9 +229,10 @@ def _launch_local(
     _check_flags(steward, backend, sans)
     identity = None
     module = None
-    if steward is None and manifest.secret:
+    if steward is None and (manifest.secret or manifest.volume):
+        what = "secrets" if manifest.secret else "sealed volumes"
         raise UsageError(
-            f"{manifest.source or target}: the workload asks for secrets: only an attested "
+            f"{manifest.source or target}: the workload asks for {what}: only an attested "
             "Keep can obtain them",
             hint="run it with --steward URL",
         )
@@ -272,7 +273,34 @@ def _launch_local(
     if confidential is not None:
         workload.deliver(confidential.secrets)
         workload.confidential = confidential
+    if manifest.volume:
+        assert identity.source is not None
+        _open_volumes(workload, steward, digest, identity.source, None, ())
     return Launched(workload, digest=digest, identity=identity, reference=None, granted=granted)
+
+
+def _open_volumes(
+    workload: PreparedWorkload,
+    steward: str,
+    digest: str,
+    backend: object,
+    repository: str | None,
+    statements: Sequence[bytes],
+) -> None:
+    """Open the sealed volumes (motte.keep._volumes) after attesting, each where the host
+    granted it, and hand them to the workload's instances."""
+    from motte.keep._volumes import open_volumes
+
+    volumes = open_volumes(
+        steward,
+        digest,
+        backend,  # type: ignore[arg-type]
+        workload.manifest,
+        repository=repository,
+        statements=statements,
+    )
+    workload.attach_volumes(volumes)
+    volumes.start()
 
 
 def _launch_package(
@@ -355,16 +383,28 @@ def _launch_package(
     )
     manifest = overrides.apply(granted.manifest)
     encryption = package.encryption
-    if (manifest.secret or encryption is not None) and identity is None:
-        what = "is encrypted" if encryption is not None else "asks for secrets"
+    if (manifest.secret or encryption is not None or manifest.volume) and identity is None:
+        what = (
+            "is encrypted"
+            if encryption is not None
+            else "asks for secrets"
+            if manifest.secret
+            else "asks for sealed volumes"
+        )
         raise UsageError(
             f"{name}: the package {what}: only an attested Keep can obtain them",
             hint="run it with --steward URL",
         )
+    statements: tuple[bytes, ...] = ()
+    if package.attachments:
+        statements = tuple(a.layers[0] for a in package.attachments if a.layers)
     if not manifest.secret and encryption is None:
         workload = PreparedWorkload.prepare(
             manifest, package=package, client_identity=_client_identity(identity)
         )
+        if manifest.volume:
+            assert steward is not None and identity is not None
+            _open_volumes(workload, steward, digest, identity.source, pinned.repository, statements)
         return Launched(
             workload, digest=digest, identity=identity, reference=pinned, granted=granted
         )
@@ -392,4 +432,6 @@ def _launch_package(
         )
     workload.deliver(confidential.secrets)
     workload.confidential = confidential
+    if manifest.volume:
+        _open_volumes(workload, steward, digest, identity.source, pinned.repository, statements)
     return Launched(workload, digest=digest, identity=identity, reference=pinned, granted=granted)

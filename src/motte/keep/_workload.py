@@ -221,6 +221,8 @@ class PreparedWorkload:
         #: process needs to obtain the same (motte.keep._secrets.Confidential); never shown.
         self.secrets: GuestSecrets | None = None
         self.confidential: Any = None
+        #: Open sealed volumes (motte.keep._volumes.Volumes), preopened writable.
+        self.volumes: Any = None
         self._secret_env: dict[str, str] = {}
         self._engine = _capi.address(rt.engine.ptr())
         #: Whether instantiating runs guest code (a start function): assume so until
@@ -359,7 +361,17 @@ class PreparedWorkload:
         if self.secrets is not None:
             moved.deliver(self.secrets)
         moved.confidential = self.confidential
+        if self.volumes is not None:
+            moved.attach_volumes(self.volumes)
         return moved
+
+    def attach_volumes(self, volumes: Any) -> None:
+        """Give every later instance the open sealed volumes (motte.keep._volumes), each a
+        memory-backed directory preopened writable at its guest path."""
+        self.volumes = volumes
+        self._dirs = self._dirs + tuple(
+            (host, guest, True, f"sealed volume at {guest}") for host, guest in volumes.dirs
+        )
 
     def deliver(self, secrets: GuestSecrets) -> None:
         """Give every later instance the released secrets: ``env`` ones in its environment

@@ -46,11 +46,11 @@ from motte.manifest._model import (
     Overrides,
     Secret,
     Stdio,
+    Volume,
     Workload,
 )
 
 __all__ = [
-    "COMING_KINDS",
     "GRANT_KINDS",
     "INHERIT",
     "MANIFEST_NAME",
@@ -74,6 +74,7 @@ __all__ = [
     "Secret",
     "Stdio",
     "TlsSettings",
+    "Volume",
     "Workload",
     "apply_grants",
     "dir_from_flag",
@@ -102,7 +103,6 @@ _LAZY.update(dict.fromkeys(("Connect", "TlsSettings"), "motte.manifest._connect"
 _LAZY.update(
     dict.fromkeys(
         (
-            "COMING_KINDS",
             "GRANT_KINDS",
             "Grant",
             "GrantError",

@@ -10,10 +10,13 @@ What a manifest can ask of the host (its *requests*):
 * ``[[secret]]``: a secret the Keep asks its Steward for (``secret:NAME``). The Steward's
   release policy decides too: a secret reaches the guest only when both say yes. The
   content key of an encrypted package is not a request: it decrypts the module the operator
-  chose to run and never reaches the guest.
+  chose to run and never reaches the guest;
 * ``[[connect]]``: a destination to call (``connect:NAME``); where the Keep connects, the CA
   bundle it verifies the server against, reaching this host's loopback and any insecure
-  TLS choice the manifest names are the host's decisions.
+  TLS choice the manifest names are the host's decisions;
+* ``[[volume]]``: a sealed volume (``volume:NAME``), its snapshots kept in the host
+  directory granted (``volume:NAME=HOSTDIR``) or in the default place under
+  ``MOTTE_HOME/volumes``. The Steward releases its key too (docs/sealed-state.md).
 
 A host grants them with ``--grant`` flags (:func:`grants_from_flags`) or in its host policy
 file (:func:`load_host_policy`). :func:`apply_grants` turns a manifest's requests into what a
@@ -25,10 +28,9 @@ Keep gets:
 * a **manifest on this host's disk** (the operator's own) is granted as written, ``--grant``
   flags overriding; its listeners, too, bind loopback unless a flag says otherwise.
 
-Grant kinds are one table (:data:`GRANT_KINDS`): a new kind (secrets, volumes, outbound
-destinations) is a parser there, a reader in :data:`POLICY_KINDS` and a request kind in
-:func:`apply_grants`. Kinds announced but not yet available are refused by name
-(:data:`COMING_KINDS`).
+Grant kinds are one table (:data:`GRANT_KINDS`): a new kind is a parser there, a reader in
+:data:`POLICY_KINDS` and a request kind in :func:`apply_grants`; a kind not in the table is
+refused as unknown, with the closest known kind as a hint.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any
 from motte._record import Record
 from motte.errors import ConfigError, UsageError
 from motte.manifest._connect import Connect, host_port
-from motte.manifest._model import Dir, Manifest, Secret, Stdio
+from motte.manifest._model import Dir, Manifest, Secret, Stdio, Volume
 from motte.manifest._schema import SECRET_NAME
 
 #: Where the host policy is looked for, in this order (the first that exists is read).
@@ -80,11 +82,12 @@ class GrantRefusedError(ConfigError):
 
 
 class Grant(Record):
-    """One thing a host grants: ``kind`` (dir, env, listen, connect, secret, stdin, stdout,
-    stderr), the request's ``name`` (the stream's name for a stream), and what it grants:
-    ``path`` and ``writable`` (dir, streams; the CA bundle of a connect), ``address`` and
-    ``port`` (listen, connect), ``options`` (connect: the insecure choices consented to).
-    ``where`` says where the grant was written (``--grant ...`` or ``FILE:LINE``)."""
+    """One thing a host grants: ``kind`` (dir, env, listen, connect, secret, volume, stdin,
+    stdout, stderr), the request's ``name`` (the stream's name for a stream), and what it
+    grants: ``path`` and ``writable`` (dir, streams; the CA bundle of a connect; a volume's
+    snapshot directory), ``address`` and ``port`` (listen, connect), ``options`` (connect:
+    the insecure choices consented to). ``where`` says where the grant was written
+    (``--grant ...`` or ``FILE:LINE``)."""
 
     __slots__ = ("address", "kind", "name", "options", "path", "port", "where", "writable")
     _uncompared = frozenset({"where"})
@@ -324,6 +327,29 @@ def _connect_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
     )
 
 
+_VOLUME_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _check_volume_name(name: str, where: str) -> str:
+    if not name or len(name) > 63 or not set(name) <= _VOLUME_NAME or name[0] in "_-":
+        raise UsageError(
+            f"{where}: volume name {name!r}: 1 to 63 lower-case letters, digits, '-' or '_'",
+            hint="the names are those of the package's [[volume]] entries",
+        )
+    return name
+
+
+def _volume_flag(name: str, value: str | None, flag: str, base: Path) -> Grant:
+    """``volume:NAME`` (snapshots in the default place under MOTTE_HOME/volumes) or
+    ``volume:NAME=HOSTDIR``."""
+    _check_volume_name(name, flag)
+    if value is None:
+        return Grant("volume", name, where=flag)
+    if not value:
+        raise UsageError(f"{flag}: the host directory is empty")
+    return Grant("volume", name, path=_host_path(value, base), where=flag)
+
+
 def _stream_flag(stream: str) -> Callable[[str, str | None, str, Path], Grant]:
     def parse(name: str, value: str | None, flag: str, base: Path) -> Grant:
         if name or not value:
@@ -341,23 +367,17 @@ GRANT_KINDS: dict[str, Callable[[str, str | None, str, Path], Grant]] = {
     "listen": _listen_flag,
     "connect": _connect_flag,
     "secret": _secret_flag,
+    "volume": _volume_flag,
     "stdin": _stream_flag("stdin"),
     "stdout": _stream_flag("stdout"),
     "stderr": _stream_flag("stderr"),
 }
-#: Kinds a Motte.toml will be able to ask for; not granted by this version.
-COMING_KINDS = ("volume",)
 
 
 def _unknown_kind(kind: str, where: str) -> GrantError:
-    if kind in COMING_KINDS:
-        return GrantError(
-            f"{where}: {kind} grants are not available in this version of motte",
-            hint=f"the kinds granted today: {', '.join(GRANT_KINDS)}",
-        )
     import difflib
 
-    close = difflib.get_close_matches(kind, [*GRANT_KINDS, *COMING_KINDS], n=1)
+    close = difflib.get_close_matches(kind, list(GRANT_KINDS), n=1)
     return GrantError(
         f"{where}: unknown grant kind {kind!r} (known: {', '.join(GRANT_KINDS)})",
         hint=f"did you mean {close[0]!r}?" if close else None,
@@ -385,6 +405,7 @@ _EXAMPLES = {
     "secret": "e.g. --grant secret:db-password",
     "connect": "e.g. --grant connect:api, --grant connect:api=10.0.0.7:443 or "
     "--grant connect:api=ca=./vendor-ca.pem",
+    "volume": "e.g. --grant volume:data or --grant volume:data=/srv/motte/data",
 }
 
 
@@ -503,6 +524,35 @@ def _policy_secrets(t: Any, key: str) -> list[Grant]:
     return out
 
 
+def _policy_volumes(t: Any, key: str) -> list[Grant]:
+    """``volume = ["data", ...]`` (the default place), or ``[volume.data]`` tables with an
+    optional ``host = "/abs/dir"``."""
+    value = t.raw(key)
+    out = []
+    if isinstance(value, dict):
+        sub = t.table(key)
+        for name in sub.data:
+            entry = sub.table(name)
+            host = _absolute_path(entry, "host") if entry.has("host") else None
+            entry.done()
+            where = _where(entry)
+            try:
+                _check_volume_name(name, where)
+            except UsageError as e:
+                raise GrantError(e.message, hint=e.hint) from None
+            out.append(Grant("volume", name, path=host, where=where))
+        sub.done()
+        return out
+    for name in t.str_list(key):
+        where = _where(t, key)
+        try:
+            _check_volume_name(name, where)
+        except UsageError as e:
+            raise GrantError(e.message, hint=e.hint) from None
+        out.append(Grant("volume", name, where=where))
+    return out
+
+
 def _policy_connect(t: Any) -> list[Grant]:
     out = []
     for name in t.data:
@@ -560,6 +610,7 @@ POLICY_KINDS: dict[str, Callable[[Any, str], list[Grant]]] = {
     "connect": lambda t, key: _policy_connect(t.table(key)),
     "env": _policy_env,
     "secret": _policy_secrets,
+    "volume": _policy_volumes,
     "stdin": _policy_stream,
     "stdout": _policy_stream,
     "stderr": _policy_stream,
@@ -572,15 +623,6 @@ def _read_grants(t: Any) -> Grants:
         if key == "package" and not t.path:
             continue
         if key not in POLICY_KINDS:
-            if key in COMING_KINDS:
-                prefix = (*t.path, key)
-                lines = [n for p, n in t.lines.items() if p[: len(prefix)] == prefix]
-                line = f":{min(lines)}" if lines else ""
-                raise GrantError(
-                    f"{t.source}{line}: {key}: {key} grants are not available in this "
-                    "version of motte",
-                    hint=f"the kinds granted today: {', '.join(POLICY_KINDS)}",
-                )
             continue  # refused by done() with the known keys
         out += POLICY_KINDS[key](t, key)
     return Grants(out)
@@ -664,6 +706,14 @@ def _stream_line(name: str, stdio: Stdio, cwd: Path) -> str:
     what = "reads" if name == "stdin" else "writes"
     note = "" if suggestion else f" (the package names {stdio.path}: choose a file yourself)"
     return f"{name}: {what} a host file{note}: --grant {name}={suggestion or 'FILE'}"
+
+
+def _volume_line(vol: Volume) -> str:
+    return (
+        f"volume {vol.name}: sealed state at {vol.guest} (sealed to its {vol.sealed_to}): "
+        f"--grant volume:{vol.name} (snapshots under MOTTE_HOME/volumes) or "
+        f"--grant volume:{vol.name}=HOSTDIR"
+    )
 
 
 def _secret_line(name: str, asked: Sequence[Secret]) -> str:
@@ -797,6 +847,23 @@ def apply_grants(
         connects.append(resolved)
         granted.append(_connect_granted(resolved, cwd))
 
+    # A sealed volume's snapshots are kept where the host says (None: the default place);
+    # its key and its content are still the Steward's to release (docs/sealed-state.md).
+    volumes = []
+    for vol in manifest.volume:
+        g = find("volume", vol.name)
+        if g is None and package is not None:
+            missing.append(_volume_line(vol))
+            continue
+        if g is not None:
+            vol = vol.replace(host=g.path)
+        volumes.append(vol)
+        place = _shown(vol.host, cwd) if vol.host is not None else "the default place"
+        granted.append(
+            f"volume {vol.name} at {vol.guest}, sealed to its {vol.sealed_to}, snapshots in "
+            f"{place} (if the Steward releases its key)"
+        )
+
     unused = [g for k, g in flags.items.items() if k not in used]
     if unused:
         g = unused[0]
@@ -815,6 +882,7 @@ def apply_grants(
         host_env={},
         listen=tuple(listen),
         connect=tuple(connects),
+        volume=tuple(volumes),
         **streams,
     )
     return Granted(resolved, "package" if package is not None else "local", granted)
@@ -827,6 +895,7 @@ def _asked(manifest: Manifest) -> list[str]:
     out += [f"listen:{lst.name}" for lst in manifest.listen]
     out += list(dict.fromkeys(f"secret:{s.name}" for s in manifest.secret))
     out += [f"connect:{c.name}" for c in manifest.connect]
+    out += [f"volume:{v.name}" for v in manifest.volume]
     return out
 
 

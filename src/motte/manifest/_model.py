@@ -255,6 +255,53 @@ class Secret(Record):
         self._set(name=name, file=file, env=env, version=version, where=where)
 
 
+class Volume(Record):
+    """A sealed volume (``[[volume]]``, docs/sealed-state.md): a directory the guest sees at
+    ``guest``, writable, held in the Keep's memory and persisted to the host only as
+    encrypted, versioned snapshots whose key the Steward releases to an attested Keep of
+    this workload: any signed version of its ``namespace/name`` (``sealed_to =
+    "namespace"``) or exactly this package (``"digest"``). ``size`` bounds it (MiB);
+    ``snapshot_interval`` is how often (seconds) a changed volume is persisted while the
+    Keep runs (0: only at stop, drain and when the guest asks). ``host`` is where the host
+    keeps its snapshots, as granted (``--grant volume:NAME=HOSTDIR``); None: the default
+    place under MOTTE_HOME/volumes. A manifest never names it."""
+
+    __slots__ = ("guest", "host", "name", "sealed_to", "size", "snapshot_interval", "where")
+    _uncompared = frozenset({"where"})
+    name: str
+    guest: str
+    sealed_to: Literal["namespace", "digest"]
+    size: int
+    snapshot_interval: float
+    host: Path | None
+    where: str
+
+    def __init__(
+        self,
+        name: str,
+        guest: str,
+        sealed_to: Literal["namespace", "digest"],
+        *,
+        size: int = 64,
+        snapshot_interval: float = 60.0,
+        host: Path | None = None,
+        where: str = "",
+    ) -> None:
+        self._set(
+            name=name,
+            guest=guest,
+            sealed_to=sealed_to,
+            size=size,
+            snapshot_interval=snapshot_interval,
+            host=host,
+            where=where,
+        )
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size * 1024 * 1024
+
+
 def check_unique_guest_paths(dirs: tuple[Dir, ...]) -> None:
     seen: dict[str, Dir] = {}
     for d in dirs:
@@ -292,6 +339,7 @@ class Manifest(Record):
         "stdin",
         "stdout",
         "steward",
+        "volume",
         "workload",
     )
     _uncompared = frozenset({"source"})
@@ -314,6 +362,8 @@ class Manifest(Record):
     steward: str | None
     #: The secrets it asks the Steward for (names and where they go; never a value).
     secret: tuple[Secret, ...]
+    #: Its sealed volumes (docs/sealed-state.md).
+    volume: tuple[Volume, ...]
     #: The Motte.toml this came from, or None for a bare module run with the empty grant.
     source: Path | None
 
@@ -332,6 +382,7 @@ class Manifest(Record):
         source: Path | None = None,
         secret: tuple[Secret, ...] = (),
         host_env: Mapping[str, str] = _EMPTY,
+        volume: tuple[Volume, ...] = (),
         connect: tuple[Connect, ...] = (),
     ) -> None:
         self._set(
@@ -349,6 +400,7 @@ class Manifest(Record):
             steward=steward,
             source=source,
             secret=tuple(secret),
+            volume=tuple(volume),
         )
 
     def with_overrides(

@@ -39,6 +39,7 @@ from motte.manifest._model import (
     Overrides,
     Secret,
     Stdio,
+    Volume,
     Workload,
     check_unique_guest_paths,
 )
@@ -370,6 +371,55 @@ def _secrets(value: Any, path: KeyPath, ctx: _Context) -> tuple[Secret, ...]:
     return tuple(out)
 
 
+_VOLUME_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: A volume's size bound, in MiB: it lives in the Keep's memory.
+MAX_VOLUME_MIB = 16384
+
+
+def _volumes(value: Any, path: KeyPath, ctx: _Context) -> tuple[Volume, ...]:
+    """``[[volume]]``: name = "data", guest = "/data", sealed_to = "namespace" | "digest",
+    and optionally size (MiB) and snapshot_interval (seconds, 0 for none)."""
+    out: list[Volume] = []
+    for i, table in enumerate(_array_of_tables(value, path)):
+        p = (*path, i)
+        check_keys(table, ("name", "guest", "sealed_to", "size", "snapshot_interval"), p)
+        name = _expect_str(_require(table, "name", p), (*p, "name"))
+        if not _VOLUME_NAME.fullmatch(name):
+            raise Invalid((*p, "name"), f"{name!r}: 1 to 63 lower-case letters, digits, '-' or '_'")
+        guest = check_guest_path(_require(table, "guest", p), (*p, "guest"))
+        if guest == "/":
+            raise Invalid((*p, "guest"), "a volume needs a directory below /")
+        sealed_to = _require(table, "sealed_to", p)
+        if sealed_to not in ("namespace", "digest"):
+            raise Invalid(
+                (*p, "sealed_to"),
+                f'expected "namespace" (any signed version of this package) or "digest" '
+                f"(exactly these bytes), got {_describe(sealed_to)}",
+            )
+        size = table.get("size", 64)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_VOLUME_MIB:
+            raise Invalid((*p, "size"), f"expected MiB from 1 to {MAX_VOLUME_MIB}, got {size!r}")
+        interval = table.get("snapshot_interval", 60)
+        if interval != 0:
+            interval = check_seconds(interval, (*p, "snapshot_interval"))
+        for j, other in enumerate(out):
+            if other.name == name:
+                raise Invalid((*p, "name"), f"volume {name!r} is already declared by [{j}]")
+            if other.guest == guest:
+                raise Invalid((*p, "guest"), f"{guest} is already volume {other.name!r}")
+        out.append(
+            Volume(
+                name,
+                guest,
+                sealed_to,
+                size=size,
+                snapshot_interval=float(interval),
+                where=ctx.where(p),
+            )
+        )
+    return tuple(out)
+
+
 def _connect(value: Any, path: KeyPath, ctx: _Context) -> tuple[Connect, ...]:
     return connect_entries(value, path, ctx.where)
 
@@ -414,6 +464,7 @@ TOP_LEVEL: dict[str, tuple[str, Validator]] = {
     "connect": ("connect", _connect),
     "steward": ("steward", _steward),
     "secret": ("secret", _secrets),
+    "volume": ("volume", _volumes),
 }
 REQUIRED = ("workload",)
 

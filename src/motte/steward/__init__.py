@@ -51,6 +51,17 @@ from motte.steward._release import (
     spki_of,
 )
 from motte.steward._store import AuditRecord, KeepSummary, StewardStore
+from motte.steward._volume_wire import (
+    CommitRequest,
+    SnapshotRef,
+    VolumeIdentity,
+    VolumeReleaseRequest,
+    WantedVolume,
+    counter_key,
+    parse_volume_answer,
+    snapshot_key,
+    volume_info,
+)
 from motte.steward.errors import (
     AdminAuthError,
     AttestationRefusedError,
@@ -65,6 +76,8 @@ from motte.steward.errors import (
     StewardError,
     StewardNotInitialisedError,
     StewardUnreachableError,
+    VolumeCommitError,
+    VolumeRefusedError,
 )
 
 __all__ = [
@@ -80,6 +93,7 @@ __all__ = [
     "AdminTokens",
     "AttestationRefusedError",
     "AuditRecord",
+    "CommitRequest",
     "Decision",
     "KeepCertificate",
     "KeepConnection",
@@ -102,6 +116,7 @@ __all__ = [
     "SecretReleases",
     "SecretStore",
     "SecretUsageError",
+    "SnapshotRef",
     "Steward",
     "StewardClient",
     "StewardConfig",
@@ -112,10 +127,18 @@ __all__ = [
     "StewardStore",
     "StewardUnreachableError",
     "VerdictSummary",
+    "VolumeCommitError",
+    "VolumeCounters",
+    "VolumeIdentity",
+    "VolumeRecord",
+    "VolumeRefusedError",
+    "VolumeReleaseRequest",
     "Wanted",
+    "WantedVolume",
     "build_keep_csr",
     "check_steward_url",
     "connect_keep",
+    "counter_key",
     "init_steward",
     "load_release_policy",
     "new_release_key",
@@ -124,13 +147,16 @@ __all__ = [
     "parse_answer",
     "parse_csr_request",
     "parse_release_policy",
+    "parse_volume_answer",
     "read_token_file",
     "rekey_files",
     "release_info",
     "release_report_data",
     "serve",
+    "snapshot_key",
     "spki_of",
     "steward_dir",
+    "volume_info",
 ]
 
 # The decision core imports motte.attest's verifiers, the client side only the stdlib and
@@ -154,6 +180,8 @@ _LAZY = {
     "SecretStore": "motte.steward._secrets",
     "rekey_files": "motte.steward._secrets",
     "open_secret_admin": "motte.steward._admin_client",
+    "VolumeCounters": "motte.steward._volumes",
+    "VolumeRecord": "motte.steward._volumes",
 }
 
 

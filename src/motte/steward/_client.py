@@ -162,6 +162,50 @@ class StewardClient:
             else doc.get("hint"),
         )
 
+    def volume_release(self, request: bytes) -> bytes:
+        """``POST /volumes/release`` (docs/sealed-state.md): the answer's bytes (volume keys
+        sealed to the release key), or VolumeRefusedError with every reason."""
+        from motte.steward.errors import VolumeRefusedError
+
+        status, media, data = self._request(
+            "POST", "/volumes/release", request, {"Content-Type": "application/json"}
+        )
+        if status == 200 and media == "application/json":
+            return data
+        doc = self._json(status, media, data, "/volumes/release", allow_error=True)
+        doc = doc if isinstance(doc, dict) else {}
+        reasons = tuple(str(r) for r in doc.get("reasons", ()))
+        detail = "; ".join(reasons) or str(doc.get("detail") or doc.get("title") or status)
+        audit = doc.get("audit_id")
+        raise VolumeRefusedError(
+            f"the Steward at {self.url} refused this Keep its volume keys: {detail}",
+            reasons=reasons,
+            audit_id=audit if isinstance(audit, int) else None,
+            hint=f"the Steward's audit log has every rule (motte secret audit, id {audit})"
+            if isinstance(audit, int)
+            else doc.get("hint"),
+        )
+
+    def volume_commit(self, request: bytes) -> int:
+        """``POST /volumes/commit``: the version the Steward now records, or
+        VolumeCommitError saying why it did not record this one."""
+        from motte.steward.errors import VolumeCommitError
+
+        status, media, data = self._request(
+            "POST", "/volumes/commit", request, {"Content-Type": "application/json"}
+        )
+        doc = self._json(status, media, data, "/volumes/commit", allow_error=True)
+        doc = doc if isinstance(doc, dict) else {}
+        latest = doc.get("latest")
+        if status == 200 and isinstance(latest, int):
+            return latest
+        raise VolumeCommitError(
+            f"the Steward at {self.url} did not record the snapshot: "
+            f"{doc.get('detail') or doc.get('title') or status}",
+            latest=latest if isinstance(latest, int) else None,
+            status=status,
+        )
+
     def _json(
         self, status: int, media: str, data: bytes, path: str, *, allow_error: bool = False
     ) -> Any:

@@ -487,6 +487,11 @@ class SecretStore:
                     "UPDATE secret_version SET sealed = ? WHERE name = ? AND version = ?",
                     (new.seal(name, int(version), value), name, version),
                 )
+            # Sealed volumes' keys are sealed under the same key: re-sealed in this one
+            # transaction too (motte.steward._volumes).
+            from motte.steward._volume_keys import reseal_volume_keys
+
+            volumes = reseal_volume_keys(tx, old, new)
             tx.execute(
                 "UPDATE secret_keyring SET key_id = ?, since = ? WHERE id = 1", (new.key_id, now)
             )
@@ -498,7 +503,8 @@ class SecretStore:
                     "action": "rekey",
                     "secrets": [],
                     "decision": "done",
-                    "reason": f"{len(rows)} value(s) re-sealed: {old.key_id} -> {new.key_id}",
+                    "reason": f"{len(rows)} value(s) and {volumes} volume key(s) re-sealed: "
+                    f"{old.key_id} -> {new.key_id}",
                 },
             )
         self._key = new

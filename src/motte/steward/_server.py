@@ -94,11 +94,13 @@ def create_app(steward: Steward, *, console: Any = None) -> FastAPI:
     """The Steward's API; with ``console`` (a :class:`motte.console.Console`) its pages too,
     under ``/console``, behind the console's own guard (read-only, loopback or token)."""
     from motte.steward._admin_api import add_secret_routes
+    from motte.steward._volume_api import add_volume_routes
 
     app = FastAPI(title="motte Steward", docs_url=None, redoc_url=None, openapi_url=None)
     if console is not None:
         app.mount("/console", console)
     add_secret_routes(app, steward)
+    add_volume_routes(app, steward)
 
     @app.get("/health")
     def health() -> Response:

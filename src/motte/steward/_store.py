@@ -204,6 +204,28 @@ SCHEMA = Schema(
                 "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
             ],
         ),
+        # Sealed volumes (motte.steward._volumes): each volume's key sealed under the master
+        # key, and its monotonic counter (the latest snapshot version recorded, its id, size
+        # and time), changed one transaction per bump; refusals and accepted rollbacks are
+        # rows of secret_audit.
+        Migration(
+            6,
+            "sealed volumes: volume keys and their monotonic snapshot counters",
+            sqlite=[
+                "CREATE TABLE volume (id TEXT PRIMARY KEY, sealed_to TEXT NOT NULL CHECK "
+                "(sealed_to IN ('namespace', 'digest')), scope TEXT NOT NULL, name TEXT NOT "
+                "NULL, sealed_key BLOB NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT "
+                "NULL, latest INTEGER NOT NULL DEFAULT 0 CHECK (latest >= 0), snapshot_id TEXT, "
+                "size INTEGER, snapshot_at TEXT) STRICT",
+            ],
+            postgresql=[
+                "CREATE TABLE volume (id TEXT PRIMARY KEY, sealed_to TEXT NOT NULL CHECK "
+                "(sealed_to IN ('namespace', 'digest')), scope TEXT NOT NULL, name TEXT NOT "
+                "NULL, sealed_key BYTEA NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT "
+                "NULL, latest BIGINT NOT NULL DEFAULT 0 CHECK (latest >= 0), snapshot_id TEXT, "
+                "size BIGINT, snapshot_at TEXT)",
+            ],
+        ),
     ),
 )
 #: Expired nonces are remembered this long (seconds) to explain a late request.

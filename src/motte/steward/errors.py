@@ -94,3 +94,19 @@ class SecretRefusedError(SecretError, VerificationError):
 
 class AdminAuthError(SecretError, VerificationError):
     """The admin API refused the caller (no or wrong token, no client certificate)."""
+
+
+class VolumeRefusedError(SecretRefusedError):
+    """The Steward refused a Keep the keys of its sealed volumes; ``reasons`` lists each."""
+
+
+class VolumeCommitError(StewardError, RemoteError):
+    """The Steward did not record a volume snapshot (``latest``: the version it records,
+    when it said; ``status``: its HTTP status, 409 when another version is recorded)."""
+
+    def __init__(
+        self, message: str, *, latest: int | None = None, status: int = 0, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.latest = latest
+        self.status = status

@@ -430,6 +430,11 @@ def _run(
     finally:
         slots.finish()
     if error is not None:
+        from motte.keep._volumes import VolumeNotPersisted
+
+        if isinstance(error, VolumeNotPersisted):
+            # The guest asked for its sealed volume to be persisted: no acknowledgement.
+            raise _Refuse(503, error.message, log_it=True)
         serving.count("bad_gateway")
         raise _Refuse(502, f"the instance could not start: {error.message}", log_it=True)
     return result

@@ -140,7 +140,10 @@ def serve_workload(
 
     configure_logging()
     if options is None:
-        options = ServeOptions(processes=cpus())
+        # Sealed volumes live in this process's memory and are persisted by it: one
+        # process serves them (its threads still run instances side by side).
+        processes = 1 if workload.volumes is not None else cpus()
+        options = ServeOptions(processes=processes)
     listeners = workload.manifest.listen
     if identity is None and any(listen.tls for listen in listeners):
         identity = self_signed_identity()

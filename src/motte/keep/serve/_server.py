@@ -167,25 +167,37 @@ class Serving:
     # -- instances ------------------------------------------------------------------------
 
     def run_instance(self, env: dict[str, str], body: bytes, cancel: threading.Event) -> RunResult:
-        """One HTTP request's instance: the request on stdin, the answer captured."""
-        return self.prepared.run(
-            env=env,
-            stdin=body,
-            stdout="capture",
-            stderr=self._stderr_spec,  # type: ignore[arg-type]
-            max_output=self.options.max_response,
-            cancel=cancel,
-        )
+        """One HTTP request's instance: the request on stdin, the answer captured. With
+        sealed volumes, under their shared gate; a flush the guest asked for is done before
+        this returns, so the answer acknowledges it (VolumeNotPersisted if it failed)."""
+        volumes = self.prepared.volumes
+        with volumes.instance() if volumes is not None else contextlib.nullcontext():
+            result = self.prepared.run(
+                env=env,
+                stdin=body,
+                stdout="capture",
+                stderr=self._stderr_spec,  # type: ignore[arg-type]
+                max_output=self.options.max_response,
+                cancel=cancel,
+            )
+        if volumes is not None:
+            volumes.after_instance()
+        return result
 
     def run_stream(self, stdin_fd: int, stdout_fd: int, cancel: threading.Event) -> RunResult:
         """One TCP connection's instance: stdin and stdout are the guest's pipe ends."""
-        return self.prepared.run(
-            stdin=stdin_fd,
-            stdout=stdout_fd,
-            stderr=self._stderr_spec,  # type: ignore[arg-type]
-            max_output=self.options.max_response,
-            cancel=cancel,
-        )
+        volumes = self.prepared.volumes
+        with volumes.instance() if volumes is not None else contextlib.nullcontext():
+            result = self.prepared.run(
+                stdin=stdin_fd,
+                stdout=stdout_fd,
+                stderr=self._stderr_spec,  # type: ignore[arg-type]
+                max_output=self.options.max_response,
+                cancel=cancel,
+            )
+        if volumes is not None:
+            volumes.after_instance()
+        return result
 
     def guest_stderr(self, label: str, data: bytes | None) -> None:
         """A captured stderr goes to the manifest's stderr file (appended) or to the log."""
