@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import shared_testdata
+from tests.conftest import require, shared_testdata
 
 DEBIAN_OVMF = Path("/usr/share/ovmf/OVMF.fd")
 DEBIAN_OVMF_SHA256 = "7b456907dd0786d415999e801a1ac4637b8ed4d7cf5378cfc6edbe5e574dd773"
@@ -39,7 +39,7 @@ def sha256(path: Path) -> str:
 def debian_ovmf() -> Path:
     """Debian's OVMF.fd, skipping (naming the package) when it is not the recorded build."""
     if not DEBIAN_OVMF.exists():
-        pytest.skip(f"{DEBIAN_OVMF} absent: make test installs Debian's {OVMF_VERSION}")
+        require(False, f"{DEBIAN_OVMF}: Debian's ovmf {OVMF_VERSION} (make test installs it)")
     if sha256(DEBIAN_OVMF) != DEBIAN_OVMF_SHA256:
         pytest.skip(f"{DEBIAN_OVMF} is not the build of {OVMF_VERSION} the vectors record")
     return DEBIAN_OVMF

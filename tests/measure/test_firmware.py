@@ -11,6 +11,7 @@ import pytest
 
 from motte.cli import main
 from motte.measure import FirmwareError, parse_firmware
+from tests.conftest import require
 from tests.measure.conftest import DEBIAN_OVMF_CODE, DEBIAN_OVMF_CODE_4M, data, debian_ovmf
 
 SNP = ["measure", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--ovmf"]
@@ -43,16 +44,14 @@ def write(tmp_path: Path, raw: bytes, name: str = "fw.fd") -> str:
 def test_debian_code_4m_has_neither_sev_nor_tdx_metadata(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if not DEBIAN_OVMF_CODE_4M.exists():
-        pytest.skip("Debian's ovmf package is not installed (make test installs it)")
+    require(DEBIAN_OVMF_CODE_4M.exists(), "Debian's ovmf package (make test installs it)")
     line = refused(capsys, [*SNP, str(DEBIAN_OVMF_CODE_4M)])
     assert "no SEV metadata" in line and "Failed to locate SEV metadata header" in line
     assert "no TDX metadata" in refused(capsys, [*TDX, str(DEBIAN_OVMF_CODE_4M)])
 
 
 def test_debian_code_split_tdx_sections_past_the_end(capsys: pytest.CaptureFixture[str]) -> None:
-    if not DEBIAN_OVMF_CODE.exists():
-        pytest.skip("Debian's ovmf package is not installed (make test installs it)")
+    require(DEBIAN_OVMF_CODE.exists(), "Debian's ovmf package (make test installs it)")
     line = refused(capsys, [*TDX, str(DEBIAN_OVMF_CODE)])
     assert "section 0 (BFV): data at offset 0x20000+0x1e0000 runs past the end" in line
     assert "1966080-byte file" in line
