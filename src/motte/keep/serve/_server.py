@@ -405,10 +405,11 @@ def serve_sockets(
     signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
     tag: str = "",
     identities: Identities | None = None,
+    on_renewed: Callable[[TlsIdentity], None] | None = None,
 ) -> ServeStats:
     """Serve on already bound sockets (one list per listener) in this process. With
-    ``identities``, new TLS handshakes use its current identity, swapped on each update;
-    ``identity`` is then only the first."""
+    ``identities``, new TLS handshakes use its current identity, swapped on each update
+    (``on_renewed`` is told of each one installed); ``identity`` is then only the first."""
     # An instance per request: the pooling allocator makes each one cheaper.
     serving = Serving(prepared.for_many_instances(), options, tag)
     request = _StopRequest(stop, on_force)
@@ -428,7 +429,7 @@ def serve_sockets(
                 Listening(listen, socks, None)
                 for listen, socks in zip(listeners, sockets, strict=True)
             ]
-            swap = _swapper(listening, tag, identity)
+            swap = _swapper(listening, identity, on_renewed)
             identities.watch(swap)  # installs the current identity at once
             client = _outbound_client(prepared)
             if client is not None:
@@ -462,7 +463,9 @@ def serve_sockets(
 
 
 def _swapper(
-    listening: list[Listening], tag: str, started_with: TlsIdentity | None
+    listening: list[Listening],
+    started_with: TlsIdentity | None,
+    on_renewed: Callable[[TlsIdentity], None] | None,
 ) -> Callable[[TlsIdentity], None]:
     """What installs a (renewed) identity: a new SSLContext per TLS listener, each swapped
     in by one attribute assignment (atomic), so a new handshake gets the old context or
@@ -470,20 +473,16 @@ def _swapper(
     handshaken with. Every context is built before any is swapped: a chain OpenSSL refuses
     changes nothing.
 
-    A worker (``tag``) says when it serves an identity other than the one it started with,
-    even if the renewal reached it before it was listening (its first install is then the
-    renewed one); the parent logs a renewal itself."""
+    ``on_renewed`` (a worker's: it tells its parent, who logs it) is called once an
+    identity other than the one serving started with is installed, even if the renewal
+    came before listening (the first install is then the renewed one)."""
 
     def swap(identity: TlsIdentity) -> None:
         contexts = [_context(lst.listen, identity) for lst in listening]
         for lst, context in zip(listening, contexts, strict=True):
             lst.context = context
-        if tag and identity is not started_with:
-            log.info(
-                "%s: new connections get the renewed certificate (sha256 %s)",
-                tag,
-                identity.leaf_sha256,
-            )
+        if on_renewed is not None and identity is not started_with:
+            on_renewed(identity)
 
     return swap
 

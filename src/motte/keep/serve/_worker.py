@@ -1,9 +1,9 @@
 """A worker process (``python -m motte.keep.serve._worker``), started by a serving parent
 (:mod:`._workers`): it reads its config (:mod:`._handover`), prepares the workload itself (a
 cache hit: the parent compiled it), refuses to serve if the digest differs, writes
-``ready`` on standard output, serves the inherited sockets until its standard input ends
-or SIGTERM, presenting each renewed identity the parent sends to new connections, and
-writes its counters as one JSON line before it exits.
+```ready`` on standard output, serves the inherited sockets until its standard input ends
+or SIGTERM, presenting each renewed identity the parent sends to new connections (and
+saying so, one JSON line), and writes its counters as one JSON line before it exits.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import threading
 
 from motte.keep.serve._handover import decode_identity, decode_record, read_messages
 
+_said = threading.Lock()
+
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    # The main thread says ready and the counters; the parent's reader, each renewal taken.
+    with _said:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def main() -> int:
@@ -82,6 +86,8 @@ def main() -> int:
         signals=(signal.SIGTERM,),
         tag=f"w{config['index']}",
         identities=identities,
+        # The parent logs it: one place says which processes serve the renewed certificate.
+        on_renewed=lambda new: _say(json.dumps({"renewed": new.leaf_sha256})),
     )
     _say(json.dumps({"stats": stats.as_dict()}))
     return 0

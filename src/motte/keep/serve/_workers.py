@@ -46,14 +46,27 @@ class _Worker:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
+            if line.strip() == b"ready":
+                log.info("worker process %d serves too", self.index)
             if not line.startswith(b"{"):
                 continue
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                reason = json.loads(line)["error"]
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(message, dict):
+                continue
+            if "error" in message:
                 log.warning(
                     "worker process %d could not start (%s); serving with fewer processes",
                     self.index,
-                    reason,
+                    message["error"],
+                )
+            elif "renewed" in message:
+                log.info(
+                    "worker process %d: new connections get the renewed certificate (sha256 %s)",
+                    self.index,
+                    message["renewed"],
                 )
 
     def counts(self) -> dict[str, int] | None:
