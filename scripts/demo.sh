@@ -178,10 +178,10 @@ expect 125 "$MOTTE" run demo/http-hello:1.0 --steward "$STEWARD" --backend sim \
 step "A Keep calls a vendor's API, with mutual TLS" \
 "examples/outbound asks for one destination, 'vendor' (api.vendor.example:443), and calls \
 GET /v1/hello with an API token. Here nginx plays the vendor on 127.0.0.1: it trusts only \
-this Steward's CA for client certificates and wants the token. The host grants the \
-destination (its address here, and the vendor's CA bundle) and the token, from its \
-environment (the Steward will release it once secrets reach Keeps). The Keep connects, \
-verifies nginx, presents its attested certificate; the guest sees plain text."
+this Steward's CA for client certificates and wants the token. The token is a Steward \
+secret, released only to this package's digest. The host grants the destination (its \
+address here, and the vendor's CA bundle) and the secret. The Keep attests, gets the token, \
+connects, verifies nginx, presents its attested certificate; the guest sees plain text."
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ ! -x "$NGINX" ]; then
     printf 'demo: nginx is not installed (sh scripts/system-deps.sh test): skipping this part\n'
@@ -237,19 +237,40 @@ done
 printf '%s(nginx, the vendor, serves https://127.0.0.1:%s; client certificates from %s)%s\n' \
     "$dim" "$VPORT" "$ATTESTED_HOME/steward/ca.pem" "$off"
 expect 0 "$MOTTE" package examples/outbound --tag demo/outbound:1.0
-GRANTS="--grant connect:vendor=127.0.0.1:$VPORT,ca=$VENDOR/ca.pem --grant env:VENDOR_API_TOKEN"
+OUT_DIGEST=$("$MOTTE" package examples/outbound --tag demo/outbound:1.0 --json \
+    | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["digest"])')
+printf 'digests = ["%s"]\nallow_insecure_sim = true  # development only\n' "$OUT_DIGEST" \
+    >"$VENDOR/release.toml"
+printf '%s$ cat release.toml%s\n' "$bold" "$off"
+sed 's/^/  /' "$VENDOR/release.toml"
+printf '%s$ printf demo-token | %s secret put vendor-api-token --policy release.toml%s\n' \
+    "$bold" "$MOTTE" "$off"
+printf demo-token | "$MOTTE" secret put vendor-api-token --policy "$VENDOR/release.toml" || exit 1
+GRANTS="--grant connect:vendor=127.0.0.1:$VPORT,ca=$VENDOR/ca.pem"
 # shellcheck disable=SC2086
-expect 0 env VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
-    --backend sim --allow-insecure-sim $GRANTS
+expect 0 "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
+    --backend sim --allow-insecure-sim $GRANTS --grant secret:vendor-api-token
 
 step "Refused: no grant, no token, a certificate not from the Steward" \
-"The same package without the host's grant is refused before it runs (125), naming the flag. \
-Without the token, nginx answers 401. A Keep attested by another Steward presents a \
+"The same package without the host's grant of the destination is refused before it runs \
+(125), naming the flag. A build the release policy does not name (one limit changed) never \
+gets the token: the Steward refuses the release (125). A build that does not ask for the \
+token calls without it: nginx answers 401. A Keep attested by another Steward presents a \
 certificate nginx's CA did not issue: 400. The guest exits 1 when the answer is not 2xx."
-expect 125 env VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
-    --backend sim --allow-insecure-sim --grant env:VENDOR_API_TOKEN
+expect 125 "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" \
+    --backend sim --allow-insecure-sim --grant secret:vendor-api-token
+mkdir "$VENDOR/other" "$VENDOR/tokenless"
+cp examples/outbound/outbound.wasm "$VENDOR/other/"
+cp examples/outbound/outbound.wasm "$VENDOR/tokenless/"
+sed 's/^wall_time = 10 /wall_time = 11 /' examples/outbound/Motte.toml >"$VENDOR/other/Motte.toml"
+sed '/^\[\[secret\]\]/,$d' examples/outbound/Motte.toml >"$VENDOR/tokenless/Motte.toml"
+"$MOTTE" package "$VENDOR/other" --tag demo/outbound-other:1.0 >/dev/null
+"$MOTTE" package "$VENDOR/tokenless" --tag demo/outbound-tokenless:1.0 >/dev/null
 # shellcheck disable=SC2086
-expect 1 "$MOTTE" run demo/outbound:1.0 --steward "$STEWARD" --backend sim \
+expect 125 "$MOTTE" run demo/outbound-other:1.0 --steward "$STEWARD" --backend sim \
+    --allow-insecure-sim $GRANTS --grant secret:vendor-api-token
+# shellcheck disable=SC2086
+expect 1 "$MOTTE" run demo/outbound-tokenless:1.0 --steward "$STEWARD" --backend sim \
     --allow-insecure-sim $GRANTS
 OTHER_HOME="$ATTESTED_HOME/other-steward"
 mkdir "$OTHER_HOME"
@@ -259,9 +280,11 @@ MOTTE_HOME="$OTHER_HOME" "$MOTTE" steward serve --listen 127.0.0.1:0 \
 pids="$pids $!"
 OTHER=$(wait_for "$ATTESTED_HOME/other-steward.log" "serving on http://" | sed 's/.*serving on //')
 MOTTE_HOME="$OTHER_HOME" "$MOTTE" package examples/outbound --tag demo/outbound:1.0 >/dev/null
+printf demo-token | MOTTE_HOME="$OTHER_HOME" "$MOTTE" secret put vendor-api-token \
+    --policy "$VENDOR/release.toml" >/dev/null || exit 1
 # shellcheck disable=SC2086
-expect 1 env MOTTE_HOME="$OTHER_HOME" VENDOR_API_TOKEN=demo-token "$MOTTE" run demo/outbound:1.0 \
-    --steward "$OTHER" --backend sim --allow-insecure-sim $GRANTS
+expect 1 env MOTTE_HOME="$OTHER_HOME" "$MOTTE" run demo/outbound:1.0 \
+    --steward "$OTHER" --backend sim --allow-insecure-sim $GRANTS --grant secret:vendor-api-token
 printf '%snginx access log (status, TLS version, client certificate):%s\n' "$dim" "$off"
 sed 's/^/  /' "$VENDOR/access.log"
 fi
