@@ -168,9 +168,13 @@ def test_json_run_and_alpn(world, tmp_path):
     in the handshake."""
     homes, urls = world["homes"], world["stewards"]
     app = tokenless_copy(EXAMPLES / "outbound", tmp_path / "alpn")
-    text = (app / "Motte.toml").read_text().replace(
-        'API_HOST = "api.vendor.example"',
-        f'API_HOST = "api.vendor.example"\nAPI_TOKEN = "{TOKEN}"',
+    text = (
+        (app / "Motte.toml")
+        .read_text()
+        .replace(
+            'API_HOST = "api.vendor.example"',
+            f'API_HOST = "api.vendor.example"\nAPI_TOKEN = "{TOKEN}"',
+        )
     )
     grant = f"connect:vendor={world['vendor'].address},ca={world['pki'].ca}"
     common = ["--steward", urls[0], "--backend", "sim", "--allow-insecure-sim", "--grant", grant]
