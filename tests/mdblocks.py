@@ -132,11 +132,16 @@ def read_blocks(path: Path) -> list[Block]:
         if fence:
             mark = fence.group("fence")
             info = fence.group("info").strip().split(" ")[0]
+            # A fence indented N spaces (inside a list item) takes up to N spaces off each
+            # line of its content, as CommonMark does: a transcript's `$ ` and a heredoc's
+            # terminator then start their lines, as the reader sees them.
+            indent = len(fence.group("indent"))
             start = i
             body: list[str] = []
             i += 1
             while i < len(lines) and not lines[i].strip().startswith(mark):
-                body.append(lines[i])
+                line = lines[i]
+                body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
                 i += 1
             i += 1  # the closing fence
             opts = pending[0] if pending else _Options()

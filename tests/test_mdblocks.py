@@ -25,6 +25,18 @@ def test_a_console_transcript_runs_its_prompted_lines_with_continuations(tmp_pat
     assert b.script == "motte key new alice\nmotte sign x \\\n    --key alice\n"
 
 
+def test_a_block_in_a_list_item_loses_its_fence_indentation(tmp_path):
+    """A list item's transcript runs its prompted lines, and a heredoc in it ends, as pasted."""
+    a, b = blocks(
+        tmp_path,
+        "- a package:\n\n  <!-- doctest: exit=125 -->\n  ```console\n  $ motte run acme/x:1.0\n"
+        "  motte: error: refused\n  ```\n\n  ```sh\n  cat > m.toml <<'EOF'\n"
+        "  workload = 'x'\n    nested = 1\n  EOF\n  ```\n",
+    )
+    assert (a.exit, a.script) == (125, "motte run acme/x:1.0\n")
+    assert b.script == "cat > m.toml <<'EOF'\nworkload = 'x'\n  nested = 1\nEOF\n"
+
+
 def test_directives_set_how_a_block_runs(tmp_path):
     a, b, c = blocks(
         tmp_path,
