@@ -32,10 +32,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 
 # MOTTE_REQUIRE_PEERS: a missing peer (upsd, the registry, Go, zig) fails the run instead of
-# skipping the tests that need it.
+# skipping the tests that need it. Two worker processes (pytest-xdist): the suite mostly waits
+# on real servers and subprocesses; tests that share fixed ports run in one worker (loadgroup).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench examples
-	MOTTE_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q
+	MOTTE_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -223,6 +223,8 @@ RUNNABLE = [p for p in PAGES if any(b.runs for b in read_blocks(p))]
 
 
 @pytest.mark.integration
+# Pages listen on fixed ports (above): under pytest-xdist they all run in one worker, in turn.
+@pytest.mark.xdist_group("doc-pages")
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
 def test_the_page_runs_as_written(page: Path, tmp_path: Path) -> None:
     if "../shared/testdata" in page.read_text() and not SHARED_TESTDATA.is_dir():
