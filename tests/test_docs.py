@@ -10,10 +10,10 @@ is done.
 The pages run one after another and their servers listen on fixed ports (a reader pastes
 the same addresses). A page stops its servers before the next starts, but a new page takes
 ports no other page uses (8443 and 8450 are shared from before: README.md and power.md,
-power.md and secrets.md):
+power.md and secrets.md), all below 32768, where Linux's ephemeral ports begin:
 
     README.md                 5000 registry, 8440 Steward, 8443 Keep
-    docs/power.md             34930-34935 UPS simulators, 8450 Steward, 8443 Keep
+    docs/power.md             13490-13495 UPS simulators, 8450 Steward, 8443 Keep
     docs/transparency-log.md  8570 log, 8571 witness
     docs/supply-chain.md      5100 registry, 8500 log
     docs/console.md           8580 console
@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,24 @@ def _blocks(page: Path) -> list[Block]:
         return read_blocks(page)
     except DocError as e:
         pytest.fail(str(e))
+
+
+#: Linux hands out ports from 32768 up (ip_local_port_range) to port-0 servers and outgoing
+#: connections, so a page's fixed port up there can be taken by another test at any moment.
+EPHEMERAL_PORTS_START = 32768
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_a_page_listens_below_the_ephemeral_ports(page: Path) -> None:
+    ports = [
+        (b.where, urllib.parse.urlsplit(b.ready.replace("tcp:", "tcp://", 1)).port)
+        for b in _blocks(page)
+        if b.ready
+    ]
+    high = [
+        f"{where}: port {port}" for where, port in ports if (port or 0) >= EPHEMERAL_PORTS_START
+    ]
+    assert not high, "\n".join(high)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -456,7 +456,7 @@ def test_the_cli_rehearses_a_whole_power_cut_with_the_examples(tmp_path, motte_h
     shutil.copytree(examples, work)
     port = free_port()
     plan = work / "rehearsal.toml"
-    plan.write_text(plan.read_text().replace("127.0.0.1:34930", f"127.0.0.1:{port}"))
+    plan.write_text(plan.read_text().replace("127.0.0.1:13490", f"127.0.0.1:{port}"))
     log = tmp_path / "rehearsal.log"
     env = {**os.environ, "MOTTE_REHEARSAL_LOG": str(log), "MOTTE_REHEARSAL_PASSWORD": "rehearsal"}
     check = subprocess.run(

@@ -206,13 +206,13 @@ def test_plan_check_of_the_two_ups_example_lists_every_ups(cli, monkeypatch):
     monkeypatch.setenv("MOTTE_REHEARSAL_PASSWORD", "rehearsal")
     r = cli("power", "plan", "check", EXAMPLES / "two-ups.toml")
     assert r.exit_code == 0, r.stderr
-    assert "UPS rack@127.0.0.1:34932 as motte (primary)" in r.stdout
-    assert "UPS aux@127.0.0.1:34933 as motte (primary)" in r.stdout
+    assert "UPS rack@127.0.0.1:13492 as motte (primary)" in r.stdout
+    assert "UPS aux@127.0.0.1:13493 as motte (primary)" in r.stdout
     assert "the plan runs when any of the 2 is critical" in r.stdout
     assert "ask every UPS for shutdown.return" in r.stdout
     doc = json.loads(cli("power", "plan", "check", EXAMPLES / "two-ups.toml", "--json").stdout)
-    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:34932", "aux@127.0.0.1:34933"]
-    assert doc["ups"] == "rack@127.0.0.1:34932,aux@127.0.0.1:34933"
+    assert [u["address"] for u in doc["upses"]] == ["rack@127.0.0.1:13492", "aux@127.0.0.1:13493"]
+    assert doc["ups"] == "rack@127.0.0.1:13492,aux@127.0.0.1:13493"
     one = json.loads(
         cli("power", "plan", "check", EXAMPLES / "homelab.toml", "--elsewhere", "--json").stdout
     )
@@ -302,11 +302,11 @@ def test_plan_check_of_the_redundant_example_shows_each_ups_loss(cli, monkeypatc
     )
     doc = json.loads(cli("power", "plan", "check", EXAMPLES / "redundant.toml", "--json").stdout)
     assert doc["supplies"]["nas"] == {
-        "upses": {"rack@127.0.0.1:34934": 1, "aux@127.0.0.1:34935": 1},
+        "upses": {"rack@127.0.0.1:13494": 1, "aux@127.0.0.1:13495": 1},
         "needed": 1,
     }
-    rack = next(x for x in doc["losses"] if x["upses"] == ["rack@127.0.0.1:34934"])
-    assert rack["stages"] == [["app"]] and rack["targets"] == ["rack@127.0.0.1:34934"]
+    rack = next(x for x in doc["losses"] if x["upses"] == ["rack@127.0.0.1:13494"])
+    assert rack["stages"] == [["app"]] and rack["targets"] == ["rack@127.0.0.1:13494"]
     assert rack["running"] == ["nas", "pi"] and not rack["coordinator_stops"]
 
 

@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Ride out power cuts and shut hosts down in order, over the NUT protocol.",
     epilog=(
         "Rehearse a whole power cut on one machine, in two terminals:\n\n"
-        "motte power simulate examples/power/long-cut.toml --listen 127.0.0.1:34930\n\n"
+        "motte power simulate examples/power/long-cut.toml --listen 127.0.0.1:13490\n\n"
         "motte power watch --plan examples/power/rehearsal.toml\n\n"
         "Check a plan first with `motte power plan check FILE`; `motte power status` shows how "
         "far a plan got. Guide: docs/power.md."
@@ -142,9 +142,9 @@ def simulate(
             in_use = e.errno == errno.EADDRINUSE
             raise UsageError(
                 f"cannot listen on {listen}: {e.strerror}",
-                hint="is a upsd already on that port? try --listen 127.0.0.1:34930"
+                hint="is a upsd already on that port? try --listen 127.0.0.1:13490"
                 if in_use
-                else "give HOST:PORT with an address of this machine, e.g. 127.0.0.1:34930",
+                else "give HOST:PORT with an address of this machine, e.g. 127.0.0.1:13490",
             ) from None
         render.simulator_banner(sc, host, bound, json_out)
         await sim.run(until_end=stop_after)
