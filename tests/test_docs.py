@@ -93,15 +93,21 @@ def _blocks(page: Path) -> list[Block]:
 EPHEMERAL_PORTS_START = 32768
 
 
+def _ready_address(spec: str) -> tuple[str, int]:
+    """The host and port a block's ready= waits on (tcp:HOST:PORT or an http(s) URL)."""
+    if spec.startswith("tcp:"):
+        host, _, port = spec[4:].rpartition(":")
+        return host, int(port)
+    url = urllib.parse.urlsplit(spec)
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_a_page_listens_below_the_ephemeral_ports(page: Path) -> None:
-    ports = [
-        (b.where, urllib.parse.urlsplit(b.ready.replace("tcp:", "tcp://", 1)).port)
-        for b in _blocks(page)
-        if b.ready
-    ]
     high = [
-        f"{where}: port {port}" for where, port in ports if (port or 0) >= EPHEMERAL_PORTS_START
+        f"{b.where}: port {port}"
+        for b in _blocks(page)
+        if b.ready and (port := _ready_address(b.ready)[1]) >= EPHEMERAL_PORTS_START
     ]
     assert not high, "\n".join(high)
 
@@ -114,8 +120,7 @@ def test_every_command_block_is_runnable_or_says_why_not(page: Path) -> None:
 
 def _ready(spec: str) -> bool:
     if spec.startswith("tcp:"):
-        host, _, port = spec[4:].rpartition(":")
-        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 1):
+        with contextlib.suppress(OSError), socket.create_connection(_ready_address(spec), 1):
             return True
         return False
     try:
